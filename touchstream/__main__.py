@@ -1,0 +1,5 @@
+import sys
+
+from touchstream.runtime.cli import main
+
+sys.exit(main())

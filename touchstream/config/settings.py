@@ -1,0 +1,213 @@
+"""Runtime settings from ``TOUCHSTREAM_*`` environment variables, validated once at start-up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from touchstream.config.rules import Rules, load_rules
+from touchstream.errors import ConfigError
+
+PREFIX = "TOUCHSTREAM_"
+DEV_HMAC_SECRET = "touchstream-development-only-hmac-secret"
+SECRET_FIELDS = ("hmac_secret", "kafka_sasl_password", "redis_password")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "production"
+    broker: str = "kafka://127.0.0.1:9092"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "SCRAM-SHA-512"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password: str = ""
+    kafka_ssl_cafile: str = ""
+    kafka_ssl_certfile: str = ""
+    kafka_ssl_keyfile: str = ""
+    allow_plaintext: bool = False
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_username: str = ""
+    redis_password: str = ""
+    redis_ssl_cafile: str = ""
+    hmac_secret: str = ""
+    app_id: str = "touchstream"
+    topic_prefix: str = ""
+    partitions: int = 8
+    replication_factor: int = 1
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    data_dir: str = "var/touchstream"
+    store: str = "memory"
+    rules: str = ""
+    log_level: str = "info"
+    session_timeout_s: float = 30.0
+    heartbeat_interval_s: float = 3.0
+    max_event_bytes: int = 65536
+    future_tolerance_s: int = 86400
+    redis_flush_interval_ms: int = 20
+    idle_fallback_s: float = 5.0
+
+    def __repr__(self) -> str:
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS and value:
+                value = "***"
+            elif f.name == "redis_url":
+                value = mask_url(value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    __str__ = __repr__
+
+    @property
+    def development(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def secure_kafka(self) -> bool:
+        return self.kafka_security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def secure_redis(self) -> bool:
+        return urlsplit(self.redis_url).scheme == "rediss"
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"
+
+    def bootstrap_servers(self) -> str:
+        return ",".join(h.split("://", 1)[-1] for h in self.broker.split(","))
+
+    def check(self) -> None:
+        if self.env not in ("development", "production"):
+            raise ConfigError(key("env"), "must be 'development' or 'production'")
+        for url in self.broker.split(","):
+            scheme, _, hostport = url.strip().rpartition("://")
+            if scheme not in ("", "kafka") or not _host_port_ok(hostport):
+                raise ConfigError(key("broker"), f"expected kafka://HOST:PORT[,...], got {url!r}")
+        if self.kafka_security_protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(
+                key("kafka_security_protocol"), f"must be one of {SECURITY_PROTOCOLS}"
+            )
+        if self.kafka_security_protocol.startswith("SASL"):
+            if self.kafka_sasl_mechanism not in SASL_MECHANISMS:
+                raise ConfigError(key("kafka_sasl_mechanism"), f"must be one of {SASL_MECHANISMS}")
+            if not self.kafka_sasl_username or not self.kafka_sasl_password:
+                raise ConfigError(
+                    key("kafka_sasl_username"), "SASL needs a username and a password"
+                )
+        parts = urlsplit(self.redis_url)
+        if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ConfigError(key("redis_url"), "expected redis://HOST:PORT/DB or rediss://...")
+        try:
+            _ = parts.port
+        except ValueError as exc:
+            raise ConfigError(key("redis_url"), "the port is not a number") from exc
+        if not self.development:
+            if not self.hmac_secret or self.hmac_secret == DEV_HMAC_SECRET:
+                raise ConfigError(
+                    key("hmac_secret"),
+                    "set a secret of at least 32 characters (the development default is refused)",
+                )
+            if not self.allow_plaintext and not (self.secure_kafka and self.secure_redis):
+                raise ConfigError(
+                    key("kafka_security_protocol"),
+                    "plaintext Kafka or Redis outside development: use SSL/SASL_SSL and rediss://,"
+                    " or set TOUCHSTREAM_ALLOW_PLAINTEXT=true on a trusted network",
+                )
+        if len(self.hmac_secret) < 32:
+            raise ConfigError(key("hmac_secret"), "must be at least 32 characters long")
+        for name, low, high in (
+            ("partitions", 1, 10_000),
+            ("replication_factor", 1, 10),
+            ("web_port", 0, 65535),
+            ("max_event_bytes", 1024, 16 * 1024 * 1024),
+            ("redis_flush_interval_ms", 1, 10_000),
+        ):
+            value = getattr(self, name)
+            if not low <= value <= high:
+                raise ConfigError(key(name), f"must be between {low} and {high}, got {value}")
+        for name in ("session_timeout_s", "heartbeat_interval_s", "idle_fallback_s"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(key(name), "must be > 0")
+        if self.heartbeat_interval_s >= self.session_timeout_s:
+            raise ConfigError(key("heartbeat_interval_s"), "must be below session_timeout_s")
+        if self.store not in ("memory", "rocksdb"):
+            raise ConfigError(key("store"), "must be 'memory' or 'rocksdb'")
+        if self.log_level.lower() not in ("debug", "info", "warning", "error"):
+            raise ConfigError(key("log_level"), "must be debug, info, warning or error")
+
+
+def key(name: str) -> str:
+    return PREFIX + name.upper()
+
+
+def mask_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url
+
+
+def _host_port_ok(hostport: str) -> bool:
+    host, _, port = hostport.rpartition(":")
+    return bool(host) and port.isdigit()
+
+
+DEVELOPMENT_DEFAULTS: dict[str, Any] = {
+    "hmac_secret": DEV_HMAC_SECRET,
+    "session_timeout_s": 6.0,
+    "heartbeat_interval_s": 1.0,
+}
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings from the environment; any invalid value raises ConfigError naming its key."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    types = {f.name: f.type for f in fields(Settings)}
+    for name, tp in types.items():
+        raw = environ.get(key(name))
+        if raw is None:
+            continue
+        values[name] = _parse(name, str(tp), raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    env = values.get("env", Settings.env)
+    if env == "development":
+        for name, value in DEVELOPMENT_DEFAULTS.items():
+            values.setdefault(name, value)
+    settings = replace(Settings(), **values)
+    settings.check()
+    return settings
+
+
+def load_all(environ: Mapping[str, str] | None = None, **overrides: Any) -> tuple[Settings, Rules]:
+    settings = load_settings(environ, **overrides)
+    return settings, load_rules(settings.rules or None)
+
+
+def _parse(name: str, tp: str, raw: str) -> Any:
+    raw = raw.strip()
+    if tp == "bool":
+        lowered = raw.lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(key(name), f"expected true or false, got {raw!r}")
+    if tp == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(key(name), f"expected an integer, got {raw!r}") from None
+    if tp == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(key(name), f"expected a number, got {raw!r}") from None
+    return raw

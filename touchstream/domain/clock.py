@@ -1,0 +1,48 @@
+"""Event time: parsing ``occurred_at`` and formatting epoch milliseconds."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from touchstream.errors import SchemaViolation
+
+MS_PER_DAY = 86_400_000
+MS_PER_HOUR = 3_600_000
+MS_PER_MINUTE = 60_000
+
+
+def parse_occurred_at(value: object, now_ms: int, future_tolerance_ms: int) -> int:
+    """Epoch milliseconds of an RFC 3339 string with offset or an epoch-ms integer."""
+    if isinstance(value, bool):
+        raise SchemaViolation("occurred_at must be an RFC 3339 string or epoch milliseconds")
+    if isinstance(value, int):
+        ms = value
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            raise SchemaViolation(
+                f"occurred_at is not an RFC 3339 timestamp: {value[:40]!r}"
+            ) from None
+        if parsed.tzinfo is None:
+            raise SchemaViolation("occurred_at needs a UTC offset (e.g. 'Z' or '+02:00')")
+        ms = int(parsed.timestamp() * 1000)
+    else:
+        raise SchemaViolation("occurred_at must be an RFC 3339 string or epoch milliseconds")
+    if ms < 0:
+        raise SchemaViolation("occurred_at is before 1970-01-01")
+    if ms > now_ms + future_tolerance_ms:
+        raise SchemaViolation(
+            f"occurred_at is {(ms - now_ms) // 1000} s in the future "
+            f"(more than {future_tolerance_ms // 1000} s ahead of the wall clock)"
+        )
+    return ms
+
+
+def iso(ms: int) -> str:
+    """RFC 3339 UTC with millisecond precision."""
+    return (
+        datetime.fromtimestamp(ms / 1000, tz=UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )

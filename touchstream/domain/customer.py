@@ -1,0 +1,157 @@
+"""Per-customer state and the pure ``apply`` that every delivery of an event goes through.
+
+State is a plain dict (it is the Faust table value, serialised with orjson). Idempotency is
+part of the record itself, so the changelog carries the effect and its guard atomically:
+``src`` holds the highest inbound offset applied per inbound partition (redelivery, rewinds),
+``seen`` the most recent event ids (a producer sending the same event twice), and ``orders``
+the orders that already earned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from touchstream.config.rules import Rules
+
+SEEN_LIMIT = 64
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Something the outside world must hear about; the agent turns it into a record."""
+
+    kind: str
+    payload: dict[str, Any]
+
+
+@dataclass
+class Outcome:
+    state: dict[str, Any]
+    decisions: list[Decision] = field(default_factory=list)
+    duplicate: bool = False
+
+
+def new_state(customer_id: str) -> dict[str, Any]:
+    return {
+        "customer_id": customer_id,
+        "version": 0,
+        "src": {},
+        "seen": [],
+        "points": 0,
+        "qualifying_spend_minor": 0,
+        "orders": {},
+        "signup_bonus_at": None,
+        "first_purchase_at": None,
+        "last_purchase_at": None,
+        "first_seen_at": None,
+        "last_event_at": None,
+        "events": {},
+        "identifiers": {},
+    }
+
+
+def event_fingerprint(event_id: str) -> str:
+    return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
+
+
+def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> Outcome:
+    """Apply one internal event; applying the same delivery twice changes nothing."""
+    if state is None:
+        state = new_state(event["cid"])
+    partition, offset = event["in"]
+    src: dict[str, int] = state["src"]
+    pkey = str(partition)
+    if src.get(pkey, -1) >= offset:
+        return Outcome(state, duplicate=True)
+    state = dict(state, src=dict(src, **{pkey: offset}))
+    fingerprint = event_fingerprint(event["id"])
+    if fingerprint in state["seen"]:
+        return Outcome(state, duplicate=True)
+    state["seen"] = [*state["seen"][-(SEEN_LIMIT - 1) :], fingerprint]
+
+    decisions: list[Decision] = []
+    handler = HANDLERS.get(event["type"])
+    if handler is not None:
+        handler(state, event, rules, decisions)
+    _track(state, event)
+    state["version"] += 1
+    return Outcome(state, decisions)
+
+
+def _track(state: dict[str, Any], event: dict[str, Any]) -> None:
+    at = event["at"]
+    if state["first_seen_at"] is None or at < state["first_seen_at"]:
+        state["first_seen_at"] = at
+    if state["last_event_at"] is None or at > state["last_event_at"]:
+        state["last_event_at"] = at
+    events = dict(state["events"])
+    events[event["type"]] = events.get(event["type"], 0) + 1
+    state["events"] = events
+    identifiers = {k: list(v) for k, v in state["identifiers"].items()}
+    for kind, value in event["ids"].items():
+        known = identifiers.setdefault(kind, [])
+        if value not in known:
+            known.append(value)
+    state["identifiers"] = identifiers
+
+
+def tier_for(spend_minor: int, rules: Rules) -> tuple[str, float]:
+    current = rules.loyalty.tiers[0]
+    for tier in rules.loyalty.tiers:
+        if spend_minor >= tier.min_spend_minor:
+            current = tier
+    return current.name, current.multiplier
+
+
+def earned_points(net_minor: int, multiplier: float, rules: Rules) -> int:
+    """Whole points, rounded down, computed in integers (no float money)."""
+    per_mille = round(multiplier * 1000)
+    return (net_minor * rules.loyalty.points_per_unit * per_mille) // (
+        rules.program.minor_per_unit * 1000
+    )
+
+
+def _purchase(
+    state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
+) -> None:
+    props = event["props"]
+    order_id = props["order_id"]
+    if order_id in state["orders"]:
+        return  # each order earns once, whatever the event id it arrives under
+    net = max(props["total_minor"] - props.get("discount_minor", 0), 0)
+    tier_before, multiplier = tier_for(state["qualifying_spend_minor"], rules)
+    points = earned_points(net, multiplier, rules)
+    state["orders"] = dict(
+        state["orders"], **{order_id: {"at": event["at"], "net": net, "pts": points}}
+    )
+    state["points"] += points
+    state["qualifying_spend_minor"] += net
+    at = event["at"]
+    if state["first_purchase_at"] is None or at < state["first_purchase_at"]:
+        state["first_purchase_at"] = at
+    if state["last_purchase_at"] is None or at > state["last_purchase_at"]:
+        state["last_purchase_at"] = at
+    decisions.append(
+        Decision(
+            "points_earned",
+            {"order_id": order_id, "points": points, "tier_before": tier_before, "net_minor": net},
+        )
+    )
+
+
+def _loyalty_signup(
+    state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
+) -> None:
+    if state["signup_bonus_at"] is not None:
+        return
+    state["signup_bonus_at"] = event["at"]
+    state["points"] += rules.loyalty.signup_bonus
+    decisions.append(Decision("points_earned", {"signup_bonus": rules.loyalty.signup_bonus}))
+
+
+HANDLERS = {
+    "purchase": _purchase,
+    "loyalty_signup": _loyalty_signup,
+}

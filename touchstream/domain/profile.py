@@ -1,0 +1,25 @@
+"""The single customer view: the fields served in Redis, over HTTP and on profiles.updates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from touchstream.config.rules import Rules
+from touchstream.domain.clock import iso
+from touchstream.domain.customer import tier_for
+
+
+def project(state: dict[str, Any], rules: Rules) -> dict[str, Any]:
+    tier, _ = tier_for(state["qualifying_spend_minor"], rules)
+    last_purchase = state["last_purchase_at"]
+    last_event = state["last_event_at"]
+    return {
+        "customer_id": state["customer_id"],
+        "points": state["points"],
+        "tier": tier,
+        "qualifying_spend_minor": state["qualifying_spend_minor"],
+        "orders": len(state["orders"]),
+        "last_purchase_at": iso(last_purchase) if last_purchase is not None else "",
+        "updated_at": iso(last_event) if last_event is not None else "",
+        "version": state["version"],
+    }

@@ -1,0 +1,66 @@
+"""One exception root for Touchstream.
+
+Poison errors describe an input that can never succeed: it goes to the DLQ with its reason.
+Retryable errors describe a dependency that may recover: the caller retries with backoff.
+"""
+
+from __future__ import annotations
+
+
+class TouchstreamError(Exception):
+    """Root of every error Touchstream raises on purpose."""
+
+
+class ConfigError(TouchstreamError):
+    """A setting or rule is invalid; start-up stops naming the key."""
+
+    def __init__(self, key: str, problem: str) -> None:
+        super().__init__(f"{key}: {problem}")
+        self.key = key
+        self.problem = problem
+
+
+class PoisonEvent(TouchstreamError):
+    """An inbound record that no retry can fix; it goes to the DLQ."""
+
+    reason = "poison"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidUtf8(PoisonEvent):
+    reason = "invalid_utf8"
+
+
+class InvalidJson(PoisonEvent):
+    reason = "invalid_json"
+
+
+class TooLarge(PoisonEvent):
+    reason = "too_large"
+
+
+class UnknownType(PoisonEvent):
+    reason = "unknown_type"
+
+
+class UnsupportedVersion(PoisonEvent):
+    reason = "unsupported_version"
+
+
+class SchemaViolation(PoisonEvent):
+    reason = "schema_violation"
+
+
+class UnsupportedCurrency(PoisonEvent):
+    reason = "unsupported_currency"
+
+
+class RetryableError(TouchstreamError):
+    """A transient failure of a dependency; retried with backoff, never dropped."""
+
+
+class RedisUnavailable(RetryableError):
+    pass

@@ -1,0 +1,165 @@
+"""``touchstream`` command line: worker, demo, simulate, bench, dlq replay."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from touchstream.errors import ConfigError
+
+DESCRIPTION = """\
+Touchstream: real-time customer engagement for retail on your own Kafka.
+
+Configuration comes from TOUCHSTREAM_* environment variables and a TOML rules file
+(TOUCHSTREAM_RULES or --rules); a bad value stops start-up naming the key.
+"""
+
+
+def _add_rules(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--rules",
+        metavar="PATH",
+        help="TOML rules file (default: TOUCHSTREAM_RULES, else the spec's default rules)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="touchstream",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    worker = sub.add_parser(
+        "worker",
+        help="run a worker (production entry point; env + rules file)",
+        description="Run one Touchstream worker against the Kafka and Redis named by "
+        "TOUCHSTREAM_BROKER and TOUCHSTREAM_REDIS_URL. Add workers to scale out.",
+    )
+    _add_rules(worker)
+
+    demo = sub.add_parser(
+        "demo",
+        help="embedded broker + Redis + worker + traffic simulator, then a summary",
+        description="Start an embedded Kafka-protocol broker and Redis on free loopback ports, "
+        "a worker, and simulated POS and web shoppers (with some malformed events). Prints "
+        "what happens while it runs and a summary at the end.",
+    )
+    _add_rules(demo)
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (60)")
+    demo.add_argument("--rate", type=float, default=200.0, help="events per second (200)")
+    demo.add_argument("--customers", type=int, default=500, help="simulated shoppers (500)")
+    demo.add_argument(
+        "--malformed", type=float, default=0.02, help="share of malformed events (0.02)"
+    )
+    demo.add_argument("--summary-json", metavar="PATH", help="also write the summary as JSON")
+    demo.add_argument(
+        "--no-traffic",
+        action="store_true",
+        help="only run broker, Redis and a worker until SIGINT/SIGTERM",
+    )
+    demo.add_argument("--seed", type=int, default=7, help="random seed of the simulator")
+
+    sim = sub.add_parser(
+        "simulate",
+        help="produce synthetic shopper traffic into any broker",
+        description="Produce simulated touchpoint events to a topic at a chosen rate.",
+    )
+    sim.add_argument(
+        "--broker",
+        default=None,
+        help="HOST:PORT[,...] (default: TOUCHSTREAM_BROKER or 127.0.0.1:9092)",
+    )
+    sim.add_argument("--topic", default="touchpoints")
+    sim.add_argument("--rate", type=float, default=200.0, help="events per second (0 = max)")
+    sim.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
+    sim.add_argument("--events", type=int, default=None, help="stop after this many events")
+    sim.add_argument("--customers", type=int, default=500)
+    sim.add_argument(
+        "--malformed",
+        type=float,
+        default=0.0,
+        help="share of malformed events, kinds drawn in turn (0)",
+    )
+    sim.add_argument(
+        "--malformed-kind",
+        action="append",
+        default=None,
+        metavar="KIND",
+        help="restrict malformed events to these kinds (repeat)",
+    )
+    sim.add_argument("--seed", type=int, default=7)
+
+    bench = sub.add_parser(
+        "bench",
+        help="raw consume vs naive Faust vs the Touchstream pipeline",
+        description="Measure, on one embedded broker and one data set: (a) raw aiokafka+orjson "
+        "consume, (b) a naive Faust agent with one table update per event, (c) the Touchstream "
+        "pipeline; prints events/s, ratios, p50/p99 event-to-output latency and peak RSS.",
+    )
+    _add_rules(bench)
+    bench.add_argument("--events", type=int, default=50_000, help="events per phase (50000)")
+    bench.add_argument("--customers", type=int, default=5_000)
+    bench.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=10.0,
+        help="length of the latency phase at half the pipeline's throughput",
+    )
+    bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+
+    dlq = sub.add_parser("dlq", help="dead-letter queue tools")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    replay = dlq_sub.add_parser(
+        "replay", help="re-submit DLQ records to touchpoints (after a fix or contract change)"
+    )
+    replay.add_argument("--broker", default=None)
+    replay.add_argument(
+        "--reason", action="append", default=None, help="only records with this reason (repeat)"
+    )
+    replay.add_argument("--max", type=int, default=None, help="at most this many records")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except ConfigError as exc:
+        print(f"touchstream: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "worker":
+        from touchstream.config.settings import load_all
+        from touchstream.runtime.worker import run_worker
+
+        settings, rules = load_all(rules=args.rules)
+        run_worker(settings, rules)
+        return 0
+    if args.command == "demo":
+        from touchstream.runtime.demo import run_demo
+
+        return run_demo(args)
+    if args.command == "simulate":
+        from touchstream.simulator.produce import run_simulate
+
+        return run_simulate(args)
+    if args.command == "bench":
+        from touchstream.bench.runner import run_bench
+
+        return run_bench(args)
+    if args.command == "dlq":
+        from touchstream.runtime.dlq_replay import run_replay
+
+        return run_replay(args)
+    raise AssertionError(args.command)  # pragma: no cover
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

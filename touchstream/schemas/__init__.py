@@ -1,0 +1,1 @@
+"""The versioned contracts (JSON Schema files) and the fast decoder of inbound records."""

@@ -1,0 +1,1 @@
+"""Serving the single customer view: Redis profile sync and the HTTP views."""

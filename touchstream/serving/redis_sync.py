@@ -1,0 +1,118 @@
+"""Keeps Redis profiles current: coalesced, versioned, retried writes.
+
+The agent hands over the newest profile of a customer and moves on; a background loop writes
+batches through one pipeline. A write only lands if its version is newer than the stored one,
+so a replay or a late retry never moves a profile backwards. A failed batch stays pending
+(newer versions replace older ones) and is retried with backoff: a Redis outage delays the
+view, it never loses an update.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from touchstream import metrics
+from touchstream.serving.keys import alias_key, profile_key
+
+log = logging.getLogger(__name__)
+
+# KEYS[1] profile key; ARGV[1] version; ARGV[2..] field/value pairs
+WRITE_IF_NEWER = """
+local stored = redis.call('HGET', KEYS[1], 'version')
+if stored and tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+return 1
+"""
+
+MAX_BATCH = 500
+MAX_BACKOFF_S = 2.0
+
+
+class RedisSync:
+    def __init__(self, client: aioredis.Redis, flush_interval_s: float) -> None:
+        self._client = client
+        self._interval = flush_interval_s
+        self._pending: dict[str, tuple[dict[str, Any], dict[str, str], float]] = {}
+        self._script = client.register_script(WRITE_IF_NEWER)
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def submit(
+        self, customer_id: str, profile: dict[str, Any], aliases: dict[str, str] | None = None
+    ) -> None:
+        previous = self._pending.get(customer_id)
+        since = previous[2] if previous else time.monotonic()
+        merged_aliases = dict(previous[1]) if previous else {}
+        merged_aliases.update(aliases or {})
+        self._pending[customer_id] = (profile, merged_aliases, since)
+        if len(self._pending) >= MAX_BATCH:
+            self._wake.set()
+
+    async def run(self) -> None:
+        backoff = 0.05
+        while not self._stopping or self._pending:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+            self._wake.clear()
+            try:
+                await self.flush()
+                backoff = 0.05
+            except (RedisError, OSError) as exc:
+                metrics.REDIS_SYNC_ERRORS.inc()
+                log.warning("Redis profile sync failed, retrying in %.2fs: %s", backoff, exc)
+                if self._stopping:
+                    return
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+            self._observe()
+
+    async def stop(self, timeout_s: float = 5.0) -> None:
+        self._stopping = True
+        self._wake.set()
+        deadline = time.monotonic() + timeout_s
+        while self._pending and time.monotonic() < deadline:
+            try:
+                await self.flush()
+            except (RedisError, OSError):
+                await asyncio.sleep(0.1)
+
+    async def flush(self) -> None:
+        while self._pending:
+            batch = list(self._pending.items())[:MAX_BATCH]
+            script_slots: list[int] = []
+            async with self._client.pipeline(transaction=False) as pipe:
+                for customer_id, (profile, aliases, _) in batch:
+                    args: list[Any] = [profile["version"]]
+                    for name, value in profile.items():
+                        args.extend((name, "" if value is None else value))
+                    script_slots.append(len(pipe))
+                    await self._script(keys=[profile_key(customer_id)], args=args, client=pipe)
+                    for kind, value in aliases.items():
+                        pipe.set(alias_key(kind, value), customer_id)
+                results = await pipe.execute()
+            for customer_id, entry in batch:
+                if self._pending.get(customer_id) is entry:
+                    del self._pending[customer_id]
+            written = sum(1 for slot in script_slots if results[slot] == 1)
+            metrics.REDIS_WRITES.labels("written").inc(written)
+            metrics.REDIS_WRITES.labels("older_version_kept").inc(len(script_slots) - written)
+            self._observe()
+
+    def _observe(self) -> None:
+        metrics.REDIS_SYNC_PENDING.set(len(self._pending))
+        if self._pending:
+            oldest = min(entry[2] for entry in self._pending.values())
+            metrics.REDIS_SYNC_LAG.set(time.monotonic() - oldest)
+        else:
+            metrics.REDIS_SYNC_LAG.set(0)

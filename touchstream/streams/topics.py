@@ -1,0 +1,28 @@
+"""Every topic Touchstream reads or writes (names before the optional TOUCHSTREAM_TOPIC_PREFIX)."""
+
+from touchstream.config.rules import TRIGGER_TYPES
+
+TOUCHPOINTS = "touchpoints"
+DLQ = "touchpoints.dlq"
+# internal: valid, normalised events keyed by customer id (the per-customer stage's input)
+CUSTOMER_EVENTS = "touchstream.customer-events"
+PROFILES_UPDATES = "profiles.updates"
+PROFILES_MERGES = "profiles.merges"
+SESSIONS = "sessions"
+LOYALTY_OUTCOMES = "loyalty.outcomes"
+TRIGGERS_AUDIT = "triggers.audit"
+PRIVACY_RECEIPTS = "privacy.receipts"
+PRIVACY_EXPORTS = "privacy.exports"
+TRIGGER_TOPICS = {kind: f"triggers.{kind}" for kind in TRIGGER_TYPES}
+
+OUTPUTS = (
+    DLQ,
+    PROFILES_UPDATES,
+    PROFILES_MERGES,
+    SESSIONS,
+    LOYALTY_OUTCOMES,
+    TRIGGERS_AUDIT,
+    PRIVACY_RECEIPTS,
+    PRIVACY_EXPORTS,
+    *TRIGGER_TOPICS.values(),
+)

@@ -1,0 +1,134 @@
+"""Builds the Faust app: topics, tables and agents, wired from one Settings and one Rules.
+
+touchpoints ──ingest──┬──> touchpoints.dlq                (poison, with reason)
+                      └──> touchstream.customer-events    (re-keyed by customer id)
+                               │
+                           customer stage  (customers table, domain.apply)
+                               ├──> profiles.updates, triggers.*, loyalty.outcomes, ...
+                               └──> Redis ts:profile:{customer_id}
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from typing import Any
+
+import faust
+
+from touchstream import metrics
+from touchstream.agents.customer import make_customer_agent
+from touchstream.agents.ingest import make_ingest_agent
+from touchstream.config.rules import Rules
+from touchstream.config.settings import Settings
+from touchstream.domain.identity import IdentityNormaliser
+from touchstream.domain.ingest import Ingest
+from touchstream.schemas.decode import load_validators
+from touchstream.serving.http import register_views
+from touchstream.serving.redis_client import redis_client
+from touchstream.serving.redis_sync import RedisSync
+from touchstream.streams import topics
+from touchstream.tables.customers import customers_table
+
+log = logging.getLogger(__name__)
+
+
+def broker_credentials(settings: Settings) -> Any:
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
+    if settings.kafka_ssl_certfile:
+        context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile or None)
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=settings.kafka_sasl_password,
+        mechanism=settings.kafka_sasl_mechanism,
+        ssl_context=context if protocol == "SASL_SSL" else None,
+    )
+
+
+class Topology:
+    """Everything one worker runs; agents receive it to reach topics, tables and services."""
+
+    def __init__(self, settings: Settings, rules: Rules) -> None:
+        load_validators()
+        self.settings = settings
+        self.rules = rules
+        normaliser = IdentityNormaliser(
+            settings.hmac_secret,
+            rules.identity.blocked_values,
+            rules.identity.default_country_code,
+        )
+        self.normaliser = normaliser
+        self.ingest = Ingest(rules.program, normaliser, settings.future_tolerance_s * 1000)
+        store = "memory://" if settings.store == "memory" else "rocksdb://"
+        self.app = faust.App(
+            settings.app_id,
+            broker=settings.broker,
+            broker_credentials=broker_credentials(settings),
+            store=store,
+            datadir=settings.data_dir,
+            autodiscover=False,
+            topic_partitions=settings.partitions,
+            topic_replication_factor=settings.replication_factor,
+            broker_session_timeout=settings.session_timeout_s,
+            broker_heartbeat_interval=settings.heartbeat_interval_s,
+            consumer_auto_offset_reset="earliest",
+            key_serializer="raw",
+            value_serializer="raw",
+            web_host=settings.web_host,
+            web_port=settings.web_port,
+            web_bind=settings.web_host,
+            web_enabled=True,
+            producer_acks=-1,
+            stream_buffer_maxsize=8192,
+            broker_max_poll_records=2000,
+        )
+        self.touchpoints = self._topic(topics.TOUCHPOINTS)
+        self.customer_events = self._topic(topics.CUSTOMER_EVENTS)
+        self.dlq = self._topic(topics.DLQ)
+        self.profiles_updates = self._topic(topics.PROFILES_UPDATES)
+        self.outputs = {name: self._topic(name) for name in topics.OUTPUTS}
+        self.customers = customers_table(self.app, settings.partitions)
+        self.redis = redis_client(settings)
+        self.redis_sync = RedisSync(self.redis, settings.redis_flush_interval_ms / 1000)
+        self.app.agent(self.touchpoints, name="ingest")(make_ingest_agent(self))
+        self.app.agent(self.customer_events, name="customer")(make_customer_agent(self))
+        register_views(self)
+        self._sync_task: asyncio.Task[None] | None = None
+        self.app.task(self._start_services)
+        self.app.timer(5.0)(self._observe_tables)
+
+        @self.app.on_before_shutdown.connect  # type: ignore[misc]
+        async def _stop_services(app: faust.App, **kwargs: Any) -> None:
+            await self.redis_sync.stop()
+
+    def _topic(self, name: str) -> faust.TopicT:
+        # internal=True: the worker creates missing topics with the configured partitions
+        return self.app.topic(
+            self.settings.topic(name),
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=self.settings.partitions,
+            internal=True,
+        )
+
+    async def _start_services(self) -> None:
+        self._sync_task = asyncio.ensure_future(self.redis_sync.run())
+
+    async def _observe_tables(self) -> None:
+        metrics.TABLE_KEYS.labels("customers").set(len(self.customers))
+        metrics.READY.set(1 if self.ready() else 0)
+
+    def ready(self) -> bool:
+        app = self.app
+        recovery = app.tables.recovery
+        return bool(
+            not app.rebalancing and recovery.completed.is_set() and not recovery.in_recovery
+        )
