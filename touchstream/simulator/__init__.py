@@ -1,0 +1,1 @@
+"""Synthetic shopper traffic: POS and web shoppers, plus malformed events on request."""
