@@ -1,0 +1,135 @@
+"""A local stack: embedded broker and Redis plus Touchstream workers as child processes.
+
+Used by ``touchstream demo`` and by the integration tests, so both run the product the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from touchstream.runtime.embedded import EmbeddedBroker, EmbeddedRedis, start_broker, start_redis
+from touchstream.runtime.processes import Child, free_port
+
+WORKER_READY_TIMEOUT_S = 60.0
+
+
+def worker_env(
+    broker_url: str, redis_url: str, web_port: int, data_dir: str, **extra: str
+) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHSTREAM_")}
+    env.update(
+        TOUCHSTREAM_ENV="development",
+        TOUCHSTREAM_BROKER=broker_url,
+        TOUCHSTREAM_REDIS_URL=redis_url,
+        TOUCHSTREAM_WEB_PORT=str(web_port),
+        TOUCHSTREAM_DATA_DIR=data_dir,
+        PYTHONUNBUFFERED="1",
+    )
+    env.update({f"TOUCHSTREAM_{k.upper()}": v for k, v in extra.items()})
+    return env
+
+
+@dataclass
+class WorkerProcess:
+    child: Child
+    web_port: int
+    data_dir: str
+
+    @property
+    def http(self) -> str:
+        return f"http://127.0.0.1:{self.web_port}"
+
+    def get(self, path: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
+        try:
+            with urllib.request.urlopen(self.http + path, timeout=timeout_s) as resp:
+                return resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def wait_ready(self, timeout_s: float = WORKER_READY_TIMEOUT_S) -> float:
+        """Seconds until /readyz answered 200; raises with the worker's log tail otherwise."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            if not self.child.alive():
+                raise RuntimeError(
+                    f"worker exited with code {self.child.proc.returncode}:\n{self.child.tail()}"
+                )
+            try:
+                status, _ = self.get("/readyz", timeout_s=1.0)
+                if status == 200:
+                    return time.monotonic() - started
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"worker not ready after {timeout_s}s:\n{self.child.tail()}")
+
+    def metrics(self) -> dict[str, float]:
+        """Sum of each touchstream_* metric over its labels (for progress and summaries)."""
+        _, body = self.get("/metrics")
+        return parse_metric_sums(body.decode())
+
+    def stop(self, timeout_s: float = 15.0) -> int | None:
+        return self.child.stop(timeout_s)
+
+
+def parse_metric_sums(text: str) -> dict[str, float]:
+    sums: dict[str, float] = {}
+    for line in text.splitlines():
+        if not line.startswith("touchstream_"):
+            continue
+        name_labels, _, value = line.rpartition(" ")
+        name = name_labels.split("{", 1)[0]
+        try:
+            sums[name] = sums.get(name, 0.0) + float(value)
+        except ValueError:
+            continue
+    return sums
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    broker: EmbeddedBroker
+    redis: EmbeddedRedis
+    workers: list[WorkerProcess] = field(default_factory=list)
+    redis_db: int = 0
+
+    @classmethod
+    def start(cls, workdir: Path | None = None) -> Stack:
+        path = workdir or Path(tempfile.mkdtemp(prefix="touchstream-"))
+        path.mkdir(parents=True, exist_ok=True)
+        broker = start_broker(log_path=path / "broker.log")
+        try:
+            redis = start_redis(log_path=path / "redis.log")
+        except Exception:
+            broker.stop()
+            raise
+        return cls(path, broker, redis)
+
+    def start_worker(
+        self, rules: str | None = None, name: str | None = None, **settings: str
+    ) -> WorkerProcess:
+        name = name or f"worker-{len(self.workers) + 1}"
+        port = free_port()
+        data_dir = str(self.workdir / name)
+        env = worker_env(self.broker.url, self.redis.url(self.redis_db), port, data_dir, **settings)
+        argv = [sys.executable, "-m", "touchstream", "worker"]
+        if rules:
+            argv += ["--rules", rules]
+        child = Child(argv, name, env=env, log_path=self.workdir / f"{name}.log")
+        worker = WorkerProcess(child, port, data_dir)
+        self.workers.append(worker)
+        return worker
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+        self.redis.stop()
+        self.broker.stop()
