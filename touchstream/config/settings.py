@@ -51,6 +51,7 @@ class Settings:
     future_tolerance_s: int = 86400
     redis_flush_interval_ms: int = 20
     idle_fallback_s: float = 5.0
+    producer_max_batch_bytes: int = 16384
 
     def __repr__(self) -> str:
         shown = []
@@ -128,6 +129,7 @@ class Settings:
             ("web_port", 0, 65535),
             ("max_event_bytes", 1024, 16 * 1024 * 1024),
             ("redis_flush_interval_ms", 1, 10_000),
+            ("producer_max_batch_bytes", 1, 64 * 1024 * 1024),
         ):
             value = getattr(self, name)
             if not low <= value <= high:

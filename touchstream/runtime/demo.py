@@ -30,9 +30,18 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+class Terminated(Exception):
+    """SIGTERM arrived: stop everything we started, then exit."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    raise Terminated()
+
+
 def run_demo(args: argparse.Namespace) -> int:
     # validate the rules before starting anything, so a bad file fails fast and names the key
     load_all({"TOUCHSTREAM_ENV": "development"}, rules=args.rules)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     stack = Stack.start()
     try:
         worker = stack.start_worker(rules=args.rules)
@@ -43,30 +52,24 @@ def run_demo(args: argparse.Namespace) -> int:
         ready_s = worker.wait_ready()
         say(f"worker ready in {ready_s:.1f}s")
         if args.no_traffic:
-            _wait_for_signal()
-            return 0
+            say("running until Ctrl-C (SIGINT) or SIGTERM")
+            try:
+                while True:
+                    signal.pause()
+            except (Terminated, KeyboardInterrupt):
+                return 0
         summary = asyncio.run(_traffic(args, stack, worker))
+        signal.signal(signal.SIGTERM, _on_sigterm)  # asyncio.run reset it to the default
         _print_summary(summary)
         if args.summary_json:
             Path(args.summary_json).write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
             say(f"summary written to {args.summary_json}")
         return 0 if summary["drained"] else 1
+    except Terminated:
+        return 143
     finally:
         say("stopping worker, Redis and broker ...")
         stack.stop()
-
-
-def _wait_for_signal() -> None:
-    say("running until Ctrl-C (SIGINT) or SIGTERM")
-    received: list[int] = []
-
-    def handler(signum: int, frame: Any) -> None:
-        received.append(signum)
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    while not received:
-        signal.pause() if hasattr(signal, "pause") else time.sleep(0.5)
 
 
 async def _traffic(args: argparse.Namespace, stack: Stack, worker: WorkerProcess) -> dict[str, Any]:

@@ -85,6 +85,7 @@ class Topology:
             web_bind=settings.web_host,
             web_enabled=True,
             producer_acks=-1,
+            producer_max_batch_size=settings.producer_max_batch_bytes,
             stream_buffer_maxsize=8192,
             broker_max_poll_records=2000,
         )

@@ -1,0 +1,106 @@
+"""`touchstream demo` as a newcomer runs it: traffic, DLQ, Redis profiles, clean exit."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import orjson
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def port_open(hostport: str) -> bool:
+    host, _, port = hostport.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def test_demo_with_traffic_writes_a_truthful_summary(tmp_path) -> None:
+    summary_path = tmp_path / "summary.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "touchstream",
+            "demo",
+            "--duration",
+            "8",
+            "--rate",
+            "150",
+            "--malformed",
+            "0.05",
+            "--summary-json",
+            str(summary_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = orjson.loads(summary_path.read_bytes())
+    assert summary["events_processed"] > 0
+    assert summary["malformed_injected"] > 0
+    assert summary["dlq_events"] == summary["malformed_injected"]
+    assert summary["profiles_in_redis"] > 0
+    assert summary["events_processed"] + summary["dlq_events"] == summary["events_produced"]
+    assert isinstance(summary["triggers"], dict)
+    assert "Touchstream demo summary" in result.stdout
+    broker = next(
+        line.split(": ", 1)[1] for line in result.stdout.splitlines() if line.startswith("broker: ")
+    )
+    assert not port_open(broker), "the embedded broker outlived the demo"
+
+
+def test_demo_without_traffic_serves_until_sigterm_and_leaves_nothing_behind() -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "touchstream", "demo", "--no-traffic"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        lines = [proc.stdout.readline().strip() for _ in range(3)]  # type: ignore[union-attr]
+        assert lines[0].startswith("broker: 127.0.0.1:")
+        assert lines[1].startswith("redis: redis://127.0.0.1:")
+        assert lines[2].startswith("http: http://127.0.0.1:")
+        broker = lines[0].split(": ", 1)[1]
+        redis_hostport = lines[1].split("//", 1)[1].rsplit("/", 1)[0]
+        deadline = time.monotonic() + 60
+        ready = False
+        while time.monotonic() < deadline and not ready:
+            line = proc.stdout.readline()  # type: ignore[union-attr]
+            ready = line.startswith("worker ready")
+        assert ready
+        assert port_open(broker) and port_open(redis_hostport)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+        assert not port_open(broker) and not port_open(redis_hostport)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def test_cli_help_documents_every_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "touchstream", "--help"], capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0
+    for command in ("worker", "demo", "simulate", "bench", "dlq"):
+        assert command in result.stdout
+    demo = subprocess.run(
+        [sys.executable, "-m", "touchstream", "demo", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    for option in ("--duration", "--summary-json", "--no-traffic", "--rules"):
+        assert option in demo

@@ -1,0 +1,58 @@
+"""Bad input is never fatal and never silent: every poison record reaches the DLQ with its reason."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from touchstream.runtime.kafka_io import produce, read_topic
+from touchstream.runtime.stack import Stack
+from touchstream.simulator.factory import purchase
+from touchstream.simulator.traffic import MALFORMED_KINDS, Traffic
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_malformed_kind_is_dead_lettered_with_reason_and_original_bytes(
+    stack: Stack,
+) -> None:
+    worker = stack.start_worker()
+    worker.wait_ready()
+    prefix = stack.settings["topic_prefix"]
+    traffic = Traffic(customers=5, seed=3, malformed=1.0)
+    bad = [traffic.next(1_795_000_000_000) for _ in MALFORMED_KINDS]
+    good = purchase({"customer_id": "crm-ok"}, "o-ok", 1_000)
+    records = [(r.key, r.value) for r in bad] + [(b"crm-ok", good)]
+    positions = produce(stack.broker.bootstrap, prefix + "touchpoints", records)
+
+    dlq = read_topic(stack.broker.bootstrap, prefix + "touchpoints.dlq", expect=len(bad))
+    assert len(dlq) == len(bad)
+    by_origin = {(d.json()["partition"], d.json()["offset"]): d.json() for d in dlq}
+    for record, position in zip(bad, positions, strict=False):
+        entry = by_origin[position]
+        assert entry["reason"] == MALFORMED_KINDS[record.malformed], record.malformed
+        assert entry["message"], record.malformed
+        assert entry["topic"] == prefix + "touchpoints"
+        assert base64.b64decode(entry["value_b64"]) == record.value
+        assert base64.b64decode(entry["key_b64"]) == record.key
+        assert isinstance(entry["timestamp"], int)
+
+    # the stream went on: the valid event after the poison pills was applied
+    updates = read_topic(stack.broker.bootstrap, prefix + "profiles.updates", expect=1)
+    assert [u.json()["customer_id"] for u in updates] == ["crm-ok"]
+    metrics = worker.metrics()
+    assert metrics["touchstream_dlq_total"] == len(bad)
+
+
+def test_schema_violation_message_names_the_field(stack: Stack) -> None:
+    worker = stack.start_worker()
+    worker.wait_ready()
+    prefix = stack.settings["topic_prefix"]
+    sale = purchase({"customer_id": "crm-2"}, "o-2", 1_000)
+    sale["properties"]["items"][0]["quantity"] = 0
+    produce(stack.broker.bootstrap, prefix + "touchpoints", [(None, sale)])
+    (entry,) = read_topic(stack.broker.bootstrap, prefix + "touchpoints.dlq", expect=1)
+    assert entry.json()["reason"] == "schema_violation"
+    assert "quantity" in entry.json()["message"]
+    assert entry.json()["key_b64"] is None

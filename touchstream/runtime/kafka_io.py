@@ -1,0 +1,123 @@
+"""Small synchronous Kafka helpers for tools and tests: produce records, read a topic."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+
+@dataclass(frozen=True)
+class Out:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: bytes | None
+    value: bytes | None
+
+    def json(self) -> Any:
+        return orjson.loads(self.value or b"null")
+
+
+def _encode(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else orjson.dumps(value)
+
+
+def produce(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, Any]],
+    partition: int | None = None,
+) -> list[tuple[int, int]]:
+    """Send (key, value) pairs in order; values that are not bytes are JSON-encoded.
+
+    Returns the (partition, offset) of each record.
+    """
+
+    async def run() -> list[tuple[int, int]]:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap,
+            acks="all",
+            max_request_size=4 * 1024 * 1024,
+            enable_idempotence=False,
+        )
+        await producer.start()
+        try:
+            futures = [
+                await producer.send(topic, _encode(value), key=key, partition=partition)
+                for key, value in records
+            ]
+            metas = [await f for f in futures]
+            return [(m.partition, m.offset) for m in metas]
+        finally:
+            await producer.stop()
+
+    return asyncio.run(run())
+
+
+def read_topic(
+    bootstrap: str,
+    topic: str,
+    expect: int | None = None,
+    timeout_s: float = 30.0,
+    settle_s: float = 1.0,
+) -> list[Out]:
+    """All records of ``topic`` from the beginning.
+
+    Stops once ``expect`` records arrived (then waits ``settle_s`` more to catch extras),
+    or, without ``expect``, when no record arrived for ``settle_s``; never after ``timeout_s``.
+    """
+
+    async def run() -> list[Out]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        out: list[Out] = []
+        try:
+            deadline = time.monotonic() + timeout_s
+            partitions: set[int] | None = None
+            while partitions is None and time.monotonic() < deadline:
+                partitions = consumer.partitions_for_topic(topic)
+                if not partitions:
+                    partitions = None
+                    await consumer._client.force_metadata_update()
+                    await asyncio.sleep(0.2)
+            if not partitions:
+                return out
+            tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            quiet_since = time.monotonic()
+            reached_at: float | None = None
+            while time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
+                got = 0
+                for records in batches.values():
+                    for r in records:
+                        out.append(Out(r.topic, r.partition, r.offset, r.timestamp, r.key, r.value))
+                        got += 1
+                now = time.monotonic()
+                if got:
+                    quiet_since = now
+                if expect is not None:
+                    if len(out) >= expect and reached_at is None:
+                        reached_at = now
+                    if reached_at is not None and now - reached_at >= settle_s:
+                        break
+                elif now - quiet_since >= settle_s:
+                    break
+            return out
+        finally:
+            await consumer.stop()
+
+    return asyncio.run(run())
