@@ -56,3 +56,27 @@ def test_schema_violation_message_names_the_field(stack: Stack) -> None:
     assert entry.json()["reason"] == "schema_violation"
     assert "quantity" in entry.json()["message"]
     assert entry.json()["key_b64"] is None
+
+
+def test_dlq_replay_resubmits_original_bytes_once_per_record(stack: Stack) -> None:
+    import asyncio
+
+    from touchstream.runtime.dlq_replay import replay
+
+    worker = stack.start_worker()
+    worker.wait_ready()
+    prefix = stack.settings["topic_prefix"]
+    bootstrap = stack.broker.bootstrap
+    poison = b'{"event_id": "x", "type": "purchase", '
+    produce(bootstrap, prefix + "touchpoints", [(b"k1", poison)])
+    assert len(read_topic(bootstrap, prefix + "touchpoints.dlq", expect=1)) == 1
+
+    group = prefix + "replay"
+    args = (bootstrap, prefix + "touchpoints.dlq", prefix + "touchpoints", group, set(), None)
+    assert asyncio.run(replay(*args)) == (1, 0)
+    inbound = read_topic(bootstrap, prefix + "touchpoints", expect=2)
+    assert [r.value for r in inbound] == [poison, poison]
+    assert inbound[1].key == b"k1"
+    # still bad: it is dead-lettered again, and a second replay submits only that new record
+    assert len(read_topic(bootstrap, prefix + "touchpoints.dlq", expect=2)) == 2
+    assert asyncio.run(replay(*args)) == (1, 0)

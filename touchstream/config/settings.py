@@ -98,10 +98,9 @@ class Settings:
         if self.kafka_security_protocol.startswith("SASL"):
             if self.kafka_sasl_mechanism not in SASL_MECHANISMS:
                 raise ConfigError(key("kafka_sasl_mechanism"), f"must be one of {SASL_MECHANISMS}")
-            if not self.kafka_sasl_username or not self.kafka_sasl_password:
-                raise ConfigError(
-                    key("kafka_sasl_username"), "SASL needs a username and a password"
-                )
+            for name in ("kafka_sasl_username", "kafka_sasl_password"):
+                if not getattr(self, name):
+                    raise ConfigError(key(name), "SASL needs a username and a password")
         parts = urlsplit(self.redis_url)
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
             raise ConfigError(key("redis_url"), "expected redis://HOST:PORT/DB or rediss://...")
@@ -115,10 +114,16 @@ class Settings:
                     key("hmac_secret"),
                     "set a secret of at least 32 characters (the development default is refused)",
                 )
-            if not self.allow_plaintext and not (self.secure_kafka and self.secure_redis):
+            if not self.allow_plaintext and not self.secure_kafka:
                 raise ConfigError(
                     key("kafka_security_protocol"),
-                    "plaintext Kafka or Redis outside development: use SSL/SASL_SSL and rediss://,"
+                    "plaintext Kafka outside development: use SSL or SASL_SSL,"
+                    " or set TOUCHSTREAM_ALLOW_PLAINTEXT=true on a trusted network",
+                )
+            if not self.allow_plaintext and not self.secure_redis:
+                raise ConfigError(
+                    key("redis_url"),
+                    "plaintext Redis outside development: use rediss://,"
                     " or set TOUCHSTREAM_ALLOW_PLAINTEXT=true on a trusted network",
                 )
         if len(self.hmac_secret) < 32:

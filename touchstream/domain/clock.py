@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 from touchstream.errors import SchemaViolation
 
@@ -19,14 +21,15 @@ def parse_occurred_at(value: object, now_ms: int, future_tolerance_ms: int) -> i
         ms = value
     elif isinstance(value, str):
         try:
-            parsed = datetime.fromisoformat(value)
+            # RFC 3339 allows lower-case 't' and 'z'; Python 3.11's parser does not
+            parsed = datetime.fromisoformat(value.upper())
         except ValueError:
             raise SchemaViolation(
                 f"occurred_at is not an RFC 3339 timestamp: {value[:40]!r}"
             ) from None
         if parsed.tzinfo is None:
             raise SchemaViolation("occurred_at needs a UTC offset (e.g. 'Z' or '+02:00')")
-        ms = int(parsed.timestamp() * 1000)
+        ms = (parsed - EPOCH) // timedelta(milliseconds=1)  # exact, no float rounding
     else:
         raise SchemaViolation("occurred_at must be an RFC 3339 string or epoch milliseconds")
     if ms < 0:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from touchstream.config.rules import Rules
+from touchstream.domain.clock import MS_PER_DAY
 
 SEEN_LIMIT = 64
 
@@ -97,6 +98,12 @@ def _track(state: dict[str, Any], event: dict[str, Any]) -> None:
     state["identifiers"] = identifiers
 
 
+def window_spend(state: dict[str, Any], at_ms: int, rules: Rules) -> int:
+    """Qualifying spend of the orders in the trailing tier window ending at ``at_ms``."""
+    start = at_ms - rules.loyalty.tier_window_days * MS_PER_DAY
+    return sum(o["net"] for o in state["orders"].values() if start < o["at"] <= at_ms)
+
+
 def tier_for(spend_minor: int, rules: Rules) -> tuple[str, float]:
     current = rules.loyalty.tiers[0]
     for tier in rules.loyalty.tiers:
@@ -121,7 +128,8 @@ def _purchase(
     if order_id in state["orders"]:
         return  # each order earns once, whatever the event id it arrives under
     net = max(props["total_minor"] - props.get("discount_minor", 0), 0)
-    tier_before, multiplier = tier_for(state["qualifying_spend_minor"], rules)
+    # the tier held before this purchase, from spend in the trailing window (not lifetime)
+    tier_before, multiplier = tier_for(window_spend(state, event["at"], rules), rules)
     points = earned_points(net, multiplier, rules)
     state["orders"] = dict(
         state["orders"], **{order_id: {"at": event["at"], "net": net, "pts": points}}

@@ -10,7 +10,7 @@ from touchstream.config.rules import IDENTIFIER_KINDS
 from touchstream.errors import SchemaViolation
 
 # The values producers send when they have no identifier; linking on them would merge strangers.
-BUILTIN_BLOCKED = frozenset({"", "null", "none", "undefined", "anonymous", "0", "-1", "nan"})
+BUILTIN_BLOCKED = frozenset({"", "null", "none", "undefined", "anonymous", "0", "-1"})
 HASHED_KINDS = frozenset({"email", "phone"})
 PRIORITY = {kind: rank for rank, kind in enumerate(IDENTIFIER_KINDS)}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import ROUND_HALF_EVEN, Decimal
 from typing import Any
 
 from touchstream.config.rules import ProgramRules
@@ -59,13 +60,19 @@ class Ingest:
                 f"properties.currency {currency!r} is not the program currency "
                 f"{self._program.currency!r} and has no configured exchange rate"
             )
+        exact = Decimal(str(rate))
+
+        def convert(minor: int) -> int:
+            # banker's rounding to the nearest minor unit: no systematic drift over many orders
+            return int((exact * minor).to_integral_value(rounding=ROUND_HALF_EVEN))
+
         converted = dict(props, currency=self._program.currency, original_currency=currency)
         for name in MONEY_FIELDS:
             if name in converted:
-                converted[name] = int(converted[name] * rate)
+                converted[name] = convert(converted[name])
         if "items" in converted:
             converted["items"] = [
-                dict(item, unit_price_minor=int(item["unit_price_minor"] * rate))
+                dict(item, unit_price_minor=convert(item["unit_price_minor"]))
                 for item in converted["items"]
             ]
         return converted

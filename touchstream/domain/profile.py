@@ -6,18 +6,19 @@ from typing import Any
 
 from touchstream.config.rules import Rules
 from touchstream.domain.clock import iso
-from touchstream.domain.customer import tier_for
+from touchstream.domain.customer import tier_for, window_spend
 
 
 def project(state: dict[str, Any], rules: Rules) -> dict[str, Any]:
-    tier, _ = tier_for(state["qualifying_spend_minor"], rules)
     last_purchase = state["last_purchase_at"]
     last_event = state["last_event_at"]
+    spend = window_spend(state, last_event, rules) if last_event is not None else 0
+    tier, _ = tier_for(spend, rules)
     return {
         "customer_id": state["customer_id"],
         "points": state["points"],
         "tier": tier,
-        "qualifying_spend_minor": state["qualifying_spend_minor"],
+        "qualifying_spend_minor": spend,
         "orders": len(state["orders"]),
         "last_purchase_at": iso(last_purchase) if last_purchase is not None else "",
         "updated_at": iso(last_event) if last_event is not None else "",

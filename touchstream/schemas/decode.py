@@ -92,17 +92,22 @@ def decode(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
     return event
 
 
+INTEGER_FIELDS = ("points", "quantity")
+
+
 def _reject_float_money(props: dict[str, Any]) -> None:
-    # JSON Schema draft-07 counts 12.0 as an integer; money must never be a float.
+    # JSON Schema draft-07 counts 12.0 as an integer; money and counts must never be floats.
     for name, value in props.items():
-        if name.endswith("_minor") and isinstance(value, float):
-            raise SchemaViolation(f"properties.{name} must be an integer number of minor units")
+        if isinstance(value, float) and (name.endswith("_minor") or name in INTEGER_FIELDS):
+            raise SchemaViolation(f"properties.{name} must be an integer, got {value!r}")
     for i, item in enumerate(props.get("items") or ()):
-        value = item.get("unit_price_minor") if isinstance(item, dict) else None
-        if isinstance(value, float):
-            raise SchemaViolation(
-                f"properties.items[{i}].unit_price_minor must be an integer number of minor units"
-            )
+        if not isinstance(item, dict):
+            continue
+        for name in ("unit_price_minor", "quantity"):
+            if isinstance(item.get(name), float):
+                raise SchemaViolation(
+                    f"properties.items[{i}].{name} must be an integer, got {item[name]!r}"
+                )
 
 
 def _message(exc: fastjsonschema.JsonSchemaValueException) -> str:
