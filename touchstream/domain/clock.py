@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
 from touchstream.errors import SchemaViolation
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 MS_PER_DAY = 86_400_000
 MS_PER_HOUR = 3_600_000

@@ -34,9 +34,10 @@ class IdentityNormaliser:
             if "@" not in value:
                 return None
         elif kind == "phone":
-            value = self._phone(value)
-            if value is None:
+            phone = self._phone(value)
+            if phone is None:
                 return None
+            value = phone
         if value.lower() in self._blocked:
             return None
         return self.hash(kind, value) if kind in HASHED_KINDS else value

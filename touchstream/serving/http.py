@@ -43,7 +43,7 @@ def register_views(t: Topology) -> None:
                 return self.json(
                     {"error": "unknown customer", "customer_id": customer_id}, status=404
                 )
-            return self.json(decode_profile(raw))
+            return self.json(decode_profile(raw))  # type: ignore[arg-type]
 
     _ = (healthz, readyz, metrics_view, CustomerView)
 

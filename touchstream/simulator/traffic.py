@@ -258,7 +258,7 @@ class Traffic:
 
     def _purchase(self, s: Shopper, now_ms: int, channel: str) -> dict[str, Any]:
         if channel == "web" and s.cart:
-            items = [
+            items: list[dict[str, Any]] = [
                 {"sku": sku, "quantity": q, "unit_price_minor": p, "category": self._category[sku]}
                 for sku, (q, p) in s.cart.items()
             ]

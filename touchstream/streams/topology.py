@@ -104,7 +104,7 @@ class Topology:
         self.app.task(self._start_services)
         self.app.timer(5.0)(self._observe_tables)
 
-        @self.app.on_before_shutdown.connect  # type: ignore[misc]
+        @self.app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def _stop_services(app: faust.App, **kwargs: Any) -> None:
             await self.redis_sync.stop()
 
@@ -129,7 +129,7 @@ class Topology:
 
     def ready(self) -> bool:
         app = self.app
-        recovery = app.tables.recovery
+        recovery = app.tables.recovery  # type: ignore[attr-defined]
         return bool(
             not app.rebalancing and recovery.completed.is_set() and not recovery.in_recovery
         )

@@ -10,7 +10,7 @@ import orjson
 CUSTOMERS_TABLE = "customers"
 
 
-def customers_table(app: faust.App, partitions: int) -> faust.Table:
+def customers_table(app: faust.App, partitions: int) -> Any:
     return app.Table(
         CUSTOMERS_TABLE,
         default=None,
