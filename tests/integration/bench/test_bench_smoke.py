@@ -1,0 +1,133 @@
+"""``touchstream bench`` end to end on a small data set: every number is there and sane.
+
+No speed thresholds here: timing claims live in the benchmark's own output, never in tests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+KEYS = {
+    "events",
+    "customers",
+    "raw_eps",
+    "naive_faust_eps",
+    "pipeline_eps",
+    "ratio_pipeline_vs_naive",
+    "ratio_pipeline_vs_raw",
+    "latency_rate_eps",
+    "latency_p50_ms",
+    "latency_p99_ms",
+    "latency_max_ms",
+    "latency_matched",
+    "worker_peak_rss_mib",
+    "started_at",
+}
+
+
+def _bench_argv(json_path: Path, latency_seconds: str = "3") -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "touchstream",
+        "bench",
+        "--events",
+        "3000",
+        "--customers",
+        "300",
+        "--latency-seconds",
+        latency_seconds,
+        "--json",
+        str(json_path),
+    ]
+
+
+def _clean_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("TOUCHSTREAM_")}
+
+
+def _holders_of(path: str) -> list[int]:
+    """Live processes with a file open under ``path`` (the bench's logs and data)."""
+    holders = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            links = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
+        except OSError:
+            continue
+        if any(link.startswith(path) for link in links):
+            holders.append(int(proc.name))
+    return holders
+
+
+@pytest.mark.integration
+def test_bench_reports_every_number(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        _bench_argv(out),
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env=_clean_env(),
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    data = json.loads(out.read_text())
+    assert data.keys() >= KEYS, KEYS - data.keys()
+    assert data["events"] == 3000
+    assert data["customers"] == 300
+    assert data["raw_eps"] > 0
+    assert data["naive_faust_eps"] > 0
+    assert data["pipeline_eps"] > 0
+    assert data["latency_matched"] > 0
+    assert data["latency_matched"] <= data["latency_sent"]
+    assert data["latency_max_ms"] >= data["latency_p99_ms"] >= data["latency_p50_ms"]
+    assert data["worker_peak_rss_mib"] > 0
+    assert data["ratio_pipeline_vs_naive"] == pytest.approx(
+        data["pipeline_eps"] / data["naive_faust_eps"], rel=0.01
+    )
+    # the printed report carries the same numbers as the JSON
+    assert f"{data['pipeline_eps']:,.0f}" in proc.stdout
+    assert "p99" in proc.stdout and "MiB" in proc.stdout
+
+
+@pytest.mark.integration
+def test_interrupted_bench_leaves_nothing_behind(tmp_path: Path) -> None:
+    bench = subprocess.Popen(
+        _bench_argv(tmp_path / "bench.json", latency_seconds="30"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_clean_env(),
+    )
+    try:
+        assert bench.stderr is not None
+        workdir = None
+        for line in bench.stderr:
+            found = re.search(r"logs in (\S+) ", line)
+            if found:
+                workdir = found.group(1)
+            if "(c) Touchstream worker" in line:  # broker, Redis and the worker are all up
+                break
+        assert workdir is not None, "the bench never said where its logs are"
+        time.sleep(2)
+        bench.send_signal(signal.SIGINT)
+        code = bench.wait(timeout=60)
+    finally:
+        if bench.poll() is None:
+            bench.kill()
+            bench.wait()
+    assert code == 130
+    assert not Path(workdir).exists()
+    assert _holders_of(workdir) == []
+    assert not (tmp_path / "bench.json").exists()

@@ -1,0 +1,1 @@
+"""``touchstream bench``: raw consume ceiling vs naive Faust vs the Touchstream pipeline."""

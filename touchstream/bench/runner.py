@@ -1,0 +1,302 @@
+"""``touchstream bench``: one broker, one data set, three consumers of it, then latency.
+
+(a) raw aiokafka + orjson, (b) a naive Faust app with one table update per event,
+(c) the Touchstream worker, measured on its own output timestamps; then live traffic at half
+of (c)'s throughput for the latency percentiles. Start-up is excluded from every number.
+Every process started here is stopped on the way out, whatever the way out is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Coroutine, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import orjson
+
+from touchstream.bench import phases
+from touchstream.bench.phases import BenchError
+from touchstream.bench.report import BenchResult, percentile
+from touchstream.config.rules import load_rules
+from touchstream.runtime.embedded import EmbeddedBroker, start_broker, start_redis
+from touchstream.runtime.stack import worker_env
+from touchstream.runtime.processes import Child, free_port
+from touchstream.simulator.traffic import Traffic, generate
+from touchstream.streams.topics import PROFILES_UPDATES, TOUCHPOINTS
+
+DATA_SEED = 11
+LIVE_SEED = 12
+READY_TIMEOUT_S = 60.0
+# the drain after the latency phase: outputs still missing after this are reported unmatched
+DRAIN_TIMEOUT_S = 30.0
+
+
+def _budget(base_s: float, events: int, slowest_eps: float) -> float:
+    """A phase deadline: fixed overhead plus the events at a rate far below any expected one."""
+    return base_s + events / slowest_eps
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+
+    def say(self, text: str) -> None:
+        print(f"[{time.monotonic() - self.start:6.1f}s] {text}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so every ``finally`` stops what it started.
+
+    This handler covers the synchronous parts; inside the event loop SIGTERM cancels the
+    main task instead (see ``_cancel_on_sigterm``), as asyncio does for SIGINT.
+    """
+
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    if args.events < 1 or args.customers < 1 or args.latency_seconds <= 0:
+        print(
+            "touchstream bench: --events, --customers and --latency-seconds must be > 0",
+            file=sys.stderr,
+        )
+        return 2
+    args.rules = args.rules or os.environ.get("TOUCHSTREAM_RULES") or None
+    if args.rules and not Path(args.rules).is_file():
+        print(f"touchstream bench: rules file {args.rules}: no such file", file=sys.stderr)
+        return 2
+    load_rules(args.rules)  # a bad rules file fails here, naming the key, not after phase (b)
+    clock = _Clock()
+    result = BenchResult(
+        events=args.events,
+        customers=args.customers,
+        started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    workdir = Path(tempfile.mkdtemp(prefix="touchstream-bench-"))
+    keep_workdir = False
+    try:
+        with _sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+            clock.say(f"logs in {workdir} (removed unless the bench fails)")
+            clock.say("starting the embedded broker and Redis")
+            try:
+                broker = start_broker(log_path=workdir / "broker.log")
+                stack.callback(broker.stop)
+                redis = start_redis(log_path=workdir / "redis.log")
+                stack.callback(redis.stop)
+            except (RuntimeError, TimeoutError) as exc:
+                raise BenchError(f"the embedded broker or Redis did not start: {exc}") from None
+            try:
+                asyncio.run(
+                    _cancel_on_sigterm(
+                        _bench(args, result, broker, redis.url(0), workdir, stack, clock)
+                    )
+                )
+            except asyncio.CancelledError:
+                raise KeyboardInterrupt from None
+    except BenchError as exc:
+        keep_workdir = True
+        print(f"touchstream bench: FAILED: {exc}", file=sys.stderr)
+        print(f"touchstream bench: logs kept in {workdir}", file=sys.stderr)
+        return 1
+    finally:
+        if not keep_workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    result.wall_seconds = time.monotonic() - clock.start
+    clock.say("done; every process stopped")
+    print(result.text())
+    if args.json:
+        result.write_json(args.json)
+        print(f"\n  JSON written to {args.json}")
+    return 0
+
+
+async def _cancel_on_sigterm(main: Coroutine[Any, Any, None]) -> None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)
+    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / not Unix
+        await main
+        return
+    try:
+        await main
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, previous)
+
+
+async def _bench(
+    args: argparse.Namespace,
+    result: BenchResult,
+    broker: EmbeddedBroker,
+    redis_url: str,
+    workdir: Path,
+    stack: contextlib.ExitStack,
+    clock: _Clock,
+) -> None:
+    n = args.events
+    bootstrap = broker.bootstrap
+    records = generate(
+        n, args.customers, seed=DATA_SEED, start_ms=int(time.time() * 1000) - 3_600_000
+    )
+    expected = {phases.event_id(r.value) for r in records}
+    if len(expected) != n:
+        raise BenchError(f"the generator repeated event ids ({len(expected)} unique of {n})")
+
+    clock.say(f"producing {n:,} events of {args.customers:,} customers to {TOUCHPOINTS}")
+    await phases.create_topics(bootstrap, [TOUCHPOINTS, PROFILES_UPDATES])
+    await phases.produce_all(bootstrap, TOUCHPOINTS, records, _budget(30, n, 2_000))
+    del records
+
+    clock.say("(a) raw aiokafka + orjson consume")
+    result.raw_eps = await phases.raw_consume(bootstrap, TOUCHPOINTS, n, _budget(30, n, 2_000))
+    clock.say(f"(a) {result.raw_eps:,.0f} events/s")
+
+    clock.say("(b) naive Faust app, one table update per event")
+    result.naive_faust_eps = await _naive_phase(broker, n, workdir, stack)
+    clock.say(f"(b) {result.naive_faust_eps:,.0f} events/s")
+
+    clock.say("(c) Touchstream worker")
+    port = free_port()
+    worker = _start_worker(args, broker, redis_url, port, workdir)
+    stack.callback(worker.stop)
+    reader = phases.OutputReader(bootstrap, PROFILES_UPDATES)
+    try:
+        await reader.start()
+        ready_s = await phases.wait_ready(worker, port, READY_TIMEOUT_S)
+        ready_at_ms = time.time() * 1000
+        clock.say(f"(c) worker ready after {ready_s:.1f}s; waiting for {n:,} profile updates")
+        await phases.await_outputs(
+            reader,
+            expected,
+            worker,
+            "the pipeline phase",
+            _budget(60, n, 250),
+            broker=broker.child,
+        )
+        first_ms = min(reader.arrivals[eid] for eid in expected)
+        clock.say(f"(c) first output {(first_ms - ready_at_ms) / 1000:.1f}s after /readyz said 200")
+        result.pipeline_eps = phases.pipeline_eps(reader, expected)
+        result.pipeline_duplicate_outputs = reader.duplicates
+        clock.say(
+            f"(c) {result.pipeline_eps:,.0f} events/s "
+            f"({reader.duplicates:,} duplicate outputs skipped)"
+        )
+
+        rate = result.pipeline_eps / 2
+        result.latency_rate_eps = rate
+        clock.say(f"latency: live traffic at {rate:,.0f} events/s for {args.latency_seconds:g}s")
+        sent = await phases.offer_live_traffic(
+            bootstrap,
+            TOUCHPOINTS,
+            Traffic(customers=args.customers, seed=LIVE_SEED),
+            rate,
+            args.latency_seconds,
+            worker,
+        )
+        live = set(sent)
+        await phases.await_outputs(
+            reader,
+            live,
+            worker,
+            "the latency drain",
+            DRAIN_TIMEOUT_S,
+            stall_s=DRAIN_TIMEOUT_S,
+            on_stall=lambda done: clock.say(
+                f"latency: {len(live) - done:,} outputs still missing after the drain"
+            ),
+            broker=broker.child,
+        )
+        latencies = [reader.arrivals[eid] - sent[eid] for eid in live if eid in reader.arrivals]
+        result.latency_sent = len(sent)
+        result.latency_matched = len(latencies)
+        if not latencies:
+            raise BenchError("the latency phase matched no output to its input", worker)
+        result.latency_p50_ms = percentile(latencies, 50)
+        result.latency_p99_ms = percentile(latencies, 99)
+        result.latency_max_ms = max(latencies)
+        clock.say(
+            f"latency: p50 {result.latency_p50_ms:.0f} ms, p99 {result.latency_p99_ms:.0f} ms "
+            f"over {len(latencies):,} events"
+        )
+        result.worker_peak_rss_mib = phases.read_vmhwm_mib(worker.pid)
+    finally:
+        await reader.stop()
+        worker.stop()
+
+
+async def _naive_phase(
+    broker: EmbeddedBroker, n: int, workdir: Path, stack: contextlib.ExitStack
+) -> float:
+    result_path = workdir / "naive-result.json"
+    env = _child_env(
+        TOUCHSTREAM_BENCH_BROKER=broker.url,
+        TOUCHSTREAM_BENCH_TOPIC=TOUCHPOINTS,
+        TOUCHSTREAM_BENCH_EVENTS=str(n),
+        TOUCHSTREAM_BENCH_RESULT=str(result_path),
+        TOUCHSTREAM_BENCH_WEB_PORT=str(free_port()),
+        TOUCHSTREAM_BENCH_DATADIR=str(workdir / "naive-data"),
+    )
+    naive = Child(
+        [sys.executable, "-m", "touchstream.bench.naive"],
+        name="naive Faust app",
+        env=env,
+        log_path=workdir / "naive.log",
+    )
+    stack.callback(naive.stop)
+    try:
+        raw = await phases.wait_for_file(
+            result_path, naive, "the naive Faust phase", _budget(60, n, 1_000)
+        )
+    finally:
+        naive.stop()
+    data = orjson.loads(raw)
+    return float(n / max(data["t_last"] - data["t_first"], 1e-6))
+
+
+def _start_worker(
+    args: argparse.Namespace, broker: EmbeddedBroker, redis_url: str, port: int, workdir: Path
+) -> Child:
+    # the same environment as the demo and the tests run the worker with (runtime.stack)
+    env = worker_env(
+        broker.url, redis_url, port, str(workdir / "worker-data"),
+        partitions="8", log_level="warning",
+    )
+    argv = [sys.executable, "-m", "touchstream", "worker"]
+    if args.rules:
+        argv += ["--rules", str(Path(args.rules).resolve())]
+    return Child(argv, name="worker", env=env, log_path=workdir / "worker.log")
+
+
+def _child_env(**overrides: str) -> dict[str, str]:
+    # the caller's TOUCHSTREAM_* settings (topic prefix, app id, ...) must not leak into the
+    # measured processes; the rules file travels as --rules
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHSTREAM_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(overrides)
+    return env
