@@ -30,8 +30,8 @@ from touchstream.bench.phases import BenchError
 from touchstream.bench.report import BenchResult, percentile
 from touchstream.config.rules import load_rules
 from touchstream.runtime.embedded import EmbeddedBroker, start_broker, start_redis
-from touchstream.runtime.stack import worker_env
 from touchstream.runtime.processes import Child, free_port
+from touchstream.runtime.stack import worker_env
 from touchstream.simulator.traffic import Traffic, generate
 from touchstream.streams.topics import PROFILES_UPDATES, TOUCHPOINTS
 
@@ -284,8 +284,12 @@ def _start_worker(
 ) -> Child:
     # the same environment as the demo and the tests run the worker with (runtime.stack)
     env = worker_env(
-        broker.url, redis_url, port, str(workdir / "worker-data"),
-        partitions="8", log_level="warning",
+        broker.url,
+        redis_url,
+        port,
+        str(workdir / "worker-data"),
+        partitions="8",
+        log_level="warning",
     )
     argv = [sys.executable, "-m", "touchstream", "worker"]
     if args.rules:

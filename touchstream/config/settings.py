@@ -52,6 +52,8 @@ class Settings:
     redis_flush_interval_ms: int = 20
     idle_fallback_s: float = 5.0
     producer_max_batch_bytes: int = 16384
+    fetch_max_wait_ms: int = 100
+    probe_end_offsets: bool = False
 
     def __repr__(self) -> str:
         shown = []
@@ -135,6 +137,7 @@ class Settings:
             ("max_event_bytes", 1024, 16 * 1024 * 1024),
             ("redis_flush_interval_ms", 1, 10_000),
             ("producer_max_batch_bytes", 1, 64 * 1024 * 1024),
+            ("fetch_max_wait_ms", 1, 30_000),
         ):
             value = getattr(self, name)
             if not low <= value <= high:

@@ -65,8 +65,13 @@ def run_demo(args: argparse.Namespace) -> int:
             Path(args.summary_json).write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
             say(f"summary written to {args.summary_json}")
         return 0 if summary["drained"] else 1
-    except Terminated:
-        return 143
+    except (Terminated, KeyboardInterrupt) as exc:
+        # with --no-traffic a signal is the normal way to stop, whenever it arrives
+        if args.no_traffic:
+            return 0
+        if isinstance(exc, Terminated):
+            return 143
+        raise
     finally:
         say("stopping worker, Redis and broker ...")
         stack.stop()

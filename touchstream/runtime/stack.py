@@ -31,11 +31,8 @@ def worker_env(
         TOUCHSTREAM_WEB_PORT=str(web_port),
         TOUCHSTREAM_DATA_DIR=data_dir,
         PYTHONUNBUFFERED="1",
-        # The embedded tansu 0.6 broker reports a partition's end offset as the base offset of
-        # its last record batch + 1, so Faust's changelog recovery stops short of the last
-        # records of a multi-record batch. One record per batch keeps the end offset exact.
-        # Production Kafka needs no such setting.
-        TOUCHSTREAM_PRODUCER_MAX_BATCH_BYTES="1",
+        # tansu 0.6 under-reports end offsets; see streams/transport.py
+        TOUCHSTREAM_PROBE_END_OFFSETS="true",
     )
     env.update({f"TOUCHSTREAM_{k.upper()}": v for k, v in extra.items()})
     return env

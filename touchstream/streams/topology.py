@@ -29,6 +29,7 @@ from touchstream.serving.http import register_views
 from touchstream.serving.redis_client import redis_client
 from touchstream.serving.redis_sync import RedisSync
 from touchstream.streams import topics
+from touchstream.streams.transport import transport_for
 from touchstream.tables.customers import customers_table
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,12 @@ class Topology:
             producer_max_batch_size=settings.producer_max_batch_bytes,
             stream_buffer_maxsize=8192,
             broker_max_poll_records=2000,
+        )
+        self.app.transport = transport_for(
+            self.app,
+            settings.fetch_max_wait_ms,
+            settings.bootstrap_servers(),
+            settings.probe_end_offsets,
         )
         self.touchpoints = self._topic(topics.TOUCHPOINTS)
         self.customer_events = self._topic(topics.CUSTOMER_EVENTS)

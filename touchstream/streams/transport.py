@@ -1,0 +1,76 @@
+"""Faust's aiokafka transport: configurable fetch wait, optional end-offset probe.
+
+faust-streaming 0.15 hard-codes ``fetch_max_wait_ms=1500`` for the worker's consumer
+(faust/transport/drivers/aiokafka.py, ``_create_worker_consumer``). A broker that does not
+answer a waiting fetch as soon as data arrives (the embedded tansu broker) then adds up to
+1.5 s per hop, and the pipeline has two hops; Apache Kafka answers early and barely notices.
+
+The embedded tansu 0.6 broker reports a partition's end offset as the base offset of its last
+record batch + 1. Faust recovers a table by reading its changelog up to that end offset, so it
+would stop short of the tail of the last batch and forget state. With ``probe_end_offsets`` the
+worker reads the last batch once per recovered partition and takes its true end. Production
+brokers report end offsets correctly and leave the probe off.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.transport.drivers import aiokafka as faust_aiokafka
+
+PROBE_TIMEOUT_S = 5.0
+
+
+async def probe_end_offsets(bootstrap: str, reported: Mapping[Any, int]) -> dict[Any, int]:
+    """True end offsets: one past the last record of the batch at ``reported - 1``."""
+    todo = {tp: end for tp, end in reported.items() if end > 0}
+    result = dict(reported)
+    if not todo:
+        return result
+    probe = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False)
+    await probe.start()
+    try:
+        tps = {TopicPartition(tp.topic, tp.partition): tp for tp in todo}
+        probe.assign(list(tps))
+        for ktp, tp in tps.items():
+            probe.seek(ktp, todo[tp] - 1)
+        waiting = set(tps)
+        deadline = time.monotonic() + PROBE_TIMEOUT_S
+        while waiting and time.monotonic() < deadline:
+            batches = await probe.getmany(*waiting, timeout_ms=200)
+            for ktp, records in batches.items():
+                if records:
+                    tp = tps[ktp]
+                    result[tp] = max(result[tp], records[-1].offset + 1)
+                    waiting.discard(ktp)
+    finally:
+        await probe.stop()
+    return result
+
+
+def transport_for(app: faust.App, fetch_max_wait_ms: int, bootstrap: str, probe_end: bool) -> Any:
+    class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+        def _create_worker_consumer(self, transport: Any) -> Any:
+            consumer = super()._create_worker_consumer(transport)
+            consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read once, in consumer.start()
+            return consumer
+
+        async def _highwaters(self, partitions: Any) -> Any:
+            reported = await super()._highwaters(partitions)
+            if not probe_end or self.consumer.in_transaction:
+                return reported
+            return await probe_end_offsets(bootstrap, reported)
+
+    class Consumer(faust_aiokafka.Consumer):
+        def _new_consumer_thread(self) -> Any:
+            return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    class Transport(faust_aiokafka.Transport):
+        pass
+
+    Transport.Consumer = Consumer
+    return Transport(app.conf.broker_consumer, app)
