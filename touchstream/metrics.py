@@ -39,3 +39,7 @@ REDIS_WRITES = Counter(
 )
 TABLE_KEYS = Gauge("touchstream_table_keys", "Keys held in a local table", ["table"])
 READY = Gauge("touchstream_ready", "1 when partitions are assigned and tables recovered")
+REDIS_RESYNCS = Counter(
+    "touchstream_redis_resyncs_total",
+    "Full rewrites of local profiles to Redis (after recovery or Redis data loss)",
+)

@@ -110,3 +110,22 @@ def test_state_survives_a_killed_worker_and_redelivery_is_not_double_counted(
     assert profile["points"] == "80"
     assert profile["version"] == "8"
     assert profile["orders"] == "8"
+
+
+def test_profiles_come_back_after_redis_loses_its_data(stack: Stack) -> None:
+    worker = stack.start_worker()
+    worker.wait_ready()
+    produce(
+        stack.broker.bootstrap,
+        topic(stack, "touchpoints"),
+        [(b"crm-5", purchase({"customer_id": "crm-5"}, "o-5", 4_200))],
+    )
+    wait_for_profile(stack, "crm-5", version=1)
+
+    client = redis.Redis.from_url(stack.redis.url(stack.redis_db), decode_responses=True)
+    client.flushdb()  # as a Redis restarted without persistence would be
+
+    # no new event for this customer: the worker notices and rewrites what its table holds
+    profile = wait_for_profile(stack, "crm-5", version=1, timeout_s=15)
+    assert profile["points"] == "42"
+    assert worker.metrics()["touchstream_redis_resyncs_total"] >= 1

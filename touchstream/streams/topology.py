@@ -16,6 +16,7 @@ import ssl
 from typing import Any
 
 import faust
+from redis.exceptions import RedisError
 
 from touchstream import metrics
 from touchstream.agents.customer import make_customer_agent
@@ -24,13 +25,17 @@ from touchstream.config.rules import Rules
 from touchstream.config.settings import Settings
 from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import Ingest
+from touchstream.domain.profile import project
 from touchstream.schemas.decode import load_validators
 from touchstream.serving.http import register_views
+from touchstream.serving.keys import SYNC_MARKER
 from touchstream.serving.redis_client import redis_client
 from touchstream.serving.redis_sync import RedisSync
 from touchstream.streams import topics
 from touchstream.streams.transport import transport_for
-from touchstream.tables.customers import customers_table
+from touchstream.tables.customers import customers_table, decode_state
+
+RESYNC_CHECK_S = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +115,12 @@ class Topology:
         self._sync_task: asyncio.Task[None] | None = None
         self.app.task(self._start_services)
         self.app.timer(5.0)(self._observe_tables)
+        self.app.timer(RESYNC_CHECK_S)(self._resync_redis_if_needed)
+        self._resync_due = True
+
+        @self.app.on_partitions_assigned.connect  # type: ignore[arg-type]
+        async def _assigned(consumer: Any, assigned: Any, **kwargs: Any) -> None:
+            self._resync_due = True
 
         @self.app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def _stop_services(app: faust.App, **kwargs: Any) -> None:
@@ -133,6 +144,35 @@ class Topology:
     async def _observe_tables(self) -> None:
         metrics.TABLE_KEYS.labels("customers").set(len(self.customers))
         metrics.READY.set(1 if self.ready() else 0)
+
+    async def _resync_redis_if_needed(self) -> None:
+        """Rewrite every local profile to Redis after a recovery or when Redis lost its data.
+
+        Redis is a projection of the table: a crash can lose writes still pending, and a Redis
+        restarted empty loses everything. The versioned write keeps newer profiles untouched.
+        """
+        if not self.ready():
+            return
+        try:
+            lost = not await self.redis.exists(SYNC_MARKER)
+        except (RedisError, OSError):
+            return  # the sync loop reports and retries; check again on the next tick
+        if not (self._resync_due or lost):
+            return
+        self._resync_due = False
+        count = 0
+        for raw in list(self.customers.values()):
+            state = decode_state(raw)
+            if state is not None:
+                profile = project(state, self.rules)
+                self.redis_sync.submit(profile["customer_id"], profile)
+                count += 1
+        try:
+            await self.redis.set(SYNC_MARKER, self.settings.app_id)
+        except (RedisError, OSError):
+            self._resync_due = True
+        metrics.REDIS_RESYNCS.inc()
+        log.info("re-synced %d profiles to Redis (%s)", count, "data lost" if lost else "recovery")
 
     def ready(self) -> bool:
         app = self.app
