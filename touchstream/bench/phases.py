@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from touchstream.runtime.processes import Child
+from touchstream.runtime.stack import WorkerProcess
 from touchstream.simulator.traffic import Record, Traffic
 
 PARTITIONS = 8
@@ -140,26 +139,15 @@ async def wait_for_file(path: Path, process: Child, what: str, timeout_s: float)
     return path.read_bytes()
 
 
-def _get_status(url: str) -> int:
-    try:
-        with urllib.request.urlopen(url, timeout=1.0) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return int(exc.code)
-    except (urllib.error.URLError, OSError):
-        return 0
-
-
 async def wait_ready(process: Child, port: int, timeout_s: float) -> float:
-    """Seconds until GET /readyz answers 200."""
-    started = time.monotonic()
-    url = f"http://127.0.0.1:{port}/readyz"
-    while await asyncio.to_thread(_get_status, url) != 200:
-        _check_alive(process, "start-up")
-        if time.monotonic() - started > timeout_s:
-            raise BenchError(f"the worker was not ready after {timeout_s:.0f}s", process)
-        await asyncio.sleep(0.2)
-    return time.monotonic() - started
+    """Seconds until GET /readyz answers 200 (the same poll the demo and the tests use)."""
+    worker = WorkerProcess(process, port, data_dir="")
+    try:
+        return await asyncio.to_thread(worker.wait_ready, timeout_s)
+    except (RuntimeError, TimeoutError) as exc:
+        raise BenchError(
+            f"the worker did not get ready: {str(exc).splitlines()[0]}", process
+        ) from None
 
 
 @dataclass

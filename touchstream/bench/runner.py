@@ -31,7 +31,7 @@ from touchstream.bench.report import BenchResult, percentile
 from touchstream.config.rules import load_rules
 from touchstream.runtime.embedded import EmbeddedBroker, start_broker, start_redis
 from touchstream.runtime.processes import Child, free_port
-from touchstream.runtime.stack import worker_env
+from touchstream.runtime.stack import clean_env, worker_env
 from touchstream.simulator.traffic import Traffic, generate
 from touchstream.streams.topics import PROFILES_UPDATES, TOUCHPOINTS
 
@@ -300,7 +300,6 @@ def _start_worker(
 def _child_env(**overrides: str) -> dict[str, str]:
     # the caller's TOUCHSTREAM_* settings (topic prefix, app id, ...) must not leak into the
     # measured processes; the rules file travels as --rules
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHSTREAM_")}
-    env["PYTHONUNBUFFERED"] = "1"
+    env = clean_env()
     env.update(overrides)
     return env

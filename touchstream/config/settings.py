@@ -84,7 +84,7 @@ class Settings:
         return f"{self.topic_prefix}{name}"
 
     def bootstrap_servers(self) -> str:
-        return ",".join(h.split("://", 1)[-1] for h in self.broker.split(","))
+        return bootstrap_servers(self.broker)
 
     def check(self) -> None:
         if self.env not in ("development", "production"):
@@ -151,6 +151,11 @@ class Settings:
             raise ConfigError(key("store"), "must be 'memory' or 'rocksdb'")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):
             raise ConfigError(key("log_level"), "must be debug, info, warning or error")
+
+
+def bootstrap_servers(broker: str) -> str:
+    """``kafka://h1:9092,kafka://h2:9092`` (or bare ``h1:9092,...``) as Kafka clients take it."""
+    return ",".join(h.strip().split("://", 1)[-1] for h in broker.split(","))
 
 
 def key(name: str) -> str:

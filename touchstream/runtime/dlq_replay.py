@@ -14,7 +14,7 @@ import time
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from touchstream.config.settings import load_settings
+from touchstream.config.settings import bootstrap_servers, load_settings
 from touchstream.schemas.dlq import original_bytes
 from touchstream.streams import topics
 
@@ -23,8 +23,7 @@ QUIET_S = 2.0
 
 def run_replay(args: argparse.Namespace) -> int:
     settings = load_settings(env="development") if args.broker else load_settings()
-    bootstrap = args.broker or settings.bootstrap_servers()
-    bootstrap = ",".join(h.split("://", 1)[-1] for h in bootstrap.split(","))
+    bootstrap = bootstrap_servers(args.broker) if args.broker else settings.bootstrap_servers()
     reasons = set(args.reason or ())
     replayed, skipped = asyncio.run(
         replay(

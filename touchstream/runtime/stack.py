@@ -20,17 +20,23 @@ from touchstream.runtime.processes import Child, free_port
 WORKER_READY_TIMEOUT_S = 60.0
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment without TOUCHSTREAM_* settings, for child processes."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHSTREAM_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 def worker_env(
     broker_url: str, redis_url: str, web_port: int, data_dir: str, /, **extra: str
 ) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TOUCHSTREAM_")}
+    env = clean_env()
     env.update(
         TOUCHSTREAM_ENV="development",
         TOUCHSTREAM_BROKER=broker_url,
         TOUCHSTREAM_REDIS_URL=redis_url,
         TOUCHSTREAM_WEB_PORT=str(web_port),
         TOUCHSTREAM_DATA_DIR=data_dir,
-        PYTHONUNBUFFERED="1",
         # tansu 0.6 under-reports end offsets; see streams/transport.py
         TOUCHSTREAM_PROBE_END_OFFSETS="true",
     )

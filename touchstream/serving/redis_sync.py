@@ -107,7 +107,6 @@ class RedisSync:
             written = sum(1 for slot in script_slots if results[slot] == 1)
             metrics.REDIS_WRITES.labels("written").inc(written)
             metrics.REDIS_WRITES.labels("older_version_kept").inc(len(script_slots) - written)
-            self._observe()
 
     def _observe(self) -> None:
         metrics.REDIS_SYNC_PENDING.set(len(self._pending))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 
+from touchstream.config.settings import bootstrap_servers
 from touchstream.simulator.traffic import Traffic
 
 
@@ -69,8 +70,9 @@ async def produce(
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    bootstrap = args.broker or os.environ.get("TOUCHSTREAM_BROKER", "127.0.0.1:9092")
-    bootstrap = ",".join(h.split("://", 1)[-1] for h in bootstrap.split(","))
+    bootstrap = bootstrap_servers(
+        args.broker or os.environ.get("TOUCHSTREAM_BROKER", "127.0.0.1:9092")
+    )
     traffic = Traffic(
         customers=args.customers,
         seed=args.seed,
