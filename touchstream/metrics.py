@@ -43,3 +43,20 @@ REDIS_RESYNCS = Counter(
     "touchstream_redis_resyncs_total",
     "Full rewrites of local profiles to Redis (after recovery or Redis data loss)",
 )
+IDENTITY_LINKS = Counter(
+    "touchstream_identity_links_total",
+    "Links requested: an event carried an identifier its profile did not hold yet",
+)
+IDENTITY_MERGES = Counter(
+    "touchstream_identity_merges_total", "Profiles folded into another (published on merges)"
+)
+IDENTITY_REFUSALS = Counter(
+    "touchstream_identity_link_refusals_total",
+    "Links refused because the joined profile would break a per-profile identifier limit",
+    ["limit"],
+)
+FORWARDED = Counter(
+    "touchstream_identity_forwarded_total",
+    "Records forwarded from an absorbed customer id to the profile that holds it now",
+    ["kind"],
+)

@@ -15,6 +15,7 @@ from typing import Any
 
 from touchstream.config.rules import Rules
 from touchstream.domain.clock import MS_PER_DAY
+from touchstream.domain.identity import PRIORITY, strongest
 
 SEEN_LIMIT = 64
 
@@ -34,9 +35,22 @@ class Outcome:
     duplicate: bool = False
 
 
-def new_state(customer_id: str) -> dict[str, Any]:
+def new_state(
+    customer_id: str, kind: str | None = None, value: str | None = None, at: int = 0
+) -> dict[str, Any]:
+    """A live profile, created by (and holding) the identifier whose home ``customer_id`` is.
+
+    ``rank`` orders profiles for a merge (strongest identifier kind, then the older profile,
+    then the id); it never changes, so two workers deciding the same merge agree on the
+    survivor and redirects can never form a cycle.
+    """
+    identifiers = {kind: [value]} if kind is not None and value is not None else {}
+    prio = PRIORITY[kind] if kind is not None else len(PRIORITY)
     return {
         "customer_id": customer_id,
+        "rank": [prio, at, customer_id],
+        "merged": [],
+        "refused": [],
         "version": 0,
         "src": {},
         "seen": [],
@@ -49,8 +63,17 @@ def new_state(customer_id: str) -> dict[str, Any]:
         "first_seen_at": None,
         "last_event_at": None,
         "events": {},
-        "identifiers": {},
+        "identifiers": identifiers,
     }
+
+
+def src_key(home: str, customer_id: str, partition: int) -> str:
+    """Dedup key of an event's route: inbound partition, plus its home when forwarded.
+
+    Events reach a profile in inbound-offset order per route (per home they were sent to), not
+    overall: a high-watermark per route stays exact when redirects forward events.
+    """
+    return str(partition) if home == customer_id else f"{home}/{partition}"
 
 
 def event_fingerprint(event_id: str) -> str:
@@ -60,10 +83,11 @@ def event_fingerprint(event_id: str) -> str:
 def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> Outcome:
     """Apply one internal event; applying the same delivery twice changes nothing."""
     if state is None:
-        state = new_state(event["cid"])
+        kind = strongest(event["ids"])
+        state = new_state(event["cid"], kind, event["ids"][kind], event["at"])
     partition, offset = event["in"]
     src: dict[str, int] = state["src"]
-    pkey = str(partition)
+    pkey = src_key(event["cid"], state["customer_id"], partition)
     if src.get(pkey, -1) >= offset:
         return Outcome(state, duplicate=True)
     state = dict(state, src=dict(src, **{pkey: offset}))
@@ -90,12 +114,6 @@ def _track(state: dict[str, Any], event: dict[str, Any]) -> None:
     events = dict(state["events"])
     events[event["type"]] = events.get(event["type"], 0) + 1
     state["events"] = events
-    identifiers = {k: list(v) for k, v in state["identifiers"].items()}
-    for kind, value in event["ids"].items():
-        known = identifiers.setdefault(kind, [])
-        if value not in known:
-            known.append(value)
-    state["identifiers"] = identifiers
 
 
 def window_spend(state: dict[str, Any], at_ms: int, rules: Rules) -> int:

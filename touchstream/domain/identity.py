@@ -73,14 +73,25 @@ class IdentityNormaliser:
         return out
 
 
-def mint_customer_id(identifiers: Mapping[str, str]) -> str:
-    """The customer id: the CRM's when given, else derived from the strongest identifier.
+def home_of(kind: str, value: str) -> str:
+    """The customer id an identifier mints: the CRM's own id, else ``ts-`` + a digest of it.
 
-    Deterministic so that a replay mints the same id.
+    Every identifier has exactly one home record in the customers table, so whichever worker
+    and partition sees an identifier first, it resolves through the same key. Deterministic,
+    so a replay mints the same id.
     """
-    cid = identifiers.get("customer_id")
-    if cid:
-        return cid
-    kind = min(identifiers, key=PRIORITY.__getitem__)
-    digest = hashlib.sha256(f"{kind}:{identifiers[kind]}".encode()).hexdigest()
+    if kind == "customer_id":
+        return value
+    digest = hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
     return f"ts-{digest[:24]}"
+
+
+def strongest(identifiers: Mapping[str, str]) -> str:
+    """The kind of the highest-priority identifier present."""
+    return min(identifiers, key=PRIORITY.__getitem__)
+
+
+def mint_customer_id(identifiers: Mapping[str, str]) -> str:
+    """The home of the strongest identifier: where an event is routed first."""
+    kind = strongest(identifiers)
+    return home_of(kind, identifiers[kind])

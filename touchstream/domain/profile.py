@@ -24,3 +24,24 @@ def project(state: dict[str, Any], rules: Rules) -> dict[str, Any]:
         "updated_at": iso(last_event) if last_event is not None else "",
         "version": state["version"],
     }
+
+
+def redirect_profile(state: dict[str, Any]) -> dict[str, Any]:
+    """What an absorbed customer id serves: where its shopper lives now."""
+    return {
+        "customer_id": state["customer_id"],
+        "merged_into": state["into"],
+        "version": state["version"],
+    }
+
+
+def view(state: dict[str, Any], rules: Rules) -> dict[str, Any]:
+    """The served record of any customers-table value, live profile or redirect."""
+    return redirect_profile(state) if "into" in state else project(state, rules)
+
+
+def aliases(state: dict[str, Any]) -> list[tuple[str, str]]:
+    """(kind, value) of every identifier a live profile holds; email and phone are hashes."""
+    if "into" in state:
+        return []
+    return [(kind, value) for kind, values in state["identifiers"].items() for value in values]

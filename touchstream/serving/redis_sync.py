@@ -23,10 +23,12 @@ from touchstream.serving.keys import alias_key, profile_key
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] profile key; ARGV[1] version; ARGV[2..] field/value pairs
+# KEYS[1] profile key; ARGV[1] version; ARGV[2..] field/value pairs. The hash is replaced
+# whole: a profile that became a redirect after a merge keeps none of its old fields.
 WRITE_IF_NEWER = """
 local stored = redis.call('HGET', KEYS[1], 'version')
 if stored and tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
+redis.call('DEL', KEYS[1])
 redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return 1
 """
@@ -39,7 +41,7 @@ class RedisSync:
     def __init__(self, client: aioredis.Redis, flush_interval_s: float) -> None:
         self._client = client
         self._interval = flush_interval_s
-        self._pending: dict[str, tuple[dict[str, Any], dict[str, str], float]] = {}
+        self._pending: dict[str, tuple[dict[str, Any], list[tuple[str, str]], float]] = {}
         self._script = client.register_script(WRITE_IF_NEWER)
         self._wake = asyncio.Event()
         self._stopping = False
@@ -49,12 +51,16 @@ class RedisSync:
         return len(self._pending)
 
     def submit(
-        self, customer_id: str, profile: dict[str, Any], aliases: dict[str, str] | None = None
+        self,
+        customer_id: str,
+        profile: dict[str, Any],
+        aliases: list[tuple[str, str]] | None = None,
     ) -> None:
+        """Queue the newest profile; ``aliases`` are (kind, value) keys to point at it."""
         previous = self._pending.get(customer_id)
         since = previous[2] if previous else time.monotonic()
-        merged_aliases = dict(previous[1]) if previous else {}
-        merged_aliases.update(aliases or {})
+        merged_aliases = list(previous[1]) if previous else []
+        merged_aliases.extend(a for a in aliases or () if a not in merged_aliases)
         self._pending[customer_id] = (profile, merged_aliases, since)
         if len(self._pending) >= MAX_BATCH:
             self._wake.set()
@@ -98,7 +104,7 @@ class RedisSync:
                         args.extend((name, "" if value is None else value))
                     script_slots.append(len(pipe))
                     await self._script(keys=[profile_key(customer_id)], args=args, client=pipe)
-                    for kind, value in aliases.items():
+                    for kind, value in aliases:
                         pipe.set(alias_key(kind, value), customer_id)
                 results = await pipe.execute()
             for customer_id, entry in batch:

@@ -8,6 +8,8 @@ DLQ = "touchpoints.dlq"
 CUSTOMER_EVENTS = "touchstream.customer-events"
 PROFILES_UPDATES = "profiles.updates"
 PROFILES_MERGES = "profiles.merges"
+# links refused by a per-profile identifier limit (shared-device protection), with the reason
+IDENTITY_REFUSALS = "identity.refusals"
 SESSIONS = "sessions"
 LOYALTY_OUTCOMES = "loyalty.outcomes"
 TRIGGERS_AUDIT = "triggers.audit"
@@ -19,6 +21,7 @@ OUTPUTS = (
     DLQ,
     PROFILES_UPDATES,
     PROFILES_MERGES,
+    IDENTITY_REFUSALS,
     SESSIONS,
     LOYALTY_OUTCOMES,
     TRIGGERS_AUDIT,

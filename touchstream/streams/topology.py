@@ -1,11 +1,12 @@
 """Builds the Faust app: topics, tables and agents, wired from one Settings and one Rules.
 
 touchpoints ──ingest──┬──> touchpoints.dlq                (poison, with reason)
-                      └──> touchstream.customer-events    (re-keyed by customer id)
-                               │
-                           customer stage  (customers table, domain.apply)
-                               ├──> profiles.updates, triggers.*, loyalty.outcomes, ...
-                               └──> Redis ts:profile:{customer_id}
+                      └──> touchstream.customer-events    (keyed by the home of the event's
+                               │      ^                    strongest identifier)
+                               │      └── merge / absorb / fold / forwarded records
+                           customer stage  (customers table, domain.linking + domain.apply)
+                               ├──> profiles.updates, profiles.merges, identity.refusals, ...
+                               └──> Redis ts:profile:{customer_id}, ts:alias:{kind}:{value}
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from touchstream.config.rules import Rules
 from touchstream.config.settings import Settings
 from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import Ingest
-from touchstream.domain.profile import project
+from touchstream.domain.profile import aliases, view
 from touchstream.schemas.decode import load_validators
 from touchstream.serving.http import register_views
 from touchstream.serving.keys import SYNC_MARKER
@@ -106,6 +107,8 @@ class Topology:
         self.dlq = self._topic(topics.DLQ)
         self.profiles_updates = self._topic(topics.PROFILES_UPDATES)
         self.outputs = {name: self._topic(name) for name in topics.OUTPUTS}
+        self.profiles_merges = self.outputs[topics.PROFILES_MERGES]
+        self.identity_refusals = self.outputs[topics.IDENTITY_REFUSALS]
         self.customers = customers_table(self.app, settings.partitions)
         self.redis = redis_client(settings)
         self.redis_sync = RedisSync(self.redis, settings.redis_flush_interval_ms / 1000)
@@ -164,8 +167,8 @@ class Topology:
         for raw in list(self.customers.values()):
             state = decode_state(raw)
             if state is not None:
-                profile = project(state, self.rules)
-                self.redis_sync.submit(profile["customer_id"], profile)
+                profile = view(state, self.rules)
+                self.redis_sync.submit(profile["customer_id"], profile, aliases(state))
                 count += 1
         try:
             await self.redis.set(SYNC_MARKER, self.settings.app_id)

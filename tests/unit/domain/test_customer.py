@@ -295,14 +295,16 @@ def test_late_purchase_still_earns():
     assert state["points"] == 200
 
 
-def test_identifiers_seen_are_remembered_once():
+def test_a_profile_holds_the_identifier_that_created_it_and_gains_others_only_by_linking():
+    # a second identifier on an event is linked through its home record (domain.linking),
+    # which may refuse it; the profile must not claim it before that answer
     e1 = event("page_view", "p1", 1, url="u")
     e2 = event("page_view", "p2", 2, url="u")
     e2["ids"] = {"loyalty_id": "L-7", "device_id": "d-1"}
 
     state = run([e1, e2])
 
-    assert state["identifiers"] == {"loyalty_id": ["L-7"], "device_id": ["d-1"]}
+    assert state["identifiers"] == {"loyalty_id": ["L-7"]}
 
 
 def test_spend_older_than_the_tier_window_does_not_set_the_earning_tier():

@@ -1,0 +1,136 @@
+"""Folding an absorbed profile into its survivor: one rule per field of the customer state.
+
+Every field of ``customer.new_state`` has an entry in ``FOLDERS`` (a unit test holds that
+true), so a capability that adds state also says how it merges. Rules are order-insensitive
+where the data allows (sums, unions, min/max), and an order or bonus both profiles hold is
+counted once, so folding the same pair either way round gives the same ledger.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from touchstream.config.rules import Rules
+from touchstream.domain.customer import SEEN_LIMIT
+
+State = dict[str, Any]
+Folder = Callable[[State, State, State, Rules], Any]
+MERGED_LIMIT = 64
+
+
+def _keep(name: str) -> Folder:
+    return lambda w, lo, out, rules: w[name]
+
+
+def _min(name: str) -> Folder:
+    def fold(w: State, lo: State, out: State, rules: Rules) -> Any:
+        values = [v for v in (w[name], lo[name]) if v is not None]
+        return min(values) if values else None
+
+    return fold
+
+
+def _max(name: str) -> Folder:
+    def fold(w: State, lo: State, out: State, rules: Rules) -> Any:
+        values = [v for v in (w[name], lo[name]) if v is not None]
+        return max(values) if values else None
+
+    return fold
+
+
+def _src(w: State, lo: State, out: State, rules: Rules) -> dict[str, int]:
+    # the loser's own routes (bare partition keys) now arrive forwarded, named by their home
+    merged = dict(w["src"])
+    for key, offset in lo["src"].items():
+        route = key if "/" in key else f"{lo['customer_id']}/{key}"
+        merged[route] = max(offset, merged.get(route, -1))
+    return merged
+
+
+def _seen(w: State, lo: State, out: State, rules: Rules) -> list[str]:
+    seen = list(w["seen"])
+    seen.extend(f for f in lo["seen"] if f not in seen)
+    return seen[-SEEN_LIMIT:]
+
+
+def _shared_orders(w: State, lo: State) -> list[str]:
+    return [order_id for order_id in lo["orders"] if order_id in w["orders"]]
+
+
+def _points(w: State, lo: State, out: State, rules: Rules) -> int:
+    twice = sum(lo["orders"][o]["pts"] for o in _shared_orders(w, lo))
+    if w["signup_bonus_at"] is not None and lo["signup_bonus_at"] is not None:
+        twice += rules.loyalty.signup_bonus
+    return int(w["points"] + lo["points"] - twice)
+
+
+def _spend(w: State, lo: State, out: State, rules: Rules) -> int:
+    twice = sum(lo["orders"][o]["net"] for o in _shared_orders(w, lo))
+    return int(w["qualifying_spend_minor"] + lo["qualifying_spend_minor"] - twice)
+
+
+def _orders(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
+    return {**lo["orders"], **w["orders"]}
+
+
+def _events(w: State, lo: State, out: State, rules: Rules) -> dict[str, int]:
+    counts = dict(w["events"])
+    for kind, n in lo["events"].items():
+        counts[kind] = counts.get(kind, 0) + n
+    return counts
+
+
+def _identifiers(w: State, lo: State, out: State, rules: Rules) -> dict[str, list[str]]:
+    merged = {kind: list(values) for kind, values in w["identifiers"].items()}
+    for kind, values in lo["identifiers"].items():
+        known = merged.setdefault(kind, [])
+        known.extend(v for v in values if v not in known)
+    return merged
+
+
+def _merged(w: State, lo: State, out: State, rules: Rules) -> list[str]:
+    marks = [*w["merged"], *(m for m in lo["merged"] if m not in w["merged"])]
+    marks.append(fold_mark(lo))
+    return marks[-MERGED_LIMIT:]
+
+
+def _refused(w: State, lo: State, out: State, rules: Rules) -> list[str]:
+    return [*w["refused"], *(r for r in lo["refused"] if r not in w["refused"])][-16:]
+
+
+def _version(w: State, lo: State, out: State, rules: Rules) -> int:
+    return int(max(w["version"], lo["version"]) + 1)
+
+
+FOLDERS: dict[str, Folder] = {
+    "customer_id": _keep("customer_id"),
+    "rank": _keep("rank"),
+    "merged": _merged,
+    "refused": _refused,
+    "version": _version,
+    "src": _src,
+    "seen": _seen,
+    "points": _points,
+    "qualifying_spend_minor": _spend,
+    "orders": _orders,
+    "signup_bonus_at": _min("signup_bonus_at"),
+    "first_purchase_at": _min("first_purchase_at"),
+    "last_purchase_at": _max("last_purchase_at"),
+    "first_seen_at": _min("first_seen_at"),
+    "last_event_at": _max("last_event_at"),
+    "events": _events,
+    "identifiers": _identifiers,
+}
+
+
+def fold_mark(state: State) -> str:
+    """Names one absorbed profile at one version: a redelivered fold is recognised and skipped."""
+    return f"{state['customer_id']}@{state['version']}"
+
+
+def fold(winner: State, loser: State, rules: Rules) -> State:
+    out: State = {}
+    for name, folder in FOLDERS.items():
+        out[name] = folder(winner, loser, out, rules)
+    return out

@@ -1,0 +1,274 @@
+"""Identity resolution across partitions: every record of the per-customer stage goes through here.
+
+Each identifier has a home record (``identity.home_of``) in the customers table. A home is
+either a live profile or a redirect to the profile that absorbed it. Linking never reads
+another partition's state: it exchanges messages on the customer-events topic, keyed by the
+record they are for, so it works the same with one worker or many, and on replay.
+
+- ``ev``: an inbound event, routed by ingest to the home of its strongest identifier. A
+  redirect forwards it; a live profile applies it and asks the home of every identifier it
+  does not hold yet to ``merge``.
+- ``merge``: "join my cluster". The receiver resolves to its live root (creating the home of
+  a new identifier), checks the per-profile limits on the union, and the weaker of the two
+  roots folds into the stronger. Ranks never change, so both sides agree on the survivor,
+  whichever message arrives first, and redirects cannot form a cycle.
+- ``absorb``: "fold into me": sent to the weaker root when the stronger one decided.
+- ``fold``: the loser's whole state, folded into the survivor (``domain.fold``); the loser
+  becomes a redirect. A redelivered fold is recognised by its mark and skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from touchstream.config.rules import Rules
+from touchstream.domain.customer import Decision, apply, new_state
+from touchstream.domain.fold import fold, fold_mark
+from touchstream.domain.identity import home_of, strongest
+
+State = dict[str, Any]
+REFUSED_LIMIT = 16
+GROUPS = {
+    "customer_id": "customer_id",
+    "loyalty_id": "loyalty_id",
+    "email": "email",
+    "phone": "phone",
+    "device_id": "device",
+    "anonymous_id": "device",
+}
+
+
+@dataclass
+class Step:
+    """What one record does: the table write, the records to send, what to report."""
+
+    store: State | None = None  # the new table value; None leaves the record as it is
+    sends: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    duplicate: bool = False
+    forwarded: bool = False
+    identifiers_changed: bool = False
+
+
+def is_redirect(state: State | None) -> bool:
+    return state is not None and "into" in state
+
+
+def limits(rules: Rules) -> dict[str, int]:
+    ident = rules.identity
+    return {
+        "customer_id": ident.max_customer_ids,
+        "loyalty_id": ident.max_loyalty_ids,
+        "email": ident.max_emails,
+        "phone": ident.max_phones,
+        "device": ident.max_devices,
+    }
+
+
+def exceeded(a: dict[str, list[str]], b: dict[str, list[str]], rules: Rules) -> str | None:
+    """The identifier group whose limit the union of ``a`` and ``b`` would break, if any."""
+    counts: dict[str, int] = {}
+    for kind in set(a) | set(b):
+        union = set(a.get(kind, ())) | set(b.get(kind, ()))
+        group = GROUPS[kind]
+        counts[group] = counts.get(group, 0) + len(union)
+    for group, limit in limits(rules).items():
+        if counts.get(group, 0) > limit:
+            return group
+    return None
+
+
+def handle(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -> Step:
+    """One record of the customer-events topic, for the record keyed ``target``."""
+    kind = msg.get("k", "ev")
+    if kind == "ev":
+        return _event(target, state, msg, rules)
+    if kind == "merge":
+        return _merge(target, state, msg, rules)
+    if kind == "absorb":
+        return _absorb(target, state, msg, rules)
+    if kind == "fold":
+        return _fold(target, state, msg, rules)
+    raise ValueError(f"unknown customer-stage record kind {kind!r}")
+
+
+def _forward(state: State, msg: dict[str, Any]) -> Step:
+    return Step(sends=[(state["into"], msg)], forwarded=True)
+
+
+def _event(target: str, state: State | None, ev: dict[str, Any], rules: Rules) -> Step:
+    if is_redirect(state):
+        assert state is not None
+        return _forward(state, ev)
+    created = state is None
+    if state is None:
+        ids = ev["ids"]
+        kind = strongest(ids)
+        if home_of(kind, ids[kind]) == target:
+            state = new_state(target, kind, ids[kind], ev["at"])
+        else:  # forwarded to a root that no longer exists: start it again, empty
+            state = new_state(target, at=ev["at"])
+    outcome = apply(state, ev, rules)
+    step = Step(store=outcome.state, decisions=list(outcome.decisions))
+    step.identifiers_changed = created
+    if outcome.duplicate:
+        step.duplicate = True
+        if outcome.state is state and not created:
+            step.store = None
+        return step
+    live = outcome.state
+    for kind, value in ev["ids"].items():
+        if value in live["identifiers"].get(kind, ()):
+            continue
+        mark = _mark(kind, value)
+        if mark in live["refused"]:
+            continue
+        group = exceeded(live["identifiers"], {kind: [value]}, rules)
+        if group is not None:
+            live["refused"] = [*live["refused"], mark][-REFUSED_LIMIT:]
+            step.decisions.append(_refusal(live["customer_id"], kind, value, group, ev))
+            continue
+        merge = {
+            "k": "merge",
+            "peer": live["customer_id"],
+            "prank": live["rank"],
+            "pids": live["identifiers"],
+            "via": [kind, value],
+            "at": ev["at"],
+            "id": ev["id"],
+        }
+        step.sends.append((home_of(kind, value), merge))
+    return step
+
+
+def _merge(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -> Step:
+    if is_redirect(state):
+        assert state is not None
+        return _forward(state, msg)
+    step = Step()
+    if state is None:
+        via = msg.get("via")
+        if not via or home_of(via[0], via[1]) != target:
+            return step  # the root this asked for is gone; nothing to join
+        state = new_state(target, via[0], via[1], msg["at"])
+        step.store = state
+        step.identifiers_changed = True
+    peer = msg["peer"]
+    if peer == target or peer in state["refused"]:
+        return step
+    group = exceeded(state["identifiers"], msg["pids"], rules)
+    if group is not None:
+        state = dict(state, refused=[*state["refused"], peer][-REFUSED_LIMIT:])
+        step.store = state
+        via = msg.get("via") or ["", ""]
+        step.decisions.append(_refusal(target, via[0], via[1], group, msg, other=peer))
+        return step
+    if list(state["rank"]) < list(msg["prank"]):
+        absorb = {
+            "k": "absorb",
+            "into": target,
+            "wrank": state["rank"],
+            "wids": state["identifiers"],
+            "at": msg["at"],
+            "id": msg["id"],
+        }
+        step.sends.append((peer, absorb))
+        return step
+    return _hand_over(state, peer, msg, step)
+
+
+def _absorb(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -> Step:
+    winner = msg["into"]
+    if is_redirect(state):
+        assert state is not None
+        merge = {
+            "k": "merge",
+            "peer": winner,
+            "prank": msg["wrank"],
+            "pids": msg["wids"],
+            "via": None,
+            "at": msg["at"],
+            "id": msg["id"],
+        }
+        return Step(sends=[(state["into"], merge)], forwarded=True)
+    step = Step()
+    if state is None or winner == target or winner in state["refused"]:
+        return step
+    group = exceeded(state["identifiers"], msg["wids"], rules)
+    if group is not None:
+        step.store = dict(state, refused=[*state["refused"], winner][-REFUSED_LIMIT:])
+        step.decisions.append(_refusal(target, "", "", group, msg, other=winner))
+        return step
+    if list(state["rank"]) < list(msg["wrank"]):  # stronger after all: it decides
+        merge = {
+            "k": "merge",
+            "peer": target,
+            "prank": state["rank"],
+            "pids": state["identifiers"],
+            "via": None,
+            "at": msg["at"],
+            "id": msg["id"],
+        }
+        step.sends.append((winner, merge))
+        return step
+    return _hand_over(state, winner, msg, step)
+
+
+def _hand_over(state: State, winner: str, msg: dict[str, Any], step: Step) -> Step:
+    """The loser sends its whole state to the winner and becomes a redirect to it."""
+    step.sends.append((winner, {"k": "fold", "state": state, "at": msg["at"], "id": msg["id"]}))
+    step.store = redirect(state, winner)
+    step.identifiers_changed = True
+    return step
+
+
+def redirect(state: State, winner: str) -> State:
+    return {
+        "customer_id": state["customer_id"],
+        "into": winner,
+        "rank": state["rank"],
+        "version": state["version"] + 1,
+    }
+
+
+def _fold(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -> Step:
+    if is_redirect(state):
+        assert state is not None
+        return _forward(state, msg)
+    loser: State = msg["state"]
+    if state is None:
+        state = new_state(target, at=msg["at"])
+    if fold_mark(loser) in state["merged"]:
+        return Step(duplicate=True)
+    merged = fold(state, loser, rules)
+    record = {
+        "survivor": target,
+        "absorbed": loser["customer_id"],
+        "identifiers": loser["identifiers"],
+        "at": msg["at"],
+        "event_id": msg["id"],
+    }
+    return Step(store=merged, decisions=[Decision("merged", record)], identifiers_changed=True)
+
+
+def _mark(kind: str, value: str) -> str:
+    return hashlib.blake2b(f"{kind}:{value}".encode(), digest_size=8).hexdigest()
+
+
+def _refusal(
+    customer_id: str, kind: str, value: str, group: str, msg: dict[str, Any], other: str = ""
+) -> Decision:
+    return Decision(
+        "link_refused",
+        {
+            "customer_id": customer_id,
+            "other_customer_id": other,
+            "identifier_kind": kind,
+            "identifier": value,  # email and phone are keyed hashes by now, never raw
+            "limit": group,
+            "at": msg["at"],
+            "event_id": msg["id"],
+        },
+    )
