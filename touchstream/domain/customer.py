@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from touchstream.config.rules import Rules
+from touchstream.domain import carts
 from touchstream.domain.clock import MS_PER_DAY
 from touchstream.domain.identity import PRIORITY, strongest
 
@@ -63,6 +64,7 @@ def new_state(
         "first_seen_at": None,
         "last_event_at": None,
         "events": {},
+        "carts": {},
         "identifiers": identifiers,
     }
 
@@ -159,6 +161,7 @@ def _purchase(
         state["first_purchase_at"] = at
     if state["last_purchase_at"] is None or at > state["last_purchase_at"]:
         state["last_purchase_at"] = at
+    carts.close_by_purchase(state, event)
     decisions.append(
         Decision(
             "points_earned",
@@ -177,7 +180,21 @@ def _loyalty_signup(
     decisions.append(Decision("points_earned", {"signup_bonus": rules.loyalty.signup_bonus}))
 
 
+def _add_to_cart(
+    state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
+) -> None:
+    carts.change(state, event, +1)
+
+
+def _remove_from_cart(
+    state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
+) -> None:
+    carts.change(state, event, -1)
+
+
 HANDLERS = {
     "purchase": _purchase,
+    "add_to_cart": _add_to_cart,
+    "remove_from_cart": _remove_from_cart,
     "loyalty_signup": _loyalty_signup,
 }

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from touchstream.config.rules import Rules
+from touchstream.domain.carts import fold_carts
 from touchstream.domain.customer import SEEN_LIMIT
 
 State = dict[str, Any]
@@ -120,6 +121,7 @@ FOLDERS: dict[str, Folder] = {
     "first_seen_at": _min("first_seen_at"),
     "last_event_at": _max("last_event_at"),
     "events": _events,
+    "carts": lambda w, lo, out, rules: fold_carts(w, lo),
     "identifiers": _identifiers,
 }
 

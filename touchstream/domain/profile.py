@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from touchstream.config.rules import Rules
+from touchstream.domain.carts import open_value
 from touchstream.domain.clock import iso
 from touchstream.domain.customer import tier_for, window_spend
 
@@ -21,6 +22,7 @@ def project(state: dict[str, Any], rules: Rules) -> dict[str, Any]:
         "qualifying_spend_minor": spend,
         "orders": len(state["orders"]),
         "last_purchase_at": iso(last_purchase) if last_purchase is not None else "",
+        "open_cart_value_minor": open_value(state),
         "updated_at": iso(last_event) if last_event is not None else "",
         "version": state["version"],
     }

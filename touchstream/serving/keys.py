@@ -4,7 +4,9 @@ PROFILE_PREFIX = "ts:profile:"
 ALIAS_PREFIX = "ts:alias:"
 # present while Redis holds every profile; gone after a flush or an empty restart
 SYNC_MARKER = "ts:meta:profiles-synced"
-INT_FIELDS = frozenset({"points", "qualifying_spend_minor", "orders", "version"})
+INT_FIELDS = frozenset(
+    {"points", "qualifying_spend_minor", "orders", "version", "open_cart_value_minor"}
+)
 
 
 def profile_key(customer_id: str) -> str:

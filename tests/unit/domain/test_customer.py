@@ -334,6 +334,7 @@ def test_project_is_the_single_customer_view():
         "qualifying_spend_minor": 40_000,
         "orders": 1,
         "last_purchase_at": iso(T0 + 1_000),
+        "open_cart_value_minor": 0,
         "updated_at": iso(T0 + 2_000),
         "version": 3,
     }
@@ -358,3 +359,43 @@ def test_project_tier_thresholds(spend, tier):
     state = run([purchase("e1", 1, total=spend)])
 
     assert project(state, RULES)["tier"] == tier
+
+
+def cart_event(type_: str, event_id: str, offset: int, sku: str, qty: int, **kw: Any):
+    return event(
+        type_,
+        event_id,
+        offset,
+        cart_id=kw.pop("cart_id", "C-1"),
+        sku=sku,
+        quantity=qty,
+        unit_price_minor=kw.pop("unit", 2_500),
+        currency="EUR",
+        **kw,
+    )
+
+
+def test_cart_value_follows_adds_and_removes_and_a_purchase_closes_it():
+    state = run(
+        [
+            cart_event("add_to_cart", "a1", 1, "SKU-1", 2, at=T0),
+            cart_event("add_to_cart", "a2", 2, "SKU-2", 1, unit=1_000, at=T0 + 1),
+            cart_event("remove_from_cart", "r1", 3, "SKU-1", 1, at=T0 + 2),
+        ]
+    )
+    assert project(state, RULES)["open_cart_value_minor"] == 2_500 + 1_000
+
+    # a POS sale without a cart id closes the shopper's current cart
+    state = run([purchase("e1", 4, total=3_500, at=T0 + 3)], state)
+    assert project(state, RULES)["open_cart_value_minor"] == 0
+
+
+def test_a_late_cart_event_does_not_reopen_a_bought_cart():
+    state = run(
+        [
+            cart_event("add_to_cart", "a1", 1, "SKU-1", 1, at=T0),
+            purchase("e1", 2, cart_id="C-1", at=T0 + 10),
+            cart_event("add_to_cart", "a2", 3, "SKU-2", 1, at=T0 + 5),
+        ]
+    )
+    assert project(state, RULES)["open_cart_value_minor"] == 0

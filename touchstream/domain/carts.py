@@ -1,0 +1,72 @@
+"""Carts on the customer state: items, quantities and value per ``cart_id``, in event time.
+
+A purchase on any channel closes the cart it names, or the customer's most recently active
+open cart. A closed cart remembers when it closed, so a late cart event cannot reopen it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+CLOSED_KEPT = 8
+
+
+def _cart(state: dict[str, Any], cart_id: str) -> dict[str, Any] | None:
+    carts = state["carts"]
+    cart = carts.get(cart_id)
+    return None if cart is None else {**cart, "items": dict(cart["items"])}
+
+
+def _store(state: dict[str, Any], cart_id: str, cart: dict[str, Any]) -> None:
+    cart["value"] = sum(qty * unit for qty, unit in cart["items"].values())
+    state["carts"] = {**state["carts"], cart_id: cart}
+
+
+def change(state: dict[str, Any], event: dict[str, Any], sign: int) -> None:
+    props = event["props"]
+    cart_id, at = props["cart_id"], event["at"]
+    cart = _cart(state, cart_id) or {"items": {}, "at": at, "closed_at": None}
+    if cart["closed_at"] is not None and at <= cart["closed_at"]:
+        return  # late activity on a cart already bought
+    qty, _ = cart["items"].get(props["sku"], (0, 0))
+    qty = max(qty + sign * props["quantity"], 0)
+    if qty:
+        cart["items"][props["sku"]] = [qty, props["unit_price_minor"]]
+    else:
+        cart["items"].pop(props["sku"], None)
+    cart["at"] = max(cart["at"], at)
+    _store(state, cart_id, cart)
+
+
+def close_by_purchase(state: dict[str, Any], event: dict[str, Any]) -> None:
+    cart_id = event["props"].get("cart_id")
+    if cart_id is None:
+        open_ = [(c["at"], cid) for cid, c in state["carts"].items() if c["closed_at"] is None]
+        if not open_:
+            return
+        cart_id = max(open_)[1]
+    cart = _cart(state, cart_id) or {"items": {}, "at": event["at"], "closed_at": None}
+    cart["closed_at"] = max(cart["closed_at"] or 0, event["at"])
+    _store(state, cart_id, cart)
+    closed = sorted(
+        (c["closed_at"], cid) for cid, c in state["carts"].items() if c["closed_at"] is not None
+    )
+    for _, old in closed[:-CLOSED_KEPT]:
+        state["carts"] = {k: v for k, v in state["carts"].items() if k != old}
+
+
+def open_value(state: dict[str, Any]) -> int:
+    return sum(c["value"] for c in state["carts"].values() if c["closed_at"] is None)
+
+
+def fold_carts(winner: dict[str, Any], loser: dict[str, Any]) -> dict[str, Any]:
+    """Anonymous carts follow the shopper; for a cart both hold, the later activity wins."""
+    carts = dict(winner["carts"])
+    for cart_id, cart in loser["carts"].items():
+        mine = carts.get(cart_id)
+        if mine is None or (cart["closed_at"] or 0, cart["at"]) > (
+            mine["closed_at"] or 0,
+            mine["at"],
+        ):
+            carts[cart_id] = cart
+    return carts
