@@ -60,3 +60,7 @@ FORWARDED = Counter(
     "Records forwarded from an absorbed customer id to the profile that holds it now",
     ["kind"],
 )
+ANONYMOUS_EXPIRED = Counter(
+    "touchstream_anonymous_profiles_expired_total",
+    "Anonymous-only profiles dropped after the idle TTL (state, Redis profile and aliases)",
+)

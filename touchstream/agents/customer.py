@@ -1,7 +1,7 @@
 """The per-customer stage: identity resolution and customer state, through the pure core.
 
-The agent only moves bytes: it reads the record, lets ``domain.linking.handle`` decide, writes
-the table, sends the records the decision asks for, and publishes what changed.
+The agent only moves bytes: it reads the record, lets ``domain.linking`` decide, writes the
+table, sends the records the decision asks for, and publishes what changed.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import orjson
 from touchstream import metrics
 from touchstream.domain.clock import iso
 from touchstream.domain.customer import Decision
-from touchstream.domain.linking import handle
+from touchstream.domain.linking import Step, anonymous_until, expire, handle
 from touchstream.domain.profile import aliases, view
+from touchstream.streams.expiry import partition_for
 from touchstream.tables.customers import decode_state, encode_state
 
 if TYPE_CHECKING:
@@ -25,42 +26,81 @@ if TYPE_CHECKING:
 def make_customer_agent(t: Topology) -> Any:
     rules = t.rules
     table = t.customers
-    send = t.customer_events.send
+    index = t.expiry
 
     async def customer_agent(stream: Any) -> None:
         async for event in stream.events():
             key: bytes = event.key
+            partition: int = event.message.partition
             msg = orjson.loads(event.value)
-            step = handle(key.decode(), decode_state(table.get(key)), msg, rules)
-            if step.store is not None:
-                table[key] = encode_state(step.store)
-            for target, out in step.sends:
-                if out.get("k") == "merge" and msg.get("k", "ev") == "ev":
-                    metrics.IDENTITY_LINKS.inc()
-                await send(key=target.encode(), value=orjson.dumps(out))
-            if step.forwarded:
-                metrics.FORWARDED.labels(msg.get("k", "ev")).inc()
-                continue
-            if step.duplicate:
-                metrics.DUPLICATES.labels("customer").inc()
-                continue
-            for decision in step.decisions:
-                await _publish(t, decision)
-            if step.store is None:
-                continue
-            profile = view(step.store, rules)
-            new_aliases = aliases(step.store) if step.identifiers_changed else None
-            t.redis_sync.submit(profile["customer_id"], profile, new_aliases)
-            origin = msg.get("id", "")
-            await t.profiles_updates.send(
-                key=key, value=orjson.dumps(dict(profile, event_id=origin))
-            )
-            metrics.PROFILE_UPDATES.inc()
-            if "rt" in msg:
+            if index.stale:
+                _rebuild_index(t)
+            state = decode_state(table.get(key))
+            step = handle(key.decode(), state, msg, rules)
+            await _execute(t, key, partition, step, msg, state)
+            if "rt" in msg and not step.forwarded and not step.duplicate:
                 metrics.EVENTS_APPLIED.labels(msg["type"]).inc()
                 metrics.DECISION_LATENCY.observe(max(time.time() - msg["rt"] / 1000, 0.0))
+            if "at" in msg and msg.get("k", "ev") == "ev":
+                clock = index.advance(partition, msg["at"])
+                for customer_id in index.due(partition):
+                    ckey = customer_id.encode()
+                    old = decode_state(table.get(ckey))
+                    await _execute(
+                        t, ckey, partition, expire(customer_id, old, clock, rules), msg, old
+                    )
 
     return customer_agent
+
+
+async def _execute(
+    t: Topology,
+    key: bytes,
+    partition: int,
+    step: Step,
+    msg: dict[str, Any],
+    before: dict[str, Any] | None,
+) -> None:
+    table = t.customers
+    if step.delete:
+        if key in table:
+            del table[key]
+        t.redis_sync.remove(key.decode(), aliases(before) if before else [])
+    elif step.store is not None:
+        table[key] = encode_state(step.store)
+        due = anonymous_until(step.store, t.rules)
+        if due is not None:
+            t.expiry.track(partition, due, key.decode())
+    for target, out in step.sends:
+        if out.get("k") == "merge" and msg.get("k", "ev") == "ev":
+            metrics.IDENTITY_LINKS.inc()
+        await t.customer_events.send(key=target.encode(), value=orjson.dumps(out))
+    if step.forwarded:
+        metrics.FORWARDED.labels(msg.get("k", "ev")).inc()
+        return
+    if step.duplicate:
+        metrics.DUPLICATES.labels("customer").inc()
+        return
+    for decision in step.decisions:
+        await _publish(t, decision)
+    if step.store is None or step.delete:
+        return
+    profile = view(step.store, t.rules)
+    new_aliases = aliases(step.store) if step.identifiers_changed else None
+    t.redis_sync.submit(profile["customer_id"], profile, new_aliases)
+    update = dict(profile, event_id=msg.get("id", ""))
+    await t.profiles_updates.send(key=key, value=orjson.dumps(update))
+    metrics.PROFILE_UPDATES.inc()
+
+
+def _rebuild_index(t: Topology) -> None:
+    partitions = t.settings.partitions
+    entries = []
+    for key, raw in list(t.customers.items()):
+        due = anonymous_until(decode_state(raw), t.rules)
+        if due is not None:
+            entries.append((partition_for(key, partitions), due, key.decode()))
+    t.expiry.reset(entries)
 
 
 async def _publish(t: Topology, decision: Decision) -> None:
@@ -81,3 +121,5 @@ async def _publish(t: Topology, decision: Decision) -> None:
         await t.identity_refusals.send(
             key=payload["customer_id"].encode(), value=orjson.dumps(record)
         )
+    elif decision.kind == "expired":
+        metrics.ANONYMOUS_EXPIRED.inc()

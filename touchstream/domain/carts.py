@@ -1,7 +1,9 @@
 """Carts on the customer state: items, quantities and value per ``cart_id``, in event time.
 
 A purchase on any channel closes the cart it names, or the customer's most recently active
-open cart. A closed cart remembers when it closed, so a late cart event cannot reopen it.
+open cart. A closed cart remembers when it closed, so a late cart event cannot reopen it, and
+a cart first seen through a late event older than a purchase that named no cart was bought by
+that purchase (events reach a profile in arrival order, not event time).
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ def _store(state: dict[str, Any], cart_id: str, cart: dict[str, Any]) -> None:
 def change(state: dict[str, Any], event: dict[str, Any], sign: int) -> None:
     props = event["props"]
     cart_id, at = props["cart_id"], event["at"]
-    cart = _cart(state, cart_id) or {"items": {}, "at": at, "closed_at": None}
+    cart = _cart(state, cart_id)
+    if cart is None:
+        bought = state["carts_closed_until"]
+        cart = {"items": {}, "at": at, "closed_at": bought if bought and at <= bought else None}
     if cart["closed_at"] is not None and at <= cart["closed_at"]:
         return  # late activity on a cart already bought
     qty, _ = cart["items"].get(props["sku"], (0, 0))
@@ -41,6 +46,7 @@ def change(state: dict[str, Any], event: dict[str, Any], sign: int) -> None:
 def close_by_purchase(state: dict[str, Any], event: dict[str, Any]) -> None:
     cart_id = event["props"].get("cart_id")
     if cart_id is None:
+        state["carts_closed_until"] = max(state["carts_closed_until"] or 0, event["at"])
         open_ = [(c["at"], cid) for cid, c in state["carts"].items() if c["closed_at"] is None]
         if not open_:
             return

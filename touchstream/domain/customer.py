@@ -65,6 +65,7 @@ def new_state(
         "last_event_at": None,
         "events": {},
         "carts": {},
+        "carts_closed_until": None,
         "identifiers": identifiers,
     }
 

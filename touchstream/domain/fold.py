@@ -122,6 +122,7 @@ FOLDERS: dict[str, Folder] = {
     "last_event_at": _max("last_event_at"),
     "events": _events,
     "carts": lambda w, lo, out, rules: fold_carts(w, lo),
+    "carts_closed_until": _max("carts_closed_until"),
     "identifiers": _identifiers,
 }
 

@@ -50,6 +50,7 @@ class Step:
     duplicate: bool = False
     forwarded: bool = False
     identifiers_changed: bool = False
+    delete: bool = False  # remove the record (a tombstone in the changelog)
 
 
 def is_redirect(state: State | None) -> bool:
@@ -91,6 +92,8 @@ def handle(target: str, state: State | None, msg: dict[str, Any], rules: Rules) 
         return _absorb(target, state, msg, rules)
     if kind == "fold":
         return _fold(target, state, msg, rules)
+    if kind == "drop":
+        return _drop(state)
     raise ValueError(f"unknown customer-stage record kind {kind!r}")
 
 
@@ -272,3 +275,41 @@ def _refusal(
             "event_id": msg["id"],
         },
     )
+
+
+ANONYMOUS_KINDS = frozenset({"device_id", "anonymous_id"})
+
+
+def anonymous_until(state: State | None, rules: Rules) -> int | None:
+    """When an anonymous-only profile may be dropped (event time), or None if it never is."""
+    if state is None or is_redirect(state) or state["last_event_at"] is None:
+        return None
+    if not state["identifiers"] or not set(state["identifiers"]) <= ANONYMOUS_KINDS:
+        return None
+    return int(state["last_event_at"]) + rules.identity.anonymous_ttl_days * 86_400_000
+
+
+def expire(target: str, state: State | None, clock: int, rules: Rules) -> Step:
+    """Drop an anonymous-only profile idle for the TTL: its record and its identifiers' homes.
+
+    ``clock`` is the partition's event time. Nothing else points at such a profile, so once
+    its homes are gone the same device seen again simply starts a new profile.
+    """
+    due = anonymous_until(state, rules)
+    if state is None or due is None or due > clock:
+        return Step()
+    step = Step(delete=True, identifiers_changed=True)
+    for kind, values in state["identifiers"].items():
+        for value in values:
+            home = home_of(kind, value)
+            if home != target:
+                step.sends.append((home, {"k": "drop", "root": target}))
+    step.decisions.append(
+        Decision("expired", {"customer_id": target, "identifiers": state["identifiers"]})
+    )
+    return step
+
+
+def _drop(state: State | None) -> Step:
+    # only the redirect of an identifier of the dropped profile is addressed here
+    return Step(delete=True) if is_redirect(state) else Step()

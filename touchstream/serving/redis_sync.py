@@ -33,6 +33,15 @@ redis.call('HSET', KEYS[1], unpack(ARGV, 2))
 return 1
 """
 
+# KEYS alias keys; ARGV[1] customer id: an alias is removed only while it still points here
+DELETE_ALIASES = """
+local removed = 0
+for _, key in ipairs(KEYS) do
+  if redis.call('GET', key) == ARGV[1] then removed = removed + redis.call('DEL', key) end
+end
+return removed
+"""
+
 MAX_BATCH = 500
 MAX_BACKOFF_S = 2.0
 
@@ -41,8 +50,10 @@ class RedisSync:
     def __init__(self, client: aioredis.Redis, flush_interval_s: float) -> None:
         self._client = client
         self._interval = flush_interval_s
-        self._pending: dict[str, tuple[dict[str, Any], list[tuple[str, str]], float]] = {}
+        # a None profile means: remove the profile and these aliases
+        self._pending: dict[str, tuple[dict[str, Any] | None, list[tuple[str, str]], float]] = {}
         self._script = client.register_script(WRITE_IF_NEWER)
+        self._delete_aliases = client.register_script(DELETE_ALIASES)
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -64,6 +75,13 @@ class RedisSync:
         self._pending[customer_id] = (profile, merged_aliases, since)
         if len(self._pending) >= MAX_BATCH:
             self._wake.set()
+
+    def remove(self, customer_id: str, aliases: list[tuple[str, str]]) -> None:
+        """Queue the removal of a profile (dropped or erased) and of its alias keys."""
+        previous = self._pending.get(customer_id)
+        since = previous[2] if previous else time.monotonic()
+        self._pending[customer_id] = (None, list(aliases), since)
+        self._wake.set()
 
     async def run(self) -> None:
         backoff = 0.05
@@ -99,6 +117,12 @@ class RedisSync:
             script_slots: list[int] = []
             async with self._client.pipeline(transaction=False) as pipe:
                 for customer_id, (profile, aliases, _) in batch:
+                    if profile is None:
+                        pipe.delete(profile_key(customer_id))
+                        keys = [alias_key(kind, value) for kind, value in aliases]
+                        if keys:
+                            await self._delete_aliases(keys=keys, args=[customer_id], client=pipe)
+                        continue
                     args: list[Any] = [profile["version"]]
                     for name, value in profile.items():
                         args.extend((name, "" if value is None else value))

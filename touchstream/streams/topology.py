@@ -33,6 +33,7 @@ from touchstream.serving.keys import SYNC_MARKER
 from touchstream.serving.redis_client import redis_client
 from touchstream.serving.redis_sync import RedisSync
 from touchstream.streams import topics
+from touchstream.streams.expiry import ExpiryIndex
 from touchstream.streams.transport import transport_for
 from touchstream.tables.customers import customers_table, decode_state
 
@@ -111,6 +112,7 @@ class Topology:
         self.identity_refusals = self.outputs[topics.IDENTITY_REFUSALS]
         self.customers = customers_table(self.app, settings.partitions)
         self.redis = redis_client(settings)
+        self.expiry = ExpiryIndex()
         self.redis_sync = RedisSync(self.redis, settings.redis_flush_interval_ms / 1000)
         self.app.agent(self.touchpoints, name="ingest")(make_ingest_agent(self))
         self.app.agent(self.customer_events, name="customer")(make_customer_agent(self))
@@ -124,6 +126,7 @@ class Topology:
         @self.app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def _assigned(consumer: Any, assigned: Any, **kwargs: Any) -> None:
             self._resync_due = True
+            self.expiry.stale = True
 
         @self.app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def _stop_services(app: faust.App, **kwargs: Any) -> None:

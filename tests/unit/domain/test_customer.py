@@ -399,3 +399,17 @@ def test_a_late_cart_event_does_not_reopen_a_bought_cart():
         ]
     )
     assert project(state, RULES)["open_cart_value_minor"] == 0
+
+
+def test_a_cart_first_seen_late_is_closed_by_the_earlier_purchase_without_a_cart_id():
+    # a POS sale at T0 + 10 names no cart; the web add at T0 reaches the profile after it
+    state = run(
+        [
+            purchase("e1", 1, at=T0 + 10),
+            cart_event("add_to_cart", "a1", 2, "SKU-1", 1, at=T0),
+        ]
+    )
+    assert project(state, RULES)["open_cart_value_minor"] == 0
+
+    state = run([cart_event("add_to_cart", "a2", 3, "SKU-2", 1, cart_id="C-2", at=T0 + 20)], state)
+    assert project(state, RULES)["open_cart_value_minor"] == 2_500
