@@ -85,5 +85,5 @@ def test_idle_anonymous_profiles_are_dropped_and_known_customers_kept(stack: Sta
     again = event("page_view", {"device_id": "dev-7"}, view, occurred_at=NOW)
     produce(stack.broker.bootstrap, source, [(b"dev-7", again)])
     wait(lambda: worker.get(lookup("device_id", "dev-7"))[0] == 200)
-    status, body = worker.get(lookup("device_id", "dev-7"))
+    _, body = worker.get(lookup("device_id", "dev-7"))
     assert b'"version":1' in body.replace(b" ", b"")

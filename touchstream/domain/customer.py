@@ -52,6 +52,7 @@ def new_state(
         "rank": [prio, at, customer_id],
         "merged": [],
         "refused": [],
+        "pending": {},
         "version": 0,
         "src": {},
         "seen": [],

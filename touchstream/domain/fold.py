@@ -2,8 +2,9 @@
 
 Every field of ``customer.new_state`` has an entry in ``FOLDERS`` (a unit test holds that
 true), so a capability that adds state also says how it merges. Rules are order-insensitive
-where the data allows (sums, unions, min/max), and an order or bonus both profiles hold is
-counted once, so folding the same pair either way round gives the same ledger.
+(sums, unions, min/max; the merged orders are priced again in event time), and an order or
+bonus both profiles hold is counted once, so folding the same pair either way round gives the
+same ledger. Fields are folded in ``FOLDERS`` order; a rule may read fields folded before it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from touchstream.config.rules import Rules
 from touchstream.domain.carts import fold_carts
-from touchstream.domain.customer import SEEN_LIMIT
+from touchstream.domain.customer import SEEN_LIMIT, earned_points, tier_for, window_spend
 
 State = dict[str, Any]
 Folder = Callable[[State, State, State, Rules], Any]
@@ -60,10 +61,12 @@ def _shared_orders(w: State, lo: State) -> list[str]:
 
 
 def _points(w: State, lo: State, out: State, rules: Rules) -> int:
-    twice = sum(lo["orders"][o]["pts"] for o in _shared_orders(w, lo))
+    # the balance apart from orders (bonuses, and later redemptions) adds up; the orders are
+    # priced again together, so the result does not depend on which profile earned an order
+    outside = sum(s["points"] - sum(o["pts"] for o in s["orders"].values()) for s in (w, lo))
     if w["signup_bonus_at"] is not None and lo["signup_bonus_at"] is not None:
-        twice += rules.loyalty.signup_bonus
-    return int(w["points"] + lo["points"] - twice)
+        outside -= rules.loyalty.signup_bonus
+    return int(outside + sum(o["pts"] for o in out["orders"].values()))
 
 
 def _spend(w: State, lo: State, out: State, rules: Rules) -> int:
@@ -72,7 +75,24 @@ def _spend(w: State, lo: State, out: State, rules: Rules) -> int:
 
 
 def _orders(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
-    return {**lo["orders"], **w["orders"]}
+    """The union of both order books, each order priced at the tier the merged history held
+    before it (in event time), exactly as one profile that had seen them all would have."""
+    union = {**lo["orders"], **w["orders"]}
+    history: dict[str, Any] = {"orders": {}}
+    priced: dict[str, Any] = {}
+    for order_id, order in sorted(union.items(), key=lambda item: (item[1]["at"], item[0])):
+        _, multiplier = tier_for(window_spend(history, order["at"], rules), rules)
+        priced[order_id] = dict(order, pts=earned_points(order["net"], multiplier, rules))
+        history["orders"][order_id] = order
+    return priced
+
+
+def _pending(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
+    # the fold settles the survivor's reservation for the loser; the loser's own reservations
+    # now wait here, where those profiles' folds will be forwarded
+    merged = {**lo["pending"], **w["pending"]}
+    merged.pop(lo["customer_id"], None)
+    return merged
 
 
 def _events(w: State, lo: State, out: State, rules: Rules) -> dict[str, int]:
@@ -109,12 +129,13 @@ FOLDERS: dict[str, Folder] = {
     "rank": _keep("rank"),
     "merged": _merged,
     "refused": _refused,
+    "pending": _pending,
     "version": _version,
     "src": _src,
     "seen": _seen,
+    "orders": _orders,  # before points: the balance is priced from the merged order book
     "points": _points,
     "qualifying_spend_minor": _spend,
-    "orders": _orders,
     "signup_bonus_at": _min("signup_bonus_at"),
     "first_purchase_at": _min("first_purchase_at"),
     "last_purchase_at": _max("last_purchase_at"),

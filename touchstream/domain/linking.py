@@ -92,6 +92,8 @@ def handle(target: str, state: State | None, msg: dict[str, Any], rules: Rules) 
         return _absorb(target, state, msg, rules)
     if kind == "fold":
         return _fold(target, state, msg, rules)
+    if kind == "release":
+        return _release_reservation(state, msg)
     if kind == "drop":
         return _drop(state)
     raise ValueError(f"unknown customer-stage record kind {kind!r}")
@@ -128,22 +130,24 @@ def _event(target: str, state: State | None, ev: dict[str, Any], rules: Rules) -
         mark = _mark(kind, value)
         if mark in live["refused"]:
             continue
-        group = exceeded(live["identifiers"], {kind: [value]}, rules)
+        group = exceeded(claimed(live), {kind: [value]}, rules)
         if group is not None:
             live["refused"] = [*live["refused"], mark][-REFUSED_LIMIT:]
             step.decisions.append(_refusal(live["customer_id"], kind, value, group, ev))
             continue
-        merge = {
-            "k": "merge",
-            "peer": live["customer_id"],
-            "prank": live["rank"],
-            "pids": live["identifiers"],
-            "via": [kind, value],
-            "at": ev["at"],
-            "id": ev["id"],
-        }
+        merge = _merge_msg(live["customer_id"], live, ev, via=[kind, value])
         step.sends.append((home_of(kind, value), merge))
     return step
+
+
+def claimed(state: State) -> dict[str, list[str]]:
+    """Identifiers a profile holds plus those of merges it agreed to that are still in flight."""
+    out = {kind: list(values) for kind, values in state["identifiers"].items()}
+    for ids in state["pending"].values():
+        for kind, values in ids.items():
+            known = out.setdefault(kind, [])
+            known.extend(v for v in values if v not in known)
+    return out
 
 
 def _merge(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -> Step:
@@ -161,31 +165,56 @@ def _merge(target: str, state: State | None, msg: dict[str, Any], rules: Rules) 
     peer = msg["peer"]
     if peer == target or peer in state["refused"]:
         return step
-    group = exceeded(state["identifiers"], msg["pids"], rules)
+    if list(msg["prank"]) < list(state["rank"]):
+        # the peer is stronger: only the survivor decides (it alone knows what it has agreed)
+        step.sends.append((peer, _merge_msg(target, state, msg)))
+        return step
+    group = exceeded(claimed(state), msg["pids"], rules)
     if group is not None:
         state = dict(state, refused=[*state["refused"], peer][-REFUSED_LIMIT:])
         step.store = state
         via = msg.get("via") or ["", ""]
         step.decisions.append(_refusal(target, via[0], via[1], group, msg, other=peer))
         return step
-    if list(state["rank"]) < list(msg["prank"]):
-        absorb = {
-            "k": "absorb",
-            "into": target,
-            "wrank": state["rank"],
-            "wids": state["identifiers"],
-            "at": msg["at"],
-            "id": msg["id"],
-        }
-        step.sends.append((peer, absorb))
-        return step
-    return _hand_over(state, peer, msg, step)
+    # reserve what the peer brings until its fold arrives, so concurrent merges see it
+    state = dict(state, pending={**state["pending"], peer: msg["pids"]})
+    step.store = state
+    absorb = {
+        "k": "absorb",
+        "into": target,
+        "wrank": state["rank"],
+        "wids": state["identifiers"],
+        "reserved": msg["pids"],
+        "at": msg["at"],
+        "id": msg["id"],
+    }
+    step.sends.append((peer, absorb))
+    return step
+
+
+def _merge_msg(
+    peer: str, state: State, msg: dict[str, Any], via: list[str] | None = None
+) -> dict[str, Any]:
+    return {
+        "k": "merge",
+        "peer": peer,
+        "prank": state["rank"],
+        "pids": claimed(state),
+        "via": via,
+        "at": msg["at"],
+        "id": msg["id"],
+    }
+
+
+def _release(loser: str, msg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    return msg["into"], {"k": "release", "peer": loser, "at": msg["at"], "id": msg["id"]}
 
 
 def _absorb(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -> Step:
     winner = msg["into"]
     if is_redirect(state):
         assert state is not None
+        # this profile already joined another: the two roots settle it between them
         merge = {
             "k": "merge",
             "peer": winner,
@@ -195,36 +224,29 @@ def _absorb(target: str, state: State | None, msg: dict[str, Any], rules: Rules)
             "at": msg["at"],
             "id": msg["id"],
         }
-        return Step(sends=[(state["into"], merge)], forwarded=True)
-    step = Step()
-    if state is None or winner == target or winner in state["refused"]:
-        return step
-    group = exceeded(state["identifiers"], msg["wids"], rules)
-    if group is not None:
-        step.store = dict(state, refused=[*state["refused"], winner][-REFUSED_LIMIT:])
-        step.decisions.append(_refusal(target, "", "", group, msg, other=winner))
-        return step
-    if list(state["rank"]) < list(msg["wrank"]):  # stronger after all: it decides
-        merge = {
-            "k": "merge",
-            "peer": target,
-            "prank": state["rank"],
-            "pids": state["identifiers"],
-            "via": None,
-            "at": msg["at"],
-            "id": msg["id"],
-        }
-        step.sends.append((winner, merge))
-        return step
-    return _hand_over(state, winner, msg, step)
-
-
-def _hand_over(state: State, winner: str, msg: dict[str, Any], step: Step) -> Step:
-    """The loser sends its whole state to the winner and becomes a redirect to it."""
-    step.sends.append((winner, {"k": "fold", "state": state, "at": msg["at"], "id": msg["id"]}))
+        return Step(sends=[_release(target, msg), (state["into"], merge)], forwarded=True)
+    if state is None or winner == target:
+        return Step(sends=[_release(target, msg)])
+    mine = claimed(state)
+    reserved = msg["reserved"]
+    grown = any(v not in reserved.get(kind, ()) for kind, vs in mine.items() for v in vs)
+    if grown or list(state["rank"]) < list(msg["wrank"]):
+        # it agreed to less than this profile brings now: ask again with the full set
+        return Step(sends=[_release(target, msg), (winner, _merge_msg(target, state, msg))])
+    step = Step(sends=[(winner, {"k": "fold", "state": state, "at": msg["at"], "id": msg["id"]})])
     step.store = redirect(state, winner)
     step.identifiers_changed = True
     return step
+
+
+def _release_reservation(state: State | None, msg: dict[str, Any]) -> Step:
+    if is_redirect(state):
+        assert state is not None
+        return _forward(state, msg)
+    if state is None or msg["peer"] not in state["pending"]:
+        return Step()
+    pending = {k: v for k, v in state["pending"].items() if k != msg["peer"]}
+    return Step(store=dict(state, pending=pending))
 
 
 def redirect(state: State, winner: str) -> State:
@@ -245,7 +267,7 @@ def _fold(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -
         state = new_state(target, at=msg["at"])
     if fold_mark(loser) in state["merged"]:
         return Step(duplicate=True)
-    merged = fold(state, loser, rules)
+    merged = fold(state, loser, rules)  # also settles the reservation made for the loser
     record = {
         "survivor": target,
         "absorbed": loser["customer_id"],

@@ -49,3 +49,28 @@ def purchase(
     if discount_minor:
         props["discount_minor"] = discount_minor
     return event("purchase", identity, props, channel=channel, **kwargs)
+
+
+def internal(
+    cid: str,
+    ids: dict[str, str],
+    type_: str,
+    event_id: str,
+    offset: int,
+    partition: int = 0,
+    at: int = 0,
+    **props: Any,
+) -> dict[str, Any]:
+    """An event as ingest hands it to the per-customer stage (unit tests of the pure core)."""
+    return {
+        "id": event_id,
+        "type": type_,
+        "at": at,
+        "ch": "pos",
+        "src": "store-042",
+        "ids": ids,
+        "cid": cid,
+        "props": props,
+        "in": [partition, offset],
+        "ts": at + 1_000,
+    }

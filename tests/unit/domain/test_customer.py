@@ -10,6 +10,7 @@ from touchstream.config.rules import load_rules, parse_rules
 from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.customer import apply, new_state
 from touchstream.domain.profile import project
+from touchstream.simulator.factory import internal
 
 RULES = load_rules(None)
 CID = "ts-0123456789abcdef01234567"
@@ -24,18 +25,7 @@ def event(
     at: int = T0,
     **props: Any,
 ) -> dict[str, Any]:
-    return {
-        "id": event_id,
-        "type": type_,
-        "at": at,
-        "ch": "pos",
-        "src": "store-042",
-        "ids": {"loyalty_id": "L-7"},
-        "cid": CID,
-        "props": props,
-        "in": [partition, offset],
-        "ts": at + 1_000,
-    }
+    return internal(CID, {"loyalty_id": "L-7"}, type_, event_id, offset, partition, at, **props)
 
 
 def purchase(
