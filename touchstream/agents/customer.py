@@ -65,7 +65,10 @@ async def _execute(
     if step.delete:
         if key in table:
             del table[key]
-        t.redis_sync.remove(key.decode(), aliases(before) if before else [])
+        gone = aliases(before) if before else []
+        if msg.get("k") == "drop":  # a stale alias may still name this home
+            gone.append(tuple(msg["via"]))
+        t.redis_sync.remove(key.decode(), gone)
     elif step.store is not None:
         table[key] = encode_state(step.store)
         due = anonymous_until(step.store, t.rules)

@@ -306,6 +306,8 @@ def anonymous_until(state: State | None, rules: Rules) -> int | None:
     """When an anonymous-only profile may be dropped (event time), or None if it never is."""
     if state is None or is_redirect(state) or state["last_event_at"] is None:
         return None
+    if state["pending"]:
+        return None  # a fold is on its way here; tracked again when it lands
     if not state["identifiers"] or not set(state["identifiers"]) <= ANONYMOUS_KINDS:
         return None
     return int(state["last_event_at"]) + rules.identity.anonymous_ttl_days * 86_400_000
@@ -325,7 +327,7 @@ def expire(target: str, state: State | None, clock: int, rules: Rules) -> Step:
         for value in values:
             home = home_of(kind, value)
             if home != target:
-                step.sends.append((home, {"k": "drop", "root": target}))
+                step.sends.append((home, {"k": "drop", "root": target, "via": [kind, value]}))
     step.decisions.append(
         Decision("expired", {"customer_id": target, "identifiers": state["identifiers"]})
     )

@@ -68,7 +68,9 @@ class RedisSync:
         aliases: list[tuple[str, str]] | None = None,
     ) -> None:
         """Queue the newest profile; ``aliases`` are (kind, value) keys to point at it."""
-        previous = self._pending.get(customer_id)
+        # re-inserted at the end: batches flush in submission order, so when a merge moves an
+        # alias from the absorbed id to the survivor, the survivor's write lands last
+        previous = self._pending.pop(customer_id, None)
         since = previous[2] if previous else time.monotonic()
         merged_aliases = list(previous[1]) if previous else []
         merged_aliases.extend(a for a in aliases or () if a not in merged_aliases)
@@ -78,7 +80,7 @@ class RedisSync:
 
     def remove(self, customer_id: str, aliases: list[tuple[str, str]]) -> None:
         """Queue the removal of a profile (dropped or erased) and of its alias keys."""
-        previous = self._pending.get(customer_id)
+        previous = self._pending.pop(customer_id, None)
         since = previous[2] if previous else time.monotonic()
         self._pending[customer_id] = (None, list(aliases), since)
         self._wake.set()
