@@ -126,6 +126,8 @@ async def _traffic(args: argparse.Namespace, stack: Stack, worker: WorkerProcess
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await monitor
         await outputs.stop()
+    # merges started by the last events travel a few more hops after the events are applied
+    await asyncio.sleep(IDENTITY_SETTLE_S)
     m = await asyncio.to_thread(_safe_metrics, worker)
     return {
         "duration_s": round(produced_s, 1),
@@ -138,7 +140,7 @@ async def _traffic(args: argparse.Namespace, stack: Stack, worker: WorkerProcess
         "malformed_by_kind": dict(stats.malformed),
         "triggers": dict(outputs.triggers),
         "profile_updates": outputs.profile_updates,
-        "profiles_in_redis": _count_profiles(stack.redis.url(0)),
+        **_count_profiles(stack.redis.url(0)),
         "drained": drained,
     }
 
@@ -167,10 +169,19 @@ async def _drain(worker: WorkerProcess, outputs: _Outputs, stats: ProduceStats) 
     return False
 
 
-def _count_profiles(url: str) -> int:
+IDENTITY_SETTLE_S = 1.5
+
+
+def _count_profiles(url: str) -> dict[str, int]:
+    """Customers (live profiles) and the ids merged into them (redirect hashes)."""
     client = redis.Redis.from_url(url)
     try:
-        return sum(1 for _ in client.scan_iter(match=PROFILE_PREFIX + "*", count=1000))
+        keys = list(client.scan_iter(match=PROFILE_PREFIX + "*", count=1000))
+        with client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.hexists(key, "merged_into")
+            merged = sum(1 for absorbed in pipe.execute() if absorbed)
+        return {"profiles_in_redis": len(keys) - merged, "merged_ids_in_redis": merged}
     finally:
         client.close()
 
@@ -246,7 +257,8 @@ def _print_summary(s: dict[str, Any]) -> None:
     trig = ", ".join(f"{k} {v}" for k, v in sorted(s["triggers"].items())) or "none yet"
     say(f"  triggers       {trig}")
     say(
-        f"  profiles       {s['profiles_in_redis']} in Redis, "
+        f"  profiles       {s['profiles_in_redis']} customers in Redis "
+        f"({s['merged_ids_in_redis']} more ids merged into them), "
         f"{s['profile_updates']} updates on {topics.PROFILES_UPDATES}"
     )
     verdict = (
