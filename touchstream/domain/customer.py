@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from touchstream.config.rules import Rules
-from touchstream.domain import carts
+from touchstream.domain import carts, consent
 from touchstream.domain.clock import MS_PER_DAY
 from touchstream.domain.identity import PRIORITY, strongest
 
@@ -67,6 +67,7 @@ def new_state(
         "events": {},
         "carts": {},
         "carts_closed_until": None,
+        "consent": {},
         "identifiers": identifiers,
     }
 
@@ -194,7 +195,14 @@ def _remove_from_cart(
     carts.change(state, event, -1)
 
 
+def _consent_updated(
+    state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
+) -> None:
+    consent.update(state, event)
+
+
 HANDLERS = {
+    "consent_updated": _consent_updated,
     "purchase": _purchase,
     "add_to_cart": _add_to_cart,
     "remove_from_cart": _remove_from_cart,

@@ -14,6 +14,7 @@ from typing import Any
 
 from touchstream.config.rules import Rules
 from touchstream.domain.carts import fold_carts
+from touchstream.domain.consent import fold_consent
 from touchstream.domain.customer import SEEN_LIMIT, earned_points, tier_for, window_spend
 
 State = dict[str, Any]
@@ -144,6 +145,7 @@ FOLDERS: dict[str, Folder] = {
     "events": _events,
     "carts": lambda w, lo, out, rules: fold_carts(w, lo),
     "carts_closed_until": _max("carts_closed_until"),
+    "consent": lambda w, lo, out, rules: fold_consent(w, lo),
     "identifiers": _identifiers,
 }
 

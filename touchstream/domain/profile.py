@@ -7,6 +7,7 @@ from typing import Any
 from touchstream.config.rules import Rules
 from touchstream.domain.carts import open_value
 from touchstream.domain.clock import iso
+from touchstream.domain.consent import flags
 from touchstream.domain.customer import tier_for, window_spend
 
 
@@ -23,6 +24,7 @@ def project(state: dict[str, Any], rules: Rules) -> dict[str, Any]:
         "orders": len(state["orders"]),
         "last_purchase_at": iso(last_purchase) if last_purchase is not None else "",
         "open_cart_value_minor": open_value(state),
+        **flags(state),
         "updated_at": iso(last_event) if last_event is not None else "",
         "version": state["version"],
     }

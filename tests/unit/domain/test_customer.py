@@ -325,6 +325,10 @@ def test_project_is_the_single_customer_view():
         "orders": 1,
         "last_purchase_at": iso(T0 + 1_000),
         "open_cart_value_minor": 0,
+        "consent_email_marketing": "",
+        "consent_sms_marketing": "",
+        "consent_push_marketing": "",
+        "consent_profiling": "",
         "updated_at": iso(T0 + 2_000),
         "version": 3,
     }
