@@ -64,3 +64,14 @@ ANONYMOUS_EXPIRED = Counter(
     "touchstream_anonymous_profiles_expired_total",
     "Anonymous-only profiles dropped after the idle TTL (state, Redis profile and aliases)",
 )
+ERASURES = Counter(
+    "touchstream_erasures_total", "Erasure requests completed (receipt on privacy.receipts)"
+)
+ERASED_DROPPED = Counter(
+    "touchstream_erased_in_flight_dropped_total",
+    "Records of an erased customer that were in flight at the erasure, dropped",
+    ["kind"],
+)
+ACCESS_EXPORTS = Counter(
+    "touchstream_access_exports_total", "Access requests answered on privacy.exports"
+)

@@ -14,8 +14,10 @@ import orjson
 from touchstream import metrics
 from touchstream.domain.clock import iso
 from touchstream.domain.customer import Decision
-from touchstream.domain.linking import Step, anonymous_until, expire, handle
+from touchstream.domain.linking import Step, anonymous_until, expire, handle, is_erased
 from touchstream.domain.profile import aliases, view
+from touchstream.serving.keys import alias_key, profile_key
+from touchstream.streams import topics
 from touchstream.streams.expiry import partition_for
 from touchstream.tables.customers import decode_state, encode_state
 
@@ -62,13 +64,18 @@ async def _execute(
     before: dict[str, Any] | None,
 ) -> None:
     table = t.customers
+    if step.dropped:
+        metrics.ERASED_DROPPED.labels(msg.get("k", "ev")).inc()
+        return
+    erased = step.store is not None and is_erased(step.store)
+    if step.delete or erased:
+        gone = aliases(before) if before else []
+        if msg.get("k") in ("drop", "forget"):  # a stale alias may still name this home
+            gone.append((msg["via"][0], msg["via"][1]))
+        t.redis_sync.remove(key.decode(), gone)
     if step.delete:
         if key in table:
             del table[key]
-        gone = aliases(before) if before else []
-        if msg.get("k") == "drop":  # a stale alias may still name this home
-            gone.append(tuple(msg["via"]))
-        t.redis_sync.remove(key.decode(), gone)
     elif step.store is not None:
         table[key] = encode_state(step.store)
         due = anonymous_until(step.store, t.rules)
@@ -85,10 +92,14 @@ async def _execute(
         metrics.DUPLICATES.labels("customer").inc()
         return
     for decision in step.decisions:
-        await _publish(t, decision)
+        await _publish(t, decision, before)
     if step.store is None or step.delete:
         return
     profile = view(step.store, t.rules)
+    if profile is None:  # erased: downstream copies must go too
+        notice = {"customer_id": key.decode(), "erased": True, "version": step.store["version"]}
+        await t.profiles_updates.send(key=key, value=orjson.dumps(notice))
+        return
     new_aliases = aliases(step.store) if step.identifiers_changed else None
     t.redis_sync.submit(profile["customer_id"], profile, new_aliases)
     update = dict(profile, event_id=msg.get("id", ""))
@@ -106,7 +117,7 @@ def _rebuild_index(t: Topology) -> None:
     t.expiry.reset(entries)
 
 
-async def _publish(t: Topology, decision: Decision) -> None:
+async def _publish(t: Topology, decision: Decision, before: dict[str, Any] | None) -> None:
     payload = decision.payload
     if decision.kind == "merged":
         metrics.IDENTITY_MERGES.inc()
@@ -126,3 +137,32 @@ async def _publish(t: Topology, decision: Decision) -> None:
         )
     elif decision.kind == "expired":
         metrics.ANONYMOUS_EXPIRED.inc()
+    elif decision.kind == "erased":
+        metrics.ERASURES.inc()
+        customer_id = payload["customer_id"]
+        redis_keys = [profile_key(customer_id)]
+        redis_keys += [alias_key(k, v) for k, v in (aliases(before) if before else [])]
+        redis_keys += [profile_key(home) for home in payload["identifier_homes"]]
+        receipt = {
+            "request_id": payload["request_id"],
+            "customer_id": customer_id,
+            "completed_at": iso(int(time.time() * 1000)),
+            "occurred_at": iso(payload["at"]),
+            "removed": {
+                "tables": {"customers": 1 + len(payload["identifier_homes"])},
+                "redis_keys": redis_keys,
+                "identifiers": payload["identifiers"],
+                "orders": payload["orders"],
+                "carts": payload["carts"],
+                "timers": 0,
+            },
+            "known_customer": payload["known"],
+        }
+        await t.outputs[topics.PRIVACY_RECEIPTS].send(
+            key=customer_id.encode(), value=orjson.dumps(receipt)
+        )
+    elif decision.kind == "export":
+        metrics.ACCESS_EXPORTS.inc()
+        await t.outputs[topics.PRIVACY_EXPORTS].send(
+            key=payload["customer_id"].encode(), value=orjson.dumps(payload)
+        )

@@ -20,13 +20,15 @@ record they are for, so it works the same with one worker or many, and on replay
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from typing import Any
 
 from touchstream.config.rules import Rules
+from touchstream.domain import privacy
 from touchstream.domain.customer import Decision, apply, new_state
 from touchstream.domain.fold import fold, fold_mark
 from touchstream.domain.identity import home_of, strongest
+from touchstream.domain.profile import project
+from touchstream.domain.step import Step
 
 State = dict[str, Any]
 REFUSED_LIMIT = 16
@@ -40,21 +42,12 @@ GROUPS = {
 }
 
 
-@dataclass
-class Step:
-    """What one record does: the table write, the records to send, what to report."""
-
-    store: State | None = None  # the new table value; None leaves the record as it is
-    sends: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-    decisions: list[Decision] = field(default_factory=list)
-    duplicate: bool = False
-    forwarded: bool = False
-    identifiers_changed: bool = False
-    delete: bool = False  # remove the record (a tombstone in the changelog)
-
-
 def is_redirect(state: State | None) -> bool:
     return state is not None and "into" in state
+
+
+def is_erased(state: State | None) -> bool:
+    return state is not None and "erased_at" in state
 
 
 def limits(rules: Rules) -> dict[str, int]:
@@ -84,6 +77,18 @@ def exceeded(a: dict[str, list[str]], b: dict[str, list[str]], rules: Rules) -> 
 def handle(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -> Step:
     """One record of the customer-events topic, for the record keyed ``target``."""
     kind = msg.get("k", "ev")
+    if is_erased(state):
+        assert state is not None
+        if kind == "forget":
+            return Step()
+        if kind in ("ev", "merge") and msg.get("ts", 0) > state["erased_at"]:
+            state = None  # seen again after the erasure: a new profile, nothing of the old
+        else:
+            return Step(dropped=True)
+    if kind == "ev" and msg["type"] == "erasure_requested" and not is_redirect(state):
+        return privacy.erase(target, state, msg)
+    if kind == "forget":
+        return privacy.forget(target, state, msg)
     if kind == "ev":
         return _event(target, state, msg, rules)
     if kind == "merge":
@@ -97,6 +102,13 @@ def handle(target: str, state: State | None, msg: dict[str, Any], rules: Rules) 
     if kind == "drop":
         return _drop(state)
     raise ValueError(f"unknown customer-stage record kind {kind!r}")
+
+
+def cause(msg: dict[str, Any]) -> dict[str, Any]:
+    """What every identity message carries of the event that set it off: its event time, its
+    id, and the wall time ingest saw it (``ts``), which tells in-flight from new after an
+    erasure."""
+    return {"at": msg["at"], "id": msg["id"], "ts": msg.get("ts", 0)}
 
 
 def _forward(state: State, msg: dict[str, Any]) -> Step:
@@ -137,6 +149,8 @@ def _event(target: str, state: State | None, ev: dict[str, Any], rules: Rules) -
             continue
         merge = _merge_msg(live["customer_id"], live, ev, via=[kind, value])
         step.sends.append((home_of(kind, value), merge))
+    if ev["type"] == "access_requested":
+        step.decisions.append(Decision("export", privacy.export(live, ev, project(live, rules))))
     return step
 
 
@@ -185,8 +199,7 @@ def _merge(target: str, state: State | None, msg: dict[str, Any], rules: Rules) 
         "wrank": state["rank"],
         "wids": state["identifiers"],
         "reserved": msg["pids"],
-        "at": msg["at"],
-        "id": msg["id"],
+        **cause(msg),
     }
     step.sends.append((peer, absorb))
     return step
@@ -201,13 +214,12 @@ def _merge_msg(
         "prank": state["rank"],
         "pids": claimed(state),
         "via": via,
-        "at": msg["at"],
-        "id": msg["id"],
+        **cause(msg),
     }
 
 
 def _release(loser: str, msg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    return msg["into"], {"k": "release", "peer": loser, "at": msg["at"], "id": msg["id"]}
+    return msg["into"], {"k": "release", "peer": loser, **cause(msg)}
 
 
 def _absorb(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -> Step:
@@ -221,8 +233,7 @@ def _absorb(target: str, state: State | None, msg: dict[str, Any], rules: Rules)
             "prank": msg["wrank"],
             "pids": msg["wids"],
             "via": None,
-            "at": msg["at"],
-            "id": msg["id"],
+            **cause(msg),
         }
         return Step(sends=[_release(target, msg), (state["into"], merge)], forwarded=True)
     if state is None or winner == target:
@@ -233,7 +244,7 @@ def _absorb(target: str, state: State | None, msg: dict[str, Any], rules: Rules)
     if grown or list(state["rank"]) < list(msg["wrank"]):
         # it agreed to less than this profile brings now: ask again with the full set
         return Step(sends=[_release(target, msg), (winner, _merge_msg(target, state, msg))])
-    step = Step(sends=[(winner, {"k": "fold", "state": state, "at": msg["at"], "id": msg["id"]})])
+    step = Step(sends=[(winner, {"k": "fold", "state": state, **cause(msg)})])
     step.store = redirect(state, winner)
     step.identifiers_changed = True
     return step
@@ -304,8 +315,8 @@ ANONYMOUS_KINDS = frozenset({"device_id", "anonymous_id"})
 
 def anonymous_until(state: State | None, rules: Rules) -> int | None:
     """When an anonymous-only profile may be dropped (event time), or None if it never is."""
-    if state is None or is_redirect(state) or state["last_event_at"] is None:
-        return None
+    if state is None or "last_event_at" not in state or state["last_event_at"] is None:
+        return None  # redirects and erasure markers never expire this way
     if state["pending"]:
         return None  # a fold is on its way here; tracked again when it lands
     if not state["identifiers"] or not set(state["identifiers"]) <= ANONYMOUS_KINDS:

@@ -17,7 +17,7 @@ from typing import Any
 
 from touchstream.config.rules import Rules
 from touchstream.domain.customer import Decision
-from touchstream.domain.linking import handle, is_redirect
+from touchstream.domain.linking import handle, is_erased, is_redirect
 
 
 def partition_of(customer_id: str, partitions: int) -> int:
@@ -79,7 +79,9 @@ class OfflineStage:
             seen += 1
             if seen > len(self.table):
                 raise RuntimeError("redirect cycle")
-        return customer_id if state is not None else None
+        return customer_id if state is not None and not is_erased(state) else None
 
     def live(self) -> dict[str, dict[str, Any]]:
-        return {cid: s for cid, s in self.table.items() if not is_redirect(s)}
+        return {
+            cid: s for cid, s in self.table.items() if not is_redirect(s) and not is_erased(s)
+        }

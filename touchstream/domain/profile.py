@@ -39,13 +39,15 @@ def redirect_profile(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def view(state: dict[str, Any], rules: Rules) -> dict[str, Any]:
-    """The served record of any customers-table value, live profile or redirect."""
+def view(state: dict[str, Any], rules: Rules) -> dict[str, Any] | None:
+    """The served record of a customers-table value: live profile, redirect, or None (erased)."""
+    if "erased_at" in state:
+        return None
     return redirect_profile(state) if "into" in state else project(state, rules)
 
 
 def aliases(state: dict[str, Any]) -> list[tuple[str, str]]:
     """(kind, value) of every identifier a live profile holds; email and phone are hashes."""
-    if "into" in state:
+    if "identifiers" not in state:  # redirects and erasure markers hold none
         return []
     return [(kind, value) for kind, values in state["identifiers"].items() for value in values]

@@ -169,8 +169,8 @@ class Topology:
         count = 0
         for raw in list(self.customers.values()):
             state = decode_state(raw)
-            if state is not None:
-                profile = view(state, self.rules)
+            profile = view(state, self.rules) if state is not None else None
+            if state is not None and profile is not None:
                 self.redis_sync.submit(profile["customer_id"], profile, aliases(state))
                 count += 1
         try:

@@ -1,0 +1,84 @@
+"""Erasure and access requests (PRODUCT.md section 8), on the identity records of a customer.
+
+Erasure replaces the live profile and the home of every identifier it held with an erasure
+marker: the customer id, when it was erased (ingest wall time) and a version, nothing else.
+The marker is what the changelog keeps for those keys, so a worker restoring the table never
+brings the customer back, and it tells a record still in flight from the erasure (older:
+dropped) from the same identifier seen again (newer: a new profile, nothing of the old).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from touchstream.domain.customer import Decision
+from touchstream.domain.identity import home_of
+from touchstream.domain.step import Step
+
+State = dict[str, Any]
+
+
+def marker(customer_id: str, erased_at: int, version: int) -> State:
+    return {"customer_id": customer_id, "erased_at": erased_at, "version": version}
+
+
+def erase(target: str, state: State | None, ev: dict[str, Any]) -> Step:
+    """``erasure_requested`` reaching the customer's live profile (or an unknown id)."""
+    erased_at = int(ev.get("ts", 0))
+    identifiers: dict[str, list[str]] = state["identifiers"] if state else {}
+    version = (state["version"] if state else 0) + 1
+    step = Step(store=marker(target, erased_at, version), identifiers_changed=True)
+    homes = []
+    for kind, values in identifiers.items():
+        for value in values:
+            home = home_of(kind, value)
+            if home != target:
+                homes.append(home)
+                forget = {"k": "forget", "via": [kind, value], "erased_at": erased_at}
+                step.sends.append((home, {**forget, "at": ev["at"], "id": ev["id"], "ts": 0}))
+    step.decisions.append(
+        Decision(
+            "erased",
+            {
+                "request_id": ev["props"].get("request_id", ""),
+                "customer_id": target,
+                "known": state is not None,
+                "identifiers": {kind: len(values) for kind, values in identifiers.items()},
+                "identifier_homes": sorted(homes),
+                "carts": len(state["carts"]) if state else 0,
+                "orders": len(state["orders"]) if state else 0,
+                "at": ev["at"],
+            },
+        )
+    )
+    return step
+
+
+def forget(target: str, state: State | None, msg: dict[str, Any]) -> Step:
+    """The home of an erased customer's identifier becomes a marker too."""
+    if state is not None and "into" not in state and "erased_at" not in state:
+        return Step()  # a live profile of its own: that identifier was never the customer's
+    version = (state["version"] if state else 0) + 1
+    return Step(store=marker(target, msg["erased_at"], version), identifiers_changed=True)
+
+
+def export(state: State, ev: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
+    """Everything held about a customer, for ``privacy.exports`` (GDPR Art. 15, CCPA)."""
+    return {
+        "request_id": ev["props"].get("request_id", ""),
+        "customer_id": state["customer_id"],
+        "profile": profile,
+        "identifiers": state["identifiers"],  # as stored: email and phone are keyed hashes
+        "consent": state["consent"],
+        "ledger": {
+            "points": state["points"],
+            "signup_bonus_at": state["signup_bonus_at"],
+            "orders": state["orders"],
+        },
+        "carts": state["carts"],
+        "first_seen_at": state["first_seen_at"],
+        "last_event_at": state["last_event_at"],
+        "event_counts": state["events"],
+        "merged_ids": [mark.split("@", 1)[0] for mark in state["merged"]],
+        "at": ev["at"],
+    }

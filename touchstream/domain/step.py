@@ -1,0 +1,24 @@
+"""What handling one record of the per-customer stage amounts to, for the agent to carry out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from touchstream.domain.customer import Decision
+
+State = dict[str, Any]
+
+
+@dataclass
+class Step:
+    """What one record does: the table write, the records to send, what to report."""
+
+    store: State | None = None  # the new table value; None leaves the record as it is
+    sends: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    duplicate: bool = False
+    forwarded: bool = False
+    identifiers_changed: bool = False
+    delete: bool = False  # remove the record (a tombstone in the changelog)
+    dropped: bool = False  # in flight for a customer erased since: not applied, not resurrected
