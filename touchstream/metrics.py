@@ -75,3 +75,11 @@ ERASED_DROPPED = Counter(
 ACCESS_EXPORTS = Counter(
     "touchstream_access_exports_total", "Access requests answered on privacy.exports"
 )
+TRIGGERS_EMITTED = Counter(
+    "touchstream_triggers_emitted_total", "Triggers delivered to their topic", ["type"]
+)
+TRIGGERS_SUPPRESSED = Counter(
+    "touchstream_triggers_suppressed_total",
+    "Triggers stopped by the guard chain (sent to triggers.audit)",
+    ["type", "reason"],
+)

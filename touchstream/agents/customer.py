@@ -135,6 +135,17 @@ async def _publish(t: Topology, decision: Decision, before: dict[str, Any] | Non
         await t.identity_refusals.send(
             key=payload["customer_id"].encode(), value=orjson.dumps(record)
         )
+    elif decision.kind == "trigger_out":
+        metrics.TRIGGERS_EMITTED.labels(payload["type"]).inc()
+        await t.outputs[topics.TRIGGER_TOPICS[payload["type"]]].send(
+            key=payload["customer_id"].encode(), value=orjson.dumps(payload)
+        )
+    elif decision.kind == "trigger_audit":
+        metrics.TRIGGERS_SUPPRESSED.labels(payload["type"], payload["suppressed_reason"]).inc()
+        if payload["suppressed_reason"] != "duplicate":  # already delivered under this id
+            await t.outputs[topics.TRIGGERS_AUDIT].send(
+                key=payload["customer_id"].encode(), value=orjson.dumps(payload)
+            )
     elif decision.kind == "expired":
         metrics.ANONYMOUS_EXPIRED.inc()
     elif decision.kind == "erased":

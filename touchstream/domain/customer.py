@@ -14,19 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from touchstream.config.rules import Rules
-from touchstream.domain import carts, consent
-from touchstream.domain.clock import MS_PER_DAY
+from touchstream.domain import carts, consent, triggers
+from touchstream.domain.clock import MS_PER_DAY, iso
+from touchstream.domain.decision import Decision
 from touchstream.domain.identity import PRIORITY, strongest
 
 SEEN_LIMIT = 64
-
-
-@dataclass(frozen=True)
-class Decision:
-    """Something the outside world must hear about; the agent turns it into a record."""
-
-    kind: str
-    payload: dict[str, Any]
 
 
 @dataclass
@@ -68,6 +61,8 @@ def new_state(
         "carts": {},
         "carts_closed_until": None,
         "consent": {},
+        "delivered": [],
+        "rewards": [],
         "identifiers": identifiers,
     }
 
@@ -104,7 +99,10 @@ def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> 
     decisions: list[Decision] = []
     handler = HANDLERS.get(event["type"])
     if handler is not None:
+        points_before = state["points"]
         handler(state, event, rules, decisions)
+        if state["points"] != points_before:
+            _rewards(state, event, rules, decisions)
     _track(state, event)
     state["version"] += 1
     return Outcome(state, decisions)
@@ -165,12 +163,54 @@ def _purchase(
     if state["last_purchase_at"] is None or at > state["last_purchase_at"]:
         state["last_purchase_at"] = at
     carts.close_by_purchase(state, event)
+    top = rules.loyalty.tiers[-1]
+    spend_after = window_spend(state, at, rules)
+    if tier_before != top.name and spend_after >= top.min_spend_minor:
+        decisions.append(
+            triggers.propose(
+                "vip_status",
+                f"{top.name}:{order_id}",
+                at,
+                f"Reached the {top.name} tier with this purchase.",
+                {
+                    "tier": top.name,
+                    "qualifying_spend_minor": spend_after,
+                    "order_id": order_id,
+                    "last_purchase_at": iso(at),
+                    "points": state["points"],
+                },
+                "vip_status",
+            )
+        )
     decisions.append(
         Decision(
             "points_earned",
             {"order_id": order_id, "points": points, "tier_before": tier_before, "net_minor": net},
         )
     )
+
+
+def _rewards(
+    state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
+) -> None:
+    """``reward_unlocked`` when the balance crosses a threshold from below; re-armed below it."""
+    unlocked = list(state["rewards"])
+    for threshold in rules.loyalty.reward_thresholds:
+        if state["points"] >= threshold and threshold not in unlocked:
+            unlocked.append(threshold)
+            decisions.append(
+                triggers.propose(
+                    "reward_unlocked",
+                    f"{threshold}:{event['id']}",
+                    event["at"],
+                    f"The points balance reached {threshold}.",
+                    {"threshold": threshold, "points": state["points"]},
+                    "reward_unlocked",
+                )
+            )
+        elif state["points"] < threshold and threshold in unlocked:
+            unlocked.remove(threshold)
+    state["rewards"] = unlocked
 
 
 def _loyalty_signup(

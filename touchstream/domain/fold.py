@@ -16,6 +16,7 @@ from touchstream.config.rules import Rules
 from touchstream.domain.carts import fold_carts
 from touchstream.domain.consent import fold_consent
 from touchstream.domain.customer import SEEN_LIMIT, earned_points, tier_for, window_spend
+from touchstream.domain.triggers import fold_delivered
 
 State = dict[str, Any]
 Folder = Callable[[State, State, State, Rules], Any]
@@ -146,6 +147,11 @@ FOLDERS: dict[str, Folder] = {
     "carts": lambda w, lo, out, rules: fold_carts(w, lo),
     "carts_closed_until": _max("carts_closed_until"),
     "consent": lambda w, lo, out, rules: fold_consent(w, lo),
+    "delivered": lambda w, lo, out, rules: fold_delivered(w, lo),
+    # thresholds stay unlocked while the merged balance is above them
+    "rewards": lambda w, lo, out, rules: sorted(
+        {t for t in (*w["rewards"], *lo["rewards"]) if out["points"] >= t}
+    ),
     "identifiers": _identifiers,
 }
 

@@ -82,6 +82,4 @@ class OfflineStage:
         return customer_id if state is not None and not is_erased(state) else None
 
     def live(self) -> dict[str, dict[str, Any]]:
-        return {
-            cid: s for cid, s in self.table.items() if not is_redirect(s) and not is_erased(s)
-        }
+        return {cid: s for cid, s in self.table.items() if not is_redirect(s) and not is_erased(s)}

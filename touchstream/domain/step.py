@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from touchstream.domain.customer import Decision
+from touchstream.domain.decision import Decision
 
 State = dict[str, Any]
 

@@ -1,0 +1,128 @@
+"""The trigger emit path: deterministic ids, and the guard chain in the spec's order."""
+
+from touchstream.config.rules import load_rules
+from touchstream.domain.clock import MS_PER_DAY
+from touchstream.domain.customer import new_state
+from touchstream.domain.identity import home_of
+from touchstream.domain.triggers import guard, propose, trigger_id
+from touchstream.simulator.factory import internal
+
+RULES = load_rules(None)
+NOW = 1_795_179_807_512
+HOUR = 3_600_000
+CID = home_of("loyalty_id", "L-1")
+IDS = {"loyalty_id": "L-1"}
+
+
+class Shopper:
+    def __init__(self) -> None:
+        self.state = None
+        self.n = 0
+        self.out: list = []
+
+    def send(self, type_: str, at: int, ts: int = NOW, **props):
+        self.n += 1
+        e = internal(CID, IDS, type_, f"e{self.n}", self.n, at=at, **props)
+        e["ts"] = ts
+        from touchstream.domain.linking import handle
+
+        step = handle(CID, self.state, e, RULES)
+        self.state = step.store or self.state
+        self.out += [d for d in step.decisions if d.kind.startswith("trigger")]
+        return self
+
+    def buy(self, order_id: str, total: int, at: int):
+        return self.send(
+            "purchase", at, order_id=order_id, total_minor=total, currency="EUR", items=[]
+        )
+
+    def kinds(self):
+        return [(d.kind, d.payload["type"], d.payload.get("suppressed_reason")) for d in self.out]
+
+
+def opted_in(at: int = NOW - 500 * MS_PER_DAY) -> Shopper:
+    return Shopper().send("consent_updated", at, purposes={"email_marketing": True})
+
+
+def test_a_lapsed_big_spender_opening_an_email_gets_no_vip_invitation():
+    # the seed miscue: 3,000.00 lifetime, last purchase 400 days ago, opens a campaign email
+    s = opted_in().buy("OLD-1", 300_000, NOW - 400 * MS_PER_DAY)
+    s.out.clear()  # that backfilled purchase's own decision is audited as stale (below)
+    s.send("email_open", NOW, campaign_id="vip-evening")
+
+    assert s.kinds() == []
+
+
+def test_a_backfilled_purchase_never_sends_last_years_vip_invitation():
+    s = opted_in().buy("OLD-1", 300_000, NOW - 400 * MS_PER_DAY)
+
+    # 3,000 points cross the reward threshold too: both decisions are a year old
+    assert s.kinds() == [
+        ("trigger_audit", "vip_status", "stale"),
+        ("trigger_audit", "reward_unlocked", "stale"),
+    ]
+
+
+def test_crossing_the_top_tier_today_with_consent_sends_exactly_one_vip_status():
+    s = opted_in().buy("OLD-1", 300_000, NOW - 400 * MS_PER_DAY)
+    s.out.clear()
+    s.buy("NEW-1", 60_000, NOW - HOUR).buy("NEW-2", 50_000, NOW)  # 1,100.00 in 365 days
+    s.buy("NEW-3", 10_000, NOW)  # still gold: no second invitation
+
+    # (the 500-point reward was unlocked by the old purchase already)
+    assert s.kinds() == [("trigger_out", "vip_status", None)]
+    envelope = s.out[0].payload
+    assert envelope["channels"] == ["email"]
+    assert envelope["evidence"]["qualifying_spend_minor"] == 110_000
+    assert envelope["rule"] == {"name": "vip_status", "version": RULES.version}
+    assert envelope["trigger_id"] == trigger_id(CID, "vip_status", "gold:NEW-2")
+
+
+def test_without_marketing_consent_the_trigger_is_audited_not_sent():
+    s = Shopper().buy("NEW-1", 120_000, NOW)
+
+    assert s.kinds() == [
+        ("trigger_audit", "vip_status", "no_consent"),
+        ("trigger_audit", "reward_unlocked", "no_consent"),
+    ]
+    assert s.out[0].payload["channels"] == []
+
+
+def test_reward_unlocked_once_when_the_balance_crosses_the_threshold():
+    s = opted_in().buy("A", 30_000, NOW - 2 * HOUR).buy("B", 30_000, NOW - HOUR)
+    s.buy("C", 10_000, NOW)
+
+    assert s.kinds() == [("trigger_out", "reward_unlocked", None)]
+    assert s.out[0].payload["evidence"] == {"threshold": 500, "points": 600}
+
+
+def test_frequency_cap_lets_three_through_in_24_hours_and_audits_the_fourth():
+    state = new_state(CID, "loyalty_id", "L-1", NOW)
+    state["consent"] = {"email_marketing": {"granted": True, "at": NOW}}
+    reasons = []
+    for n, kind in enumerate(("abandoned_cart", "browse_abandoned", "win_back", "points_expiring")):
+        proposal = propose(kind, f"c{n}", NOW + n * HOUR, "r", {}, kind).payload
+        reasons.append(guard(state, proposal, NOW + n * HOUR, RULES)[1])
+
+    assert reasons == [None, None, None, "frequency_cap"]
+    # a day later the window has moved on
+    later = propose("points_expiring", "c9", NOW + 25 * HOUR, "r", {}, "x").payload
+    assert guard(state, later, NOW + 25 * HOUR, RULES)[1] is None
+
+
+def test_cool_down_per_type_and_freshness():
+    state = new_state(CID, "loyalty_id", "L-1", NOW)
+    state["consent"] = {"sms_marketing": {"granted": True, "at": NOW}}
+    first = propose("abandoned_cart", "cart-1", NOW, "r", {}, "abandoned_cart").payload
+    again = propose("abandoned_cart", "cart-2", NOW + HOUR, "r", {}, "abandoned_cart").payload
+    old = propose("win_back", "lapse-1", NOW - 25 * HOUR, "r", {}, "win_back").payload
+
+    assert guard(state, first, NOW, RULES)[1] is None
+    assert guard(state, first, NOW, RULES)[0]["channels"] == ["sms"]
+    assert guard(state, again, NOW + HOUR, RULES)[1] == "cooldown"
+    assert guard(state, old, NOW, RULES)[1] == "stale"
+
+
+def test_the_same_cause_gives_the_same_trigger_id():
+    assert trigger_id(CID, "vip_status", "gold:O-1") == trigger_id(CID, "vip_status", "gold:O-1")
+    assert trigger_id(CID, "vip_status", "gold:O-1") != trigger_id(CID, "vip_status", "gold:O-2")

@@ -1,0 +1,131 @@
+"""The one emit path of every trigger: envelope, guard chain, delivery log (PRODUCT.md section 7).
+
+A capability proposes a trigger (``propose``) from event time only, so a replay proposes the
+same triggers with the same ``trigger_id``s. ``guard`` then checks it at emit time, in the
+spec's order: fresh (the cause is not older than the freshness window, against the wall clock
+of ingest) -> consent -> still true -> recency -> frequency cap and per-type cool-down
+(counted in event time over delivered triggers only). A suppressed trigger is the same
+envelope plus ``suppressed_reason``, for ``triggers.audit``. (``erased`` never reaches here:
+an erased customer has no profile left to propose anything; see ``domain.privacy``.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from touchstream.config.rules import Rules
+from touchstream.domain.clock import MS_PER_DAY, iso
+from touchstream.domain.decision import Decision
+
+SCHEMA_VERSION = 1
+HOUR_MS = 3_600_000
+DELIVERED_KEPT = 32
+# marketing channels and the consent purpose each needs
+CHANNELS = (("email", "email_marketing"), ("sms", "sms_marketing"), ("push", "push_marketing"))
+
+State = dict[str, Any]
+
+
+def trigger_id(customer_id: str, kind: str, cause: str) -> str:
+    return hashlib.sha256(f"{customer_id}|{kind}|{cause}".encode()).hexdigest()[:32]
+
+
+def propose(
+    kind: str, cause: str, at: int, reason: str, evidence: dict[str, Any], rule: str
+) -> Decision:
+    """A trigger a capability decided on; ``cause`` names what caused it, uniquely per type."""
+    return Decision(
+        "trigger",
+        {
+            "type": kind,
+            "cause": cause,
+            "at": at,
+            "reason": reason,
+            "evidence": evidence,
+            "rule": rule,
+        },
+    )
+
+
+def channels(state: State) -> list[str]:
+    consent = state["consent"]
+    return [name for name, purpose in CHANNELS if consent.get(purpose, {}).get("granted")]
+
+
+def _still_vip(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
+    from touchstream.domain.customer import tier_for, window_spend  # customer proposes triggers
+
+    tier, _ = tier_for(window_spend(state, proposal["at"], rules), rules)
+    return tier == rules.loyalty.tiers[-1].name
+
+
+def _still_rewarded(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
+    return bool(state["points"] >= proposal["evidence"]["threshold"])
+
+
+# "still true" per trigger type: the state the trigger speaks of still holds when it leaves
+STILL_TRUE: dict[str, Callable[[State, dict[str, Any], Rules], bool]] = {
+    "vip_status": _still_vip,
+    "reward_unlocked": _still_rewarded,
+}
+
+
+def _recent_enough(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
+    if proposal["type"] != "vip_status":
+        return True
+    last = state["last_purchase_at"]
+    if last is None:
+        return False
+    age = proposal["at"] - last
+    loyalty = rules.loyalty
+    return age <= loyalty.vip_recency_days * MS_PER_DAY and age <= (
+        loyalty.vip_max_lapse_days * MS_PER_DAY
+    )
+
+
+def guard(
+    state: State, proposal: dict[str, Any], now_ms: int, rules: Rules
+) -> tuple[dict[str, Any], str | None]:
+    """The envelope, and why it must not be sent (None: deliver it). Records a delivery."""
+    kind, at = proposal["type"], proposal["at"]
+    envelope = {
+        "trigger_id": trigger_id(state["customer_id"], kind, proposal["cause"]),
+        "schema_version": SCHEMA_VERSION,
+        "type": kind,
+        "customer_id": state["customer_id"],
+        "occurred_at": iso(at),
+        "emitted_at": iso(now_ms),
+        "reason": proposal["reason"],
+        "evidence": proposal["evidence"],
+        "rule": {"name": proposal["rule"], "version": rules.version},
+        "channels": channels(state),
+    }
+    t = rules.triggers
+    delivered = state["delivered"]
+    if any(d[2] == envelope["trigger_id"] for d in delivered):
+        return envelope, "duplicate"
+    if now_ms - at > t.freshness_hours * HOUR_MS:
+        return envelope, "stale"
+    if not envelope["channels"]:
+        return envelope, "no_consent"
+    still = STILL_TRUE.get(kind)
+    if still is not None and not still(state, proposal, rules):
+        return envelope, "no_longer_true"
+    if not _recent_enough(state, proposal, rules):
+        return envelope, "not_recent"
+    window = t.frequency_window_hours * HOUR_MS
+    if sum(1 for d in delivered if at - window < d[1] <= at) >= t.frequency_cap:
+        return envelope, "frequency_cap"
+    cooldown = t.cooldown_hours.get(kind, 0) * HOUR_MS
+    if any(d[0] == kind and at - cooldown < d[1] <= at for d in delivered):
+        return envelope, "cooldown"
+    state["delivered"] = [*delivered, [kind, at, envelope["trigger_id"]]][-DELIVERED_KEPT:]
+    return envelope, None
+
+
+def fold_delivered(winner: State, loser: State) -> list[list[Any]]:
+    seen = {d[2] for d in winner["delivered"]}
+    merged = [*winner["delivered"], *(d for d in loser["delivered"] if d[2] not in seen)]
+    return sorted(merged, key=lambda d: (d[1], d[2]))[-DELIVERED_KEPT:]
