@@ -126,3 +126,20 @@ def test_cool_down_per_type_and_freshness():
 def test_the_same_cause_gives_the_same_trigger_id():
     assert trigger_id(CID, "vip_status", "gold:O-1") == trigger_id(CID, "vip_status", "gold:O-1")
     assert trigger_id(CID, "vip_status", "gold:O-1") != trigger_id(CID, "vip_status", "gold:O-2")
+
+
+def test_delivered_and_audited_envelopes_follow_the_published_schema():
+    import json
+    from pathlib import Path
+
+    import fastjsonschema
+
+    import touchstream.schemas
+
+    path = Path(touchstream.schemas.__file__).parent / "triggers" / "v1" / "trigger.json"
+    validate = fastjsonschema.compile(json.loads(path.read_text()))
+    s = opted_in().buy("OLD-1", 300_000, NOW - 400 * MS_PER_DAY)
+    s.buy("NEW-1", 110_000, NOW)
+    assert {d.kind for d in s.out} == {"trigger_out", "trigger_audit"}
+    for decision in s.out:
+        validate(decision.payload)
