@@ -66,13 +66,25 @@ def open_value(state: dict[str, Any]) -> int:
 
 
 def fold_carts(winner: dict[str, Any], loser: dict[str, Any]) -> dict[str, Any]:
-    """Anonymous carts follow the shopper; for a cart both hold, the later activity wins."""
+    """Anonymous carts follow the shopper. A cart both profiles hold (items added before and
+    after the login) gets the items of both: each cart event was applied to exactly one of
+    them, so quantities add up."""
     carts = dict(winner["carts"])
-    for cart_id, cart in loser["carts"].items():
+    for cart_id, theirs in loser["carts"].items():
         mine = carts.get(cart_id)
-        if mine is None or (cart["closed_at"] or 0, cart["at"]) > (
-            mine["closed_at"] or 0,
-            mine["at"],
-        ):
-            carts[cart_id] = cart
+        if mine is None:
+            carts[cart_id] = theirs
+            continue
+        items = {sku: list(entry) for sku, entry in mine["items"].items()}
+        for sku, (qty, unit) in theirs["items"].items():
+            known = items.get(sku)
+            items[sku] = [qty + known[0], unit] if known else [qty, unit]
+        closed = [c for c in (mine["closed_at"], theirs["closed_at"]) if c is not None]
+        merged = {
+            "items": items,
+            "at": max(mine["at"], theirs["at"]),
+            "closed_at": max(closed) if closed else None,
+        }
+        merged["value"] = sum(qty * unit for qty, unit in items.values())
+        carts[cart_id] = merged
     return carts

@@ -10,6 +10,13 @@ record batch + 1. Faust recovers a table by reading its changelog up to that end
 would stop short of the tail of the last batch and forget state. With ``probe_end_offsets`` the
 worker reads the last batch once per recovered partition and takes its true end. Production
 brokers report end offsets correctly and leave the probe off.
+
+After an assignment, Faust seeks stream partitions to their committed offsets once the tables
+are recovered, but aiokafka's ``seek_to_committed`` only moves when the committed offset is
+> 0. A partition with nothing committed yet (a worker killed before its first commit) keeps
+the position the fetcher reached while Faust discarded records of still-paused partitions,
+and those records are never processed (faust-streaming#216, #221). Such partitions are sought
+to their beginning explicitly.
 """
 
 from __future__ import annotations
@@ -58,6 +65,17 @@ def transport_for(app: faust.App, fetch_max_wait_ms: int, bootstrap: str, probe_
             consumer = super()._create_worker_consumer(transport)
             consumer._fetch_max_wait_ms = fetch_max_wait_ms  # read once, in consumer.start()
             return consumer
+
+        async def seek_to_committed(self) -> Any:
+            return await self.call_thread(self._seek_to_committed_exactly)
+
+        async def _seek_to_committed_exactly(self) -> Any:
+            consumer = self._ensure_consumer()
+            committed = await consumer.seek_to_committed()
+            uncommitted = [tp for tp, offset in committed.items() if not offset]
+            if uncommitted:
+                await consumer.seek_to_beginning(*uncommitted)
+            return committed
 
         async def _highwaters(self, partitions: Any) -> Any:
             reported = await super()._highwaters(partitions)

@@ -214,3 +214,33 @@ def test_merged_gains_the_losers_fold_mark_and_keeps_both_histories():
     assert fold_mark(loser) in out["merged"]
     assert {"ts-older@2", "ts-old@4"} <= set(out["merged"])
     assert out["merged"][-1] == fold_mark(loser)
+
+
+def test_a_cart_both_profiles_hold_keeps_the_items_of_both():
+    # two items added on the device before login, two more on the card's profile after it
+    def cart_add(cid, ids, n, sku, unit, at):
+        return event(
+            cid,
+            ids,
+            "add_to_cart",
+            f"a{n}",
+            n,
+            at=at,
+            cart_id="C-1",
+            sku=sku,
+            quantity=2,
+            unit_price_minor=unit,
+            currency="EUR",
+        )
+
+    web = {"device_id": "dev-1"}
+    device_home = home_of("device_id", "dev-1")
+    before = apply(None, cart_add(device_home, web, 1, "SKU-73", 11_199, T0), RULES).state
+    after = apply(
+        None, cart_add(B, {"loyalty_id": "L-7"}, 2, "SKU-160", 12_899, T0 + HOUR), RULES
+    ).state
+
+    for merged in (fold(after, before, RULES), fold(before, after, RULES)):
+        cart = merged["carts"]["C-1"]
+        assert cart["items"] == {"SKU-73": [2, 11_199], "SKU-160": [2, 12_899]}
+        assert cart["value"] == 48_196
