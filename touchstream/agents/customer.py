@@ -40,7 +40,7 @@ def make_customer_agent(t: Topology) -> Any:
             state = decode_state(table.get(key))
             step = handle(key.decode(), state, msg, rules)
             await _execute(t, key, partition, step, msg, state)
-            if "rt" in msg and not step.forwarded and not step.duplicate:
+            if "rt" in msg and not (step.forwarded or step.duplicate or step.dropped):
                 metrics.EVENTS_APPLIED.labels(msg["type"]).inc()
                 metrics.DECISION_LATENCY.observe(max(time.time() - msg["rt"] / 1000, 0.0))
             if "at" in msg and msg.get("k", "ev") == "ev":
@@ -131,7 +131,8 @@ async def _publish(t: Topology, decision: Decision, before: dict[str, Any] | Non
         await t.profiles_merges.send(key=payload["survivor"].encode(), value=orjson.dumps(record))
     elif decision.kind == "link_refused":
         metrics.IDENTITY_REFUSALS.labels(payload["limit"]).inc()
-        record = dict(payload, occurred_at=iso(payload.pop("at")))
+        record = {k: v for k, v in payload.items() if k != "at"}
+        record["occurred_at"] = iso(payload["at"])
         await t.identity_refusals.send(
             key=payload["customer_id"].encode(), value=orjson.dumps(record)
         )

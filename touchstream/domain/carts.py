@@ -19,8 +19,12 @@ def _cart(state: dict[str, Any], cart_id: str) -> dict[str, Any] | None:
     return None if cart is None else {**cart, "items": dict(cart["items"])}
 
 
+def _value(items: dict[str, list[int]]) -> int:
+    return sum(qty * unit for qty, unit in items.values())
+
+
 def _store(state: dict[str, Any], cart_id: str, cart: dict[str, Any]) -> None:
-    cart["value"] = sum(qty * unit for qty, unit in cart["items"].values())
+    cart["value"] = _value(cart["items"])
     state["carts"] = {**state["carts"], cart_id: cart}
 
 
@@ -85,6 +89,6 @@ def fold_carts(winner: dict[str, Any], loser: dict[str, Any]) -> dict[str, Any]:
             "at": max(mine["at"], theirs["at"]),
             "closed_at": max(closed) if closed else None,
         }
-        merged["value"] = sum(qty * unit for qty, unit in items.values())
+        merged["value"] = _value(items)
         carts[cart_id] = merged
     return carts

@@ -20,6 +20,7 @@ from touchstream.domain.decision import Decision
 from touchstream.domain.identity import PRIORITY, strongest
 
 SEEN_LIMIT = 64
+REFUSED_LIMIT = 16  # refused links remembered, so each is reported once
 
 
 @dataclass

@@ -15,7 +15,13 @@ from typing import Any
 from touchstream.config.rules import Rules
 from touchstream.domain.carts import fold_carts
 from touchstream.domain.consent import fold_consent
-from touchstream.domain.customer import SEEN_LIMIT, earned_points, tier_for, window_spend
+from touchstream.domain.customer import (
+    REFUSED_LIMIT,
+    SEEN_LIMIT,
+    earned_points,
+    tier_for,
+    window_spend,
+)
 from touchstream.domain.triggers import fold_delivered
 
 State = dict[str, Any]
@@ -119,7 +125,7 @@ def _merged(w: State, lo: State, out: State, rules: Rules) -> list[str]:
 
 
 def _refused(w: State, lo: State, out: State, rules: Rules) -> list[str]:
-    return [*w["refused"], *(r for r in lo["refused"] if r not in w["refused"])][-16:]
+    return [*w["refused"], *(r for r in lo["refused"] if r not in w["refused"])][-REFUSED_LIMIT:]
 
 
 def _version(w: State, lo: State, out: State, rules: Rules) -> int:

@@ -24,14 +24,13 @@ from typing import Any
 
 from touchstream.config.rules import Rules
 from touchstream.domain import privacy, triggers
-from touchstream.domain.customer import Decision, apply, new_state
+from touchstream.domain.customer import REFUSED_LIMIT, Decision, apply, new_state
 from touchstream.domain.fold import fold, fold_mark
 from touchstream.domain.identity import home_of, strongest
 from touchstream.domain.profile import project
 from touchstream.domain.step import Step
 
 State = dict[str, Any]
-REFUSED_LIMIT = 16
 GROUPS = {
     "customer_id": "customer_id",
     "loyalty_id": "loyalty_id",

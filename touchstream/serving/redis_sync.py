@@ -68,22 +68,28 @@ class RedisSync:
         aliases: list[tuple[str, str]] | None = None,
     ) -> None:
         """Queue the newest profile; ``aliases`` are (kind, value) keys to point at it."""
-        # re-inserted at the end: batches flush in submission order, so when a merge moves an
-        # alias from the absorbed id to the survivor, the survivor's write lands last
-        previous = self._pending.pop(customer_id, None)
-        since = previous[2] if previous else time.monotonic()
+        previous = self._queue(customer_id)
         merged_aliases = list(previous[1]) if previous else []
         merged_aliases.extend(a for a in aliases or () if a not in merged_aliases)
-        self._pending[customer_id] = (profile, merged_aliases, since)
+        self._pending[customer_id] = (profile, merged_aliases, self._since(previous))
         if len(self._pending) >= MAX_BATCH:
             self._wake.set()
 
     def remove(self, customer_id: str, aliases: list[tuple[str, str]]) -> None:
         """Queue the removal of a profile (dropped or erased) and of its alias keys."""
-        previous = self._pending.pop(customer_id, None)
-        since = previous[2] if previous else time.monotonic()
-        self._pending[customer_id] = (None, list(aliases), since)
+        previous = self._queue(customer_id)
+        self._pending[customer_id] = (None, list(aliases), self._since(previous))
         self._wake.set()
+
+    def _queue(self, customer_id: str) -> Any:
+        # taken out and re-inserted at the end: batches flush in submission order, so when a
+        # merge moves an alias from the absorbed id to the survivor, the survivor's write lands
+        # last
+        return self._pending.pop(customer_id, None)
+
+    @staticmethod
+    def _since(previous: Any) -> float:
+        return float(previous[2]) if previous else time.monotonic()
 
     async def run(self) -> None:
         backoff = 0.05

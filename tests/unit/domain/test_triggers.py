@@ -1,9 +1,16 @@
 """The trigger emit path: deterministic ids, and the guard chain in the spec's order."""
 
+import json
+from pathlib import Path
+
+import fastjsonschema
+
+import touchstream.schemas
 from touchstream.config.rules import load_rules
 from touchstream.domain.clock import MS_PER_DAY
 from touchstream.domain.customer import new_state
 from touchstream.domain.identity import home_of
+from touchstream.domain.linking import handle
 from touchstream.domain.triggers import guard, propose, trigger_id
 from touchstream.simulator.factory import internal
 
@@ -24,8 +31,6 @@ class Shopper:
         self.n += 1
         e = internal(CID, IDS, type_, f"e{self.n}", self.n, at=at, **props)
         e["ts"] = ts
-        from touchstream.domain.linking import handle
-
         step = handle(CID, self.state, e, RULES)
         self.state = step.store or self.state
         self.out += [d for d in step.decisions if d.kind.startswith("trigger")]
@@ -129,13 +134,6 @@ def test_the_same_cause_gives_the_same_trigger_id():
 
 
 def test_delivered_and_audited_envelopes_follow_the_published_schema():
-    import json
-    from pathlib import Path
-
-    import fastjsonschema
-
-    import touchstream.schemas
-
     path = Path(touchstream.schemas.__file__).parent / "triggers" / "v1" / "trigger.json"
     validate = fastjsonschema.compile(json.loads(path.read_text()))
     s = opted_in().buy("OLD-1", 300_000, NOW - 400 * MS_PER_DAY)
