@@ -83,3 +83,21 @@ TRIGGERS_SUPPRESSED = Counter(
     "Triggers stopped by the guard chain (sent to triggers.audit)",
     ["type", "reason"],
 )
+
+TIMERS_FIRED = Counter(
+    "touchstream_timers_fired_total",
+    "Customers whose event-time timers fired (cart reminders, session ends, expiry, deferred)",
+)
+IDLE_TICKS = Counter(
+    "touchstream_idle_ticks_total",
+    "Ticks sent to idle customer-stage partitions to move their event-time clock on",
+)
+SESSIONS_CLOSED = Counter(
+    "touchstream_sessions_closed_total", "Sessions closed and summarised", ["channel"]
+)
+TRIGGERS_DEFERRED = Counter(
+    "touchstream_triggers_deferred_total", "Triggers held back to the end of quiet hours", ["type"]
+)
+TIMERS_PENDING = Gauge(
+    "touchstream_timers_pending", "Timer entries held in the local index (cart, session, ...)"
+)

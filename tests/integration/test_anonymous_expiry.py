@@ -14,7 +14,7 @@ from touchstream.domain.identity import home_of
 from touchstream.runtime.kafka_io import produce
 from touchstream.runtime.stack import Stack
 from touchstream.simulator.factory import event
-from touchstream.streams.expiry import partition_for
+from touchstream.streams.timer_index import partition_for
 
 pytestmark = pytest.mark.integration
 

@@ -14,11 +14,12 @@ import orjson
 from touchstream import metrics
 from touchstream.domain.clock import iso
 from touchstream.domain.customer import Decision
-from touchstream.domain.linking import Step, anonymous_until, expire, handle, is_erased
-from touchstream.domain.profile import aliases, view
+from touchstream.domain.linking import Step, handle, is_erased
+from touchstream.domain.profile import aliases
+from touchstream.domain.timers import fire, next_due, pending
 from touchstream.serving.keys import alias_key, profile_key
 from touchstream.streams import topics
-from touchstream.streams.expiry import partition_for
+from touchstream.streams.timer_index import partition_for
 from touchstream.tables.customers import decode_state, encode_state
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 def make_customer_agent(t: Topology) -> Any:
     rules = t.rules
     table = t.customers
-    index = t.expiry
+    index = t.timers
 
     async def customer_agent(stream: Any) -> None:
         async for event in stream.events():
@@ -37,22 +38,33 @@ def make_customer_agent(t: Topology) -> Any:
             msg = orjson.loads(event.value)
             if index.stale:
                 _rebuild_index(t)
+            kind = msg.get("k", "ev")
+            if kind == "tick":  # an idle partition's clock moving on (PRODUCT.md section 5)
+                clock = index.advance(partition, msg["at"])
+                await _fire_due(t, partition, clock, msg)
+                continue
+            if kind == "ev":  # timers due by the event's time fire before it is applied
+                clock = index.advance(partition, msg["at"], int(time.time() * 1000))
+                await _fire_due(t, partition, clock, msg)
             state = decode_state(table.get(key))
             step = handle(key.decode(), state, msg, rules)
             await _execute(t, key, partition, step, msg, state)
             if "rt" in msg and not (step.forwarded or step.duplicate or step.dropped):
                 metrics.EVENTS_APPLIED.labels(msg["type"]).inc()
                 metrics.DECISION_LATENCY.observe(max(time.time() - msg["rt"] / 1000, 0.0))
-            if "at" in msg and msg.get("k", "ev") == "ev":
-                clock = index.advance(partition, msg["at"])
-                for customer_id in index.due(partition):
-                    ckey = customer_id.encode()
-                    old = decode_state(table.get(ckey))
-                    await _execute(
-                        t, ckey, partition, expire(customer_id, old, clock, rules), msg, old
-                    )
 
     return customer_agent
+
+
+async def _fire_due(t: Topology, partition: int, clock: int, msg: dict[str, Any]) -> None:
+    now = int(msg.get("ts", 0))
+    for customer_id in t.timers.due(partition):
+        ckey = customer_id.encode()
+        old = decode_state(t.customers.get(ckey))
+        step = fire(customer_id, old, clock, now, t.rules)
+        if step.store is not None or step.delete:
+            metrics.TIMERS_FIRED.inc()
+        await _execute(t, ckey, partition, step, msg, old)
 
 
 async def _execute(
@@ -68,6 +80,8 @@ async def _execute(
         metrics.ERASED_DROPPED.labels(msg.get("k", "ev")).inc()
         return
     erased = step.store is not None and is_erased(step.store)
+    if erased:
+        t.activity.erase(key.decode())
     if step.delete or erased:
         gone = aliases(before) if before else []
         if msg.get("k") in ("drop", "forget"):  # a stale alias may still name this home
@@ -78,9 +92,9 @@ async def _execute(
             del table[key]
     elif step.store is not None:
         table[key] = encode_state(step.store)
-        due = anonymous_until(step.store, t.rules)
+        due = next_due(step.store, t.rules)
         if due is not None:
-            t.expiry.track(partition, due, key.decode())
+            t.timers.track(partition, due, key.decode())
     for target, out in step.sends:
         if out.get("k") == "merge" and msg.get("k", "ev") == "ev":
             metrics.IDENTITY_LINKS.inc()
@@ -95,7 +109,7 @@ async def _execute(
         await _publish(t, decision, before)
     if step.store is None or step.delete:
         return
-    profile = view(step.store, t.rules)
+    profile = t.profile_of(step.store)
     if profile is None:  # erased: downstream copies must go too
         notice = {"customer_id": key.decode(), "erased": True, "version": step.store["version"]}
         await t.profiles_updates.send(key=key, value=orjson.dumps(notice))
@@ -110,11 +124,17 @@ async def _execute(
 def _rebuild_index(t: Topology) -> None:
     partitions = t.settings.partitions
     entries = []
+    clocks: dict[int, int] = {}
     for key, raw in list(t.customers.items()):
-        due = anonymous_until(decode_state(raw), t.rules)
+        state = decode_state(raw)
+        due = next_due(state, t.rules)
+        partition = partition_for(key, partitions)
         if due is not None:
-            entries.append((partition_for(key, partitions), due, key.decode()))
-    t.expiry.reset(entries)
+            entries.append((partition, due, key.decode()))
+        seen = state.get("last_event_at") if state else None
+        if seen is not None and seen > clocks.get(partition, -1):
+            clocks[partition] = seen
+    t.timers.reset(entries, clocks, int(time.time() * 1000))
 
 
 async def _publish(t: Topology, decision: Decision, before: dict[str, Any] | None) -> None:
@@ -147,6 +167,15 @@ async def _publish(t: Topology, decision: Decision, before: dict[str, Any] | Non
             await t.outputs[topics.TRIGGERS_AUDIT].send(
                 key=payload["customer_id"].encode(), value=orjson.dumps(payload)
             )
+    elif decision.kind == "session_closed":
+        metrics.SESSIONS_CLOSED.labels(payload["channel"]).inc()
+        summary = {k: v for k, v in payload.items() if not k.endswith("_ms")}
+        await t.outputs[topics.SESSIONS].send(
+            key=payload["customer_id"].encode(), value=orjson.dumps(summary)
+        )
+        t.activity.record(payload)
+    elif decision.kind == "trigger_deferred":
+        metrics.TRIGGERS_DEFERRED.labels(payload["type"]).inc()
     elif decision.kind == "expired":
         metrics.ANONYMOUS_EXPIRED.inc()
     elif decision.kind == "erased":
@@ -166,7 +195,7 @@ async def _publish(t: Topology, decision: Decision, before: dict[str, Any] | Non
                 "identifiers": payload["identifiers"],
                 "orders": payload["orders"],
                 "carts": payload["carts"],
-                "timers": 0,
+                "timers": pending(before, t.rules),
             },
             "known_customer": payload["known"],
         }

@@ -141,8 +141,8 @@ class LoyaltyRules:
 
 @dataclass(frozen=True)
 class SessionRules:
-    gap_minutes: int = 30
-    max_hours: int = 24
+    gap_minutes: float = 30
+    max_hours: float = 24
     browse_abandon_views: int = 3
 
     def check(self, path: str) -> None:
@@ -153,7 +153,7 @@ class SessionRules:
 @dataclass(frozen=True)
 class CartRules:
     min_value_minor: int = 100
-    reminder_delays_minutes: tuple[int, ...] = (60, 1440)
+    reminder_delays_minutes: tuple[float, ...] = (60, 1440)  # fractions allowed (tests)
 
     def check(self, path: str) -> None:
         _non_negative(path, "min_value_minor", self.min_value_minor)

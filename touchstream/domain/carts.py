@@ -8,7 +8,15 @@ that purchase (events reach a profile in arrival order, not event time).
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
+
+import orjson
+
+from touchstream.config.rules import Rules
+from touchstream.domain import triggers
+from touchstream.domain.clock import MS_PER_MINUTE, iso
+from touchstream.domain.decision import Decision
 
 CLOSED_KEPT = 8
 
@@ -34,7 +42,12 @@ def change(state: dict[str, Any], event: dict[str, Any], sign: int) -> None:
     cart = _cart(state, cart_id)
     if cart is None:
         bought = state["carts_closed_until"]
-        cart = {"items": {}, "at": at, "closed_at": bought if bought and at <= bought else None}
+        cart = {
+            "items": {},
+            "at": at,
+            "closed_at": bought if bought and at <= bought else None,
+            "reminded": None,
+        }
     if cart["closed_at"] is not None and at <= cart["closed_at"]:
         return  # late activity on a cart already bought
     qty, _ = cart["items"].get(props["sku"], (0, 0))
@@ -55,7 +68,12 @@ def close_by_purchase(state: dict[str, Any], event: dict[str, Any]) -> None:
         if not open_:
             return
         cart_id = max(open_)[1]
-    cart = _cart(state, cart_id) or {"items": {}, "at": event["at"], "closed_at": None}
+    cart = _cart(state, cart_id) or {
+        "items": {},
+        "at": event["at"],
+        "closed_at": None,
+        "reminded": None,
+    }
     cart["closed_at"] = max(cart["closed_at"] or 0, event["at"])
     _store(state, cart_id, cart)
     closed = sorted(
@@ -88,7 +106,98 @@ def fold_carts(winner: dict[str, Any], loser: dict[str, Any]) -> dict[str, Any]:
             "items": items,
             "at": max(mine["at"], theirs["at"]),
             "closed_at": max(closed) if closed else None,
+            # new contents re-arm the reminders; the same contents keep the further count
+            "reminded": max(
+                (r for r in (mine.get("reminded"), theirs.get("reminded")) if r),
+                key=lambda r: r[1],
+                default=None,
+            ),
         }
         merged["value"] = _value(items)
         carts[cart_id] = merged
+    for side in (winner, loser):
+        _close_by_purchase_elsewhere(carts, side)
     return carts
+
+
+def _close_by_purchase_elsewhere(carts: dict[str, Any], side: dict[str, Any]) -> None:
+    """A purchase that named no cart and found none open on its own profile (bought in store
+    before the login linked the card) closes the current cart the other profile brings."""
+    bought = side["carts_closed_until"]
+    if bought is None or any(c["closed_at"] == bought for c in side["carts"].values()):
+        return
+    open_ = [
+        (c["at"], cid)
+        for cid, c in carts.items()
+        if c["closed_at"] is None and c["at"] <= bought and cid not in side["carts"]
+    ]
+    if open_:
+        cart_id = max(open_)[1]
+        carts[cart_id] = {**carts[cart_id], "closed_at": bought}
+
+
+def digest(items: dict[str, list[int]]) -> str:
+    """Names a cart's contents: reminders go out once per contents."""
+    return hashlib.sha256(orjson.dumps(items, option=orjson.OPT_SORT_KEYS)).hexdigest()[:16]
+
+
+def cart_reminder(cart: dict[str, Any], rules: Rules) -> tuple[int, int, str] | None:
+    """(due, reminder index, contents digest) of the cart's next reminder, or None."""
+    if cart["closed_at"] is not None or cart["value"] < rules.carts.min_value_minor:
+        return None
+    contents = digest(cart["items"])
+    reminded = cart.get("reminded")
+    sent = reminded[1] if reminded and reminded[0] == contents else 0
+    delays = rules.carts.reminder_delays_minutes
+    if sent >= len(delays):
+        return None
+    return cart["at"] + round(delays[sent] * MS_PER_MINUTE), sent, contents
+
+
+def next_reminder(state: dict[str, Any], rules: Rules) -> tuple[int, str] | None:
+    """(due, cart_id) of the earliest reminder of any open cart."""
+    out = None
+    for cart_id, cart in state["carts"].items():
+        nxt = cart_reminder(cart, rules)
+        if nxt is not None and (out is None or (nxt[0], cart_id) < out):
+            out = (nxt[0], cart_id)
+    return out
+
+
+def remind(state: dict[str, Any], cart_id: str, rules: Rules) -> Decision:
+    """The ``abandoned_cart`` proposal of a cart's due reminder; the reminder counts as done."""
+    cart = _cart(state, cart_id)
+    assert cart is not None
+    nxt = cart_reminder(cart, rules)
+    assert nxt is not None
+    due, sent, contents = nxt
+    cart["reminded"] = [contents, sent + 1]
+    state["carts"] = {**state["carts"], cart_id: cart}
+    items = [
+        {"sku": sku, "quantity": qty, "unit_price_minor": unit}
+        for sku, (qty, unit) in sorted(cart["items"].items())
+    ]
+    return triggers.propose(
+        "abandoned_cart",
+        f"{cart_id}:{contents}:{sent}",
+        due,
+        f"A cart worth {cart['value']} minor units has seen no purchase for "
+        f"{rules.carts.reminder_delays_minutes[sent]:g} minutes since its last change.",
+        {
+            "cart_id": cart_id,
+            "items": items,
+            "value_minor": cart["value"],
+            "last_activity_at": iso(cart["at"]),
+            "reminder": sent + 1,
+        },
+        "abandoned_cart",
+    )
+
+
+def still_abandoned(state: dict[str, Any], proposal: dict[str, Any], rules: Rules) -> bool:
+    """The cart the reminder speaks of is still open with the same contents."""
+    evidence = proposal["evidence"]
+    cart = state["carts"].get(evidence["cart_id"])
+    if cart is None or cart["closed_at"] is not None:
+        return False
+    return bool(proposal["cause"].split(":")[-2] == digest(cart["items"]))

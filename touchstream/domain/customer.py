@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from touchstream.config.rules import Rules
-from touchstream.domain import carts, consent, triggers
+from touchstream.domain import carts, consent, sessions, triggers
 from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.decision import Decision
 from touchstream.domain.identity import PRIORITY, strongest
@@ -63,6 +63,9 @@ def new_state(
         "carts_closed_until": None,
         "consent": {},
         "delivered": [],
+        "deferred": [],
+        "session": None,
+        "late_events": 0,
         "rewards": [],
         "identifiers": identifiers,
     }
@@ -98,6 +101,7 @@ def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> 
     state["seen"] = [*state["seen"][-(SEEN_LIMIT - 1) :], fingerprint]
 
     decisions: list[Decision] = []
+    sessions.track(state, event, rules, decisions)
     handler = HANDLERS.get(event["type"])
     if handler is not None:
         points_before = state["points"]

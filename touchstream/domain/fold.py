@@ -22,7 +22,8 @@ from touchstream.domain.customer import (
     tier_for,
     window_spend,
 )
-from touchstream.domain.triggers import fold_delivered
+from touchstream.domain.sessions import fold_session
+from touchstream.domain.triggers import fold_deferred, fold_delivered
 
 State = dict[str, Any]
 Folder = Callable[[State, State, State, Rules], Any]
@@ -154,6 +155,9 @@ FOLDERS: dict[str, Folder] = {
     "carts_closed_until": _max("carts_closed_until"),
     "consent": lambda w, lo, out, rules: fold_consent(w, lo),
     "delivered": lambda w, lo, out, rules: fold_delivered(w, lo),
+    "deferred": lambda w, lo, out, rules: fold_deferred(w, lo),
+    "session": lambda w, lo, out, rules: fold_session(w, lo),
+    "late_events": lambda w, lo, out, rules: w["late_events"] + lo["late_events"],
     # thresholds stay unlocked while the merged balance is above them
     "rewards": lambda w, lo, out, rules: sorted(
         {t for t in (*w["rewards"], *lo["rewards"]) if out["points"] >= t}

@@ -148,8 +148,9 @@ def _event(target: str, state: State | None, ev: dict[str, Any], rules: Rules) -
             continue
         merge = _merge_msg(live["customer_id"], live, ev, via=[kind, value])
         step.sends.append((home_of(kind, value), merge))
+    now = int(ev.get("ts", 0))
     step.decisions = [
-        _emit(live, d, ev, rules) if d.kind == "trigger" else d for d in step.decisions
+        triggers.emit(live, d, now, rules) if d.kind == "trigger" else d for d in step.decisions
     ]
     if ev["type"] == "access_requested":
         step.decisions.append(Decision("export", privacy.export(live, ev, project(live, rules))))
@@ -164,15 +165,6 @@ def claimed(state: State) -> dict[str, list[str]]:
             known = out.setdefault(kind, [])
             known.extend(v for v in values if v not in known)
     return out
-
-
-def _emit(state: State, proposal: Decision, ev: dict[str, Any], rules: Rules) -> Decision:
-    # "now" is the wall clock at which ingest saw the cause: deterministic for the oracle, and
-    # a replay re-ingests with today's clock, so last year's decisions are stale
-    envelope, suppressed = triggers.guard(state, proposal.payload, int(ev.get("ts", 0)), rules)
-    if suppressed is None:
-        return Decision("trigger_out", envelope)
-    return Decision("trigger_audit", dict(envelope, suppressed_reason=suppressed))
 
 
 def _merge(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -> Step:

@@ -8,7 +8,6 @@ queue moves next, to explore interleavings a multi-worker run can produce.
 
 from __future__ import annotations
 
-import hashlib
 import random
 from collections import deque
 from collections.abc import Iterable
@@ -18,13 +17,14 @@ from typing import Any
 from touchstream.config.rules import Rules
 from touchstream.domain.customer import Decision
 from touchstream.domain.linking import handle, is_erased, is_redirect
+from touchstream.domain.step import Step
+from touchstream.domain.timers import fire, next_due
+from touchstream.streams.timer_index import TimerIndex, partition_for
 
 
 def partition_of(customer_id: str, partitions: int) -> int:
-    # any stable hash: the oracle only needs per-key FIFO, not Kafka's exact placement
-    return int.from_bytes(hashlib.blake2b(customer_id.encode(), digest_size=4).digest()) % (
-        partitions
-    )
+    # Kafka's placement, so partition clocks (and the timers they fire) match a live run
+    return partition_for(customer_id.encode(), partitions)
 
 
 @dataclass
@@ -39,6 +39,8 @@ class OfflineStage:
     def __post_init__(self) -> None:
         self._queues = [deque() for _ in range(self.partitions)]
         self._random = random.Random(self.seed)
+        self._timers = TimerIndex()
+        self._timers.stale = False
 
     def submit(self, events: Iterable[dict[str, Any]]) -> None:
         """Internal events as ingest emits them: keyed by their ``cid`` (the home)."""
@@ -54,13 +56,35 @@ class OfflineStage:
             return False
         queue = self._random.choice(ready) if self.seed is not None else ready[0]
         target, msg = queue.popleft()
-        result = handle(target, self.table.get(target), msg, self.rules)
-        if result.store is not None:
+        partition = self._queues.index(queue)
+        if msg.get("k", "ev") == "ev":  # as the agent: timers due by the event's time first
+            self._fire(partition, self._timers.advance(partition, msg["at"]), int(msg.get("ts", 0)))
+        self._apply(partition, target, handle(target, self.table.get(target), msg, self.rules))
+        return True
+
+    def _apply(self, partition: int, target: str, result: Step) -> None:
+        if result.delete:
+            self.table.pop(target, None)
+        elif result.store is not None:
             self.table[target] = result.store
+            due = next_due(result.store, self.rules)
+            if due is not None:
+                self._timers.track(partition, due, target)
         for dest, out in result.sends:
             self._enqueue(dest, out)
         self.decisions.extend(result.decisions)
-        return True
+
+    def _fire(self, partition: int, clock: int, now_ms: int) -> None:
+        for customer_id in self._timers.due(partition):
+            step = fire(customer_id, self.table.get(customer_id), clock, now_ms, self.rules)
+            self._apply(partition, customer_id, step)
+
+    def tick(self, at: int, now_ms: int) -> OfflineStage:
+        """The idle fallback: every partition's clock moves on to ``at``, then the stage
+        settles again (a tick reaches each partition of the live system the same way)."""
+        for partition in range(self.partitions):
+            self._fire(partition, self._timers.advance(partition, at), now_ms)
+        return self.drain()
 
     def drain(self, limit: int = 1_000_000) -> OfflineStage:
         for _ in range(limit):

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from datetime import datetime, timedelta
+from datetime import time as daytime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from touchstream.config.rules import Rules
 from touchstream.domain.clock import MS_PER_DAY, iso
@@ -65,10 +68,17 @@ def _still_rewarded(state: State, proposal: dict[str, Any], rules: Rules) -> boo
     return bool(state["points"] >= proposal["evidence"]["threshold"])
 
 
+def _still_abandoned(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
+    from touchstream.domain.carts import still_abandoned  # carts propose triggers
+
+    return still_abandoned(state, proposal, rules)
+
+
 # "still true" per trigger type: the state the trigger speaks of still holds when it leaves
 STILL_TRUE: dict[str, Callable[[State, dict[str, Any], Rules], bool]] = {
     "vip_status": _still_vip,
     "reward_unlocked": _still_rewarded,
+    "abandoned_cart": _still_abandoned,
 }
 
 
@@ -129,3 +139,67 @@ def fold_delivered(winner: State, loser: State) -> list[list[Any]]:
     seen = {d[2] for d in winner["delivered"]}
     merged = [*winner["delivered"], *(d for d in loser["delivered"] if d[2] not in seen)]
     return sorted(merged, key=lambda d: (d[1], d[2]))[-DELIVERED_KEPT:]
+
+
+def _hhmm(text: str) -> daytime:
+    hours, _, minutes = text.partition(":")
+    return daytime(int(hours), int(minutes))
+
+
+def quiet_until(at_ms: int, rules: Rules) -> int | None:
+    """The end of the quiet hours ``at_ms`` falls in (program time zone), or None."""
+    quiet = rules.triggers.quiet_hours
+    if quiet is None:
+        return None
+    tz = ZoneInfo(rules.program.timezone)
+    local = datetime.fromtimestamp(at_ms / 1000, tz)
+    start, end = _hhmm(quiet.start), _hhmm(quiet.end)
+    now = local.time()
+    if start <= end:
+        inside, day = start <= now < end, local.date()
+    else:  # across midnight
+        inside = now >= start or now < end
+        day = local.date() + timedelta(days=1) if now >= start else local.date()
+    if not inside:
+        return None
+    return int(datetime.combine(day, end, tzinfo=tz).timestamp() * 1000)
+
+
+def emit(state: State, proposal: Decision, now_ms: int, rules: Rules) -> Decision:
+    """A proposal through quiet hours and the guard chain: delivered, deferred or audited.
+
+    ``now_ms`` is the wall clock at which ingest saw the record that set the decision off (an
+    event, or the tick of an idle partition): deterministic for the oracle, and a replay
+    re-ingests with today's clock, so last year's decisions are stale.
+    """
+    payload = proposal.payload
+    if not payload.get("released"):
+        until = quiet_until(payload["at"], rules)
+        if until is not None:
+            deferred = dict(payload, due=until, released=True)
+            state["deferred"] = [*state["deferred"], deferred]
+            return Decision("trigger_deferred", deferred)
+    envelope, suppressed = guard(state, payload, now_ms, rules)
+    if suppressed is None:
+        return Decision("trigger_out", envelope)
+    return Decision("trigger_audit", dict(envelope, suppressed_reason=suppressed))
+
+
+def next_deferred(state: State) -> tuple[int, int] | None:
+    """(due, index) of the earliest trigger held back by quiet hours."""
+    pending = [(d["due"], i) for i, d in enumerate(state["deferred"])]
+    return min(pending) if pending else None
+
+
+def release(state: State, index: int) -> Decision:
+    deferred = state["deferred"]
+    state["deferred"] = deferred[:index] + deferred[index + 1 :]
+    return Decision("trigger", deferred[index])
+
+
+def fold_deferred(winner: State, loser: State) -> list[dict[str, Any]]:
+    seen = {(d["type"], d["cause"]) for d in winner["deferred"]}
+    return [
+        *winner["deferred"],
+        *(d for d in loser["deferred"] if (d["type"], d["cause"]) not in seen),
+    ]

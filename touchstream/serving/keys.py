@@ -5,7 +5,18 @@ ALIAS_PREFIX = "ts:alias:"
 # present while Redis holds every profile; gone after a flush or an empty restart
 SYNC_MARKER = "ts:meta:profiles-synced"
 INT_FIELDS = frozenset(
-    {"points", "qualifying_spend_minor", "orders", "version", "open_cart_value_minor"}
+    {
+        "points",
+        "qualifying_spend_minor",
+        "orders",
+        "version",
+        "open_cart_value_minor",
+        "sessions_today",
+        "page_views_today",
+        "product_views_today",
+        "searches_today",
+        "cart_adds_today",
+    }
 )
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import time
 from typing import Any
 
 import faust
+import orjson
 from redis.exceptions import RedisError
 
 from touchstream import metrics
@@ -33,11 +35,14 @@ from touchstream.serving.keys import SYNC_MARKER
 from touchstream.serving.redis_client import redis_client
 from touchstream.serving.redis_sync import RedisSync
 from touchstream.streams import topics
-from touchstream.streams.expiry import ExpiryIndex
+from touchstream.streams.timer_index import TimerIndex
 from touchstream.streams.transport import transport_for
+from touchstream.tables.activity import Activity
 from touchstream.tables.customers import customers_table, decode_state
 
 RESYNC_CHECK_S = 2.0
+TICK_CHECK_S = 1.0
+TICK_KEY = b"~tick"  # not a customer id: ticks carry no customer
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +117,8 @@ class Topology:
         self.identity_refusals = self.outputs[topics.IDENTITY_REFUSALS]
         self.customers = customers_table(self.app, settings.partitions)
         self.redis = redis_client(settings)
-        self.expiry = ExpiryIndex()
+        self.activity = Activity(self.app, settings.partitions)
+        self.timers = TimerIndex()
         self.redis_sync = RedisSync(self.redis, settings.redis_flush_interval_ms / 1000)
         self.app.agent(self.touchpoints, name="ingest")(make_ingest_agent(self))
         self.app.agent(self.customer_events, name="customer")(make_customer_agent(self))
@@ -121,12 +127,13 @@ class Topology:
         self.app.task(self._start_services)
         self.app.timer(5.0)(self._observe_tables)
         self.app.timer(RESYNC_CHECK_S)(self._resync_redis_if_needed)
+        self.app.timer(TICK_CHECK_S)(self._tick_idle_partitions)
         self._resync_due = True
 
         @self.app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def _assigned(consumer: Any, assigned: Any, **kwargs: Any) -> None:
             self._resync_due = True
-            self.expiry.stale = True
+            self.timers.stale = True
 
         @self.app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def _stop_services(app: faust.App, **kwargs: Any) -> None:
@@ -147,9 +154,42 @@ class Topology:
     async def _start_services(self) -> None:
         self._sync_task = asyncio.ensure_future(self.redis_sync.run())
 
+    def profile_of(self, state: dict[str, Any]) -> dict[str, Any] | None:
+        """The served profile of a table value, with today's activity (event time) added."""
+        profile = view(state, self.rules)
+        if profile is None or "merged_into" in profile or state["last_event_at"] is None:
+            return profile
+        day = self.activity.totals(state["customer_id"], state["last_event_at"])["day"]
+        for name, count in day.items():
+            profile[f"{name}_today"] = count
+        return profile
+
     async def _observe_tables(self) -> None:
         metrics.TABLE_KEYS.labels("customers").set(len(self.customers))
+        metrics.TIMERS_PENDING.set(len(self.timers))
         metrics.READY.set(1 if self.ready() else 0)
+
+    async def _tick_idle_partitions(self) -> None:
+        """The idle fallback of PRODUCT.md section 5: a partition of the customer stage that
+        has seen no event for ``idle_fallback_s`` gets a tick record moving its event-time
+        clock on by the wall time elapsed, so timers fire when traffic stops. Ticks go through
+        the topic because Faust tables may only change inside stream iteration."""
+        if not self.ready() or self.timers.stale:
+            return
+        topic = self.customer_events.get_topic_name()
+        now = int(time.time() * 1000)
+        idle_ms = int(self.settings.idle_fallback_s * 1000)
+        for tp in self.app.assignor.assigned_actives():
+            if tp.topic != topic:
+                continue
+            at = self.timers.idle_tick(tp.partition, now, idle_ms)
+            if at is None:
+                continue
+            tick = {"k": "tick", "at": at, "ts": now}
+            await self.customer_events.send(
+                key=TICK_KEY, value=orjson.dumps(tick), partition=tp.partition
+            )
+            metrics.IDLE_TICKS.inc()
 
     async def _resync_redis_if_needed(self) -> None:
         """Rewrite every local profile to Redis after a recovery or when Redis lost its data.
@@ -169,7 +209,7 @@ class Topology:
         count = 0
         for raw in list(self.customers.values()):
             state = decode_state(raw)
-            profile = view(state, self.rules) if state is not None else None
+            profile = self.profile_of(state) if state is not None else None
             if state is not None and profile is not None:
                 self.redis_sync.submit(profile["customer_id"], profile, aliases(state))
                 count += 1

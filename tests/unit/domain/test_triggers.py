@@ -105,7 +105,8 @@ def test_frequency_cap_lets_three_through_in_24_hours_and_audits_the_fourth():
     state = new_state(CID, "loyalty_id", "L-1", NOW)
     state["consent"] = {"email_marketing": {"granted": True, "at": NOW}}
     reasons = []
-    for n, kind in enumerate(("abandoned_cart", "browse_abandoned", "win_back", "points_expiring")):
+    kinds = ("tier_downgrade_risk", "browse_abandoned", "win_back", "points_expiring")
+    for n, kind in enumerate(kinds):
         proposal = propose(kind, f"c{n}", NOW + n * HOUR, "r", {}, kind).payload
         reasons.append(guard(state, proposal, NOW + n * HOUR, RULES)[1])
 
@@ -118,8 +119,8 @@ def test_frequency_cap_lets_three_through_in_24_hours_and_audits_the_fourth():
 def test_cool_down_per_type_and_freshness():
     state = new_state(CID, "loyalty_id", "L-1", NOW)
     state["consent"] = {"sms_marketing": {"granted": True, "at": NOW}}
-    first = propose("abandoned_cart", "cart-1", NOW, "r", {}, "abandoned_cart").payload
-    again = propose("abandoned_cart", "cart-2", NOW + HOUR, "r", {}, "abandoned_cart").payload
+    first = propose("browse_abandoned", "s-1", NOW, "r", {}, "browse_abandoned").payload
+    again = propose("browse_abandoned", "s-2", NOW + HOUR, "r", {}, "browse_abandoned").payload
     old = propose("win_back", "lapse-1", NOW - 25 * HOUR, "r", {}, "win_back").payload
 
     assert guard(state, first, NOW, RULES)[1] is None

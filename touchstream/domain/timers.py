@@ -1,0 +1,83 @@
+"""Timers in event time (PRODUCT.md section 5): what falls due on a customer's state.
+
+Timers are not asyncio handles but facts of the state: a cart's next reminder, the open
+session's end, a trigger held back by quiet hours, the end of an anonymous profile's life.
+``next_due`` says when the earliest is due; ``fire`` runs every timer due by the partition's
+event-time clock, in due order, before the record that moved the clock is applied. So timers
+survive a crash or a rebalance with the table, and a replay fires them at the same points.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from touchstream.config.rules import Rules
+from touchstream.domain import carts, sessions, triggers
+from touchstream.domain.decision import Decision
+from touchstream.domain.linking import anonymous_until, expire, is_erased, is_redirect
+from touchstream.domain.step import Step
+
+State = dict[str, Any]
+
+
+def _timers(state: State, rules: Rules) -> list[tuple[int, str, Any]]:
+    """(due, kind, detail) of every timer of a live profile, earliest first per kind."""
+    out: list[tuple[int, str, Any]] = []
+    session_end = sessions.due(state, rules)
+    if session_end is not None:
+        out.append((session_end, "session", None))
+    reminder = carts.next_reminder(state, rules)
+    if reminder is not None:
+        out.append((reminder[0], "cart", reminder[1]))
+    deferred = triggers.next_deferred(state)
+    if deferred is not None:
+        out.append((deferred[0], "deferred", deferred[1]))
+    expiry = anonymous_until(state, rules)
+    if expiry is not None:
+        out.append((expiry, "expire", None))
+    return out
+
+
+def next_due(state: State | None, rules: Rules) -> int | None:
+    if state is None or is_redirect(state) or is_erased(state):
+        return None
+    timers = _timers(state, rules)
+    return min(t[0] for t in timers) if timers else None
+
+
+def pending(state: State | None, rules: Rules) -> int:
+    """How many timers a profile has pending (an erasure receipt counts them)."""
+    if state is None or is_redirect(state) or is_erased(state):
+        return 0
+    reminders = sum(1 for c in state["carts"].values() if carts.cart_reminder(c, rules))
+    return reminders + len(state["deferred"]) + (state["session"] is not None)
+
+
+def fire(target: str, state: State | None, clock: int, now_ms: int, rules: Rules) -> Step:
+    """Every timer of ``state`` due by ``clock`` (the partition's event time), in due order."""
+    due = next_due(state, rules)
+    if state is None or due is None or due > clock:
+        return Step()
+    live = dict(state)
+    decisions: list[Decision] = []
+    while True:
+        timers = [t for t in _timers(live, rules) if t[0] <= clock]
+        if not timers:
+            break
+        at, kind, detail = min(timers, key=lambda t: (t[0], t[1], str(t[2])))
+        if kind == "expire":
+            step = expire(target, live, clock, rules)
+            step.decisions = [*decisions, *step.decisions]
+            return step
+        if kind == "session":
+            proposals = sessions.close(live, at, rules)
+        elif kind == "cart":
+            proposals = [carts.remind(live, detail, rules)]
+        else:
+            proposals = [triggers.release(live, detail)]
+        # each decision is guarded as it falls due: the ones before it count towards the caps
+        decisions.extend(
+            triggers.emit(live, d, now_ms, rules) if d.kind == "trigger" else d for d in proposals
+        )
+    live["version"] += 1
+    return Step(store=live, decisions=decisions)
