@@ -16,6 +16,7 @@ from touchstream.domain.clock import iso
 from touchstream.domain.customer import Decision
 from touchstream.domain.linking import Step, handle, is_erased
 from touchstream.domain.profile import aliases
+from touchstream.domain.sessions import published
 from touchstream.domain.timers import fire, next_due, pending
 from touchstream.serving.keys import alias_key, profile_key
 from touchstream.streams import topics
@@ -169,9 +170,8 @@ async def _publish(t: Topology, decision: Decision, before: dict[str, Any] | Non
             )
     elif decision.kind == "session_closed":
         metrics.SESSIONS_CLOSED.labels(payload["channel"]).inc()
-        summary = {k: v for k, v in payload.items() if not k.endswith("_ms")}
         await t.outputs[topics.SESSIONS].send(
-            key=payload["customer_id"].encode(), value=orjson.dumps(summary)
+            key=payload["customer_id"].encode(), value=orjson.dumps(published(payload))
         )
         t.activity.record(payload)
     elif decision.kind == "trigger_deferred":

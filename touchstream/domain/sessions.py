@@ -161,6 +161,11 @@ def close(state: State, end: int, rules: Rules) -> list[Decision]:
     return out
 
 
+def published(summary: dict[str, Any]) -> dict[str, Any]:
+    """The record for the ``sessions`` topic (schemas/sessions/v1/session.json)."""
+    return {k: v for k, v in summary.items() if not k.endswith("_ms")}
+
+
 def fold_session(winner: State, loser: State) -> State | None:
     """A login mid-session: the device's session and the account's become one."""
     a, b = winner["session"], loser["session"]

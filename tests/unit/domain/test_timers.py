@@ -5,10 +5,16 @@ when a partition's clock passes them, before the record that moved the clock is 
 """
 
 import dataclasses
+import json
+from pathlib import Path
 
+import fastjsonschema
+
+import touchstream.schemas
 from touchstream.config.rules import QuietHours, load_rules
 from touchstream.domain.identity import home_of
 from touchstream.domain.offline import OfflineStage
+from touchstream.domain.sessions import published
 from touchstream.domain.timers import next_due, pending
 from touchstream.simulator.factory import internal
 
@@ -239,3 +245,23 @@ def test_a_store_purchase_made_before_the_link_still_cancels_the_web_reminder():
 
     assert run.stage.resolve(CID) == "CRM-9"
     assert run.triggers() == []
+
+
+def test_session_summaries_and_timer_triggers_follow_the_published_schemas():
+    schemas = Path(touchstream.schemas.__file__).parent
+    session = fastjsonschema.compile(json.loads((schemas / "sessions/v1/session.json").read_text()))
+    trigger = fastjsonschema.compile(json.loads((schemas / "triggers/v1/trigger.json").read_text()))
+    run = Run()
+    for i in range(3):
+        run.send("product_view", T0 + i * MIN, sku="SKU-7")
+    run.add(T0 + 4 * MIN, "SKU-1", 2)
+    run.bystander(T0 + 2 * HOUR)
+
+    summaries = [published(d.payload) for d in run.decided("session_closed")]
+    assert summaries
+    for summary in summaries:
+        session(summary)
+    sent = run.decided("trigger_out")
+    assert {d.payload["type"] for d in sent} == {"abandoned_cart", "browse_abandoned"}
+    for decision in sent:
+        trigger(decision.payload)
