@@ -101,3 +101,14 @@ TRIGGERS_DEFERRED = Counter(
 TIMERS_PENDING = Gauge(
     "touchstream_timers_pending", "Timer entries held in the local index (cart, session, ...)"
 )
+CONSUMER_LAG = Gauge(
+    "touchstream_consumer_lag",
+    "Records behind the end of each partition this worker consumes (removed on revoke)",
+    ["topic", "partition"],
+)
+REBALANCES = Counter("touchstream_rebalances_total", "Partition assignments this worker received")
+RECOVERY_SECONDS = Histogram(
+    "touchstream_recovery_seconds",
+    "Seconds from a partition assignment to its tables being recovered (ready again)",
+    buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
+)

@@ -39,6 +39,7 @@ class Settings:
     topic_prefix: str = ""
     partitions: int = 8
     replication_factor: int = 1
+    standby_replicas: int = 1
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     data_dir: str = "var/touchstream"
@@ -133,6 +134,7 @@ class Settings:
         for name, low, high in (
             ("partitions", 1, 10_000),
             ("replication_factor", 1, 10),
+            ("standby_replicas", 0, 10),
             ("web_port", 0, 65535),
             ("max_event_bytes", 1024, 16 * 1024 * 1024),
             ("redis_flush_interval_ms", 1, 10_000),

@@ -42,6 +42,7 @@ from touchstream.tables.customers import customers_table, decode_state
 
 RESYNC_CHECK_S = 2.0
 TICK_CHECK_S = 1.0
+RECOVERY_CHECK_S = 0.5
 TICK_KEY = b"~tick"  # not a customer id: ticks carry no customer
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,7 @@ class Topology:
             autodiscover=False,
             topic_partitions=settings.partitions,
             topic_replication_factor=settings.replication_factor,
+            table_standby_replicas=settings.standby_replicas,
             broker_session_timeout=settings.session_timeout_s,
             broker_heartbeat_interval=settings.heartbeat_interval_s,
             consumer_auto_offset_reset="earliest",
@@ -128,12 +130,17 @@ class Topology:
         self.app.timer(5.0)(self._observe_tables)
         self.app.timer(RESYNC_CHECK_S)(self._resync_redis_if_needed)
         self.app.timer(TICK_CHECK_S)(self._tick_idle_partitions)
+        self.app.timer(RECOVERY_CHECK_S)(self._observe_recovery)
+        self._assigned_at: float | None = None
+        self._lag_labels: set[tuple[str, str]] = set()
         self._resync_due = True
 
         @self.app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def _assigned(consumer: Any, assigned: Any, **kwargs: Any) -> None:
             self._resync_due = True
             self.timers.stale = True
+            metrics.REBALANCES.inc()
+            self._assigned_at = time.monotonic()
 
         @self.app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def _stop_services(app: faust.App, **kwargs: Any) -> None:
@@ -167,6 +174,33 @@ class Topology:
     async def _observe_tables(self) -> None:
         metrics.TABLE_KEYS.labels("customers").set(len(self.customers))
         metrics.TIMERS_PENDING.set(len(self.timers))
+        self._observe_lag()
+
+    def _observe_lag(self) -> None:
+        """Records behind each assigned partition's end: the fetched high-water mark minus the
+        next offset the streams will read."""
+        consumer: Any = self.app.consumer
+        labels = set()
+        for tp in self.app.assignor.assigned_actives():
+            try:
+                highwater = consumer.highwater(tp)
+            except Exception:  # not fetched yet, or revoked mid-rebalance: next time
+                continue
+            if highwater is None:
+                continue
+            read = consumer._read_offset.get(tp)  # faust keeps no public accessor for it
+            position = read + 1 if read is not None else consumer._committed_offset.get(tp) or 0
+            label = (tp.topic, str(tp.partition))
+            metrics.CONSUMER_LAG.labels(*label).set(max(highwater - position, 0))
+            labels.add(label)
+        for gone in self._lag_labels - labels:
+            metrics.CONSUMER_LAG.remove(*gone)
+        self._lag_labels = labels
+
+    async def _observe_recovery(self) -> None:
+        if self._assigned_at is not None and self.ready():
+            metrics.RECOVERY_SECONDS.observe(time.monotonic() - self._assigned_at)
+            self._assigned_at = None
         metrics.READY.set(1 if self.ready() else 0)
 
     async def _tick_idle_partitions(self) -> None:
