@@ -112,3 +112,8 @@ RECOVERY_SECONDS = Histogram(
     "Seconds from a partition assignment to its tables being recovered (ready again)",
     buckets=(0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300, 600),
 )
+EVENT_TIME_LAG = Histogram(
+    "touchstream_event_time_lag_seconds",
+    "Wall time from an event's occurred_at (event time) to its decision: late and backfilled events",
+    buckets=(0.1, 0.5, 1, 5, 30, 60, 300, 3600, 21600, 86400, 604800, 2592000),
+)

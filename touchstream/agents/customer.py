@@ -53,6 +53,7 @@ def make_customer_agent(t: Topology) -> Any:
             if "rt" in msg and not (step.forwarded or step.duplicate or step.dropped):
                 metrics.EVENTS_APPLIED.labels(msg["type"]).inc()
                 metrics.DECISION_LATENCY.observe(max(time.time() - msg["rt"] / 1000, 0.0))
+                metrics.EVENT_TIME_LAG.observe(max(time.time() - msg["at"] / 1000, 0.0))
 
     return customer_agent
 
