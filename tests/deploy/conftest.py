@@ -38,5 +38,5 @@ def promtool() -> str:
     # a missing promtool fails the test rather than skipping it: `make test` installs it
     found = shutil.which("promtool")
     if not found:
-        pytest.fail("promtool not found on PATH: run `make prometheus-tools` (Debian's prometheus)")
+        pytest.fail("promtool not found on PATH: run `make test-tools` (Debian's prometheus)")
     return found

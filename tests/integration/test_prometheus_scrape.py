@@ -98,9 +98,7 @@ def worker(stack: Stack) -> WorkerProcess:
 def prometheus(worker: WorkerProcess, tmp_path: Path) -> Iterator[Prometheus]:
     binary = shutil.which("prometheus")
     if not binary:
-        pytest.fail(
-            "prometheus not found on PATH: run `make prometheus-tools` (Debian's prometheus)"
-        )
+        pytest.fail("prometheus not found on PATH: run `make test-tools` (Debian's prometheus)")
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump(scrape_config(worker)))
     port = free_port(HOST)

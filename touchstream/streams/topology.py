@@ -48,20 +48,27 @@ TICK_KEY = b"~tick"  # not a customer id: ticks carry no customer
 log = logging.getLogger(__name__)
 
 
-def broker_credentials(settings: Settings) -> Any:
-    protocol = settings.kafka_security_protocol
-    if protocol == "PLAINTEXT":
+def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
+    if not settings.secure_kafka:
         return None
     context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
     if settings.kafka_ssl_certfile:
         context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile or None)
+    return context
+
+
+def broker_credentials(settings: Settings) -> Any:
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = kafka_ssl_context(settings)
     if protocol == "SSL":
         return faust.SSLCredentials(context)
     return faust.SASLCredentials(
         username=settings.kafka_sasl_username,
         password=settings.kafka_sasl_password,
         mechanism=settings.kafka_sasl_mechanism,
-        ssl_context=context if protocol == "SASL_SSL" else None,
+        ssl_context=context,
     )
 
 
