@@ -44,16 +44,17 @@ def make_customer_agent(t: Topology) -> Any:
                 clock = index.advance(partition, msg["at"])
                 await _fire_due(t, partition, clock, msg)
                 continue
+            wall = time.time()
             if kind == "ev":  # timers due by the event's time fire before it is applied
-                clock = index.advance(partition, msg["at"], int(time.time() * 1000))
+                clock = index.advance(partition, msg["at"], int(wall * 1000))
                 await _fire_due(t, partition, clock, msg)
             state = decode_state(table.get(key))
             step = handle(key.decode(), state, msg, rules)
             await _execute(t, key, partition, step, msg, state)
             if "rt" in msg and not (step.forwarded or step.duplicate or step.dropped):
                 metrics.EVENTS_APPLIED.labels(msg["type"]).inc()
-                metrics.DECISION_LATENCY.observe(max(time.time() - msg["rt"] / 1000, 0.0))
-                metrics.EVENT_TIME_LAG.observe(max(time.time() - msg["at"] / 1000, 0.0))
+                metrics.DECISION_LATENCY.observe(max(wall - msg["rt"] / 1000, 0.0))
+                metrics.EVENT_TIME_LAG.observe(max(wall - msg["at"] / 1000, 0.0))
 
     return customer_agent
 
@@ -82,8 +83,6 @@ async def _execute(
         metrics.ERASED_DROPPED.labels(msg.get("k", "ev")).inc()
         return
     erased = step.store is not None and is_erased(step.store)
-    if erased:
-        t.activity.erase(key.decode())
     if step.delete or erased:
         gone = aliases(before) if before else []
         if msg.get("k") in ("drop", "forget"):  # a stale alias may still name this home
@@ -182,6 +181,7 @@ async def _publish(t: Topology, decision: Decision, before: dict[str, Any] | Non
     elif decision.kind == "erased":
         metrics.ERASURES.inc()
         customer_id = payload["customer_id"]
+        t.activity.erase(customer_id)  # its windows live on this partition, under its id
         redis_keys = [profile_key(customer_id)]
         redis_keys += [alias_key(k, v) for k, v in (aliases(before) if before else [])]
         redis_keys += [profile_key(home) for home in payload["identifier_homes"]]

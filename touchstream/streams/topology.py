@@ -173,7 +173,7 @@ class Topology:
         profile = view(state, self.rules)
         if profile is None or "merged_into" in profile or state["last_event_at"] is None:
             return profile
-        day = self.activity.totals(state["customer_id"], state["last_event_at"])["day"]
+        day = self.activity.totals(state["customer_id"], state["last_event_at"])
         for name, count in day.items():
             profile[f"{name}_today"] = count
         return profile

@@ -55,16 +55,14 @@ class Activity:
             held[session["session_id"]] = entry
             windows[table.table.window.current(at_s)] = dict(list(held.items())[-SESSIONS_KEPT:])
 
-    def totals(self, customer_id: str, at_ms: int) -> dict[str, dict[str, int]]:
-        """The hour and the day of event time containing ``at_ms``: sessions and counts."""
-        out = {}
-        for period, table in (("hour", self.hourly), ("day", self.daily)):
-            held = table.relative_to(at_ms / 1000)[customer_id].value()
-            totals = {"sessions": len(held)}
-            for i, name in enumerate(COUNTS):
-                totals[name] = sum(entry[i] for entry in held.values())
-            out[period] = totals
-        return out
+    def totals(self, customer_id: str, at_ms: int, period: str = "day") -> dict[str, int]:
+        """Sessions and counts of the hour or day of event time containing ``at_ms``."""
+        table = self.hourly if period == "hour" else self.daily
+        held = table.relative_to(at_ms / 1000)[customer_id].value()
+        totals = {"sessions": len(held)}
+        for i, name in enumerate(COUNTS):
+            totals[name] = sum(entry[i] for entry in held.values())
+        return totals
 
     def erase(self, customer_id: str) -> int:
         """Remove every window of an erased customer (tombstones in the changelogs)."""
