@@ -86,7 +86,8 @@ def test_the_fourth_trigger_within_24_hours_is_held_by_the_frequency_cap(
 
 
 def test_an_erased_shopper_s_pending_reminder_never_fires(stack: Stack, tmp_path: Path) -> None:
-    worker = start(stack, tmp_path, delay=0.2)
+    # long enough that the erasure lands before the reminder even on a loaded machine
+    worker = start(stack, tmp_path, delay=0.5)
     shopper = {"customer_id": "CRM-73", "email": "ann@example.com"}
     control = {"customer_id": "CRM-74"}
     send(
@@ -98,10 +99,12 @@ def test_an_erased_shopper_s_pending_reminder_never_fires(stack: Stack, tmp_path
         consent(control, email=True),
         add(control, "C-74"),
     )
-    deadline = time.monotonic() + 30
-    while worker.get("/customers/CRM-73")[0] != 200:
-        assert time.monotonic() < deadline
-        time.sleep(0.2)
+    # the email's link must be settled first (published on profiles.merges): an erasure by an
+    # identifier whose link handshake is still in flight erases only that identifier's
+    # transient profile (a known gap, see the closing note)
+    merges = stack.settings["topic_prefix"] + "profiles.merges"
+    (merge,) = [r.json() for r in read_topic(stack.broker.bootstrap, merges, expect=1)]
+    assert merge["survivor"] == "CRM-73"
     send(stack, event("erasure_requested", {"email": "ann@example.com"}, {"request_id": "E-1"}))
 
     (receipt,) = [
@@ -114,7 +117,7 @@ def test_an_erased_shopper_s_pending_reminder_never_fires(stack: Stack, tmp_path
     assert receipt["removed"]["timers"] >= 1  # the cart reminder (and the open session)
     assert receipt["removed"]["orders"] == 1 and receipt["removed"]["carts"] == 1
 
-    (sent,) = topic(stack, "triggers.abandoned_cart", expect=1)
+    (sent,) = topic(stack, "triggers.abandoned_cart", expect=1, timeout_s=60)
     assert sent["customer_id"] == "CRM-74"  # the control's reminder fell due meanwhile
     time.sleep(3)
     assert [t["customer_id"] for t in topic(stack, "triggers.abandoned_cart")] == ["CRM-74"]
