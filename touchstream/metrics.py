@@ -84,6 +84,11 @@ TRIGGERS_SUPPRESSED = Counter(
     ["type", "reason"],
 )
 
+LOYALTY_OUTCOMES = Counter(
+    "touchstream_loyalty_outcomes_total",
+    "Ledger outcomes published on loyalty.outcomes (earned, reversed, redeemed, rejected, ...)",
+    ["outcome"],
+)
 TIMERS_FIRED = Counter(
     "touchstream_timers_fired_total",
     "Customers whose event-time timers fired (cart reminders, session ends, expiry, deferred)",

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-import orjson
 import pytest
 import redis
 
 from touchstream.domain.identity import home_of
 from touchstream.runtime.kafka_io import produce, read_topic
-from touchstream.runtime.stack import Stack, WorkerProcess
+from touchstream.runtime.stack import Stack
 from touchstream.simulator.factory import event, purchase
 
 pytestmark = pytest.mark.integration
@@ -32,22 +30,6 @@ def send(stack: Stack, events: list[dict[str, Any]]) -> None:
         topic(stack, "touchpoints"),
         [(e["event_id"].encode(), e) for e in events],
     )
-
-
-def poll(
-    worker: WorkerProcess, path: str, done: Callable[[dict[str, Any]], bool], timeout_s: float = 30
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    last: Any = None
-    while time.monotonic() < deadline:
-        status, body = worker.get(path)
-        last = (status, body[:300])
-        if status == 200:
-            view = orjson.loads(body)
-            if done(view):
-                return view
-        time.sleep(0.2)
-    raise AssertionError(f"{path} never satisfied the condition; last answer {last}")
 
 
 def lookup(kind: str, value: str) -> str:
@@ -85,18 +67,18 @@ def test_anonymous_browsing_login_and_a_store_purchase_are_one_customer(stack: S
         ],
     )
     survivor = home_of("loyalty_id", "LC-4471")
-    poll(worker, lookup("anonymous_id", "anon-5f2c"), lambda v: v["customer_id"] == survivor)
+    worker.poll(lookup("anonymous_id", "anon-5f2c"), lambda v: v["customer_id"] == survivor)
     # later she pays in a store with her card; the web cart was for the same goods
     send(stack, [purchase({"loyalty_id": "LC-4471"}, "POS-1", 4_000, occurred_at=at(30))])
 
-    view = poll(worker, lookup("email", "ANN.LEE@example.com"), lambda v: v["orders"] == 1)
+    view = worker.poll(lookup("email", "ANN.LEE@example.com"), lambda v: v["orders"] == 1)
     assert view["customer_id"] == survivor
     assert view["points"] == 40
     assert view["open_cart_value_minor"] == 0  # the anonymous cart followed her and was closed
-    by_card = poll(worker, lookup("loyalty_id", "LC-4471"), lambda v: True)
+    by_card = worker.poll(lookup("loyalty_id", "LC-4471"), lambda v: True)
     assert by_card == view
     for kind, value in (("anonymous_id", "anon-5f2c"), ("email", "ann.lee@example.com")):
-        assert poll(worker, lookup(kind, value), lambda v: True)["customer_id"] == survivor
+        assert worker.poll(lookup(kind, value), lambda v: True)["customer_id"] == survivor
 
     client = redis.Redis.from_url(stack.redis.url(stack.redis_db), decode_responses=True)
     live = [k for k in client.scan_iter("ts:profile:*") if not client.hget(k, "merged_into")]
@@ -113,16 +95,16 @@ def test_an_identify_merges_two_profiles_with_points_into_one(stack: Stack) -> N
     store = {"loyalty_id": "LC-2002"}
     send(stack, [purchase(web, "W-1", 12_000, channel="web", occurred_at=at(0))])
     send(stack, [purchase(store, "S-1", 5_500, occurred_at=at(5))])
-    absorbed = poll(worker, lookup("email", "bo@example.com"), lambda v: v["points"] == 120)
+    absorbed = worker.poll(lookup("email", "bo@example.com"), lambda v: v["points"] == 120)
     survivor = home_of("loyalty_id", "LC-2002")
-    poll(worker, f"/customers/{survivor}", lambda v: v["points"] == 55)
+    worker.poll(f"/customers/{survivor}", lambda v: v["points"] == 55)
 
     send(stack, [event("identify", {**web, **store}, occurred_at=at(10))])
 
-    merged = poll(worker, f"/customers/{survivor}", lambda v: v["points"] == 175)
+    merged = worker.poll(f"/customers/{survivor}", lambda v: v["points"] == 175)
     assert merged["orders"] == 2 and merged["qualifying_spend_minor"] == 17_500
     # the absorbed id answers with the survivor's view
-    assert poll(worker, f"/customers/{absorbed['customer_id']}", lambda v: True) == merged
+    assert worker.poll(f"/customers/{absorbed['customer_id']}", lambda v: True) == merged
     merges = read_topic(stack.broker.bootstrap, topic(stack, "profiles.merges"), expect=1)
     assert len(merges) == 1
     record = merges[0].json()
@@ -151,13 +133,12 @@ def test_a_shared_device_is_refused_more_emails_than_the_limit(stack: Stack) -> 
         )
         # one at a time, so which five emails made it is well defined
         if n < 5:
-            poll(worker, lookup("email", f"visitor{n}@example.com"), lambda v: True)
-            poll(
-                worker,
+            worker.poll(lookup("email", f"visitor{n}@example.com"), lambda v: True)
+            worker.poll(
                 lookup("device_id", "kiosk-17"),
                 lambda v, n=n: (
                     v["customer_id"]
-                    == poll(worker, lookup("email", "visitor0@example.com"), lambda v: True)[
+                    == worker.poll(lookup("email", "visitor0@example.com"), lambda v: True)[
                         "customer_id"
                     ]
                 ),
@@ -166,10 +147,10 @@ def test_a_shared_device_is_refused_more_emails_than_the_limit(stack: Stack) -> 
     refusals = read_topic(stack.broker.bootstrap, topic(stack, "identity.refusals"), expect=2)
     assert len(refusals) == 2
     assert {r.json()["limit"] for r in refusals} == {"email"}
-    first = poll(worker, lookup("email", "visitor0@example.com"), lambda v: True)
-    assert poll(worker, lookup("device_id", "kiosk-17"), lambda v: True) == first
+    first = worker.poll(lookup("email", "visitor0@example.com"), lambda v: True)
+    assert worker.poll(lookup("device_id", "kiosk-17"), lambda v: True) == first
     for n in (5, 6):  # the refused emails keep their own profiles
-        own = poll(worker, lookup("email", f"visitor{n}@example.com"), lambda v: True)
+        own = worker.poll(lookup("email", f"visitor{n}@example.com"), lambda v: True)
         assert own["customer_id"] != first["customer_id"]
     metrics = worker.metrics()
     assert metrics["touchstream_identity_link_refusals_total"] == 2
@@ -202,17 +183,17 @@ def test_two_workers_resolve_a_shopper_the_same_whatever_the_order(stack: Stack)
     for tag in ("fwd", "bwd"):
         survivor = home_of("loyalty_id", f"LC-{tag}")
         # 30 + 70 + 110 points, signup bonus 100: every part of the shopper on one profile
-        views[tag] = poll(first, f"/customers/{survivor}", lambda v: v["points"] == 310)
+        views[tag] = first.poll(f"/customers/{survivor}", lambda v: v["points"] == 310)
         for worker in (first, second):
             for kind, value in (("email", f"{tag}@example.com"), ("device_id", f"app-{tag}")):
-                assert poll(worker, lookup(kind, value), lambda v: True) == views[tag]
+                assert worker.poll(lookup(kind, value), lambda v: True) == views[tag]
     time.sleep(1.0)  # anything still in flight would change a profile now
 
     def essentials(view: dict[str, Any]) -> tuple[Any, ...]:
         return view["points"], view["orders"], view["qualifying_spend_minor"], view["tier"]
 
     again = {
-        tag: poll(second, f"/customers/{v['customer_id']}", lambda v: True)
+        tag: second.poll(f"/customers/{v['customer_id']}", lambda v: True)
         for tag, v in views.items()
     }
     assert essentials(again["fwd"]) == essentials(again["bwd"]) == (310, 3, 21_000, "member")

@@ -38,9 +38,11 @@ def test_vip_status_goes_to_the_recent_gold_shopper_only(stack: Stack) -> None:
     ]
     produce(stack.broker.bootstrap, prefix + "touchpoints", [(b"pat", e) for e in history])
 
-    audit = read_topic(stack.broker.bootstrap, prefix + "triggers.audit", expect=2)
+    audit = read_topic(stack.broker.bootstrap, prefix + "triggers.audit", expect=4)
     assert sorted((a.json()["type"], a.json()["suppressed_reason"]) for a in audit) == [
+        ("points_expiring", "stale"),  # 30 days before the old points expired
         ("reward_unlocked", "stale"),
+        ("tier_downgrade_risk", "stale"),  # when the old order left the 365-day window
         ("vip_status", "stale"),  # the backfilled purchase crossed gold, a year ago
     ]
     assert read_topic(stack.broker.bootstrap, prefix + "triggers.vip_status", timeout_s=3) == []
@@ -62,4 +64,7 @@ def test_vip_status_goes_to_the_recent_gold_shopper_only(stack: Stack) -> None:
     assert vip["channels"] == ["email"]
     assert vip["evidence"]["qualifying_spend_minor"] == 100_000
     assert "pat@example.com" not in sent[0].value.decode()
-    assert worker.metrics()["touchstream_triggers_emitted_total"] == 1
+    # the old points expired, so the new ones unlock the 500-point reward again
+    rewards = read_topic(stack.broker.bootstrap, prefix + "triggers.reward_unlocked", expect=1)
+    assert rewards[0].json()["evidence"]["points"] == 1_000
+    assert worker.metrics()["touchstream_triggers_emitted_total"] == 2

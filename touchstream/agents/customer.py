@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from touchstream import metrics
+from touchstream.domain import loyalty
 from touchstream.domain.clock import iso
 from touchstream.domain.customer import Decision
 from touchstream.domain.linking import Step, handle, is_erased
@@ -174,6 +175,11 @@ async def _publish(t: Topology, decision: Decision, before: dict[str, Any] | Non
             key=payload["customer_id"].encode(), value=orjson.dumps(published(payload))
         )
         t.activity.record(payload)
+    elif decision.kind == "loyalty":
+        metrics.LOYALTY_OUTCOMES.labels(payload["outcome"]).inc()
+        await t.outputs[topics.LOYALTY_OUTCOMES].send(
+            key=payload["customer_id"].encode(), value=orjson.dumps(loyalty.published(payload))
+        )
     elif decision.kind == "trigger_deferred":
         metrics.TRIGGERS_DEFERRED.labels(payload["type"]).inc()
     elif decision.kind == "expired":

@@ -5,6 +5,8 @@ from __future__ import annotations
 import tomllib
 import zoneinfo
 from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -99,6 +101,38 @@ class Campaign:
 
     def check(self, path: str) -> None:
         _positive(path, "multiplier", self.multiplier)
+        for name in ("starts_at", "ends_at"):
+            value = getattr(self, name)
+            if value and _instant(value) is None:
+                raise ConfigError(f"{path}.{name}", f"must be RFC 3339 with offset, got {value!r}")
+        ends = self.ends_ms
+        if self.starts_at and ends is not None and self.starts_ms > ends:
+            raise ConfigError(f"{path}.ends_at", "must not be before starts_at")
+
+    @cached_property
+    def starts_ms(self) -> int:
+        return _instant(self.starts_at) if self.starts_at else 0  # type: ignore[return-value]
+
+    @cached_property
+    def ends_ms(self) -> int | None:
+        return _instant(self.ends_at) if self.ends_at else None
+
+    @property
+    def per_mille(self) -> int:
+        return round(self.multiplier * 1000)
+
+    def active(self, at_ms: int) -> bool:
+        return self.starts_ms <= at_ms and (self.ends_ms is None or at_ms <= self.ends_ms)
+
+
+def _instant(text: str) -> int | None:
+    try:
+        parsed = datetime.fromisoformat(text.upper())
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        return None
+    return int(parsed.timestamp() * 1000)
 
 
 @dataclass(frozen=True)

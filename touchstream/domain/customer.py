@@ -3,8 +3,9 @@
 State is a plain dict (it is the Faust table value, serialised with orjson). Idempotency is
 part of the record itself, so the changelog carries the effect and its guard atomically:
 ``src`` holds the highest inbound offset applied per inbound partition (redelivery, rewinds),
-``seen`` the most recent event ids (a producer sending the same event twice), and ``orders``
-the orders that already earned.
+``seen`` the most recent event ids (a producer sending the same event twice), and the ledger
+(``orders``, ``returns``, ``redemptions``) the orders, refunds and redemptions already counted
+by their own ids (``domain.loyalty``).
 """
 
 from __future__ import annotations
@@ -14,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from touchstream.config.rules import Rules
-from touchstream.domain import carts, consent, sessions, triggers
-from touchstream.domain.clock import MS_PER_DAY, iso
+from touchstream.domain import carts, consent, loyalty, rfm, sessions
 from touchstream.domain.decision import Decision
 from touchstream.domain.identity import PRIORITY, strongest
 
@@ -53,6 +53,10 @@ def new_state(
         "points": 0,
         "qualifying_spend_minor": 0,
         "orders": {},
+        "returns": {},
+        "redemptions": {},
+        "loyalty": loyalty.initial(),
+        "rfm": rfm.initial(),
         "signup_bonus_at": None,
         "first_purchase_at": None,
         "last_purchase_at": None,
@@ -107,7 +111,7 @@ def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> 
         points_before = state["points"]
         handler(state, event, rules, decisions)
         if state["points"] != points_before:
-            _rewards(state, event, rules, decisions)
+            loyalty.rewards(state, event["at"], event["id"], rules, decisions)
     _track(state, event)
     state["version"] += 1
     return Outcome(state, decisions)
@@ -124,108 +128,41 @@ def _track(state: dict[str, Any], event: dict[str, Any]) -> None:
     state["events"] = events
 
 
-def window_spend(state: dict[str, Any], at_ms: int, rules: Rules) -> int:
-    """Qualifying spend of the orders in the trailing tier window ending at ``at_ms``."""
-    start = at_ms - rules.loyalty.tier_window_days * MS_PER_DAY
-    return sum(o["net"] for o in state["orders"].values() if start < o["at"] <= at_ms)
-
-
-def tier_for(spend_minor: int, rules: Rules) -> tuple[str, float]:
-    current = rules.loyalty.tiers[0]
-    for tier in rules.loyalty.tiers:
-        if spend_minor >= tier.min_spend_minor:
-            current = tier
-    return current.name, current.multiplier
-
-
-def earned_points(net_minor: int, multiplier: float, rules: Rules) -> int:
-    """Whole points, rounded down, computed in integers (no float money)."""
-    per_mille = round(multiplier * 1000)
-    return (net_minor * rules.loyalty.points_per_unit * per_mille) // (
-        rules.program.minor_per_unit * 1000
-    )
-
-
 def _purchase(
     state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
 ) -> None:
-    props = event["props"]
-    order_id = props["order_id"]
-    if order_id in state["orders"]:
-        return  # each order earns once, whatever the event id it arrives under
-    net = max(props["total_minor"] - props.get("discount_minor", 0), 0)
-    # the tier held before this purchase, from spend in the trailing window (not lifetime)
-    tier_before, multiplier = tier_for(window_spend(state, event["at"], rules), rules)
-    points = earned_points(net, multiplier, rules)
-    state["orders"] = dict(
-        state["orders"], **{order_id: {"at": event["at"], "net": net, "pts": points}}
-    )
-    state["points"] += points
-    state["qualifying_spend_minor"] += net
+    if not loyalty.purchase(state, event, rules, decisions):
+        return
     at = event["at"]
     if state["first_purchase_at"] is None or at < state["first_purchase_at"]:
         state["first_purchase_at"] = at
     if state["last_purchase_at"] is None or at > state["last_purchase_at"]:
         state["last_purchase_at"] = at
     carts.close_by_purchase(state, event)
-    top = rules.loyalty.tiers[-1]
-    spend_after = window_spend(state, at, rules)
-    if tier_before != top.name and spend_after >= top.min_spend_minor:
-        decisions.append(
-            triggers.propose(
-                "vip_status",
-                f"{top.name}:{order_id}",
-                at,
-                f"Reached the {top.name} tier with this purchase.",
-                {
-                    "tier": top.name,
-                    "qualifying_spend_minor": spend_after,
-                    "order_id": order_id,
-                    "last_purchase_at": iso(at),
-                    "points": state["points"],
-                },
-                "vip_status",
-            )
-        )
-    decisions.append(
-        Decision(
-            "points_earned",
-            {"order_id": order_id, "points": points, "tier_before": tier_before, "net_minor": net},
-        )
-    )
+    loyalty.evaluate(state, at, rules, decisions, cause=event["props"]["order_id"])
+    decisions.extend(rfm.evaluate(state, at, rules))
 
 
-def _rewards(
+def _return(
     state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
 ) -> None:
-    """``reward_unlocked`` when the balance crosses a threshold from below; re-armed below it."""
-    unlocked = list(state["rewards"])
-    for threshold in rules.loyalty.reward_thresholds:
-        if state["points"] >= threshold and threshold not in unlocked:
-            unlocked.append(threshold)
-            decisions.append(
-                triggers.propose(
-                    "reward_unlocked",
-                    f"{threshold}:{event['id']}",
-                    event["at"],
-                    f"The points balance reached {threshold}.",
-                    {"threshold": threshold, "points": state["points"]},
-                    "reward_unlocked",
-                )
-            )
-        elif state["points"] < threshold and threshold in unlocked:
-            unlocked.remove(threshold)
-    state["rewards"] = unlocked
+    if loyalty.refund(state, event, rules, decisions):
+        loyalty.evaluate(state, event["at"], rules, decisions)
+        decisions.extend(rfm.evaluate(state, event["at"], rules))
+
+
+def _redemption(
+    state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
+) -> None:
+    if loyalty.redeem(state, event, rules, decisions):
+        loyalty.evaluate(state, event["at"], rules, decisions)
 
 
 def _loyalty_signup(
     state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
 ) -> None:
-    if state["signup_bonus_at"] is not None:
-        return
-    state["signup_bonus_at"] = event["at"]
-    state["points"] += rules.loyalty.signup_bonus
-    decisions.append(Decision("points_earned", {"signup_bonus": rules.loyalty.signup_bonus}))
+    if loyalty.signup(state, event, rules, decisions):
+        loyalty.evaluate(state, event["at"], rules, decisions)
 
 
 def _add_to_cart(
@@ -244,6 +181,8 @@ def _consent_updated(
     state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
 ) -> None:
     consent.update(state, event)
+    if "profiling" in event["props"].get("purposes", {}):
+        decisions.extend(rfm.evaluate(state, event["at"], rules))
 
 
 HANDLERS = {
@@ -252,4 +191,6 @@ HANDLERS = {
     "add_to_cart": _add_to_cart,
     "remove_from_cart": _remove_from_cart,
     "loyalty_signup": _loyalty_signup,
+    "return": _return,
+    "redemption": _redemption,
 }

@@ -13,15 +13,11 @@ from collections.abc import Callable
 from typing import Any
 
 from touchstream.config.rules import Rules
+from touchstream.domain import loyalty
 from touchstream.domain.carts import fold_carts
 from touchstream.domain.consent import fold_consent
-from touchstream.domain.customer import (
-    REFUSED_LIMIT,
-    SEEN_LIMIT,
-    earned_points,
-    tier_for,
-    window_spend,
-)
+from touchstream.domain.customer import REFUSED_LIMIT, SEEN_LIMIT
+from touchstream.domain.rfm import fold_rfm
 from touchstream.domain.sessions import fold_session
 from touchstream.domain.triggers import fold_deferred, fold_delivered
 
@@ -65,35 +61,73 @@ def _seen(w: State, lo: State, out: State, rules: Rules) -> list[str]:
     return seen[-SEEN_LIMIT:]
 
 
-def _shared_orders(w: State, lo: State) -> list[str]:
-    return [order_id for order_id in lo["orders"] if order_id in w["orders"]]
-
-
 def _points(w: State, lo: State, out: State, rules: Rules) -> int:
-    # the balance apart from orders (bonuses, and later redemptions) adds up; the orders are
+    # the balance apart from orders (bonuses, redemptions, expiries) adds up; the orders are
     # priced again together, so the result does not depend on which profile earned an order
-    outside = sum(s["points"] - sum(o["pts"] for o in s["orders"].values()) for s in (w, lo))
+    outside = sum(
+        s["points"] - sum(loyalty.held_points(o) for o in s["orders"].values()) for s in (w, lo)
+    )
     if w["signup_bonus_at"] is not None and lo["signup_bonus_at"] is not None:
         outside -= rules.loyalty.signup_bonus
-    return int(outside + sum(o["pts"] for o in out["orders"].values()))
+    for rid, spent in lo["redemptions"].items():
+        if rid in w["redemptions"]:
+            outside += spent  # the same redemption, seen by both: spent once
+    return int(outside + sum(loyalty.held_points(o) for o in out["orders"].values()))
 
 
 def _spend(w: State, lo: State, out: State, rules: Rules) -> int:
-    twice = sum(lo["orders"][o]["net"] for o in _shared_orders(w, lo))
-    return int(w["qualifying_spend_minor"] + lo["qualifying_spend_minor"] - twice)
+    return sum(o["net"] - o.get("ref", 0) for o in out["orders"].values())
+
+
+def _returns(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
+    return {**lo["returns"], **w["returns"]}
 
 
 def _orders(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
     """The union of both order books, each order priced at the tier the merged history held
-    before it (in event time), exactly as one profile that had seen them all would have."""
+    before it (in event time), exactly as one profile that had seen them all would have; a
+    return either profile holds is applied to its order once."""
     union = {**lo["orders"], **w["orders"]}
-    history: dict[str, Any] = {"orders": {}}
+    refunded: dict[str, int] = {}
+    for ret in out["returns"].values():
+        refunded[ret["order"]] = refunded.get(ret["order"], 0) + ret["refund"]
+    history: dict[str, Any] = {"orders": {}, "returns": out["returns"]}
     priced: dict[str, Any] = {}
     for order_id, order in sorted(union.items(), key=lambda item: (item[1]["at"], item[0])):
-        _, multiplier = tier_for(window_spend(history, order["at"], rules), rules)
-        priced[order_id] = dict(order, pts=earned_points(order["net"], multiplier, rules))
+        multiplier = loyalty.multiplier_before(history, order["at"], rules)
+        effective = order.get("eff", order["net"] * 1000)
+        priced[order_id] = dict(
+            order,
+            pts=loyalty.earned_points(effective, multiplier, rules),
+            ref=min(order["net"], refunded.get(order_id, 0)),
+        )
         history["orders"][order_id] = order
     return priced
+
+
+def _redemptions(w: State, lo: State, out: State, rules: Rules) -> dict[str, int]:
+    merged = {**lo["redemptions"], **w["redemptions"]}
+    return dict(list(merged.items())[-loyalty.REDEMPTIONS_KEPT :])
+
+
+def _loyalty(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
+    """The higher announced tier; due at once, so the next clock advance judges the merged
+    ledger (a merge that reaches the top tier proposes vip_status there)."""
+    names = [t.name for t in rules.loyalty.tiers]
+    a, b = w["loyalty"], lo["loyalty"]
+    ranks = [names.index(m["tier"]) if m["tier"] in names else 0 for m in (a, b)]
+    at = max((m["at"] for m in (a, b) if m["at"] is not None), default=None)
+    anchors = [m for m in (a["warned"], b["warned"]) if m is not None]
+    expired = [m for m in (a["expired"], b["expired"]) if m is not None]
+    return {
+        "tier": names[max(ranks)],
+        "at": at,
+        "due": at,
+        "spend": max(a["spend"], b["spend"]),
+        "risk": a["risk"] or b["risk"],
+        "warned": max(anchors) if anchors else None,
+        "expired": max(expired) if expired else None,
+    }
 
 
 def _pending(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
@@ -142,12 +176,15 @@ FOLDERS: dict[str, Folder] = {
     "version": _version,
     "src": _src,
     "seen": _seen,
+    "returns": _returns,  # before orders: the merged returns apply to the merged orders
     "orders": _orders,  # before points: the balance is priced from the merged order book
+    "redemptions": _redemptions,
     "points": _points,
     "qualifying_spend_minor": _spend,
     "signup_bonus_at": _min("signup_bonus_at"),
     "first_purchase_at": _min("first_purchase_at"),
     "last_purchase_at": _max("last_purchase_at"),
+    "loyalty": _loyalty,
     "first_seen_at": _min("first_seen_at"),
     "last_event_at": _max("last_event_at"),
     "events": _events,
@@ -163,6 +200,7 @@ FOLDERS: dict[str, Folder] = {
         {t for t in (*w["rewards"], *lo["rewards"]) if out["points"] >= t}
     ),
     "identifiers": _identifiers,
+    "rfm": fold_rfm,  # last: it reads the merged orders, purchases and consent
 }
 
 

@@ -5,25 +5,30 @@ from __future__ import annotations
 from typing import Any
 
 from touchstream.config.rules import Rules
+from touchstream.domain import loyalty, rfm
 from touchstream.domain.carts import open_value
-from touchstream.domain.clock import iso
+from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.consent import flags
-from touchstream.domain.customer import tier_for, window_spend
 
 
 def project(state: dict[str, Any], rules: Rules) -> dict[str, Any]:
     last_purchase = state["last_purchase_at"]
     last_event = state["last_event_at"]
-    spend = window_spend(state, last_event, rules) if last_event is not None else 0
-    tier, _ = tier_for(spend, rules)
+    marks = state["loyalty"]
+    anchor = loyalty.expiry_anchor(state)
+    expires = anchor + rules.loyalty.expiry_days * MS_PER_DAY if anchor is not None else None
+    downgrade = marks["risk"][1] + rules.loyalty.grace_days * MS_PER_DAY if marks["risk"] else None
     return {
         "customer_id": state["customer_id"],
         "points": state["points"],
-        "tier": tier,
-        "qualifying_spend_minor": spend,
+        "tier": loyalty.tier_name(state, rules),
+        "qualifying_spend_minor": marks["spend"],
+        "tier_downgrade_at": iso(downgrade) if downgrade is not None else "",
+        "points_expire_at": iso(expires) if expires is not None and state["points"] > 0 else "",
         "orders": len(state["orders"]),
         "last_purchase_at": iso(last_purchase) if last_purchase is not None else "",
         "open_cart_value_minor": open_value(state),
+        **rfm.project(state, rules),
         **flags(state),
         "updated_at": iso(last_event) if last_event is not None else "",
         "version": state["version"],

@@ -1,7 +1,9 @@
 """Timers in event time (PRODUCT.md section 5): what falls due on a customer's state.
 
 Timers are not asyncio handles but facts of the state: a cart's next reminder, the open
-session's end, a trigger held back by quiet hours, the end of an anonymous profile's life.
+session's end, a trigger held back by quiet hours, the end of an anonymous profile's life, the
+next moment the loyalty tier or balance (``domain.loyalty``) or the RFM scores (``domain.rfm``)
+can change with no new event.
 ``next_due`` says when the earliest is due; ``fire`` runs every timer due by the partition's
 event-time clock, in due order, before the record that moved the clock is applied. So timers
 survive a crash or a rebalance with the table, and a replay fires them at the same points.
@@ -12,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from touchstream.config.rules import Rules
-from touchstream.domain import carts, sessions, triggers
+from touchstream.domain import carts, loyalty, rfm, sessions, triggers
 from touchstream.domain.decision import Decision
 from touchstream.domain.linking import anonymous_until, expire, is_erased, is_redirect
 from touchstream.domain.step import Step
@@ -32,6 +34,9 @@ def _timers(state: State, rules: Rules) -> list[tuple[int, str, Any]]:
     deferred = triggers.next_deferred(state)
     if deferred is not None:
         out.append((deferred[0], "deferred", deferred[1]))
+    for kind, when in (("loyalty", loyalty.due(state)), ("rfm", rfm.due(state))):
+        if when is not None:
+            out.append((when, kind, None))
     expiry = anonymous_until(state, rules)
     if expiry is not None:
         out.append((expiry, "expire", None))
@@ -73,6 +78,11 @@ def fire(target: str, state: State | None, clock: int, now_ms: int, rules: Rules
             proposals = sessions.close(live, at, rules)
         elif kind == "cart":
             proposals = [carts.remind(live, detail, rules)]
+        elif kind == "loyalty":
+            proposals = []
+            loyalty.evaluate(live, at, rules, proposals)
+        elif kind == "rfm":
+            proposals = rfm.evaluate(live, at, rules)
         else:
             proposals = [triggers.release(live, detail)]
         # each decision is guarded as it falls due: the ones before it count towards the caps

@@ -57,15 +57,14 @@ def channels(state: State) -> list[str]:
     return [name for name, purpose in CHANNELS if consent.get(purpose, {}).get("granted")]
 
 
-def _still_vip(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
-    from touchstream.domain.customer import tier_for, window_spend  # customer proposes triggers
-
-    tier, _ = tier_for(window_spend(state, proposal["at"], rules), rules)
-    return tier == rules.loyalty.tiers[-1].name
-
-
 def _still_rewarded(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
     return bool(state["points"] >= proposal["evidence"]["threshold"])
+
+
+def _loyalty() -> Any:
+    from touchstream.domain import loyalty  # loyalty proposes triggers
+
+    return loyalty
 
 
 def _still_abandoned(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
@@ -76,7 +75,9 @@ def _still_abandoned(state: State, proposal: dict[str, Any], rules: Rules) -> bo
 
 # "still true" per trigger type: the state the trigger speaks of still holds when it leaves
 STILL_TRUE: dict[str, Callable[[State, dict[str, Any], Rules], bool]] = {
-    "vip_status": _still_vip,
+    "vip_status": lambda s, p, r: _loyalty().still_vip(s, p, r),
+    "tier_downgrade_risk": lambda s, p, r: _loyalty().still_at_risk(s, p, r),
+    "points_expiring": lambda s, p, r: _loyalty().still_expiring(s, p, r),
     "reward_unlocked": _still_rewarded,
     "abandoned_cart": _still_abandoned,
 }

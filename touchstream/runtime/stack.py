@@ -5,14 +5,17 @@ Used by ``touchstream demo`` and by the integration tests, so both run the produ
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from touchstream.runtime.embedded import EmbeddedBroker, EmbeddedRedis, start_broker, start_redis
 from touchstream.runtime.processes import Child, free_port
@@ -81,6 +84,22 @@ class WorkerProcess:
                 pass
             time.sleep(0.1)
         raise TimeoutError(f"worker: no 200 on {path} after {timeout_s}s:\n{self.child.tail()}")
+
+    def poll(
+        self, path: str, done: Callable[[dict[str, Any]], bool], timeout_s: float = 30
+    ) -> dict[str, Any]:
+        """The JSON answer of ``path`` once ``done`` holds for it; raises with the last answer."""
+        deadline = time.monotonic() + timeout_s
+        last: Any = None
+        while time.monotonic() < deadline:
+            status, body = self.get(path)
+            last = (status, body[:300])
+            if status == 200:
+                view: dict[str, Any] = json.loads(body)
+                if done(view):
+                    return view
+            time.sleep(0.2)
+        raise AssertionError(f"{path} never satisfied the condition; last answer {last}")
 
     def metrics(self) -> dict[str, float]:
         """Sum of each touchstream_* metric over its labels (for progress and summaries)."""

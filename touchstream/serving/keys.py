@@ -16,8 +16,15 @@ INT_FIELDS = frozenset(
         "product_views_today",
         "searches_today",
         "cart_adds_today",
+        "r_score",
+        "f_score",
+        "m_score",
+        "orders_365",
+        "spend_365_minor",
+        "avg_order_value_minor",
     }
 )
+FLOAT_FIELDS = frozenset({"avg_days_between_purchases"})
 
 
 def profile_key(customer_id: str) -> str:
@@ -33,5 +40,10 @@ def decode_profile(raw: dict[bytes, bytes] | dict[str, str]) -> dict[str, object
     for k, v in raw.items():
         name = k.decode() if isinstance(k, bytes) else k
         text = v.decode() if isinstance(v, bytes) else v
-        out[name] = int(text) if name in INT_FIELDS and text.lstrip("-").isdigit() else text
+        if name in INT_FIELDS and text.lstrip("-").isdigit():
+            out[name] = int(text)
+        elif name in FLOAT_FIELDS and text:
+            out[name] = float(text)
+        else:
+            out[name] = text
     return out

@@ -118,12 +118,16 @@ def test_purchase_reports_the_points_it_earned():
     out = apply(None, purchase("e1", 1, order_id="O-1", total=11_597, discount=1_000), RULES)
 
     (decision,) = out.decisions
-    assert decision.kind == "points_earned"
-    assert decision.payload == {
+    assert decision.kind == "loyalty"
+    assert {k: v for k, v in decision.payload.items() if k != "outcome_id"} == {
+        "outcome": "points_earned",
+        "customer_id": CID,
+        "at": decision.payload["at"],
         "order_id": "O-1",
         "points": 105,
-        "tier_before": "member",
+        "multiplier": 1.0,
         "net_minor": 10_597,
+        "balance": 105,
     }
 
 
@@ -230,8 +234,8 @@ def test_signup_bonus_is_granted_once():
 def test_signup_bonus_reports_the_points():
     out = apply(None, event("loyalty_signup", "s1", 1), RULES)
 
-    assert [(d.kind, d.payload) for d in out.decisions] == [
-        ("points_earned", {"signup_bonus": 100})
+    assert [(d.payload["outcome"], d.payload["points"]) for d in out.decisions] == [
+        ("signup_bonus", 100)
     ]
 
 
@@ -304,8 +308,8 @@ def test_spend_older_than_the_tier_window_does_not_set_the_earning_tier():
 
     later = apply(state, purchase("e2", 2, total=10_000, at=T0 + 730 * MS_PER_DAY), RULES)
 
-    (earned,) = [d for d in later.decisions if d.kind == "points_earned"]
-    assert earned.payload["tier_before"] == "member"
+    (earned,) = [d for d in later.decisions if d.payload.get("outcome") == "points_earned"]
+    assert earned.payload["multiplier"] == 1.0
     assert later.state["points"] == 1_000 + 100
 
 
@@ -323,9 +327,20 @@ def test_project_is_the_single_customer_view():
         "points": 100 + 400,
         "tier": "silver",
         "qualifying_spend_minor": 40_000,
+        "tier_downgrade_at": "",
+        "points_expire_at": iso(T0 + 1_000 + 365 * MS_PER_DAY),
         "orders": 1,
         "last_purchase_at": iso(T0 + 1_000),
         "open_cart_value_minor": 0,
+        # one order of 400.00 just now: R 5, F 1, M 2 (>= 200.00), a new customer
+        "r_score": 5,
+        "f_score": 1,
+        "m_score": 2,
+        "segment": "New",
+        "orders_365": 1,
+        "spend_365_minor": 40_000,
+        "avg_order_value_minor": 40_000,
+        "avg_days_between_purchases": None,
         "consent_email_marketing": "",
         "consent_sms_marketing": "",
         "consent_push_marketing": "",

@@ -549,7 +549,7 @@ def test_redelivered_event_is_a_duplicate_and_earns_once():
     first = deliver(table, CARD_HOME, buy)
     again = deliver(table, CARD_HOME, buy)
 
-    assert [d.kind for d in first.decisions] == ["points_earned"]
+    assert [d.payload.get("outcome") for d in first.decisions] == ["points_earned"]
     assert again.duplicate
     assert again.decisions == [] and again.sends == []
     assert table[CARD_HOME]["points"] == 50
@@ -584,7 +584,7 @@ def test_event_for_an_absorbed_home_is_forwarded_and_applied_once_at_the_survivo
     first = deliver(table, CARD_HOME, late)
     again = deliver(table, CARD_HOME, late)
 
-    assert [d.kind for d in first.decisions] == ["points_earned"]
+    assert [d.payload.get("outcome") for d in first.decisions] == ["points_earned"]
     assert first.sends == []  # the email is already the card's: nothing to link
     assert again.duplicate and again.decisions == []
     assert table[CARD_HOME]["points"] == 80 + 33

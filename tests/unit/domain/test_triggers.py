@@ -1,6 +1,7 @@
 """The trigger emit path: deterministic ids, and the guard chain in the spec's order."""
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import fastjsonschema
@@ -11,6 +12,7 @@ from touchstream.domain.clock import MS_PER_DAY
 from touchstream.domain.customer import new_state
 from touchstream.domain.identity import home_of
 from touchstream.domain.linking import handle
+from touchstream.domain.timers import fire
 from touchstream.domain.triggers import guard, propose, trigger_id
 from touchstream.simulator.factory import internal
 
@@ -22,15 +24,22 @@ IDS = {"loyalty_id": "L-1"}
 
 
 class Shopper:
+    """One customer's partition, as the agent runs it: timers due by the clock fire first."""
+
     def __init__(self) -> None:
         self.state = None
         self.n = 0
+        self.clock = 0
         self.out: list = []
 
     def send(self, type_: str, at: int, ts: int = NOW, **props):
         self.n += 1
         e = internal(CID, IDS, type_, f"e{self.n}", self.n, at=at, **props)
         e["ts"] = ts
+        self.clock = max(self.clock, at)
+        fired = fire(CID, self.state, self.clock, ts, RULES)
+        self.state = fired.store or self.state
+        self.out += [d for d in fired.decisions if d.kind.startswith("trigger")]
         step = handle(CID, self.state, e, RULES)
         self.state = step.store or self.state
         self.out += [d for d in step.decisions if d.kind.startswith("trigger")]
@@ -55,7 +64,12 @@ def test_a_lapsed_big_spender_opening_an_email_gets_no_vip_invitation():
     s.out.clear()  # that backfilled purchase's own decision is audited as stale (below)
     s.send("email_open", NOW, campaign_id="vip-evening")
 
-    assert s.kinds() == []
+    # time moved on by a year: no VIP invitation, only last year's warnings, stale
+    assert s.kinds() == [
+        ("trigger_audit", "points_expiring", "stale"),
+        ("trigger_audit", "tier_downgrade_risk", "stale"),
+    ]
+    assert s.state["loyalty"]["tier"] == "member" and s.state["points"] == 0
 
 
 def test_a_backfilled_purchase_never_sends_last_years_vip_invitation():
@@ -74,9 +88,15 @@ def test_crossing_the_top_tier_today_with_consent_sends_exactly_one_vip_status()
     s.buy("NEW-1", 60_000, NOW - HOUR).buy("NEW-2", 50_000, NOW)  # 1,100.00 in 365 days
     s.buy("NEW-3", 10_000, NOW)  # still gold: no second invitation
 
-    # (the 500-point reward was unlocked by the old purchase already)
-    assert s.kinds() == [("trigger_out", "vip_status", None)]
-    envelope = s.out[0].payload
+    # the old points expired (their warning and the tier's downgrade risk came a year late,
+    # so they are stale); the new ones unlock the 500-point reward again
+    assert s.kinds() == [
+        ("trigger_audit", "points_expiring", "stale"),
+        ("trigger_audit", "tier_downgrade_risk", "stale"),
+        ("trigger_out", "reward_unlocked", None),
+        ("trigger_out", "vip_status", None),
+    ]
+    envelope = s.out[3].payload
     assert envelope["channels"] == ["email"]
     assert envelope["evidence"]["qualifying_spend_minor"] == 110_000
     assert envelope["rule"] == {"name": "vip_status", "version": RULES.version}
@@ -105,15 +125,16 @@ def test_frequency_cap_lets_three_through_in_24_hours_and_audits_the_fourth():
     state = new_state(CID, "loyalty_id", "L-1", NOW)
     state["consent"] = {"email_marketing": {"granted": True, "at": NOW}}
     reasons = []
-    kinds = ("tier_downgrade_risk", "browse_abandoned", "win_back", "points_expiring")
+    no_cooldown = replace(RULES, triggers=replace(RULES.triggers, cooldown_hours={"win_back": 0}))
+    kinds = ("win_back", "browse_abandoned", "win_back", "browse_abandoned")
     for n, kind in enumerate(kinds):
         proposal = propose(kind, f"c{n}", NOW + n * HOUR, "r", {}, kind).payload
-        reasons.append(guard(state, proposal, NOW + n * HOUR, RULES)[1])
+        reasons.append(guard(state, proposal, NOW + n * HOUR, no_cooldown)[1])
 
     assert reasons == [None, None, None, "frequency_cap"]
     # a day later the window has moved on
-    later = propose("points_expiring", "c9", NOW + 25 * HOUR, "r", {}, "x").payload
-    assert guard(state, later, NOW + 25 * HOUR, RULES)[1] is None
+    later = propose("win_back", "c9", NOW + 25 * HOUR, "r", {}, "x").payload
+    assert guard(state, later, NOW + 25 * HOUR, no_cooldown)[1] is None
 
 
 def test_cool_down_per_type_and_freshness():

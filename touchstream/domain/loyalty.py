@@ -1,0 +1,505 @@
+"""Loyalty (PRODUCT.md section 4): the points ledger, tiers with grace, expiry, VIP, rewards.
+
+The ledger lives in the customer record: ``orders`` (what each order earned and how much of it
+was refunded), ``returns`` by ``return_id`` and ``redemptions`` by ``redemption_id``, so every
+delivery of the same fact counts once. ``loyalty`` holds what was last announced (the tier, the
+warnings already given) and ``due``, the next event time at which the tier or the balance can
+change with no new event: an order leaving the tier window, the end of a grace period, the expiry
+warning, the expiry. The timers fire ``evaluate`` there (``domain.timers``).
+
+The tier *held* at time t is the highest tier the qualifying spend reached at any moment of the
+last ``grace_days``: an upgrade is immediate, and a customer whose spend falls below their tier
+keeps it for the grace period. Being a pure function of the ledger and t, it does not depend on
+which worker saw what first, and a merge of two profiles prices their orders exactly as one
+profile that had seen them all (``domain.fold``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from touchstream.config.rules import Rules
+from touchstream.domain import triggers
+from touchstream.domain.clock import MS_PER_DAY, iso
+from touchstream.domain.decision import Decision
+
+State = dict[str, Any]
+REDEMPTIONS_KEPT = 256  # redemption ids remembered for idempotency (oldest dropped first)
+
+
+def initial() -> dict[str, Any]:
+    return {
+        "tier": None,  # the name of the tier last announced; None: the first tier
+        "at": None,  # event time of the last evaluation
+        "due": None,  # next event time something can change without a new event
+        "spend": 0,  # qualifying spend the tier was judged on, at ``at``
+        "risk": None,  # [tier, since]: tier_downgrade_risk given for this fall
+        "warned": None,  # expiry anchor whose points_expiring was given
+        "expired": None,  # expiry anchor whose points were expired
+    }
+
+
+def outcome(state: State, kind: str, cause: str, at: int, **fields: Any) -> Decision:
+    """A ledger outcome for ``loyalty.outcomes``; its id is deterministic, so a replay repeats it."""
+    oid = hashlib.sha256(f"{state['customer_id']}|{kind}|{cause}".encode()).hexdigest()[:32]
+    return Decision(
+        "loyalty",
+        {
+            "outcome_id": oid,
+            "outcome": kind,
+            "customer_id": state["customer_id"],
+            "at": at,
+            **fields,
+            "balance": state["points"],
+        },
+    )
+
+
+def published(payload: dict[str, Any]) -> dict[str, Any]:
+    """The record for ``loyalty.outcomes`` (schemas/loyalty/v1/outcome.json)."""
+    record = {k: v for k, v in payload.items() if k != "at"}
+    record["schema_version"] = 1
+    record["occurred_at"] = iso(payload["at"])
+    return record
+
+
+# --- the order book -------------------------------------------------------------------------
+
+
+def reversed_points(order: dict[str, Any]) -> int:
+    """Points a refund took back: proportional, rounded up, never more than the order earned."""
+    net, ref, pts = order["net"], order.get("ref", 0), order["pts"]
+    if net <= 0 or ref <= 0 or pts <= 0:
+        return 0
+    return min(pts, -(-pts * ref // net))
+
+
+def held_points(order: dict[str, Any]) -> int:
+    return int(order["pts"]) - reversed_points(order)
+
+
+def effective_value(props: dict[str, Any], net: int, at: int, rules: Rules) -> int:
+    """The order's value in thousandths, with bonus campaigns applied (no float money).
+
+    A campaign boosts the items of its category (or the whole order when it names none) while
+    ``at`` is inside its dates; an item in two campaigns gets the larger multiplier, they do not
+    stack. The order's net is shared between its items by their gross value.
+    """
+    active = [c for c in rules.loyalty.campaigns if c.active(at)]
+    if not active:
+        return net * 1000
+    items = props.get("items") or []
+    gross = [(i["quantity"] * i["unit_price_minor"], i.get("category", "")) for i in items]
+    total = sum(g for g, _ in gross)
+
+    def boost(category: str | None) -> int:
+        factors = [c.per_mille for c in active if not c.category or c.category == category]
+        return max([1000, *factors])
+
+    if total <= 0:
+        return net * boost(None)
+    weighted = sum(g * boost(category) for g, category in gross)
+    return net * weighted // total
+
+
+def earned_points(effective: int, multiplier: float, rules: Rules) -> int:
+    """Whole points, rounded down, from a value in thousandths and a tier multiplier."""
+    per_mille = round(multiplier * 1000)
+    return (effective * rules.loyalty.points_per_unit * per_mille) // (
+        rules.program.minor_per_unit * 1_000_000
+    )
+
+
+def _refunds_by_order(state: State) -> dict[str, list[tuple[int, int]]]:
+    out: dict[str, list[tuple[int, int]]] = {}
+    for ret in state.get("returns", {}).values():
+        out.setdefault(ret["order"], []).append((ret["at"], ret["refund"]))
+    return out
+
+
+def _year_start(at: int, rules: Rules, years_back: int = 0) -> int:
+    tz = ZoneInfo(rules.program.timezone)
+    year = datetime.fromtimestamp(at / 1000, tz).year - years_back
+    return int(datetime(year, 1, 1, tzinfo=tz).timestamp() * 1000)
+
+
+def spend_between(state: State, start: int, end: int, refunds: dict[str, Any] | None = None) -> int:
+    """Qualifying spend of orders placed in (start, end], less what was refunded by ``end``."""
+    if refunds is None:
+        refunds = _refunds_by_order(state)
+    total = 0
+    for order_id, order in state["orders"].items():
+        if start < order["at"] <= end:
+            back = sum(r for at, r in refunds.get(order_id, ()) if at <= end)
+            total += max(order["net"] - back, 0)
+    return total
+
+
+def tier_spend(state: State, at: int, rules: Rules, refunds: dict[str, Any] | None = None) -> int:
+    """The spend a tier is earned on at ``at``.
+
+    ``trailing_365``: the trailing ``tier_window_days``. ``calendar_year``: the spend of this
+    calendar year so far or of all of last year, whichever is higher, so a tier earned in one year
+    is held through the next (program time zone).
+    """
+    loyalty = rules.loyalty
+    if loyalty.tier_mode == "calendar_year":
+        this_year = _year_start(at, rules)
+        last_year = _year_start(at, rules, 1)
+        return max(
+            spend_between(state, this_year - 1, at, refunds),
+            spend_between(state, last_year - 1, this_year - 1, refunds),
+        )
+    return spend_between(state, at - loyalty.tier_window_days * MS_PER_DAY, at, refunds)
+
+
+def tier_index(spend_minor: int, rules: Rules) -> int:
+    index = 0
+    for i, tier in enumerate(rules.loyalty.tiers):
+        if spend_minor >= tier.min_spend_minor:
+            index = i
+    return index
+
+
+def held_tier(state: State, at: int, rules: Rules) -> int:
+    """Index of the tier held at ``at``: the highest earned at any moment of the grace period."""
+    refunds = _refunds_by_order(state)
+    since = at - rules.loyalty.grace_days * MS_PER_DAY
+    # spend only rises when an order is placed: the maximum is at the start or at an order
+    moments = [since, at, *(o["at"] for o in state["orders"].values() if since < o["at"] <= at)]
+    return max(tier_index(tier_spend(state, m, rules, refunds), rules) for m in moments)
+
+
+def multiplier_before(state: State, at: int, rules: Rules) -> float:
+    return float(rules.loyalty.tiers[held_tier(state, at, rules)].multiplier)
+
+
+# --- evaluation in event time ---------------------------------------------------------------
+
+
+def expiry_anchor(state: State) -> int | None:
+    """Points expire ``expiry_days`` after the last purchase (or the signup bonus, if none)."""
+    last = state["last_purchase_at"]
+    return last if last is not None else state["signup_bonus_at"]
+
+
+def _changes(state: State, after: int, rules: Rules) -> list[int]:
+    """Moments after ``after`` at which the held tier or the balance can change by itself."""
+    loyalty = rules.loyalty
+    grace = loyalty.grace_days * MS_PER_DAY
+    out: list[int] = []
+    if state["orders"]:
+        if loyalty.tier_mode == "calendar_year":
+            for years_back in (-1, 0):
+                boundary = _year_start(after, rules, years_back)
+                out += [boundary, boundary + grace]
+        else:
+            window = loyalty.tier_window_days * MS_PER_DAY
+            for order in state["orders"].values():
+                out += [order["at"] + window, order["at"] + window + grace]
+        out += [ret["at"] + grace for ret in state.get("returns", {}).values()]
+    anchor = expiry_anchor(state)
+    if anchor is not None and state["points"] > 0:
+        marks = state["loyalty"]
+        if marks["warned"] != anchor:
+            out.append(anchor + (loyalty.expiry_days - loyalty.expiry_warning_days) * MS_PER_DAY)
+        if marks["expired"] != anchor:
+            out.append(anchor + loyalty.expiry_days * MS_PER_DAY)
+    return [t for t in out if t > after]
+
+
+def due(state: State) -> int | None:
+    return state["loyalty"]["due"]
+
+
+def evaluate(
+    state: State, at: int, rules: Rules, decisions: list[Decision], cause: str | None = None
+) -> None:
+    """Bring tier, expiry and their triggers up to event time ``at`` (``state`` is a fresh copy).
+
+    ``cause`` names what moved the customer's time (an order id); timers pass none and the
+    moment itself is the cause, so a replay proposes the same triggers with the same ids.
+    """
+    marks = dict(state["loyalty"])
+    state["loyalty"] = marks
+    if marks["at"] is not None and at < marks["at"]:
+        at = marks["at"]  # a late event: the customer's time does not go back
+    _expire(state, marks, at, rules, decisions)
+    tiers = rules.loyalty.tiers
+    names = [t.name for t in tiers]
+    before = names.index(marks["tier"]) if marks["tier"] in names else 0
+    held = held_tier(state, at, rules)
+    spend = tier_spend(state, at, rules)
+    earned = tier_index(spend, rules)
+    if held != before:
+        marks["tier"] = tiers[held].name
+        marks["risk"] = None
+        decisions.append(
+            outcome(
+                state,
+                "tier_changed",
+                f"{tiers[held].name}:{at}",
+                at,
+                tier_before=tiers[before].name,
+                tier=tiers[held].name,
+                qualifying_spend_minor=spend,
+            )
+        )
+        top = len(tiers) - 1
+        if held == top:
+            decisions.append(_vip(state, spend, at, cause or str(at), rules))
+    if earned >= held:
+        marks["risk"] = None
+    elif marks["risk"] is None:
+        marks["risk"] = [tiers[held].name, at]
+        decisions.append(_downgrade_risk(state, held, spend, at, rules))
+    marks["at"] = at
+    marks["spend"] = spend
+    changes = _changes(state, at, rules)
+    marks["due"] = min(changes) if changes else None
+
+
+def _expire(
+    state: State, marks: dict[str, Any], at: int, rules: Rules, decisions: list[Decision]
+) -> None:
+    anchor = expiry_anchor(state)
+    if anchor is None or state["points"] <= 0:
+        return
+    loyalty = rules.loyalty
+    expires_at = anchor + loyalty.expiry_days * MS_PER_DAY
+    warn_at = expires_at - loyalty.expiry_warning_days * MS_PER_DAY
+    if at >= expires_at and marks["expired"] != anchor:
+        marks["expired"] = marks["warned"] = anchor
+        lost = state["points"]
+        state["points"] = 0
+        decisions.append(outcome(state, "points_expired", str(anchor), expires_at, points=-lost))
+        rewards(state, expires_at, str(anchor), rules, decisions)
+    elif at >= warn_at and marks["warned"] != anchor:
+        marks["warned"] = anchor
+        decisions.append(
+            triggers.propose(
+                "points_expiring",
+                str(anchor),
+                warn_at,
+                f"{state['points']} points expire on {iso(expires_at)[:10]} without a purchase.",
+                {
+                    "points": state["points"],
+                    "expires_at": iso(expires_at),
+                    "last_purchase_at": iso(anchor),
+                    "anchor": anchor,
+                },
+                "points_expiring",
+            )
+        )
+
+
+def _vip(state: State, spend: int, at: int, cause: str, rules: Rules) -> Decision:
+    top = rules.loyalty.tiers[-1]
+    last = state["last_purchase_at"]
+    return triggers.propose(
+        "vip_status",
+        f"{top.name}:{cause}",
+        at,
+        f"Reached the {top.name} tier.",
+        {
+            "tier": top.name,
+            "qualifying_spend_minor": spend,
+            "order_id": cause,
+            "last_purchase_at": iso(last) if last is not None else None,
+            "points": state["points"],
+        },
+        "vip_status",
+    )
+
+
+def _downgrade_risk(state: State, held: int, spend: int, at: int, rules: Rules) -> Decision:
+    tier = rules.loyalty.tiers[held]
+    needed = tier.min_spend_minor - spend
+    until = at + rules.loyalty.grace_days * MS_PER_DAY
+    return triggers.propose(
+        "tier_downgrade_risk",
+        f"{tier.name}:{at}",
+        at,
+        f"Spend {needed} more minor units by {iso(until)[:10]} to keep the {tier.name} tier.",
+        {
+            "tier": tier.name,
+            "qualifying_spend_minor": spend,
+            "needed_minor": needed,
+            "downgrade_at": iso(until),
+        },
+        "tier_downgrade_risk",
+    )
+
+
+def rewards(state: State, at: int, cause: str, rules: Rules, decisions: list[Decision]) -> None:
+    """``reward_unlocked`` when the balance crosses a threshold from below; re-armed below it."""
+    unlocked = list(state["rewards"])
+    for threshold in rules.loyalty.reward_thresholds:
+        if state["points"] >= threshold and threshold not in unlocked:
+            unlocked.append(threshold)
+            decisions.append(
+                triggers.propose(
+                    "reward_unlocked",
+                    f"{threshold}:{cause}",
+                    at,
+                    f"The points balance reached {threshold}.",
+                    {"threshold": threshold, "points": state["points"]},
+                    "reward_unlocked",
+                )
+            )
+        elif state["points"] < threshold and threshold in unlocked:
+            unlocked.remove(threshold)
+    state["rewards"] = unlocked
+
+
+# --- still true at emit time ----------------------------------------------------------------
+
+
+def tier_name(state: State, rules: Rules) -> str:
+    return str(state["loyalty"]["tier"] or rules.loyalty.tiers[0].name)
+
+
+def still_vip(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
+    return tier_name(state, rules) == rules.loyalty.tiers[-1].name
+
+
+def still_at_risk(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
+    marks = state["loyalty"]
+    return marks["risk"] is not None and tier_name(state, rules) == proposal["evidence"]["tier"]
+
+
+def still_expiring(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
+    anchor = proposal["evidence"]["anchor"]
+    return bool(state["points"] > 0 and expiry_anchor(state) == anchor)
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+def purchase(state: State, event: dict[str, Any], rules: Rules, decisions: list[Decision]) -> bool:
+    """Earn on an order once; a return that arrived before its order is applied now."""
+    props = event["props"]
+    order_id = props["order_id"]
+    if order_id in state["orders"]:
+        return False  # each order earns once, whatever the event id it arrives under
+    at = event["at"]
+    net = max(props["total_minor"] - props.get("discount_minor", 0), 0)
+    multiplier = multiplier_before(state, at, rules)
+    effective = effective_value(props, net, at, rules)
+    points = earned_points(effective, multiplier, rules)
+    order = {"at": at, "net": net, "eff": effective, "pts": points, "ref": 0}
+    state["orders"] = dict(state["orders"], **{order_id: order})
+    state["points"] += points
+    state["qualifying_spend_minor"] += net
+    decisions.append(
+        outcome(
+            state,
+            "points_earned",
+            order_id,
+            at,
+            order_id=order_id,
+            points=points,
+            net_minor=net,
+            multiplier=multiplier,
+        )
+    )
+    waiting = [rid for rid, r in state["returns"].items() if r["order"] == order_id]
+    for rid in waiting:
+        _refund(state, rid, state["returns"][rid], decisions)
+    return True
+
+
+def signup(state: State, event: dict[str, Any], rules: Rules, decisions: list[Decision]) -> bool:
+    if state["signup_bonus_at"] is not None:
+        return False
+    state["signup_bonus_at"] = event["at"]
+    state["points"] += rules.loyalty.signup_bonus
+    decisions.append(
+        outcome(state, "signup_bonus", "signup", event["at"], points=rules.loyalty.signup_bonus)
+    )
+    return True
+
+
+def refund(state: State, event: dict[str, Any], rules: Rules, decisions: list[Decision]) -> bool:
+    """A return reverses the order's points in proportion and reduces qualifying spend.
+
+    A return for an order this customer has not (yet) been seen to place is recorded and
+    reported as ``return_unmatched``; when the order arrives later, the return is applied then.
+    """
+    props = event["props"]
+    return_id = props["return_id"]
+    if return_id in state["returns"]:
+        return False
+    entry = {"order": props["order_id"], "at": event["at"], "refund": props["refund_minor"]}
+    state["returns"] = dict(state["returns"], **{return_id: entry})
+    if props["order_id"] not in state["orders"]:
+        decisions.append(
+            outcome(
+                state,
+                "return_unmatched",
+                return_id,
+                event["at"],
+                return_id=return_id,
+                order_id=props["order_id"],
+                refund_minor=props["refund_minor"],
+                reason="unknown_order",
+            )
+        )
+        return False
+    _refund(state, return_id, entry, decisions)
+    return True
+
+
+def _refund(state: State, return_id: str, entry: dict[str, Any], decisions: list[Decision]) -> None:
+    order_id = entry["order"]
+    order = dict(state["orders"][order_id])
+    before_pts, before_ref = held_points(order), order.get("ref", 0)
+    order["ref"] = min(order["net"], before_ref + entry["refund"])
+    state["orders"] = dict(state["orders"], **{order_id: order})
+    taken = before_pts - held_points(order)
+    state["points"] -= taken
+    state["qualifying_spend_minor"] -= order["ref"] - before_ref
+    decisions.append(
+        outcome(
+            state,
+            "points_reversed",
+            return_id,
+            entry["at"],
+            return_id=return_id,
+            order_id=order_id,
+            refund_minor=entry["refund"],
+            points=-taken,
+        )
+    )
+
+
+def redeem(state: State, event: dict[str, Any], rules: Rules, decisions: list[Decision]) -> bool:
+    """Spend points; a redemption above the balance is rejected, reported, and changes nothing."""
+    props = event["props"]
+    rid, points = props["redemption_id"], props["points"]
+    if rid in state["redemptions"]:
+        return False  # decided once, accepted or not
+    accepted = points <= state["points"]
+    kept = list(state["redemptions"].items())[-(REDEMPTIONS_KEPT - 1) :]
+    state["redemptions"] = dict(kept, **{rid: points if accepted else 0})
+    if accepted:
+        state["points"] -= points
+        decisions.append(
+            outcome(state, "points_redeemed", rid, event["at"], redemption_id=rid, points=-points)
+        )
+        return True
+    decisions.append(
+        outcome(
+            state,
+            "redemption_rejected",
+            rid,
+            event["at"],
+            redemption_id=rid,
+            points_requested=points,
+            reason="insufficient_points",
+        )
+    )
+    return False
