@@ -58,6 +58,9 @@ def test_an_order_delivered_three_times_earns_once_returns_and_redemptions_are_r
     # the refund took spend below silver: kept through the 30-day grace period
     assert view["tier"] == "silver"
     assert view["tier_downgrade_at"] == iso(now - 2_000 + 30 * MS_PER_DAY)
+    # the windowed ledger tables: net of the return, counted once
+    assert (view["points_today"], view["spend_today_minor"]) == (300, 30_000)
+    assert (view["points_this_month"], view["spend_this_month_minor"]) == (300, 30_000)
 
     found = outcomes(stack, prefix, expect=4)
     by_kind = {o["outcome"]: o for o in found.values()}

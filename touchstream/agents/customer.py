@@ -180,6 +180,7 @@ async def _publish(t: Topology, decision: Decision, before: dict[str, Any] | Non
         await t.outputs[topics.LOYALTY_OUTCOMES].send(
             key=payload["customer_id"].encode(), value=orjson.dumps(loyalty.published(payload))
         )
+        t.ledger.record(payload)
     elif decision.kind == "trigger_deferred":
         metrics.TRIGGERS_DEFERRED.labels(payload["type"]).inc()
     elif decision.kind == "expired":
@@ -188,6 +189,7 @@ async def _publish(t: Topology, decision: Decision, before: dict[str, Any] | Non
         metrics.ERASURES.inc()
         customer_id = payload["customer_id"]
         t.activity.erase(customer_id)  # its windows live on this partition, under its id
+        t.ledger.erase(customer_id)
         redis_keys = [profile_key(customer_id)]
         redis_keys += [alias_key(k, v) for k, v in (aliases(before) if before else [])]
         redis_keys += [profile_key(home) for home in payload["identifier_homes"]]

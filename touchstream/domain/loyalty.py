@@ -403,6 +403,7 @@ def purchase(state: State, event: dict[str, Any], rules: Rules, decisions: list[
             order_id=order_id,
             points=points,
             net_minor=net,
+            spend_minor=net,
             multiplier=multiplier,
         )
     )
@@ -472,6 +473,7 @@ def _refund(state: State, return_id: str, entry: dict[str, Any], decisions: list
             order_id=order_id,
             refund_minor=entry["refund"],
             points=-taken,
+            spend_minor=before_ref - order["ref"],
         )
     )
 

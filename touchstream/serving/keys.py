@@ -22,6 +22,10 @@ INT_FIELDS = frozenset(
         "orders_365",
         "spend_365_minor",
         "avg_order_value_minor",
+        "points_today",
+        "spend_today_minor",
+        "points_this_month",
+        "spend_this_month_minor",
     }
 )
 FLOAT_FIELDS = frozenset({"avg_days_between_purchases"})

@@ -39,6 +39,7 @@ from touchstream.streams.timer_index import TimerIndex
 from touchstream.streams.transport import transport_for
 from touchstream.tables.activity import Activity
 from touchstream.tables.customers import customers_table, decode_state
+from touchstream.tables.ledger import Ledger
 
 RESYNC_CHECK_S = 2.0
 TICK_CHECK_S = 1.0
@@ -127,6 +128,7 @@ class Topology:
         self.customers = customers_table(self.app, settings.partitions)
         self.redis = redis_client(settings)
         self.activity = Activity(self.app, settings.partitions)
+        self.ledger = Ledger(self.app, settings.partitions, self.rules.program.timezone)
         self.timers = TimerIndex()
         self.redis_sync = RedisSync(self.redis, settings.redis_flush_interval_ms / 1000)
         self.app.agent(self.touchpoints, name="ingest")(make_ingest_agent(self))
@@ -169,13 +171,16 @@ class Topology:
         self._sync_task = asyncio.ensure_future(self.redis_sync.run())
 
     def profile_of(self, state: dict[str, Any]) -> dict[str, Any] | None:
-        """The served profile of a table value, with today's activity (event time) added."""
+        """The served profile of a table value, with today's activity and this month's points
+        and spend (event time) added."""
         profile = view(state, self.rules)
         if profile is None or "merged_into" in profile or state["last_event_at"] is None:
             return profile
         day = self.activity.totals(state["customer_id"], state["last_event_at"])
         for name, count in day.items():
             profile[f"{name}_today"] = count
+        if state["orders"] or state["signup_bonus_at"] is not None:
+            profile.update(self.ledger.totals(state["customer_id"], state["last_event_at"]))
         return profile
 
     async def _observe_tables(self) -> None:

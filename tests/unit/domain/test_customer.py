@@ -127,6 +127,7 @@ def test_purchase_reports_the_points_it_earned():
         "points": 105,
         "multiplier": 1.0,
         "net_minor": 10_597,
+        "spend_minor": 10_597,
         "balance": 105,
     }
 
