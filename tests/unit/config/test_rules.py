@@ -329,3 +329,36 @@ def test_config_error_message_starts_with_the_key():
         load_rules(Path("/definitely/not/here.toml"))
 
     assert str(error.value).startswith("TOUCHSTREAM_RULES: ")
+
+
+CAMPAIGN = '[[loyalty.campaigns]]\nname = "shoes"\nmultiplier = 2.0\ncategory = "shoes"\n'
+
+
+def test_a_campaign_runs_between_its_dates():
+    rules = parse_rules(
+        CAMPAIGN + 'starts_at = "2026-11-27T00:00:00Z"\nends_at = "2026-11-30T23:59:59+00:00"\n'
+    )
+
+    (campaign,) = rules.loyalty.campaigns
+    assert campaign.per_mille == 2000
+    assert not campaign.active(1_795_737_599_999)  # 2026-11-26T23:59:59.999Z
+    assert campaign.active(1_795_737_600_000) and campaign.active(1_796_083_199_000)
+    assert not campaign.active(1_796_083_199_001)
+
+
+@pytest.mark.parametrize(
+    ("dates", "key"),
+    [
+        ('starts_at = "27 Nov 2026"\n', "rules.loyalty.campaigns[0].starts_at"),
+        ('ends_at = "2026-11-30T23:59:59"\n', "rules.loyalty.campaigns[0].ends_at"),  # no offset
+        (
+            'starts_at = "2026-12-01T00:00:00Z"\nends_at = "2026-11-30T00:00:00Z"\n',
+            "rules.loyalty.campaigns[0].ends_at",
+        ),
+    ],
+)
+def test_a_campaign_with_bad_dates_stops_start_up_naming_the_key(dates, key):
+    with pytest.raises(ConfigError) as error:
+        parse_rules(CAMPAIGN + dates)
+
+    assert error.value.key == key
