@@ -31,7 +31,8 @@ Definitions (exact):
     {"at": int | None,        # event time of the last evaluate (scores and figures are as of it)
      "scores": {"r": int, "f": int, "m": int, "segment": str} | None,
      "due": int | None,       # next_change(state, at): when evaluate must run again
-     "lapse": int | None}     # last_purchase_at of the last lapse win_back was proposed for
+     "lapse": int | None,     # last_purchase_at of the last lapse win_back was proposed for
+     "figures": {...}}        # figures(state, at): what the profile shows, without a rescan
 
 Scores and the win-back condition change as time passes with no event; ``due`` is the next
 such moment, for the timers to call ``evaluate(state, due, rules)``.
@@ -48,6 +49,14 @@ from touchstream.domain.triggers import propose
 
 State = dict[str, Any]
 SEGMENT_LOST = "Lost"
+
+
+NO_FIGURES = {
+    "orders_365": 0,
+    "spend_365_minor": 0,
+    "avg_order_value_minor": 0,
+    "avg_days_between_purchases": None,
+}
 
 
 def initial() -> dict[str, Any]:
@@ -208,6 +217,9 @@ def evaluate(state: State, at: int, rules: Rules) -> list[Decision]:
     ``lapse:<last_purchase_at>``, and its evidence describes the customer at that time, so a
     replay or a late evaluation proposes the same trigger.
     """
+    prior = _rfm(state)["at"]
+    if prior is not None and at < prior:
+        at = prior  # a late event: the customer's time does not go back
     counted = _counted(state)
     lapse = _rfm(state)["lapse"]
     decisions: list[Decision] = []
@@ -219,6 +231,7 @@ def evaluate(state: State, at: int, rules: Rules) -> list[Decision]:
         "scores": scores(state, at, rules) if profiling_allowed(state) else None,
         "due": None,
         "lapse": lapse,
+        "figures": figures(state, at, rules),
     }
     state["rfm"]["due"] = next_change(state, at, rules)
     return decisions
@@ -253,7 +266,7 @@ def due(state: State) -> int | None:
 
 def project(state: State, rules: Rules) -> dict[str, Any]:
     """Profile fields: r_score, f_score, m_score, segment (None without scores), and the
-    figures as of the last evaluation (omitted if the customer was never evaluated)."""
+    figures as of the last evaluation (kept in the state: this runs for every event)."""
     rfm = _rfm(state)
     s = rfm["scores"]
     out: dict[str, Any] = {
@@ -262,8 +275,7 @@ def project(state: State, rules: Rules) -> dict[str, Any]:
         "m_score": s["m"] if s else None,
         "segment": s["segment"] if s else None,
     }
-    if rfm["at"] is not None:
-        out.update(figures(state, rfm["at"], rules))
+    out.update(rfm.get("figures") or NO_FIGURES)
     return out
 
 
@@ -293,4 +305,5 @@ def fold_rfm(winner: State, loser: State, out: State, rules: Rules) -> dict[str,
         merged["scores"] = scores(view, at, rules)
     counted = _counted(view)
     merged["due"] = at if _owed(view, counted, at, rules) else next_change(view, at, rules)
+    merged["figures"] = figures(view, at, rules)
     return merged

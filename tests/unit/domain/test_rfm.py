@@ -121,7 +121,7 @@ def test_average_order_value_is_floored_and_days_between_rounded_to_one_decimal(
     assert got["avg_days_between_purchases"] == 5.2  # 5.1666...
 
 
-def test_project_before_any_evaluation_has_no_scores_and_no_figures():
+def test_project_before_any_evaluation_has_no_scores_and_zero_figures():
     state = customer("c", (1, 1_000, 0))
 
     assert rfm.initial() == {"at": None, "scores": None, "due": None, "lapse": None}
@@ -130,6 +130,10 @@ def test_project_before_any_evaluation_has_no_scores_and_no_figures():
         "f_score": None,
         "m_score": None,
         "segment": None,
+        "orders_365": 0,
+        "spend_365_minor": 0,
+        "avg_order_value_minor": 0,
+        "avg_days_between_purchases": None,
     }
     assert rfm.due(state) is None
 
@@ -353,6 +357,12 @@ def test_fold_is_order_insensitive_and_keeps_the_later_lapse():
         "scores": {"r": 4, "f": 3, "m": 3, "segment": "Potential loyalist"},
         "due": NOW + 10 * DAY + 1,  # R 4 -> 3
         "lapse": NOW - 100 * DAY,  # the merged last purchase (-50) is still armed
+        "figures": {
+            "orders_365": 3,
+            "spend_365_minor": 95_000,
+            "avg_order_value_minor": 31_666,
+            "avg_days_between_purchases": 75.0,  # (200 - 50) / 2
+        },
     }
 
 
@@ -396,3 +406,14 @@ def test_an_order_after_the_evaluation_time_is_due_when_it_enters_the_window():
     assert rfm.due(state) == NOW
     rfm.evaluate(state, NOW, RULES)
     assert triple(state) == (5, 1, 1, "New")
+
+
+def test_a_late_event_does_not_take_the_scores_back_in_time():
+    state = customer("c", (300, 30_000, 0), (10, 30_000, 0))
+    rfm.evaluate(state, NOW, RULES)
+    now_scores = state["rfm"]["scores"]
+
+    rfm.evaluate(state, NOW - 200 * DAY, RULES)  # a late return, 200 days old
+
+    assert state["rfm"]["at"] == NOW and state["rfm"]["scores"] == now_scores
+    assert state["rfm"]["figures"]["orders_365"] == 2
