@@ -111,23 +111,37 @@ def _redemptions(w: State, lo: State, out: State, rules: Rules) -> dict[str, int
 
 
 def _loyalty(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
-    """The higher announced tier; due at once, so the next clock advance judges the merged
-    ledger (a merge that reaches the top tier proposes vip_status there)."""
+    """The merged ledger judged at the later of both evaluations: its spend and next change.
+
+    The announced tier is the higher of both; when the merged ledger holds another tier (or
+    owes an expiry step), ``due`` is that moment, so the next clock advance announces it
+    (``tier_changed``, and ``vip_status`` for the top tier) through the usual evaluation.
+    """
     names = [t.name for t in rules.loyalty.tiers]
     a, b = w["loyalty"], lo["loyalty"]
     ranks = [names.index(m["tier"]) if m["tier"] in names else 0 for m in (a, b)]
-    at = max((m["at"] for m in (a, b) if m["at"] is not None), default=None)
-    anchors = [m for m in (a["warned"], b["warned"]) if m is not None]
-    expired = [m for m in (a["expired"], b["expired"]) if m is not None]
-    return {
+    times = [m["at"] for m in (a, b) if m["at"] is not None]
+    warned = [m["warned"] for m in (a, b) if m["warned"] is not None]
+    expired = [m["expired"] for m in (a, b) if m["expired"] is not None]
+    marks = {
         "tier": names[max(ranks)],
-        "at": at,
-        "due": at,
-        "spend": max(a["spend"], b["spend"]),
+        "at": max(times) if times else None,
+        "due": None,
+        "spend": 0,
         "risk": a["risk"] or b["risk"],
-        "warned": max(anchors) if anchors else None,
+        "warned": max(warned) if warned else None,
         "expired": max(expired) if expired else None,
     }
+    at = marks["at"]
+    if at is None:
+        return marks
+    view = {**out, "loyalty": marks}
+    marks["spend"] = loyalty.tier_spend(view, at, rules)
+    if loyalty.held_tier(view, at, rules) != max(ranks) or loyalty.expiry_owed(view, at, rules):
+        marks["due"] = at
+    else:
+        marks["due"] = loyalty.next_change(view, at, rules)
+    return marks
 
 
 def _pending(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:

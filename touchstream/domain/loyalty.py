@@ -211,6 +211,25 @@ def _changes(state: State, after: int, rules: Rules) -> list[int]:
     return [t for t in out if t > after]
 
 
+def next_change(state: State, after: int, rules: Rules) -> int | None:
+    changes = _changes(state, after, rules)
+    return min(changes) if changes else None
+
+
+def expiry_owed(state: State, at: int, rules: Rules) -> bool:
+    """An expiry warning or an expiry fell due by ``at`` and was not given yet."""
+    anchor = expiry_anchor(state)
+    if anchor is None or state["points"] <= 0:
+        return False
+    loyalty = rules.loyalty
+    expires_at = anchor + loyalty.expiry_days * MS_PER_DAY
+    warn_at = expires_at - loyalty.expiry_warning_days * MS_PER_DAY
+    marks = state["loyalty"]
+    return (at >= warn_at and marks["warned"] != anchor) or (
+        at >= expires_at and marks["expired"] != anchor
+    )
+
+
 def due(state: State) -> int | None:
     return state["loyalty"]["due"]
 
@@ -258,8 +277,7 @@ def evaluate(
         decisions.append(_downgrade_risk(state, held, spend, at, rules))
     marks["at"] = at
     marks["spend"] = spend
-    changes = _changes(state, at, rules)
-    marks["due"] = min(changes) if changes else None
+    marks["due"] = next_change(state, at, rules)
 
 
 def _expire(
