@@ -117,14 +117,13 @@ def _loyalty(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
     owes an expiry step), ``due`` is that moment, so the next clock advance announces it
     (``tier_changed``, and ``vip_status`` for the top tier) through the usual evaluation.
     """
-    names = [t.name for t in rules.loyalty.tiers]
     a, b = w["loyalty"], lo["loyalty"]
-    ranks = [names.index(m["tier"]) if m["tier"] in names else 0 for m in (a, b)]
+    ranks = [loyalty.tier_rank(m["tier"], rules) for m in (a, b)]
     times = [m["at"] for m in (a, b) if m["at"] is not None]
     warned = [m["warned"] for m in (a, b) if m["warned"] is not None]
     expired = [m["expired"] for m in (a, b) if m["expired"] is not None]
     marks = {
-        "tier": names[max(ranks)],
+        "tier": rules.loyalty.tiers[max(ranks)].name,
         "at": max(times) if times else None,
         "due": None,
         "spend": 0,

@@ -186,6 +186,22 @@ def expiry_anchor(state: State) -> int | None:
     return last if last is not None else state["signup_bonus_at"]
 
 
+def expiry_times(state: State, rules: Rules) -> tuple[int, int, int] | None:
+    """(anchor, warning time, expiry time) of a positive balance; None when nothing expires."""
+    anchor = expiry_anchor(state)
+    if anchor is None or state["points"] <= 0:
+        return None
+    loyalty = rules.loyalty
+    expires_at = anchor + loyalty.expiry_days * MS_PER_DAY
+    return anchor, expires_at - loyalty.expiry_warning_days * MS_PER_DAY, expires_at
+
+
+def tier_rank(name: str | None, rules: Rules) -> int:
+    """Index of an announced tier (None, or a tier since removed from the rules: the first)."""
+    names = [t.name for t in rules.loyalty.tiers]
+    return names.index(name) if name in names else 0
+
+
 def _changes(state: State, after: int, rules: Rules) -> list[int]:
     """Moments after ``after`` at which the held tier or the balance can change by itself."""
     loyalty = rules.loyalty
@@ -201,13 +217,14 @@ def _changes(state: State, after: int, rules: Rules) -> list[int]:
             for order in state["orders"].values():
                 out += [order["at"] + window, order["at"] + window + grace]
         out += [ret["at"] + grace for ret in state.get("returns", {}).values()]
-    anchor = expiry_anchor(state)
-    if anchor is not None and state["points"] > 0:
+    expiry = expiry_times(state, rules)
+    if expiry is not None:
+        anchor, warn_at, expires_at = expiry
         marks = state["loyalty"]
         if marks["warned"] != anchor:
-            out.append(anchor + (loyalty.expiry_days - loyalty.expiry_warning_days) * MS_PER_DAY)
+            out.append(warn_at)
         if marks["expired"] != anchor:
-            out.append(anchor + loyalty.expiry_days * MS_PER_DAY)
+            out.append(expires_at)
     return [t for t in out if t > after]
 
 
@@ -218,12 +235,10 @@ def next_change(state: State, after: int, rules: Rules) -> int | None:
 
 def expiry_owed(state: State, at: int, rules: Rules) -> bool:
     """An expiry warning or an expiry fell due by ``at`` and was not given yet."""
-    anchor = expiry_anchor(state)
-    if anchor is None or state["points"] <= 0:
+    expiry = expiry_times(state, rules)
+    if expiry is None:
         return False
-    loyalty = rules.loyalty
-    expires_at = anchor + loyalty.expiry_days * MS_PER_DAY
-    warn_at = expires_at - loyalty.expiry_warning_days * MS_PER_DAY
+    anchor, warn_at, expires_at = expiry
     marks = state["loyalty"]
     return (at >= warn_at and marks["warned"] != anchor) or (
         at >= expires_at and marks["expired"] != anchor
@@ -248,8 +263,7 @@ def evaluate(
         at = marks["at"]  # a late event: the customer's time does not go back
     _expire(state, marks, at, rules, decisions)
     tiers = rules.loyalty.tiers
-    names = [t.name for t in tiers]
-    before = names.index(marks["tier"]) if marks["tier"] in names else 0
+    before = tier_rank(marks["tier"], rules)
     held = held_tier(state, at, rules)
     spend = tier_spend(state, at, rules)
     earned = tier_index(spend, rules)
@@ -283,12 +297,10 @@ def evaluate(
 def _expire(
     state: State, marks: dict[str, Any], at: int, rules: Rules, decisions: list[Decision]
 ) -> None:
-    anchor = expiry_anchor(state)
-    if anchor is None or state["points"] <= 0:
+    expiry = expiry_times(state, rules)
+    if expiry is None:
         return
-    loyalty = rules.loyalty
-    expires_at = anchor + loyalty.expiry_days * MS_PER_DAY
-    warn_at = expires_at - loyalty.expiry_warning_days * MS_PER_DAY
+    anchor, warn_at, expires_at = expiry
     if at >= expires_at and marks["expired"] != anchor:
         marks["expired"] = marks["warned"] = anchor
         lost = state["points"]

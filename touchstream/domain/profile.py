@@ -15,8 +15,7 @@ def project(state: dict[str, Any], rules: Rules) -> dict[str, Any]:
     last_purchase = state["last_purchase_at"]
     last_event = state["last_event_at"]
     marks = state["loyalty"]
-    anchor = loyalty.expiry_anchor(state)
-    expires = anchor + rules.loyalty.expiry_days * MS_PER_DAY if anchor is not None else None
+    expiry = loyalty.expiry_times(state, rules)
     downgrade = marks["risk"][1] + rules.loyalty.grace_days * MS_PER_DAY if marks["risk"] else None
     return {
         "customer_id": state["customer_id"],
@@ -24,7 +23,7 @@ def project(state: dict[str, Any], rules: Rules) -> dict[str, Any]:
         "tier": loyalty.tier_name(state, rules),
         "qualifying_spend_minor": marks["spend"],
         "tier_downgrade_at": iso(downgrade) if downgrade is not None else "",
-        "points_expire_at": iso(expires) if expires is not None and state["points"] > 0 else "",
+        "points_expire_at": iso(expiry[2]) if expiry is not None else "",
         "orders": len(state["orders"]),
         "last_purchase_at": iso(last_purchase) if last_purchase is not None else "",
         "open_cart_value_minor": open_value(state),
