@@ -64,3 +64,7 @@ class RetryableError(TouchstreamError):
 
 class RedisUnavailable(RetryableError):
     pass
+
+
+class OutputLost(TouchstreamError):
+    """The broker refused a batch of output records: their input must be processed again."""

@@ -1,7 +1,8 @@
 """The per-customer stage: identity resolution and customer state, through the pure core.
 
-The agent only moves bytes: it reads the record, lets ``domain.linking`` decide, writes the
-table, sends the records the decision asks for, and publishes what changed.
+The handler only moves bytes: it reads each record, lets ``domain.linking`` decide, keeps the
+new state, queues the records the decision asks for and the profile that changed; at the end of
+the batch the states go to the table and the records to the outbox (``streams.delivery``).
 """
 
 from __future__ import annotations
@@ -21,65 +22,74 @@ from touchstream.domain.sessions import published
 from touchstream.domain.timers import fire, next_due, pending
 from touchstream.serving.keys import alias_key, profile_key
 from touchstream.streams import topics
+from touchstream.streams.delivery import Handler
 from touchstream.streams.timer_index import partition_for
-from touchstream.tables.customers import decode_state, encode_state
+from touchstream.tables.customers import StateCache, decode_state
 
 if TYPE_CHECKING:
     from touchstream.streams.topology import Topology
 
 
-def make_customer_agent(t: Topology) -> Any:
+def make_customer_handler(t: Topology) -> Handler:
+    """One partition's records of a fetch, in offset order; states and output leave at the end."""
     rules = t.rules
-    table = t.customers
     index = t.timers
 
-    async def customer_agent(stream: Any) -> None:
-        async for event in stream.events():
-            key: bytes = event.key
-            partition: int = event.message.partition
-            msg = orjson.loads(event.value)
+    async def handle_batch(tp: Any, messages: list[Any]) -> None:
+        partition: int = tp.partition
+        cache = StateCache(t.customers)
+        for message in messages:
+            key: bytes = message.key
+            msg = orjson.loads(message.value)
             if index.stale:
+                cache.flush()  # the rebuild reads the table
                 _rebuild_index(t)
             kind = msg.get("k", "ev")
             if kind == "tick":  # an idle partition's clock moving on (PRODUCT.md section 5)
                 clock = index.advance(partition, msg["at"])
-                await _fire_due(t, partition, clock, msg)
+                _fire_due(t, cache, partition, clock, msg)
                 continue
             wall = time.time()
             if kind == "ev":  # timers due by the event's time fire before it is applied
                 clock = index.advance(partition, msg["at"], int(wall * 1000))
-                await _fire_due(t, partition, clock, msg)
-            state = decode_state(table.get(key))
+                _fire_due(t, cache, partition, clock, msg)
+            state = cache.get(key)
             step = handle(key.decode(), state, msg, rules)
-            await _execute(t, key, partition, step, msg, state)
+            _execute(t, cache, key, partition, step, msg, state)
             if "rt" in msg and not (step.forwarded or step.duplicate or step.dropped):
                 metrics.EVENTS_APPLIED.labels(msg["type"]).inc()
                 metrics.DECISION_LATENCY.observe(max(wall - msg["rt"] / 1000, 0.0))
                 metrics.EVENT_TIME_LAG.observe(max(wall - msg["at"] / 1000, 0.0))
+        # output first, state second: a crash in between replays the batch and sends the
+        # output again (same ids); state written first would mark as done what never left
+        await t.outbox.flush(delivered=True)
+        cache.flush()
 
-    return customer_agent
+    return handle_batch
 
 
-async def _fire_due(t: Topology, partition: int, clock: int, msg: dict[str, Any]) -> None:
+def _fire_due(
+    t: Topology, cache: StateCache, partition: int, clock: int, msg: dict[str, Any]
+) -> None:
     now = int(msg.get("ts", 0))
     for customer_id in t.timers.due(partition):
         ckey = customer_id.encode()
-        old = decode_state(t.customers.get(ckey))
+        old = cache.get(ckey)
         step = fire(customer_id, old, clock, now, t.rules)
         if step.store is not None or step.delete:
             metrics.TIMERS_FIRED.inc()
-        await _execute(t, ckey, partition, step, msg, old)
+        _execute(t, cache, ckey, partition, step, msg, old)
 
 
-async def _execute(
+def _execute(
     t: Topology,
+    cache: StateCache,
     key: bytes,
     partition: int,
     step: Step,
     msg: dict[str, Any],
     before: dict[str, Any] | None,
 ) -> None:
-    table = t.customers
     if step.dropped:
         metrics.ERASED_DROPPED.labels(msg.get("k", "ev")).inc()
         return
@@ -90,17 +100,16 @@ async def _execute(
             gone.append((msg["via"][0], msg["via"][1]))
         t.redis_sync.remove(key.decode(), gone)
     if step.delete:
-        if key in table:
-            del table[key]
+        cache.delete(key)
     elif step.store is not None:
-        table[key] = encode_state(step.store)
+        cache.put(key, step.store)
         due = next_due(step.store, t.rules)
         if due is not None:
             t.timers.track(partition, due, key.decode())
     for target, out in step.sends:
         if out.get("k") == "merge" and msg.get("k", "ev") == "ev":
             metrics.IDENTITY_LINKS.inc()
-        await t.customer_events.send(key=target.encode(), value=orjson.dumps(out))
+        _send(t, topics.CUSTOMER_EVENTS, target, out)
     if step.forwarded:
         metrics.FORWARDED.labels(msg.get("k", "ev")).inc()
         return
@@ -108,18 +117,19 @@ async def _execute(
         metrics.DUPLICATES.labels("customer").inc()
         return
     for decision in step.decisions:
-        await _publish(t, decision, before)
+        _publish(t, decision, before)
     if step.store is None or step.delete:
         return
     profile = t.profile_of(step.store)
+    customer_id = key.decode()
     if profile is None:  # erased: downstream copies must go too
-        notice = {"customer_id": key.decode(), "erased": True, "version": step.store["version"]}
-        await t.profiles_updates.send(key=key, value=orjson.dumps(notice))
+        notice = {"customer_id": customer_id, "erased": True, "version": step.store["version"]}
+        _send(t, topics.PROFILES_UPDATES, customer_id, notice)
         return
     new_aliases = aliases(step.store) if step.identifiers_changed else None
     t.redis_sync.submit(profile["customer_id"], profile, new_aliases)
     update = dict(profile, event_id=msg.get("id", ""))
-    await t.profiles_updates.send(key=key, value=orjson.dumps(update))
+    _send(t, topics.PROFILES_UPDATES, customer_id, update)
     metrics.PROFILE_UPDATES.inc()
 
 
@@ -139,7 +149,11 @@ def _rebuild_index(t: Topology) -> None:
     t.timers.reset(entries, clocks, int(time.time() * 1000))
 
 
-async def _publish(t: Topology, decision: Decision, before: dict[str, Any] | None) -> None:
+def _send(t: Topology, name: str, key: str, record: dict[str, Any]) -> None:
+    t.outbox.add(t.settings.topic(name), key.encode(), orjson.dumps(record))
+
+
+def _publish(t: Topology, decision: Decision, before: dict[str, Any] | None) -> None:
     payload = decision.payload
     if decision.kind == "merged":
         metrics.IDENTITY_MERGES.inc()
@@ -150,36 +164,26 @@ async def _publish(t: Topology, decision: Decision, before: dict[str, Any] | Non
             "occurred_at": iso(payload["at"]),
             "event_id": payload["event_id"],
         }
-        await t.profiles_merges.send(key=payload["survivor"].encode(), value=orjson.dumps(record))
+        _send(t, topics.PROFILES_MERGES, payload["survivor"], record)
     elif decision.kind == "link_refused":
         metrics.IDENTITY_REFUSALS.labels(payload["limit"]).inc()
         record = {k: v for k, v in payload.items() if k != "at"}
         record["occurred_at"] = iso(payload["at"])
-        await t.identity_refusals.send(
-            key=payload["customer_id"].encode(), value=orjson.dumps(record)
-        )
+        _send(t, topics.IDENTITY_REFUSALS, payload["customer_id"], record)
     elif decision.kind == "trigger_out":
         metrics.TRIGGERS_EMITTED.labels(payload["type"]).inc()
-        await t.outputs[topics.TRIGGER_TOPICS[payload["type"]]].send(
-            key=payload["customer_id"].encode(), value=orjson.dumps(payload)
-        )
+        _send(t, topics.TRIGGER_TOPICS[payload["type"]], payload["customer_id"], payload)
     elif decision.kind == "trigger_audit":
         metrics.TRIGGERS_SUPPRESSED.labels(payload["type"], payload["suppressed_reason"]).inc()
         if payload["suppressed_reason"] != "duplicate":  # already delivered under this id
-            await t.outputs[topics.TRIGGERS_AUDIT].send(
-                key=payload["customer_id"].encode(), value=orjson.dumps(payload)
-            )
+            _send(t, topics.TRIGGERS_AUDIT, payload["customer_id"], payload)
     elif decision.kind == "session_closed":
         metrics.SESSIONS_CLOSED.labels(payload["channel"]).inc()
-        await t.outputs[topics.SESSIONS].send(
-            key=payload["customer_id"].encode(), value=orjson.dumps(published(payload))
-        )
+        _send(t, topics.SESSIONS, payload["customer_id"], published(payload))
         t.activity.record(payload)
     elif decision.kind == "loyalty":
         metrics.LOYALTY_OUTCOMES.labels(payload["outcome"]).inc()
-        await t.outputs[topics.LOYALTY_OUTCOMES].send(
-            key=payload["customer_id"].encode(), value=orjson.dumps(loyalty.published(payload))
-        )
+        _send(t, topics.LOYALTY_OUTCOMES, payload["customer_id"], loyalty.published(payload))
         t.ledger.record(payload)
     elif decision.kind == "trigger_deferred":
         metrics.TRIGGERS_DEFERRED.labels(payload["type"]).inc()
@@ -208,11 +212,7 @@ async def _publish(t: Topology, decision: Decision, before: dict[str, Any] | Non
             },
             "known_customer": payload["known"],
         }
-        await t.outputs[topics.PRIVACY_RECEIPTS].send(
-            key=customer_id.encode(), value=orjson.dumps(receipt)
-        )
+        _send(t, topics.PRIVACY_RECEIPTS, customer_id, receipt)
     elif decision.kind == "export":
         metrics.ACCESS_EXPORTS.inc()
-        await t.outputs[topics.PRIVACY_EXPORTS].send(
-            key=payload["customer_id"].encode(), value=orjson.dumps(payload)
-        )
+        _send(t, topics.PRIVACY_EXPORTS, payload["customer_id"], payload)

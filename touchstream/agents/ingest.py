@@ -12,6 +12,8 @@ from touchstream import metrics
 from touchstream.errors import PoisonEvent
 from touchstream.schemas.decode import decode
 from touchstream.schemas.dlq import dlq_record
+from touchstream.streams import topics
+from touchstream.streams.delivery import Handler
 
 if TYPE_CHECKING:
     from touchstream.streams.topology import Topology
@@ -19,35 +21,38 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def make_ingest_agent(t: Topology) -> Any:
+def make_ingest_handler(t: Topology) -> Handler:
     max_bytes = t.settings.max_event_bytes
     ingest = t.ingest
     source_name = t.touchpoints.get_topic_name()
+    target = t.settings.topic(topics.CUSTOMER_EVENTS)
+    outbox = t.outbox
 
-    async def ingest_agent(stream: Any) -> None:
-        async for event in stream.events():
-            message = event.message
-            now_ms = int(time.time() * 1000)
+    async def handle_batch(tp: Any, messages: list[Any]) -> None:
+        now_ms = int(time.time() * 1000)
+        for message in messages:
             try:
                 decoded = decode(message.value, max_bytes)
                 internal = ingest.normalise(decoded, now_ms, message.partition, message.offset)
+                internal["rt"] = int(message.timestamp * 1000) if message.timestamp else now_ms
+                value = orjson.dumps(internal)
             except PoisonEvent as exc:
-                await _dead_letter(t, exc.reason, exc.message, source_name, message)
+                _dead_letter(t, exc.reason, exc.message, source_name, message)
                 continue
             except Exception as exc:  # a bug must not stop the stream: park the record, say why
                 log.exception(
                     "ingest failed on %s[%d]@%d", source_name, message.partition, message.offset
                 )
-                await _dead_letter(t, "internal_error", repr(exc)[:300], source_name, message)
+                _dead_letter(t, "internal_error", repr(exc)[:300], source_name, message)
                 continue
-            internal["rt"] = int(message.timestamp * 1000) if message.timestamp else now_ms
             metrics.EVENTS_IN.labels(internal["type"], internal["ch"]).inc()
-            await t.customer_events.send(key=internal["cid"].encode(), value=orjson.dumps(internal))
+            outbox.add(target, internal["cid"].encode(), value)
+        await outbox.flush()
 
-    return ingest_agent
+    return handle_batch
 
 
-async def _dead_letter(t: Topology, reason: str, text: str, topic: str, message: Any) -> None:
+def _dead_letter(t: Topology, reason: str, text: str, topic: str, message: Any) -> None:
     timestamp = int(message.timestamp * 1000) if message.timestamp else None
     record = dlq_record(
         reason,
@@ -60,4 +65,4 @@ async def _dead_letter(t: Topology, reason: str, text: str, topic: str, message:
         message.value,
     )
     metrics.DLQ.labels(reason).inc()
-    await t.dlq.send(key=message.key, value=record)
+    t.outbox.add(t.settings.topic(topics.DLQ), message.key, record)

@@ -31,6 +31,10 @@ def run_worker(settings: Settings, rules: Rules) -> None:
         stdout=sys.stdout,
         stderr=sys.stderr,
     )
+    # Faust's terminal spinner, kept at WARNING and above, sets the root logger to DEBUG, so
+    # every debug call of aiokafka and Faust builds a log record: ~10% of a busy worker's CPU
+    # (py-spy, issue 10). The worker is a service; nothing watches a spinner.
+    worker.spinner = None
     worker.execute_from_commandline()
 
 

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable
+from functools import lru_cache
 
 from aiokafka.partitioner import murmur2
 
 
+@lru_cache(maxsize=1 << 16)  # aiokafka's murmur2 is pure Python; keys repeat (hot customers)
 def partition_for(key: bytes, partitions: int) -> int:
     """The partition the producer's default partitioner gives a key (Kafka's murmur2)."""
     return (murmur2(key) & 0x7FFFFFFF) % partitions

@@ -22,8 +22,8 @@ import orjson
 from redis.exceptions import RedisError
 
 from touchstream import metrics
-from touchstream.agents.customer import make_customer_agent
-from touchstream.agents.ingest import make_ingest_agent
+from touchstream.agents.customer import make_customer_handler
+from touchstream.agents.ingest import make_ingest_handler
 from touchstream.config.rules import Rules
 from touchstream.config.settings import Settings
 from touchstream.domain.identity import IdentityNormaliser
@@ -35,6 +35,8 @@ from touchstream.serving.keys import SYNC_MARKER
 from touchstream.serving.redis_client import redis_client
 from touchstream.serving.redis_sync import RedisSync
 from touchstream.streams import topics
+from touchstream.streams.delivery import Routes, stream_agent
+from touchstream.streams.outbox import Outbox
 from touchstream.streams.timer_index import TimerIndex
 from touchstream.streams.transport import transport_for
 from touchstream.tables.activity import Activity
@@ -112,12 +114,15 @@ class Topology:
             stream_buffer_maxsize=8192,
             broker_max_poll_records=2000,
         )
+        self.routes = Routes()
         self.app.transport = transport_for(
             self.app,
             settings.fetch_max_wait_ms,
             settings.bootstrap_servers(),
             settings.probe_end_offsets,
+            self.routes,
         )
+        self.outbox = self.routes.outbox = Outbox(self.app)
         self.touchpoints = self._topic(topics.TOUCHPOINTS)
         self.customer_events = self._topic(topics.CUSTOMER_EVENTS)
         self.dlq = self._topic(topics.DLQ)
@@ -131,8 +136,12 @@ class Topology:
         self.ledger = Ledger(self.app, settings.partitions, self.rules.program.timezone)
         self.timers = TimerIndex()
         self.redis_sync = RedisSync(self.redis, settings.redis_flush_interval_ms / 1000)
-        self.app.agent(self.touchpoints, name="ingest")(make_ingest_agent(self))
-        self.app.agent(self.customer_events, name="customer")(make_customer_agent(self))
+        for topic, name, handler in (
+            (self.touchpoints, "ingest", make_ingest_handler(self)),
+            (self.customer_events, "customer", make_customer_handler(self)),
+        ):
+            self.routes.add(topic.get_topic_name(), handler)
+            self.app.agent(topic, name=name)(stream_agent(handler))
         register_views(self)
         self._sync_task: asyncio.Task[None] | None = None
         self.app.task(self._start_services)

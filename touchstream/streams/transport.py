@@ -17,6 +17,9 @@ are recovered, but aiokafka's ``seek_to_committed`` only moves when the committe
 the position the fetcher reached while Faust discarded records of still-paused partitions,
 and those records are never processed (faust-streaming#216, #221). Such partitions are sought
 to their beginning explicitly.
+
+The consumer's drain loop is ``streams.delivery.drain``: the topics of ``routes`` are handed to
+their handlers a fetch at a time; before a commit, output the broker refused stops it.
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faust.transport.drivers import aiokafka as faust_aiokafka
+
+from touchstream.streams.delivery import Routes, drain
 
 PROBE_TIMEOUT_S = 5.0
 
@@ -59,7 +64,9 @@ async def probe_end_offsets(bootstrap: str, reported: Mapping[Any, int]) -> dict
     return result
 
 
-def transport_for(app: faust.App, fetch_max_wait_ms: int, bootstrap: str, probe_end: bool) -> Any:
+def transport_for(
+    app: faust.App, fetch_max_wait_ms: int, bootstrap: str, probe_end: bool, routes: Routes
+) -> Any:
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
             consumer = super()._create_worker_consumer(transport)
@@ -86,6 +93,19 @@ def transport_for(app: faust.App, fetch_max_wait_ms: int, bootstrap: str, probe_
     class Consumer(faust_aiokafka.Consumer):
         def _new_consumer_thread(self) -> Any:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+        async def _drain_messages(self, fetcher: Any) -> None:
+            await drain(self, fetcher, routes)
+
+        async def wait_empty(self) -> None:
+            await routes.settled()
+            await super().wait_empty()
+
+        async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
+            await self.app.producer.flush()
+            if routes.outbox is not None:
+                routes.outbox.raise_if_failed()
+            return await super()._commit_offsets(offsets, start_new_transaction)
 
     class Transport(faust_aiokafka.Transport):
         pass

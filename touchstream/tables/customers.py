@@ -27,3 +27,38 @@ def encode_state(state: dict[str, Any]) -> bytes:
 
 def decode_state(raw: bytes | None) -> dict[str, Any] | None:
     return None if raw is None else orjson.loads(raw)
+
+
+class StateCache:
+    """The states a batch of records reads and writes, written back to the table once per key.
+
+    Kafka Streams' record cache: a customer touched by many records of one batch costs one
+    changelog record, not one per record. The table (and its changelog) only ever holds states
+    as of the end of a batch, whose input offsets are acknowledged after ``flush``; a crash
+    before then replays the whole batch, and idempotent updates make that harmless. States are
+    held encoded, so each read is a fresh copy the pure core may change at will.
+    """
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+        self._dirty: dict[bytes, bytes | None] = {}
+
+    def get(self, key: bytes) -> dict[str, Any] | None:
+        raw = self._dirty[key] if key in self._dirty else self._table.get(key)
+        return decode_state(raw)
+
+    def put(self, key: bytes, state: dict[str, Any]) -> None:
+        self._dirty[key] = encode_state(state)
+
+    def delete(self, key: bytes) -> None:
+        self._dirty[key] = None
+
+    def flush(self) -> None:
+        """Write what changed (inside the batch: the table needs its partition's event)."""
+        table = self._table
+        for key, raw in self._dirty.items():
+            if raw is not None:
+                table[key] = raw
+            elif key in table:
+                del table[key]
+        self._dirty.clear()
