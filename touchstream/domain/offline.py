@@ -51,12 +51,13 @@ class OfflineStage:
         self._queues[partition_of(target, self.partitions)].append((target, msg))
 
     def step(self) -> bool:
-        ready = [q for q in self._queues if q]
+        ready = [i for i, q in enumerate(self._queues) if q]
         if not ready:
             return False
-        queue = self._random.choice(ready) if self.seed is not None else ready[0]
-        target, msg = queue.popleft()
-        partition = self._queues.index(queue)
+        # by index: deques compare by content, so looking the queue up after the pop would
+        # name the first empty partition once this one ran dry
+        partition = self._random.choice(ready) if self.seed is not None else ready[0]
+        target, msg = self._queues[partition].popleft()
         if msg.get("k", "ev") == "ev":  # as the agent: timers due by the event's time first
             self._fire(partition, self._timers.advance(partition, msg["at"]), int(msg.get("ts", 0)))
         self._apply(partition, target, handle(target, self.table.get(target), msg, self.rules))
