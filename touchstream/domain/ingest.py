@@ -8,8 +8,9 @@ from typing import Any
 from touchstream.config.rules import ProgramRules
 from touchstream.domain.clock import parse_occurred_at
 from touchstream.domain.identity import IdentityNormaliser, mint_customer_id
-from touchstream.errors import UnsupportedCurrency
+from touchstream.errors import SchemaViolation, UnsupportedCurrency
 
+# every money field name of the contract
 MONEY_FIELDS = (
     "total_minor",
     "discount_minor",
@@ -18,6 +19,31 @@ MONEY_FIELDS = (
     "unit_price_minor",
     "price_minor",
 )
+# The money each type carries by contract (schemas/events/v1): its top-level money fields, and
+# for the types in TYPES_WITH_LINES the unit_price_minor of every ``items`` line. Only these are
+# bounded and converted; the schema has checked their types. Any other key of ``properties``
+# (a "currency" on a page_view, a "value_minor" on a purchase) is unknown: accepted, ignored and
+# passed through untouched, whatever its type, and a type without money has no currency to refuse.
+MONEY_BY_TYPE: dict[str, tuple[str, ...]] = {
+    "product_view": ("price_minor",),
+    "add_to_cart": ("unit_price_minor",),
+    "remove_from_cart": ("unit_price_minor",),
+    "checkout_started": ("value_minor",),
+    "purchase": ("total_minor", "discount_minor"),
+    "return": ("refund_minor",),
+}
+TYPES_WITH_LINES = frozenset({"purchase", "return"})
+# The largest money amount, in minor units, as sent and after conversion to the program currency.
+# 10**15 is 10 trillion in a 2-decimal currency (about 6 trillion EUR in yen): no real amount comes
+# near it, so only a broken or hostile producer is refused. Without a bound an amount near 2**64
+# converted at a rate above 1, or two such amounts summed into a customer's spend, exceed the
+# 64-bit integers orjson, Redis and the state can hold. Below 2**53 every amount is also exact for
+# a consumer that reads JSON numbers as doubles, and sums of up to about 9,000 maximal amounts
+# still fit a signed 64-bit integer. It is checked here, not as a "maximum" in the v1 schemas:
+# the converted amounts need the same check and only ingest knows them, and the v1 contract only
+# changes additively (a new maximum there would make events that v1 accepts invalid against it).
+# A refused amount is a ``schema_violation`` naming the field.
+MAX_MONEY_MINOR = 10**15
 
 
 class Ingest:
@@ -34,7 +60,7 @@ class Ingest:
         self, event: dict[str, Any], now_ms: int, partition: int, offset: int
     ) -> dict[str, Any]:
         ids = self._ids.normalise(event["identity"])
-        props = self._money(event.get("properties") or {})
+        props = self._money(event["type"], event.get("properties") or {})
         return {
             "id": event["event_id"],
             "type": event["type"],
@@ -50,7 +76,21 @@ class Ingest:
             "ts": now_ms,
         }
 
-    def _money(self, props: dict[str, Any]) -> dict[str, Any]:
+    def _money(self, event_type: str, props: dict[str, Any]) -> dict[str, Any]:
+        names = MONEY_BY_TYPE.get(event_type)
+        if names is None:
+            return props
+        amounts = [(f"properties.{name}", props[name]) for name in names if name in props]
+        lines = props.get("items", []) if event_type in TYPES_WITH_LINES else []
+        amounts += [
+            (f"properties.items[{i}].unit_price_minor", line["unit_price_minor"])
+            for i, line in enumerate(lines)
+        ]
+        for field, minor in amounts:
+            if minor > MAX_MONEY_MINOR:
+                raise SchemaViolation(
+                    f"{field} must be at most {MAX_MONEY_MINOR} minor units, got {minor}"
+                )
         currency = props.get("currency")
         if currency is None or currency == self._program.currency:
             return props
@@ -62,17 +102,28 @@ class Ingest:
             )
         exact = Decimal(str(rate))
 
-        def convert(minor: int) -> int:
+        def convert(field: str, minor: int) -> int:
             # banker's rounding to the nearest minor unit: no systematic drift over many orders
-            return int((exact * minor).to_integral_value(rounding=ROUND_HALF_EVEN))
+            value = int((exact * minor).to_integral_value(rounding=ROUND_HALF_EVEN))
+            if value > MAX_MONEY_MINOR:
+                raise SchemaViolation(
+                    f"{field} {minor} {currency} is {value} {self._program.currency} minor units "
+                    f"at the exchange rate {rate}, more than the maximum {MAX_MONEY_MINOR}"
+                )
+            return value
 
         converted = dict(props, currency=self._program.currency, original_currency=currency)
-        for name in MONEY_FIELDS:
+        for name in names:
             if name in converted:
-                converted[name] = convert(converted[name])
-        if "items" in converted:
+                converted[name] = convert(f"properties.{name}", converted[name])
+        if lines:
             converted["items"] = [
-                dict(item, unit_price_minor=convert(item["unit_price_minor"]))
-                for item in converted["items"]
+                dict(
+                    line,
+                    unit_price_minor=convert(
+                        f"properties.items[{i}].unit_price_minor", line["unit_price_minor"]
+                    ),
+                )
+                for i, line in enumerate(lines)
             ]
         return converted

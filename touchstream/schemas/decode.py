@@ -39,6 +39,14 @@ EVENT_TYPES = (
     "erasure_requested",
     "access_requested",
 )
+# The deepest nesting an event may have, the event object itself being level 1. The contract's
+# deepest field is level 4 (event > properties > items > order line) and unknown keys are accepted
+# for forward compatibility, so 64 leaves a wide margin. The bound matters because orjson reads
+# 1,024 levels but writes only 255: an event nested deeper than that would be accepted here and
+# then fail to encode when ingest sends it on; 64 also leaves room below 255 for any record that
+# keeps part of an event nested inside its own structure. Refused as ``invalid_json``, like JSON
+# nested deeper than the parser reads (the simulator's "deep_nesting" kind).
+MAX_DEPTH = 64
 
 
 def schema_text(event_type: str, version: int = SCHEMA_VERSION) -> str:
@@ -70,6 +78,10 @@ def decode(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
         except UnicodeDecodeError as uexc:
             raise InvalidUtf8(f"the record is not UTF-8 (byte {uexc.start})") from None
         raise InvalidJson(f"the record is not JSON: {exc}") from None
+    # each level needs its own "[" or "{": a record with few of them cannot be too deep, so
+    # the common case costs two byte counts, and only the others are walked
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH and _deeper_than(event, MAX_DEPTH):
+        raise InvalidJson(f"the record's JSON nests deeper than {MAX_DEPTH} levels")
     if not isinstance(event, dict):
         raise SchemaViolation(f"an event must be a JSON object, got {type(event).__name__}")
     event_type = event.get("type")
@@ -95,12 +107,30 @@ def decode(raw: bytes | None, max_bytes: int) -> dict[str, Any]:
 INTEGER_FIELDS = ("points", "quantity")
 
 
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` levels deep (iterative:
+    no recursion however deep the input)."""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node
+        for child in children:
+            if isinstance(child, dict | list):
+                if depth == limit:
+                    return True
+                stack.append((child, depth + 1))
+    return False
+
+
 def _reject_float_money(props: dict[str, Any]) -> None:
     # JSON Schema draft-07 counts 12.0 as an integer; money and counts must never be floats.
     for name, value in props.items():
         if isinstance(value, float) and (name.endswith("_minor") or name in INTEGER_FIELDS):
             raise SchemaViolation(f"properties.{name} must be an integer, got {value!r}")
-    for i, item in enumerate(props.get("items") or ()):
+    items = props.get("items")
+    # only purchase and return define items (an array); in any other type it is an unknown key
+    # of any JSON type, accepted and ignored
+    for i, item in enumerate(items if isinstance(items, list) else ()):
         if not isinstance(item, dict):
             continue
         for name in ("unit_price_minor", "quantity"):

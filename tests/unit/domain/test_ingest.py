@@ -4,12 +4,20 @@ with identifiers hashed, time in epoch ms, and money in the program currency."""
 import copy
 from fractions import Fraction
 
+import orjson
 import pytest
 
 from touchstream.config.rules import load_rules, parse_rules
 from touchstream.domain.identity import IdentityNormaliser, mint_customer_id
-from touchstream.domain.ingest import Ingest
-from touchstream.errors import UnsupportedCurrency
+from touchstream.domain.ingest import (
+    MAX_MONEY_MINOR,
+    MONEY_BY_TYPE,
+    MONEY_FIELDS,
+    TYPES_WITH_LINES,
+    Ingest,
+)
+from touchstream.errors import SchemaViolation, UnsupportedCurrency
+from touchstream.schemas.decode import EVENT_TYPES, schema_text
 
 SECRET = "unit-test-hmac-secret-0123456789abcdef"
 NOW = 1_795_183_500_000
@@ -198,3 +206,174 @@ def test_program_currency_is_not_touched_even_with_rates_configured():
 
     assert props == purchase()["properties"]
     assert "original_currency" not in props
+
+
+# --- money only where the contract puts it, and never more than MAX_MONEY_MINOR -------------
+
+
+def page_view(**props):
+    event = purchase()
+    event.update(type="page_view", properties={"url": "https://shop.example.com/", **props})
+    return event
+
+
+EXCHANGE = "[program]\nexchange_rates = { USD = 0.92, GBP = 1.17 }\n"
+
+
+@pytest.mark.parametrize("rules", ["", EXCHANGE], ids=["default-rules", "exchange-table"])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"currency": []},
+        {"currency": {}},
+        {"currency": ["EUR"]},
+        {"currency": "JPY"},  # no rate for it: no matter, a page_view carries no money
+        {"currency": "USD", "value_minor": "x"},
+        {"currency": "USD", "total_minor": None},
+        {"currency": "USD", "price_minor": 10**20},
+        {"currency": "USD", "items": [1]},
+        {"currency": "USD", "items": [{"sku": "SKU-1"}]},
+        {"currency": "GBP", "items": [{"sku": "S", "quantity": 1, "unit_price_minor": 10**18}]},
+    ],
+)
+def test_unknown_currency_and_money_keys_of_a_type_without_money_pass_through(rules, extra):
+    # the contract accepts and ignores unknown property keys: a page_view has no money to convert
+    event = page_view(**extra)
+
+    props = make_ingest(rules).normalise(event, NOW, 0, 0)["props"]
+
+    assert props == event["properties"]
+    assert "original_currency" not in props
+
+
+def test_unknown_money_keys_of_a_type_with_money_are_not_converted():
+    event = purchase("USD", value_minor="x", price_minor=[1], items=[])
+
+    props = make_ingest(EXCHANGE).normalise(event, NOW, 0, 0)["props"]
+
+    assert (props["total_minor"], props["discount_minor"]) == (10669, 920)
+    assert (props["value_minor"], props["price_minor"]) == ("x", [1])
+    assert props["items"] == []
+
+
+def test_money_by_type_is_the_money_of_the_schemas():
+    for event_type in EVENT_TYPES:
+        props = orjson.loads(schema_text(event_type))["properties"]["properties"]
+        fields = props.get("properties", {})
+        money = tuple(name for name in fields if name.endswith("_minor"))
+        lines = fields.get("items", {}).get("items", {}).get("properties", {})
+
+        assert money == MONEY_BY_TYPE.get(event_type, ()), event_type
+        assert ("unit_price_minor" in lines) == (event_type in TYPES_WITH_LINES), event_type
+        assert set(money) <= set(MONEY_FIELDS)
+
+
+def test_max_money_minor_is_ten_to_the_fifteen():
+    # far above any real amount, exact as a double, and ~9,000 of them still sum within int64
+    assert MAX_MONEY_MINOR == 10**15 < 2**53
+    assert 9_000 * MAX_MONEY_MINOR < 2**63
+
+
+MONEY_EVENTS = [
+    ("purchase", {"order_id": "o", "total_minor": 0, "items": []}, "total_minor"),
+    ("purchase", {"order_id": "o", "total_minor": 0, "items": []}, "discount_minor"),
+    ("return", {"return_id": "r", "order_id": "o", "refund_minor": 0}, "refund_minor"),
+    ("checkout_started", {"cart_id": "c", "value_minor": 0}, "value_minor"),
+    ("product_view", {"sku": "s"}, "price_minor"),
+    (
+        "add_to_cart",
+        {"cart_id": "c", "sku": "s", "quantity": 1, "unit_price_minor": 0},
+        "unit_price_minor",
+    ),
+    (
+        "remove_from_cart",
+        {"cart_id": "c", "sku": "s", "quantity": 1, "unit_price_minor": 0},
+        "unit_price_minor",
+    ),
+]
+
+
+def money_event(event_type, props, field, amount, currency="EUR"):
+    event = purchase()
+    event.update(type=event_type, properties={**props, field: amount, "currency": currency})
+    return event
+
+
+@pytest.mark.parametrize(("event_type", "props", "field"), MONEY_EVENTS)
+def test_an_amount_above_the_maximum_is_a_schema_violation_naming_the_field(
+    event_type, props, field
+):
+    event = money_event(event_type, props, field, MAX_MONEY_MINOR + 1)
+
+    for rules in ("", EXCHANGE):
+        with pytest.raises(SchemaViolation) as error:
+            make_ingest(rules).normalise(event, NOW, 0, 0)
+
+        assert error.value.reason == "schema_violation"
+        assert f"properties.{field} " in error.value.message
+        assert str(MAX_MONEY_MINOR) in error.value.message
+
+
+@pytest.mark.parametrize(("event_type", "props", "field"), MONEY_EVENTS)
+def test_an_amount_at_the_maximum_is_accepted_and_can_be_sent_on(event_type, props, field):
+    out = make_ingest().normalise(money_event(event_type, props, field, MAX_MONEY_MINOR), NOW, 0, 0)
+
+    assert out["props"][field] == MAX_MONEY_MINOR
+    assert orjson.loads(orjson.dumps(out)) == out
+
+
+def test_an_order_line_above_the_maximum_is_a_schema_violation_naming_the_line():
+    event = purchase()
+    event["properties"]["items"][1]["unit_price_minor"] = MAX_MONEY_MINOR + 1
+
+    with pytest.raises(SchemaViolation) as error:
+        make_ingest().normalise(event, NOW, 0, 0)
+
+    assert error.value.reason == "schema_violation"
+    assert "properties.items[1].unit_price_minor" in error.value.message
+
+
+def test_an_amount_near_2_to_the_64_is_refused_not_converted():
+    # 1.8e19 GBP at 1.17 would be more than 2**64: orjson could not send it on
+    event = purchase("GBP", total_minor=18_000_000_000_000_000_000)
+
+    with pytest.raises(SchemaViolation) as error:
+        make_ingest(EXCHANGE).normalise(event, NOW, 0, 0)
+
+    assert "properties.total_minor" in error.value.message
+
+
+@pytest.mark.parametrize(("event_type", "props", "field"), MONEY_EVENTS)
+def test_an_amount_that_converts_above_the_maximum_is_a_schema_violation_naming_it(
+    event_type, props, field
+):
+    # 10**15 GBP minor units is within the maximum, but 1.17 * 10**15 EUR minor units is not
+    event = money_event(event_type, props, field, MAX_MONEY_MINOR, currency="GBP")
+
+    with pytest.raises(SchemaViolation) as error:
+        make_ingest(EXCHANGE).normalise(event, NOW, 0, 0)
+
+    assert error.value.reason == "schema_violation"
+    message = error.value.message
+    assert f"properties.{field} {MAX_MONEY_MINOR} GBP is {117 * 10**13} EUR" in message
+    assert str(MAX_MONEY_MINOR) in message
+
+
+def test_an_order_line_that_converts_above_the_maximum_names_the_line():
+    event = purchase("GBP", total_minor=1000, discount_minor=0)
+    event["properties"]["items"][1]["unit_price_minor"] = 900_000_000_000_000
+
+    with pytest.raises(SchemaViolation) as error:
+        make_ingest(EXCHANGE).normalise(event, NOW, 0, 0)
+
+    assert "properties.items[1].unit_price_minor 900000000000000 GBP" in error.value.message
+
+
+def test_the_largest_amount_that_converts_within_the_maximum_is_accepted():
+    # at 1.17, 854700854700854 GBP minor units is 999999999999999.18 EUR: rounds to 10**15 - 1
+    event = purchase("GBP", total_minor=854_700_854_700_854, discount_minor=0, items=[])
+
+    props = make_ingest(EXCHANGE).normalise(event, NOW, 0, 0)["props"]
+
+    assert props["total_minor"] == MAX_MONEY_MINOR - 1
+    assert orjson.dumps(props)

@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from touchstream.errors import PoisonEvent
-from touchstream.schemas.decode import EVENT_TYPES, decode, load_validators
+from touchstream.schemas.decode import EVENT_TYPES, MAX_DEPTH, decode, load_validators
 from touchstream.schemas.dlq import dlq_record, original_bytes
 
 MAX = 65_536
@@ -76,6 +76,95 @@ def test_deeply_nested_object_inside_an_event_is_invalid_json():
     nested = b'{"type": "page_view", "properties": ' + b'{"a": ' * 2000 + b"1" + b"}" * 2001
 
     assert refused(nested).reason == "invalid_json"
+
+
+PAGE_VIEW: dict[str, Any] = {
+    **{k: v for k, v in PURCHASE.items() if k not in ("type", "properties")},
+    "type": "page_view",
+    "properties": {"url": "https://shop.example.com/"},
+}
+
+
+def page_view_with(**extra: Any) -> dict[str, Any]:
+    event = copy.deepcopy(PAGE_VIEW)
+    event["properties"].update(extra)
+    return event
+
+
+def nested(levels: int) -> bytes:
+    """A page_view whose unknown properties.x holds ``levels`` nested arrays: the event is
+    level 1, properties level 2, so the innermost array is level ``levels + 2``."""
+    return raw(page_view_with(x="@deep@")).replace(
+        b'"@deep@"', b"[" * levels + b"1" + b"]" * levels
+    )
+
+
+def test_an_event_nested_exactly_max_depth_deep_is_accepted():
+    assert MAX_DEPTH == 64
+    event = decode(nested(MAX_DEPTH - 2), MAX)
+
+    assert event["properties"]["x"] == orjson.loads(b"[" * 62 + b"1" + b"]" * 62)
+    assert orjson.loads(orjson.dumps(event)) == event
+
+
+@pytest.mark.parametrize("levels", [MAX_DEPTH - 1, 253, 1_000])
+def test_an_event_nested_deeper_than_max_depth_is_invalid_json_naming_the_limit(levels):
+    # orjson reads 1,024 levels but writes only 255: an event it cannot send on is refused here
+    error = refused(nested(levels))
+
+    assert error.reason == "invalid_json"
+    assert "JSON" in error.message
+    assert f"deeper than {MAX_DEPTH} levels" in error.message
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        b"[" * 65 + b"]" * 65,
+        b'{"a":' * 65 + b"1" + b"}" * 65,
+        raw(page_view_with(x={"a": [{"b": [[]]}]})).replace(b"[[]]", b"[" * 70 + b"]" * 70),
+    ],
+)
+def test_too_deep_objects_and_arrays_anywhere_are_invalid_json(record):
+    assert refused(record).reason == "invalid_json"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"x": [[] for _ in range(200)]},  # many brackets, shallow
+        {"x": "[" * 200 + "{" * 200},  # brackets inside a string are not nesting
+        {"x": [{"a": [1]}] * 100},
+    ],
+)
+def test_many_brackets_that_do_not_nest_deep_are_accepted(extra):
+    event = page_view_with(**extra)
+
+    assert decode(raw(event), MAX) == event
+
+
+@pytest.mark.parametrize("items", [1, True, 2.5, "x", None, {"a": 1}])
+@pytest.mark.parametrize("event_type", ["page_view", "checkout_started", "redemption"])
+def test_an_unknown_items_key_of_any_type_is_accepted_and_kept(event_type, items):
+    # only purchase and return define items; elsewhere it is an unknown key: accepted, ignored
+    event = copy.deepcopy(PAGE_VIEW)
+    event["type"] = event_type
+    event["properties"] = {
+        "page_view": {"url": "https://shop.example.com/"},
+        "checkout_started": {"cart_id": "C-1", "value_minor": 1798, "currency": "EUR"},
+        "redemption": {"redemption_id": "RD-1", "points": 500},
+    }[event_type]
+    event["properties"]["items"] = items
+
+    assert decode(raw(event), MAX) == event
+
+
+@pytest.mark.parametrize("items", [1, True, "x", {"unit_price_minor": 1.5}])
+def test_a_purchase_whose_items_is_not_a_list_is_a_schema_violation_naming_items(items):
+    error = refused(raw(purchase_with("properties.items", items)))
+
+    assert error.reason == "schema_violation"
+    assert "properties.items" in error.message
 
 
 @pytest.mark.parametrize("record", [None, b""])
