@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 
 import pytest
 
@@ -80,3 +81,54 @@ def test_dlq_replay_resubmits_original_bytes_once_per_record(stack: Stack) -> No
     # still bad: it is dead-lettered again, and a second replay submits only that new record
     assert len(read_topic(bootstrap, prefix + "touchpoints.dlq", expect=2)) == 2
     assert asyncio.run(replay(*args)) == (1, 0)
+
+
+def test_dlq_replay_dry_run_reports_and_leaves_the_group_where_it_was(
+    stack: Stack,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import orjson
+
+    from touchstream.runtime.cli import main
+
+    worker = stack.start_worker()
+    worker.wait_ready()
+    prefix = stack.settings["topic_prefix"]
+    bootstrap = stack.broker.bootstrap
+    inbound, dlq = prefix + "touchpoints", prefix + "touchpoints.dlq"
+    zero = purchase({"customer_id": "crm-3"}, "o-3", 1_000)
+    zero["properties"]["items"][0]["quantity"] = 0
+    usd = purchase({"customer_id": "crm-4"}, "o-4", 1_000)
+    usd["properties"]["currency"] = "USD"
+    poison = [(b"k1", b"{"), (b"k2", b"not json"), (b"k3", zero), (b"k4", usd)]
+    produce(bootstrap, inbound, poison)
+    assert len(read_topic(bootstrap, dlq, expect=len(poison))) == len(poison)
+    assert len(read_topic(bootstrap, inbound)) == len(poison)
+
+    monkeypatch.setenv("TOUCHSTREAM_TOPIC_PREFIX", prefix)
+    monkeypatch.setenv("TOUCHSTREAM_APP_ID", stack.settings["app_id"])
+    # the embedded broker under-reports end offsets: probe them, as the stack's workers do
+    monkeypatch.setenv("TOUCHSTREAM_PROBE_END_OFFSETS", "true")
+    rules = tmp_path / "rules.toml"  # the fix being checked: a USD exchange rate
+    rules.write_text("[program]\nexchange_rates = { USD = 0.9 }\n")
+    replay = ["dlq", "replay", "--broker", bootstrap]
+    assert main([*replay, "--dry-run", "--rules", str(rules)]) == 0
+    out = capsys.readouterr().out
+    assert f"read 4 records from {dlq} (0 left: other reasons)" in out
+    assert "would pass 1, would still fail 3" in out
+    assert "unsupported_currency   pass                         1" in out
+    assert "invalid_json           invalid_json                 2" in out
+    assert "schema_violation       schema_violation             1" in out
+    assert main([*replay, "--dry-run", "--json", "--reason", "invalid_json"]) == 0
+    report = orjson.loads(capsys.readouterr().out)
+    assert (report["read"], report["skipped"], report["pass"], report["fail"]) == (2, 2, 0, 2)
+
+    # nothing was produced, and the group still starts at the beginning
+    assert len(read_topic(bootstrap, inbound)) == len(poison)
+    assert len(read_topic(bootstrap, dlq)) == len(poison)
+    assert main(replay) == 0
+    assert capsys.readouterr().out.startswith(f"replayed {len(poison)} DLQ records")
+    again = read_topic(bootstrap, inbound, expect=2 * len(poison))
+    assert sorted(r.key or b"" for r in again) == sorted([k for k, _ in poison] * 2)

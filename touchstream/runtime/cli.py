@@ -120,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--reason", action="append", default=None, help="only records with this reason (repeat)"
     )
     replay.add_argument("--max", type=int, default=None, help="at most this many records")
+    replay.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only check the records against the current validation and report; "
+        "produce nothing, commit no offsets",
+    )
+    replay.add_argument("--json", action="store_true", help="with --dry-run: the report as JSON")
+    _add_rules(replay)
     return parser
 
 

@@ -3,6 +3,10 @@
 After a producer fix or a contract change, the original bytes go back to the inbound topic.
 The consumer group remembers what was replayed, so running it twice does not submit a record
 twice; a record that is still bad simply lands in the DLQ again, with its reason.
+
+``--dry-run`` reads the same records, checks their original bytes against the current
+validation (decode + ingest normalisation, as the ingest agent does) and prints what a replay
+would do; it produces nothing and commits no offsets.
 """
 
 from __future__ import annotations
@@ -10,36 +14,185 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from touchstream.config.settings import bootstrap_servers, load_settings
+from touchstream.config.rules import load_rules
+from touchstream.config.settings import Settings, bootstrap_servers, load_settings
+from touchstream.domain.identity import IdentityNormaliser
+from touchstream.domain.ingest import Ingest
+from touchstream.errors import PoisonEvent
+from touchstream.schemas.decode import decode
 from touchstream.schemas.dlq import original_bytes
 from touchstream.streams import topics
+from touchstream.streams.transport import probe_end_offsets
 
 QUIET_S = 2.0
+PASS = "pass"
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    settings = load_settings(env="development") if args.broker else load_settings()
+    overrides: dict[str, Any] = {"rules": args.rules}
+    if args.broker:
+        overrides["env"] = "development"
+    settings = load_settings(**overrides)
     bootstrap = bootstrap_servers(args.broker) if args.broker else settings.bootstrap_servers()
     reasons = set(args.reason or ())
-    replayed, skipped = asyncio.run(
-        replay(
-            bootstrap,
-            settings.topic(topics.DLQ),
-            settings.topic(topics.TOUCHPOINTS),
-            f"{settings.app_id}-dlq-replay-{'-'.join(sorted(reasons)) or 'all'}",
-            reasons,
-            args.max,
+    dlq_topic = settings.topic(topics.DLQ)
+    group = f"{settings.app_id}-dlq-replay-{'-'.join(sorted(reasons)) or 'all'}"
+    if args.dry_run:
+        ingest = ingest_for(settings)
+        report = asyncio.run(
+            dry_run(
+                bootstrap,
+                dlq_topic,
+                group,
+                reasons,
+                args.max,
+                ingest,
+                settings.max_event_bytes,
+                settings.probe_end_offsets,
+            )
         )
+        print(orjson.dumps(report.as_json()).decode() if args.json else report.format(dlq_topic))
+        return 0
+    target = settings.topic(topics.TOUCHPOINTS)
+    replayed, skipped = asyncio.run(
+        replay(bootstrap, dlq_topic, target, group, reasons, args.max, settings.probe_end_offsets)
     )
-    print(
-        f"replayed {replayed} DLQ records to {settings.topic(topics.TOUCHPOINTS)}"
-        f" ({skipped} left: other reasons)"
-    )
+    print(f"replayed {replayed} DLQ records to {target} ({skipped} left: other reasons)")
     return 0
+
+
+def ingest_for(settings: Settings) -> Ingest:
+    """The ``Ingest`` a worker with these settings builds (see ``streams.topology``)."""
+    rules = load_rules(settings.rules or None)
+    normaliser = IdentityNormaliser(
+        settings.hmac_secret, rules.identity.blocked_values, rules.identity.default_country_code
+    )
+    return Ingest(rules.program, normaliser, settings.future_tolerance_s * 1000)
+
+
+def revalidate(value: bytes | None, ingest: Ingest, max_bytes: int, now_ms: int) -> str:
+    """``pass``, or the DLQ reason the ingest agent would give these bytes now."""
+    try:
+        ingest.normalise(decode(value, max_bytes), now_ms, 0, 0)
+    except PoisonEvent as exc:
+        return exc.reason
+    except Exception:  # the ingest agent parks these as internal_error too
+        return "internal_error"
+    return PASS
+
+
+def classify(
+    entries: Iterable[dict[str, Any]], ingest: Ingest, max_bytes: int, now_ms: int, report: DryRun
+) -> DryRun:
+    """Count DLQ records by (their reason, what the current validation says of their bytes)."""
+    for entry in entries:
+        outcome = revalidate(original_bytes(entry)[1], ingest, max_bytes, now_ms)
+        report.add(str(entry.get("reason")), outcome)
+    return report
+
+
+@dataclass
+class DryRun:
+    """What a replay would do with the records it takes: (original reason, outcome) counts."""
+
+    outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
+    skipped: int = 0  # records with other reasons than --reason asks for
+
+    def add(self, original: str, outcome: str) -> None:
+        self.outcomes[original, outcome] += 1
+
+    @property
+    def read(self) -> int:
+        return sum(self.outcomes.values())
+
+    @property
+    def passing(self) -> int:
+        return sum(n for (_, outcome), n in self.outcomes.items() if outcome == PASS)
+
+    def rows(self) -> list[tuple[str, str, int]]:
+        """Passes first, then failures; each by original reason, then new reason."""
+        rows = [(original, outcome, n) for (original, outcome), n in self.outcomes.items()]
+        return sorted(rows, key=lambda r: (r[1] != PASS, r[0], r[1]))
+
+    def format(self, dlq_topic: str) -> str:
+        lines = [
+            f"dry run: read {self.read} records from {dlq_topic}"
+            f" ({self.skipped} left: other reasons); nothing produced, no offsets committed",
+            f"would pass {self.passing}, would still fail {self.read - self.passing}",
+        ]
+        if self.outcomes:
+            lines.append(f"{'original reason':<22} {'now':<22} {'records':>7}")
+            lines += [f"{o:<22} {n:<22} {c:>7}" for o, n, c in self.rows()]
+        return "\n".join(lines)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "read": self.read,
+            "skipped": self.skipped,
+            "pass": self.passing,
+            "fail": self.read - self.passing,
+            "outcomes": [{"original": o, "now": n, "records": c} for o, n, c in self.rows()],
+        }
+
+
+def _consumer(bootstrap: str, dlq_topic: str, group: str) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        dlq_topic,
+        bootstrap_servers=bootstrap,
+        group_id=group,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+
+
+async def _selection(
+    consumer: AIOKafkaConsumer, reasons: set[str], limit: int | None, probe: str | None
+) -> AsyncIterator[tuple[list[dict[str, Any]], int, dict[TopicPartition, int]]]:
+    """Batches of what the DLQ holds now, from the group's position: (records taken,
+    records left for other reasons, next offset per partition to commit once handled).
+
+    ``probe``: bootstrap servers to read the true end offsets with (the embedded broker
+    under-reports them, see ``streams.transport``), or None to trust the broker.
+    """
+    # records that fail again land behind this mark
+    assigned = consumer.assignment()
+    end = await consumer.end_offsets(list(assigned)) if assigned else {}
+    if probe:
+        end = await probe_end_offsets(probe, end)
+    pending = {tp for tp in assigned if await consumer.position(tp) < end[tp]}
+    taken = 0
+    quiet_since = time.monotonic()
+    while pending and time.monotonic() - quiet_since < QUIET_S:
+        if limit is not None and taken >= limit:
+            break
+        batches = await consumer.getmany(*pending, timeout_ms=300, max_records=1000)
+        if not batches:
+            continue
+        quiet_since = time.monotonic()
+        handled: dict[TopicPartition, int] = {}
+        entries: list[dict[str, Any]] = []
+        skipped = 0
+        for tp, records in batches.items():
+            for record in records:
+                if record.offset >= end[tp] or (limit is not None and taken >= limit):
+                    break
+                handled[tp] = record.offset + 1
+                entry = orjson.loads(record.value or b"{}")
+                if reasons and entry.get("reason") not in reasons:
+                    skipped += 1
+                    continue
+                entries.append(entry)
+                taken += 1
+        yield entries, skipped, handled
+        pending = {tp for tp in pending if handled.get(tp, await consumer.position(tp)) < end[tp]}
 
 
 async def replay(
@@ -49,14 +202,9 @@ async def replay(
     group: str,
     reasons: set[str],
     limit: int | None,
+    probe_end: bool = False,
 ) -> tuple[int, int]:
-    consumer = AIOKafkaConsumer(
-        dlq_topic,
-        bootstrap_servers=bootstrap,
-        group_id=group,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-    )
+    consumer = _consumer(bootstrap, dlq_topic, group)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap, acks="all", max_request_size=4 * 1024 * 1024
     )
@@ -64,38 +212,42 @@ async def replay(
     await producer.start()
     replayed = skipped = 0
     try:
-        # replay what the DLQ holds now: records that fail again land behind this mark
-        assigned = consumer.assignment()
-        end = await consumer.end_offsets(list(assigned)) if assigned else {}
-        pending = {tp for tp in assigned if await consumer.position(tp) < end[tp]}
-        quiet_since = time.monotonic()
-        while pending and time.monotonic() - quiet_since < QUIET_S:
-            if limit is not None and replayed >= limit:
-                break
-            batches = await consumer.getmany(*pending, timeout_ms=300, max_records=1000)
-            if not batches:
-                continue
-            quiet_since = time.monotonic()
-            handled: dict[TopicPartition, int] = {}
-            for tp, records in batches.items():
-                for record in records:
-                    if record.offset >= end[tp] or (limit is not None and replayed >= limit):
-                        break
-                    handled[tp] = record.offset + 1
-                    entry = orjson.loads(record.value or b"{}")
-                    if reasons and entry.get("reason") not in reasons:
-                        skipped += 1
-                        continue
-                    key, value = original_bytes(entry)
-                    await producer.send(target, value, key=key)
-                    replayed += 1
+        probe = bootstrap if probe_end else None
+        async for entries, other, handled in _selection(consumer, reasons, limit, probe):
+            for entry in entries:
+                key, value = original_bytes(entry)
+                await producer.send(target, value, key=key)
             await producer.flush()
             if handled:  # only after the records are safely in the target topic
                 await consumer.commit(handled)
-            pending = {
-                tp for tp in pending if handled.get(tp, await consumer.position(tp)) < end[tp]
-            }
+            replayed += len(entries)
+            skipped += other
     finally:
         await producer.stop()
         await consumer.stop()
     return replayed, skipped
+
+
+async def dry_run(
+    bootstrap: str,
+    dlq_topic: str,
+    group: str,
+    reasons: set[str],
+    limit: int | None,
+    ingest: Ingest,
+    max_bytes: int,
+    probe_end: bool = False,
+) -> DryRun:
+    """What ``replay`` with these arguments would do now; produces nothing, commits nothing."""
+    consumer = _consumer(bootstrap, dlq_topic, group)
+    report = DryRun()
+    now_ms = int(time.time() * 1000)
+    await consumer.start()
+    try:
+        probe = bootstrap if probe_end else None
+        async for entries, other, _ in _selection(consumer, reasons, limit, probe):
+            classify(entries, ingest, max_bytes, now_ms, report)
+            report.skipped += other
+    finally:
+        await consumer.stop()
+    return report
