@@ -14,6 +14,7 @@ from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.fold import fold
 from touchstream.domain.identity import home_of
 from touchstream.domain.offline import OfflineStage
+from touchstream.domain.profile import project
 from touchstream.simulator.factory import internal
 
 RULES = load_rules(None)
@@ -113,6 +114,17 @@ def test_a_return_for_an_unknown_order_is_reported_then_applied_when_the_order_a
     m.buy("O-9", 10_000, NOW - 2 * DAY)  # the order, delivered late from another partition
     assert m.state["points"] == 50 and m.state["qualifying_spend_minor"] == 5_000
     assert m.outcomes()[-1] == ("points_reversed", -50)
+
+
+def test_a_return_matched_late_lowers_the_spend_when_the_clock_reaches_it():
+    # found by the reliability suite: the order arrives after its return and after another
+    # order moved the customer's time, so the return's refund lies ahead of the evaluation
+    m = Member().refund("R-1", "O-9", 4_000, NOW - DAY)
+    m.buy("O-1", 20_000, NOW - 36 * 3_600_000)
+    m.buy("O-9", 10_000, NOW - 2 * DAY)
+    m.send("page_view", NOW, url="/")  # the partition clock is past the return's time
+
+    assert project(m.state, RULES)["qualifying_spend_minor"] == 30_000 - 4_000
 
 
 def test_an_over_balance_redemption_is_rejected_with_its_reason_and_changes_nothing():
