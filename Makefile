@@ -20,8 +20,9 @@ $(STAMP): $(BIN)/python pyproject.toml
 demo: $(STAMP)
 	$(BIN)/touchstream demo --duration $(DURATION) --summary-json $(SUMMARY) $(DEMO_ARGS)
 
+# the whole suite, with the short form of the reliability scenarios marked chaos_short
 test: $(STAMP) test-tools
-	$(BIN)/python -m pytest -m "not chaos" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not chaos or chaos_short" $(PYTEST_ARGS)
 
 # Debian packages the suite runs for real: promtool and prometheus (tests/deploy, the scrape
 # test) and a TLS-capable redis-server (tests/integration/test_secure_transport.py; the
@@ -47,10 +48,12 @@ test-tools:
 	  || { cat $$log >&2; rm -f $$log; echo "make: could not install Debian's $(TEST_PACKAGES) (output above)" >&2; exit 1; }; \
 	rm -f $$log
 
-# crash/rebalance runs compared with the offline oracle; long, kept out of make test until
-# they pass every time (see tests/chaos)
+# the reliability scenarios at full size, each compared with the offline oracle, and a long
+# fuzz of the decoder; prints the per-scenario table (tests/chaos/harness.py)
+FUZZ_EXAMPLES ?= 20000
 chaos: $(STAMP)
-	$(BIN)/python -m pytest -m chaos $(PYTEST_ARGS)
+	TOUCHSTREAM_CHAOS=long $(BIN)/python -m pytest -m chaos $(PYTEST_ARGS)
+	TOUCHSTREAM_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q tests/unit/schemas/test_decode_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check touchstream tests

@@ -20,6 +20,7 @@ def project(state: dict[str, Any], rules: Rules) -> dict[str, Any]:
     return {
         "customer_id": state["customer_id"],
         "points": state["points"],
+        "touchpoints": sum(state["events"].values()),
         "tier": loyalty.tier_name(state, rules),
         "qualifying_spend_minor": marks["spend"],
         "tier_downgrade_at": iso(downgrade) if downgrade is not None else "",

@@ -7,6 +7,7 @@ SYNC_MARKER = "ts:meta:profiles-synced"
 INT_FIELDS = frozenset(
     {
         "points",
+        "touchpoints",
         "qualifying_spend_minor",
         "orders",
         "version",

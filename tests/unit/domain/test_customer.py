@@ -326,6 +326,7 @@ def test_project_is_the_single_customer_view():
     assert project(state, RULES) == {
         "customer_id": CID,
         "points": 100 + 400,
+        "touchpoints": 3,
         "tier": "silver",
         "qualifying_spend_minor": 40_000,
         "tier_downgrade_at": "",
