@@ -52,10 +52,10 @@ FIELDS = (
     "segment",
 )
 SETTLE_DEADLINE_S = 240.0 if LONG else 90.0
-REWIND_TIMEOUT_S = 90.0
+REWIND_TIMEOUT_S = 90.0  # the workers' session timeout is 30 s
 # the oracle ticks to the wall time it was built at; a restarted worker does not count its
 # downtime as idle time, so its clock needs about that much longer to get there
-TRIGGER_DEADLINE_S = 90.0  # the workers' session timeout is 30 s
+TRIGGER_DEADLINE_S = 90.0
 
 
 @dataclass
