@@ -313,8 +313,8 @@ def put(event: Any, path: tuple[str, ...], value: Any) -> None:
     target = event
     for key in parents:
         if isinstance(target, list):
-            if not target:
-                target.append({})
+            if not target or not isinstance(target[0], dict | list):
+                target[:1] = [{}]  # a scalar element cannot hold the field: an object does
             target = target[0]
         else:
             if not isinstance(target.get(key), dict | list):
