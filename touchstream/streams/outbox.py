@@ -36,9 +36,6 @@ class Outbox:
     ) -> None:
         self._records[(topic, partition)].append((key, value))
 
-    def __len__(self) -> int:
-        return sum(len(records) for records in self._records.values())
-
     async def flush(self, delivered: bool = False) -> None:
         """Hand every collected record to the producer; returns once they are queued, or with
         ``delivered`` once the broker acknowledged them (raising ``OutputLost`` if it refused)."""
