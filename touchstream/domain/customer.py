@@ -71,6 +71,7 @@ def new_state(
         "session": None,
         "late_events": 0,
         "rewards": [],
+        "unlocks": {},  # reward threshold -> times unlocked (names each crossing)
         "identifiers": identifiers,
     }
 
@@ -111,7 +112,7 @@ def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> 
         points_before = state["points"]
         handler(state, event, rules, decisions)
         if state["points"] != points_before:
-            loyalty.rewards(state, event["at"], event["id"], rules, decisions)
+            loyalty.rewards(state, event["at"], rules, decisions)
     _track(state, event)
     state["version"] += 1
     return Outcome(state, decisions)

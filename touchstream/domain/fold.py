@@ -91,18 +91,12 @@ def _orders(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
     refunded: dict[str, int] = {}
     for ret in out["returns"].values():
         refunded[ret["order"]] = refunded.get(ret["order"], 0) + ret["refund"]
-    history: dict[str, Any] = {"orders": {}, "returns": out["returns"]}
-    priced: dict[str, Any] = {}
-    for order_id, order in sorted(union.items(), key=lambda item: (item[1]["at"], item[0])):
-        multiplier = loyalty.multiplier_before(history, order["at"], rules)
-        effective = order.get("eff", order["net"] * 1000)
-        priced[order_id] = dict(
-            order,
-            pts=loyalty.earned_points(effective, multiplier, rules),
-            ref=min(order["net"], refunded.get(order_id, 0)),
+    return {
+        order_id: dict(
+            union[order_id], pts=points, ref=min(union[order_id]["net"], refunded.get(order_id, 0))
         )
-        history["orders"][order_id] = order
-    return priced
+        for order_id, (points, _) in loyalty.priced(union, out["returns"], rules).items()
+    }
 
 
 def _redemptions(w: State, lo: State, out: State, rules: Rules) -> dict[str, int]:
@@ -130,13 +124,19 @@ def _loyalty(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
         "risk": a["risk"] or b["risk"],
         "warned": max(warned) if warned else None,
         "expired": max(expired) if expired else None,
+        "vips": max(a.get("vips", 0), b.get("vips", 0)),
     }
     at = marks["at"]
     if at is None:
         return marks
     view = {**out, "loyalty": marks}
     marks["spend"] = loyalty.tier_spend(view, at, rules)
-    if loyalty.held_tier(view, at, rules) != max(ranks) or loyalty.expiry_owed(view, at, rules):
+    unlocked = [*w["rewards"], *lo["rewards"]]
+    if (
+        loyalty.held_tier(view, at, rules) != max(ranks)
+        or loyalty.expiry_owed(view, at, rules)
+        or loyalty.reward_owed(view, unlocked, rules)
+    ):
         marks["due"] = at
     else:
         marks["due"] = loyalty.next_change(view, at, rules)
@@ -212,6 +212,10 @@ FOLDERS: dict[str, Folder] = {
     "rewards": lambda w, lo, out, rules: sorted(
         {t for t in (*w["rewards"], *lo["rewards"]) if out["points"] >= t}
     ),
+    "unlocks": lambda w, lo, out, rules: {
+        t: max(w.get("unlocks", {}).get(t, 0), lo.get("unlocks", {}).get(t, 0))
+        for t in {*w.get("unlocks", {}), *lo.get("unlocks", {})}
+    },
     "identifiers": _identifiers,
     "rfm": fold_rfm,  # last: it reads the merged orders, purchases and consent
 }

@@ -39,6 +39,7 @@ def initial() -> dict[str, Any]:
         "risk": None,  # [tier, since]: tier_downgrade_risk given for this fall
         "warned": None,  # expiry anchor whose points_expiring was given
         "expired": None,  # expiry anchor whose points were expired
+        "vips": 0,  # times the top tier was announced: names each VIP decision
     }
 
 
@@ -177,6 +178,58 @@ def multiplier_before(state: State, at: int, rules: Rules) -> float:
     return float(rules.loyalty.tiers[held_tier(state, at, rules)].multiplier)
 
 
+def _in_time(item: tuple[str, dict[str, Any]]) -> tuple[int, str]:
+    return item[1]["at"], item[0]
+
+
+def priced(
+    orders: dict[str, Any], returns: dict[str, Any], rules: Rules, after: tuple[int, str] = (0, "")
+) -> dict[str, tuple[int, float]]:
+    """(points, multiplier) of each order placed after ``after`` in event time (ties by id),
+    priced at the tier its history held before it: what one profile that saw every order and
+    return in event time would have earned, whatever order they arrived in."""
+    history: State = {"orders": {}, "returns": returns}
+    out: dict[str, tuple[int, float]] = {}
+    for order_id, order in sorted(orders.items(), key=_in_time):
+        if (order["at"], order_id) > after:
+            multiplier = multiplier_before(history, order["at"], rules)
+            effective = order.get("eff", order["net"] * 1000)
+            out[order_id] = (earned_points(effective, multiplier, rules), multiplier)
+        history["orders"][order_id] = order
+    return out
+
+
+def reprice(
+    state: State, after: tuple[int, str], at: int, rules: Rules, decisions: list[Decision]
+) -> None:
+    """Price again the orders placed after ``after``: an order or a return arriving late (from
+    another partition, or after a merge) changes the tier those orders were placed in. Each
+    change of an order's points is published as ``points_repriced`` at ``at``."""
+    if not any((o["at"], k) > after for k, o in state["orders"].items()):
+        return  # in-order arrival, the usual case: nothing was placed later
+    for order_id, (points, multiplier) in priced(
+        state["orders"], state["returns"], rules, after
+    ).items():
+        order = state["orders"][order_id]
+        if points == order["pts"]:
+            continue
+        updated = dict(order, pts=points)
+        delta = held_points(updated) - held_points(order)
+        state["orders"] = dict(state["orders"], **{order_id: updated})
+        state["points"] += delta
+        decisions.append(
+            outcome(
+                state,
+                "points_repriced",
+                f"{order_id}:{points}",
+                at,
+                order_id=order_id,
+                points=delta,
+                multiplier=multiplier,
+            )
+        )
+
+
 # --- evaluation in event time ---------------------------------------------------------------
 
 
@@ -285,15 +338,20 @@ def evaluate(
         )
         top = len(tiers) - 1
         if held == top:
-            decisions.append(_vip(state, spend, at, cause or str(at), rules))
+            times = marks.get("vips", 0)
+            marks["vips"] = times + 1
+            decisions.append(_vip(state, spend, reached_at(state, at, top, rules), times, rules))
     if earned >= held:
         marks["risk"] = None
-    elif marks["risk"] is None:
-        marks["risk"] = [tiers[held].name, at]
-        decisions.append(_downgrade_risk(state, held, spend, at, rules))
+    else:
+        fell = fell_at(state, at, held, rules)
+        if marks["risk"] is None:
+            decisions.append(_downgrade_risk(state, held, fell, rules))
+        marks["risk"] = [tiers[held].name, fell]
     marks["at"] = at
     marks["spend"] = spend
     marks["due"] = next_change(state, at, rules)
+    rewards(state, at, rules, decisions)  # a merge may have carried the balance over one
 
 
 def _expire(
@@ -308,7 +366,7 @@ def _expire(
         lost = state["points"]
         state["points"] = 0
         decisions.append(outcome(state, "points_expired", str(anchor), expires_at, points=-lost))
-        rewards(state, expires_at, str(anchor), rules, decisions)
+        rewards(state, expires_at, rules, decisions)
     elif at >= warn_at and marks["warned"] != anchor:
         marks["warned"] = anchor
         decisions.append(
@@ -328,18 +386,33 @@ def _expire(
         )
 
 
-def _vip(state: State, spend: int, at: int, cause: str, rules: Rules) -> Decision:
+def reached_at(state: State, at: int, index: int, rules: Rules) -> int:
+    """The moment the held tier last rose to ``index`` or above, by ``at``: the placing of an
+    order (only an order raises the spend), by the ledger known at ``at``."""
+    placed = sorted({o["at"] for o in state["orders"].values() if o["at"] <= at}, reverse=True)
+    reached = at
+    for moment in placed:
+        reached = moment
+        if held_tier(state, moment - 1, rules) < index:
+            break
+    return reached
+
+
+def _vip(state: State, spend: int, reached: int, times: int, rules: Rules) -> Decision:
+    """Named by how many times the top tier was reached before: a late order can move the
+    moment it was reached, not the fact."""
     top = rules.loyalty.tiers[-1]
     last = state["last_purchase_at"]
+    placed = sorted(k for k, o in state["orders"].items() if o["at"] == reached)
     return triggers.propose(
         "vip_status",
-        f"{top.name}:{cause}",
-        at,
+        f"{top.name}:{times}",
+        reached,
         f"Reached the {top.name} tier.",
         {
             "tier": top.name,
             "qualifying_spend_minor": spend,
-            "order_id": cause,
+            "order_id": placed[-1] if placed else None,
             "last_purchase_at": iso(last) if last is not None else None,
             "points": state["points"],
         },
@@ -347,8 +420,31 @@ def _vip(state: State, spend: int, at: int, cause: str, rules: Rules) -> Decisio
     )
 
 
-def _downgrade_risk(state: State, held: int, spend: int, at: int, rules: Rules) -> Decision:
+def fell_at(state: State, at: int, held: int, rules: Rules) -> int:
+    """The moment the spend fell below the tier held at ``at`` and stayed there: a pure function
+    of the ledger (not of when a worker noticed), so the grace period, its warning and its
+    ``trigger_id`` do not depend on the order in which orders and returns arrived."""
+    loyalty = rules.loyalty
+    since = at - loyalty.grace_days * MS_PER_DAY
+    window = loyalty.tier_window_days * MS_PER_DAY
+    # the spend is constant between these moments: orders entering and leaving the window,
+    # returns, and calendar years turning
+    moments = {since, at, _year_start(at, rules), _year_start(at, rules, 1)}
+    for order in state["orders"].values():
+        moments.update((order["at"], order["at"] + window))
+    moments.update(ret["at"] for ret in state.get("returns", {}).values())
+    refunds = _refunds_by_order(state)
+    fell = at
+    for moment in sorted((m for m in moments if since <= m <= at), reverse=True):
+        if tier_index(tier_spend(state, moment, rules, refunds), rules) >= held:
+            break
+        fell = moment
+    return fell
+
+
+def _downgrade_risk(state: State, held: int, at: int, rules: Rules) -> Decision:
     tier = rules.loyalty.tiers[held]
+    spend = tier_spend(state, at, rules)
     needed = tier.min_spend_minor - spend
     until = at + rules.loyalty.grace_days * MS_PER_DAY
     return triggers.propose(
@@ -366,16 +462,24 @@ def _downgrade_risk(state: State, held: int, spend: int, at: int, rules: Rules) 
     )
 
 
-def rewards(state: State, at: int, cause: str, rules: Rules, decisions: list[Decision]) -> None:
-    """``reward_unlocked`` when the balance crosses a threshold from below; re-armed below it."""
+def rewards(state: State, at: int, rules: Rules, decisions: list[Decision]) -> None:
+    """``reward_unlocked`` when the balance crosses a threshold from below; re-armed below it.
+
+    The cause is the threshold and how many times it was unlocked before, not the event that
+    crossed it: orders arriving in another order, or a merge, cross it with another event, and
+    the shopper must still get one message for one crossing.
+    """
     unlocked = list(state["rewards"])
+    counts = dict(state.get("unlocks", {}))
     for threshold in rules.loyalty.reward_thresholds:
         if state["points"] >= threshold and threshold not in unlocked:
             unlocked.append(threshold)
+            times = counts.get(str(threshold), 0)
+            counts[str(threshold)] = times + 1
             decisions.append(
                 triggers.propose(
                     "reward_unlocked",
-                    f"{threshold}:{cause}",
+                    f"{threshold}:{times}",
                     at,
                     f"The points balance reached {threshold}.",
                     {"threshold": threshold, "points": state["points"]},
@@ -385,6 +489,11 @@ def rewards(state: State, at: int, cause: str, rules: Rules, decisions: list[Dec
         elif state["points"] < threshold and threshold in unlocked:
             unlocked.remove(threshold)
     state["rewards"] = unlocked
+    state["unlocks"] = counts
+
+
+def reward_owed(state: State, unlocked: list[int], rules: Rules) -> bool:
+    return any(state["points"] >= t and t not in unlocked for t in rules.loyalty.reward_thresholds)
 
 
 # --- still true at emit time ----------------------------------------------------------------
@@ -419,8 +528,11 @@ def purchase(state: State, event: dict[str, Any], rules: Rules, decisions: list[
         return False  # each order earns once, whatever the event id it arrives under
     at = event["at"]
     net = max(props["total_minor"] - props.get("discount_minor", 0), 0)
-    multiplier = multiplier_before(state, at, rules)
     effective = effective_value(props, net, at, rules)
+    # the history before it in event time: an order that arrived earlier but was placed later
+    # (or at the same moment, with a later id) does not raise this order's tier
+    earlier = {k: o for k, o in state["orders"].items() if (o["at"], k) < (at, order_id)}
+    multiplier = multiplier_before({"orders": earlier, "returns": state["returns"]}, at, rules)
     points = earned_points(effective, multiplier, rules)
     order = {"at": at, "net": net, "eff": effective, "pts": points, "ref": 0}
     state["orders"] = dict(state["orders"], **{order_id: order})
@@ -442,6 +554,7 @@ def purchase(state: State, event: dict[str, Any], rules: Rules, decisions: list[
     waiting = [rid for rid, r in state["returns"].items() if r["order"] == order_id]
     for rid in waiting:
         _refund(state, rid, state["returns"][rid], decisions)
+    reprice(state, (at, order_id), at, rules, decisions)
     return True
 
 
@@ -483,6 +596,7 @@ def refund(state: State, event: dict[str, Any], rules: Rules, decisions: list[De
         )
         return False
     _refund(state, return_id, entry, decisions)
+    reprice(state, (entry["at"], ""), entry["at"], rules, decisions)
     return True
 
 

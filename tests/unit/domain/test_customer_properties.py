@@ -94,19 +94,19 @@ def multiplier(spend_minor: int) -> Fraction:
 @settings(deadline=None, max_examples=150, database=None)
 @given(histories())
 def test_points_are_the_sum_over_distinct_orders_plus_signup_bonus(events):
-    expected = 0
+    signed_up = any(e["type"] == "loyalty_signup" for e in events)
+    expected = SIGNUP_BONUS if signed_up else 0
     spend = 0
-    orders: set[str] = set()
-    signed_up = False
+    first: dict[str, dict[str, Any]] = {}  # each order earns once, as it first arrived
     for e in events:
-        if e["type"] == "loyalty_signup" and not signed_up:
-            signed_up = True
-            expected += SIGNUP_BONUS
-        elif e["type"] == "purchase" and e["props"]["order_id"] not in orders:
-            orders.add(e["props"]["order_id"])
-            net = e["props"]["total_minor"] - e["props"]["discount_minor"]
-            expected += floor(Fraction(net, 100) * multiplier(spend))
-            spend += net
+        if e["type"] == "purchase":
+            first.setdefault(e["props"]["order_id"], e)
+    orders = set(first)
+    # priced in event time; orders placed at the same moment in order of their ids
+    for e in sorted(first.values(), key=lambda e: (e["at"], e["props"]["order_id"])):
+        net = e["props"]["total_minor"] - e["props"]["discount_minor"]
+        expected += floor(Fraction(net, 100) * multiplier(spend))
+        spend += net
 
     state = final_state(events)
 

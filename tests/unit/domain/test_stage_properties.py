@@ -75,13 +75,14 @@ LEDGER_KINDS = [
     "loyalty_signup",
     "resend",
 ]
-# the sign of the balance change each ledger outcome carries in ``points``
+# the sign of the balance change each ledger outcome carries in ``points`` (0: either)
 POINT_SIGNS = {
     "points_earned": 1,
     "signup_bonus": 1,
     "points_reversed": -1,
     "points_redeemed": -1,
     "points_expired": -1,
+    "points_repriced": 0,  # either sign: the tier the order was placed in changed
 }
 SETTINGS = settings(deadline=None, max_examples=150, database=None)
 

@@ -8,7 +8,7 @@ import fastjsonschema
 
 import touchstream.schemas
 from touchstream.config.rules import load_rules
-from touchstream.domain.clock import MS_PER_DAY
+from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.customer import new_state
 from touchstream.domain.identity import home_of
 from touchstream.domain.linking import handle
@@ -100,7 +100,11 @@ def test_crossing_the_top_tier_today_with_consent_sends_exactly_one_vip_status()
     assert envelope["channels"] == ["email"]
     assert envelope["evidence"]["qualifying_spend_minor"] == 110_000
     assert envelope["rule"] == {"name": "vip_status", "version": RULES.version}
-    assert envelope["trigger_id"] == trigger_id(CID, "vip_status", "gold:NEW-2")
+    # named by the times the top tier was reached before (OLD-1 made it gold a year ago), not
+    # by the order that reached it: the same whichever order came last
+    assert envelope["trigger_id"] == trigger_id(CID, "vip_status", "gold:1")
+    assert envelope["occurred_at"] == iso(NOW)
+    assert envelope["evidence"]["order_id"] == "NEW-2"
 
 
 def test_without_marketing_consent_the_trigger_is_audited_not_sent():
