@@ -41,15 +41,9 @@ def change(state: dict[str, Any], event: dict[str, Any], sign: int) -> None:
     cart_id, at = props["cart_id"], event["at"]
     cart = _cart(state, cart_id)
     if cart is None:
-        bought = state["carts_closed_until"]
-        cart = {
-            "items": {},
-            "at": at,
-            "closed_at": bought if bought and at <= bought else None,
-            "reminded": None,
-        }
-    if cart["closed_at"] is not None and at <= cart["closed_at"]:
-        return  # late activity on a cart already bought
+        cart = {"items": {}, "at": at, "since": at, "closed_at": None, "reminded": None}
+    # a bought cart keeps counting its items (a late event may show another cart was the one
+    # bought, and reopen this one); a closed cart's items are in no open value
     qty, _ = cart["items"].get(props["sku"], (0, 0))
     qty = max(qty + sign * props["quantity"], 0)
     if qty:
@@ -57,13 +51,49 @@ def change(state: dict[str, Any], event: dict[str, Any], sign: int) -> None:
     else:
         cart["items"].pop(props["sku"], None)
     cart["at"] = max(cart["at"], at)
+    cart["since"] = min(_since(cart), at)
     _store(state, cart_id, cart)
+    bought = state["carts_closed_until"]
+    if bought is not None and at <= bought:
+        _settle_unnamed_purchase(state, bought)
+
+
+def _since(cart: dict[str, Any]) -> int:
+    """When the cart was first active (carts stored before this was kept: its last activity)."""
+    return int(cart.get("since", cart["at"]))
+
+
+def _settle_unnamed_purchase(state: dict[str, Any], bought: int) -> None:
+    """The latest purchase that named no cart (at ``bought``) bought the most recently active
+    of the carts that existed by then: decided again when a late cart event arrives, so it is
+    the same cart whatever order the cart events and the purchase reached the profile in."""
+    # (a cart active again after the purchase ranks by its first activity: the best known
+    # activity by then)
+    candidates = [
+        (c["at"] if c["at"] <= bought else _since(c), cid)
+        for cid, c in state["carts"].items()
+        if _since(c) <= bought and c["closed_at"] in (None, bought)
+    ]
+    if not candidates:
+        return
+    chosen = max(candidates)[1]
+    carts = dict(state["carts"])
+    for _, cid in candidates:
+        closed_at = bought if cid == chosen else None
+        if carts[cid]["closed_at"] != closed_at:
+            carts[cid] = {**carts[cid], "closed_at": closed_at}
+    state["carts"] = carts
 
 
 def close_by_purchase(state: dict[str, Any], event: dict[str, Any]) -> None:
     cart_id = event["props"].get("cart_id")
-    if cart_id is None:
-        state["carts_closed_until"] = max(state["carts_closed_until"] or 0, event["at"])
+    at = event["at"]
+    if cart_id is None and (state["carts_closed_until"] or 0) <= at:
+        state["carts_closed_until"] = at
+        _settle_unnamed_purchase(state, at)
+        _prune_closed(state)
+        return
+    if cart_id is None:  # an older unnamed purchase, arriving late: the current cart then
         open_ = [(c["at"], cid) for cid, c in state["carts"].items() if c["closed_at"] is None]
         if not open_:
             return
@@ -71,11 +101,16 @@ def close_by_purchase(state: dict[str, Any], event: dict[str, Any]) -> None:
     cart = _cart(state, cart_id) or {
         "items": {},
         "at": event["at"],
+        "since": event["at"],
         "closed_at": None,
         "reminded": None,
     }
     cart["closed_at"] = max(cart["closed_at"] or 0, event["at"])
     _store(state, cart_id, cart)
+    _prune_closed(state)
+
+
+def _prune_closed(state: dict[str, Any]) -> None:
     closed = sorted(
         (c["closed_at"], cid) for cid, c in state["carts"].items() if c["closed_at"] is not None
     )
@@ -105,6 +140,7 @@ def fold_carts(winner: dict[str, Any], loser: dict[str, Any]) -> dict[str, Any]:
         merged = {
             "items": items,
             "at": max(mine["at"], theirs["at"]),
+            "since": min(_since(mine), _since(theirs)),
             "closed_at": max(closed) if closed else None,
             # new contents re-arm the reminders; the same contents keep the further count
             "reminded": max(

@@ -2,6 +2,7 @@
 (redelivery, producer re-send, rewind), and the single customer view built from it."""
 
 import copy
+import itertools
 from typing import Any
 
 import pytest
@@ -425,3 +426,21 @@ def test_a_cart_first_seen_late_is_closed_by_the_earlier_purchase_without_a_cart
 
     state = run([cart_event("add_to_cart", "a2", 3, "SKU-2", 1, cart_id="C-2", at=T0 + 20)], state)
     assert project(state, RULES)["open_cart_value_minor"] == 2_500
+
+
+SHOPPING = [
+    cart_event("add_to_cart", "a1", 1, "SKU-1", 1, cart_id="C-1", at=T0),
+    cart_event("add_to_cart", "a2", 2, "SKU-2", 2, cart_id="C-2", at=T0 + 5),
+    purchase("e1", 3, total=5_000, at=T0 + 10),  # in store, naming no cart
+    cart_event("add_to_cart", "a3", 4, "SKU-3", 1, unit=700, cart_id="C-1", at=T0 + 2),
+]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(len(SHOPPING)))))
+def test_a_purchase_naming_no_cart_buys_the_same_cart_whatever_the_arrival_order(order):
+    # in event time the sale closed C-2, the most recently active cart; C-1 stays open
+    state = run([dict(SHOPPING[i], **{"in": [0, n]}) for n, i in enumerate(order)])
+
+    assert state["carts"]["C-2"]["closed_at"] == T0 + 10
+    assert state["carts"]["C-1"]["closed_at"] is None
+    assert project(state, RULES)["open_cart_value_minor"] == 2_500 + 700
