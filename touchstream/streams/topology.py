@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 import ssl
 import time
 from typing import Any
@@ -37,7 +39,7 @@ from touchstream.serving.redis_sync import RedisSync
 from touchstream.streams import topics
 from touchstream.streams.delivery import Routes, stream_agent
 from touchstream.streams.outbox import Outbox
-from touchstream.streams.timer_index import TimerIndex
+from touchstream.streams.timer_index import TimerIndex, partition_for
 from touchstream.streams.transport import transport_for
 from touchstream.tables.activity import Activity
 from touchstream.tables.customers import customers_table, decode_state
@@ -45,6 +47,7 @@ from touchstream.tables.ledger import Ledger
 
 RESYNC_CHECK_S = 2.0
 TICK_CHECK_S = 1.0
+MARKER_TTL_S = 7 * 24 * 3600  # a worker long gone leaves no marker behind
 RECOVERY_CHECK_S = 0.5
 TICK_KEY = b"~tick"  # not a customer id: ticks carry no customer
 
@@ -152,6 +155,9 @@ class Topology:
         self._assigned_at: float | None = None
         self._lag_labels: set[tuple[str, str]] = set()
         self._resync_due = True
+        # one marker per worker process: when Redis comes back empty, every worker must find
+        # its own marker gone and rewrite its profiles, not only the first one to look
+        self._marker = f"{SYNC_MARKER}:{socket.gethostname()}:{os.getpid()}"
 
         @self.app.on_partitions_assigned.connect  # type: ignore[arg-type]
         async def _assigned(consumer: Any, assigned: Any, **kwargs: Any) -> None:
@@ -255,25 +261,34 @@ class Topology:
         if not self.ready():
             return
         try:
-            lost = not await self.redis.exists(SYNC_MARKER)
+            lost = not await self.redis.exists(self._marker)
         except (RedisError, OSError):
             return  # the sync loop reports and retries; check again on the next tick
         if not (self._resync_due or lost):
             return
         self._resync_due = False
         count = 0
-        for raw in list(self.customers.values()):
+        owned = self._owned_partitions()
+        partitions = self.settings.partitions
+        for key, raw in list(self.customers.items()):
+            # a standby copy may lag its changelog: its owner writes those profiles
+            if partition_for(key, partitions) not in owned:
+                continue
             state = decode_state(raw)
             profile = self.profile_of(state) if state is not None else None
             if state is not None and profile is not None:
                 self.redis_sync.submit(profile["customer_id"], profile, aliases(state))
                 count += 1
         try:
-            await self.redis.set(SYNC_MARKER, self.settings.app_id)
+            await self.redis.set(self._marker, self.settings.app_id, ex=MARKER_TTL_S)
         except (RedisError, OSError):
             self._resync_due = True
         metrics.REDIS_RESYNCS.inc()
         log.info("re-synced %d profiles to Redis (%s)", count, "data lost" if lost else "recovery")
+
+    def _owned_partitions(self) -> set[int]:
+        topic = self.customer_events.get_topic_name()
+        return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
 
     def ready(self) -> bool:
         app = self.app
