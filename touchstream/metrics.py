@@ -111,6 +111,12 @@ CONSUMER_LAG = Gauge(
     "Records behind the end of each partition this worker consumes (removed on revoke)",
     ["topic", "partition"],
 )
+PARTITION_CLOCK = Gauge(
+    "touchstream_partition_clock_seconds",
+    "Event-time clock of each customer-stage partition this worker owns (timers fire when it "
+    "passes their due time; it stands still when neither events nor idle ticks arrive)",
+    ["partition"],
+)
 REBALANCES = Counter("touchstream_rebalances_total", "Partition assignments this worker received")
 RECOVERY_SECONDS = Histogram(
     "touchstream_recovery_seconds",

@@ -18,6 +18,8 @@ COLUMNS = (
     ("triggers", "triggers", 8),
     ("missing", "triggers_missing", 7),
     ("other id", "triggers_other_id", 8),
+    ("verdict", "verdict_differs", 7),
+    ("linked late", "linked_late", 11),
     ("wall s", "wall_s", 7),
 )
 

@@ -31,16 +31,6 @@ from touchstream.simulator.traffic import MALFORMED_KINDS, Record, Traffic
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 # make test runs the short form of the scenarios marked chaos_short; make chaos runs them all
 SHORT = pytest.mark.chaos_short
-# Found by these scenarios and not fixed yet: when a shopper's identifiers are linked while
-# events of both flow on different partitions, the result depends on which partition the
-# customer stage reads first (the points of an order are priced by the tier held before the
-# merge, a cart may be closed by a purchase seen elsewhere, a reward threshold may be crossed
-# by the merge or by the purchase). Kills, rebalances and outages change that interleaving.
-INTERLEAVING = pytest.mark.xfail(
-    reason="linking races make per-customer results depend on cross-partition interleaving",
-    strict=False,
-)
-
 EVENTS = 12_000 if LONG else 2_400
 CUSTOMERS = 600 if LONG else 150
 STEP_MS = 100
@@ -54,7 +44,6 @@ def _started(stack: Stack, *names: str) -> list[WorkerProcess]:
     return workers
 
 
-@INTERLEAVING
 def test_kill_9_at_random_moments(stack: Stack) -> None:
     started = time.monotonic()
     rng = random.Random(91)
@@ -82,7 +71,6 @@ def test_kill_9_at_random_moments(stack: Stack) -> None:
     assert len(survivors) == 2 and all(w.child.alive() for w in survivors), "crash loop"
 
 
-@INTERLEAVING
 def test_workers_joining_and_leaving(stack: Stack) -> None:
     started = time.monotonic()
     workers = _started(stack, "w1", "w2")
@@ -98,6 +86,12 @@ def test_workers_joining_and_leaving(stack: Stack) -> None:
         else:
             alive[0].stop()  # leaves the group gracefully: a rebalance, not a crash
         time.sleep(2.0)
+        # the next change waits for this rebalance to end: the embedded broker's group
+        # coordinator, left by a member in the middle of a rebalance, was seen to loop its
+        # survivors through join and sync without ever assigning (Kafka itself does not)
+        for worker in workers:
+            if worker.child.alive():
+                worker.wait_ready()
 
     send_chunks(stack, records, changes + 1, between)
     survivors = [w for w in workers if w.child.alive()]
@@ -147,7 +141,6 @@ def test_events_out_of_order_within_ten_minutes(stack: Stack) -> None:
     settle_and_compare(stack, RULES, tally, workers, len(records), started)
 
 
-@INTERLEAVING
 def test_redis_stopped_and_restarted_empty(stack: Stack) -> None:
     started = time.monotonic()
     own = start_redis(log_path=stack.workdir / "own-redis.log")

@@ -80,11 +80,14 @@ class OfflineStage:
             step = fire(customer_id, self.table.get(customer_id), clock, now_ms, self.rules)
             self._apply(partition, customer_id, step)
 
-    def tick(self, at: int, now_ms: int) -> OfflineStage:
-        """The idle fallback: every partition's clock moves on to ``at``, then the stage
-        settles again (a tick reaches each partition of the live system the same way)."""
+    def tick(self, at: int | dict[int, int], now_ms: int) -> OfflineStage:
+        """The idle fallback: every partition's clock moves on to ``at`` (one time for all, or
+        a time per partition), then the stage settles again (a tick reaches each partition of
+        the live system the same way)."""
         for partition in range(self.partitions):
-            self._fire(partition, self._timers.advance(partition, at), now_ms)
+            to = at if isinstance(at, int) else at.get(partition)
+            if to is not None:
+                self._fire(partition, self._timers.advance(partition, to), now_ms)
         return self.drain()
 
     def drain(self, limit: int = 1_000_000) -> OfflineStage:

@@ -63,6 +63,9 @@ class TimerIndex:
             self._seen[partition] = (wall_ms, clock)
         return clock
 
+    def clock(self, partition: int) -> int | None:
+        return self._clocks.get(partition)
+
     def idle_tick(self, partition: int, wall_ms: int, idle_ms: int) -> int | None:
         """The event time a tick should move an idle partition's clock to, or None."""
         seen = self._seen.get(partition)

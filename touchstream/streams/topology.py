@@ -240,9 +240,13 @@ class Topology:
         topic = self.customer_events.get_topic_name()
         now = int(time.time() * 1000)
         idle_ms = int(self.settings.idle_fallback_s * 1000)
+        metrics.PARTITION_CLOCK.clear()  # a revoked partition's clock is its new owner's now
         for tp in self.app.assignor.assigned_actives():
             if tp.topic != topic:
                 continue
+            clock = self.timers.clock(tp.partition)
+            if clock is not None:
+                metrics.PARTITION_CLOCK.labels(partition=str(tp.partition)).set(clock / 1000)
             at = self.timers.idle_tick(tp.partition, now, idle_ms)
             if at is None:
                 continue

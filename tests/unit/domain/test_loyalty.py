@@ -204,6 +204,18 @@ def test_falling_below_the_tier_starts_a_grace_period_with_one_downgrade_warning
     )
 
 
+def test_a_tick_per_partition_moves_only_the_clocks_it_names():
+    # the chaos harness moves the oracle's clocks to those each live partition reports
+    at = NOW - 400 * DAY
+    named, other = gold_member(at), gold_member(at)
+    named.stage.tick({0: at + 365 * DAY}, NOW)  # G-1 leaves the trailing window
+    other.stage.tick({1: at + 365 * DAY}, NOW)  # a partition this stage does not have
+
+    moved = {t[1] for t in named.triggers()} - {t[1] for t in other.triggers()}
+    assert {"tier_downgrade_risk", "points_expiring"} <= moved
+    assert "tier_downgrade_risk" not in {t[1] for t in other.triggers()}
+
+
 def test_buying_again_inside_the_grace_period_keeps_the_tier():
     at = NOW - 380 * DAY
     m = gold_member(at)
