@@ -64,25 +64,30 @@ def _since(cart: dict[str, Any]) -> int:
 
 
 def _settle_unnamed_purchase(state: dict[str, Any], bought: int) -> None:
-    """The latest purchase that named no cart (at ``bought``) bought the most recently active
-    of the carts that existed by then: decided again when a late cart event arrives, so it is
-    the same cart whatever order the cart events and the purchase reached the profile in."""
+    state["carts"] = _settled(state["carts"], bought)
+
+
+def _settled(carts: dict[str, Any], bought: int) -> dict[str, Any]:
+    """The carts after the purchase at ``bought`` that named no cart bought the most recently
+    active of the carts that existed by then: decided again when a late cart event (or a
+    merge) brings another, so it is the same cart whatever order the cart events and the
+    purchase reached the profile in."""
     # (a cart active again after the purchase ranks by its first activity: the best known
     # activity by then)
     candidates = [
         (c["at"] if c["at"] <= bought else _since(c), cid)
-        for cid, c in state["carts"].items()
+        for cid, c in carts.items()
         if _since(c) <= bought and c["closed_at"] in (None, bought)
     ]
     if not candidates:
-        return
+        return carts
     chosen = max(candidates)[1]
-    carts = dict(state["carts"])
+    out = dict(carts)
     for _, cid in candidates:
         closed_at = bought if cid == chosen else None
-        if carts[cid]["closed_at"] != closed_at:
-            carts[cid] = {**carts[cid], "closed_at": closed_at}
-    state["carts"] = carts
+        if out[cid]["closed_at"] != closed_at:
+            out[cid] = {**out[cid], "closed_at": closed_at}
+    return out
 
 
 def close_by_purchase(state: dict[str, Any], event: dict[str, Any]) -> None:
@@ -151,25 +156,11 @@ def fold_carts(winner: dict[str, Any], loser: dict[str, Any]) -> dict[str, Any]:
         }
         merged["value"] = _value(items)
         carts[cart_id] = merged
-    for side in (winner, loser):
-        _close_by_purchase_elsewhere(carts, side)
+    # each profile's last purchase that named no cart chooses again among the united carts
+    # (bought in store before the login linked the card: the cart the other profile brings)
+    for bought in sorted({s["carts_closed_until"] for s in (winner, loser)} - {None}):
+        carts = _settled(carts, bought)
     return carts
-
-
-def _close_by_purchase_elsewhere(carts: dict[str, Any], side: dict[str, Any]) -> None:
-    """A purchase that named no cart and found none open on its own profile (bought in store
-    before the login linked the card) closes the current cart the other profile brings."""
-    bought = side["carts_closed_until"]
-    if bought is None or any(c["closed_at"] == bought for c in side["carts"].values()):
-        return
-    open_ = [
-        (c["at"], cid)
-        for cid, c in carts.items()
-        if c["closed_at"] is None and c["at"] <= bought and cid not in side["carts"]
-    ]
-    if open_:
-        cart_id = max(open_)[1]
-        carts[cart_id] = {**carts[cart_id], "closed_at": bought}
 
 
 def digest(items: dict[str, list[int]]) -> str:

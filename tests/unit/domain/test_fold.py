@@ -244,3 +244,32 @@ def test_a_cart_both_profiles_hold_keeps_the_items_of_both():
         cart = merged["carts"]["C-1"]
         assert cart["items"] == {"SKU-73": [2, 11_199], "SKU-160": [2, 12_899]}
         assert cart["value"] == 48_196
+
+
+def cart(event_id: str, cart_id: str, sku: str, at: int) -> tuple[Any, ...]:
+    props = {
+        "cart_id": cart_id,
+        "sku": sku,
+        "quantity": 1,
+        "unit_price_minor": 1_000,
+        "currency": "EUR",
+    }
+    return ("add_to_cart", event_id, at, props)
+
+
+def test_an_in_store_purchase_buys_the_most_recent_cart_of_the_linked_profiles():
+    # the web profile filled two carts, the card's profile one, then bought in store naming
+    # no cart, before the login linked them: the person's most recent cart was bought
+    web = ann(cart("a1", "C-1", "SKU-1", T0), cart("a2", "C-2", "SKU-2", T0 + 5))
+    store = member(cart("s1", "C-0", "SKU-0", T0 + 1), buy("p1", "O-1", 5_000, T0 + 10))
+    alone = member(
+        cart("a1", "C-1", "SKU-1", T0),
+        cart("s1", "C-0", "SKU-0", T0 + 1),
+        cart("a2", "C-2", "SKU-2", T0 + 5),
+        buy("p1", "O-1", 5_000, T0 + 10),
+    )
+
+    for merged in (fold(web, store, RULES), fold(store, web, RULES)):
+        closed = {cid: c["closed_at"] for cid, c in merged["carts"].items()}
+        assert closed == {"C-0": None, "C-1": None, "C-2": T0 + 10}
+        assert closed == {cid: c["closed_at"] for cid, c in alone["carts"].items()}
