@@ -28,7 +28,7 @@ def _cart(state: dict[str, Any], cart_id: str) -> dict[str, Any] | None:
 
 
 def _value(items: dict[str, list[int]]) -> int:
-    return sum(qty * unit for qty, unit in items.values())
+    return sum(qty * unit for qty, unit in items.values() if qty > 0)
 
 
 def _store(state: dict[str, Any], cart_id: str, cart: dict[str, Any]) -> None:
@@ -44,8 +44,10 @@ def change(state: dict[str, Any], event: dict[str, Any], sign: int) -> None:
         cart = {"items": {}, "at": at, "since": at, "closed_at": None, "reminded": None}
     # a bought cart keeps counting its items (a late event may show another cart was the one
     # bought, and reopen this one); a closed cart's items are in no open value
+    # quantities add up signed: a removal read before its addition (another partition, the
+    # other profile of a merge) nets out the same as in event time; a cart shows what is > 0
     qty, _ = cart["items"].get(props["sku"], (0, 0))
-    qty = max(qty + sign * props["quantity"], 0)
+    qty += sign * props["quantity"]
     if qty:
         cart["items"][props["sku"]] = [qty, props["unit_price_minor"]]
     else:
@@ -203,6 +205,7 @@ def remind(state: dict[str, Any], cart_id: str, rules: Rules) -> Decision:
     items = [
         {"sku": sku, "quantity": qty, "unit_price_minor": unit}
         for sku, (qty, unit) in sorted(cart["items"].items())
+        if qty > 0
     ]
     return triggers.propose(
         "abandoned_cart",

@@ -444,3 +444,17 @@ def test_a_purchase_naming_no_cart_buys_the_same_cart_whatever_the_arrival_order
     assert state["carts"]["C-2"]["closed_at"] == T0 + 10
     assert state["carts"]["C-1"]["closed_at"] is None
     assert project(state, RULES)["open_cart_value_minor"] == 2_500 + 700
+
+
+EDITS = [
+    cart_event("add_to_cart", "a1", 1, "SKU-1", 2, at=T0),
+    cart_event("remove_from_cart", "r1", 2, "SKU-1", 1, at=T0 + 1),
+    cart_event("add_to_cart", "a2", 3, "SKU-2", 1, unit=1_000, at=T0 + 2),
+]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(len(EDITS)))))
+def test_a_removal_read_before_its_addition_nets_out_as_in_event_time(order):
+    state = run([dict(EDITS[i], **{"in": [0, n]}) for n, i in enumerate(order)])
+
+    assert project(state, RULES)["open_cart_value_minor"] == 2_500 + 1_000
