@@ -23,13 +23,23 @@ from touchstream.serving.keys import alias_key, profile_key
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] profile key; ARGV[1] version; ARGV[2..] field/value pairs. The hash is replaced
-# whole: a profile that became a redirect after a merge keeps none of its old fields.
+# KEYS[1] profile key; ARGV[1] version; ARGV[2] '1' for a redirect (an absorbed id);
+# ARGV[3..] field/value pairs. The hash is replaced whole: a profile that became a redirect
+# after a merge keeps none of its old fields. An absorbed id never comes back to life (only an
+# erasure or expiry deletes its key), so a redirect replaces a live profile whatever their
+# versions, and a live profile never replaces a redirect: after a crash, a replay that reads
+# the records in another order can number the redirect lower than a live version Redis got
+# before the crash.
 WRITE_IF_NEWER = """
 local stored = redis.call('HGET', KEYS[1], 'version')
-if stored and tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
+if stored then
+  local was_redirect = redis.call('HEXISTS', KEYS[1], 'merged_into') == 1
+  local is_redirect = ARGV[2] == '1'
+  if was_redirect and not is_redirect then return 0 end
+  if was_redirect == is_redirect and tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
+end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
 return 1
 """
 
@@ -131,7 +141,7 @@ class RedisSync:
                         if keys:
                             await self._delete_aliases(keys=keys, args=[customer_id], client=pipe)
                         continue
-                    args: list[Any] = [profile["version"]]
+                    args: list[Any] = [profile["version"], int("merged_into" in profile)]
                     for name, value in profile.items():
                         args.extend((name, "" if value is None else value))
                     script_slots.append(len(pipe))

@@ -1,0 +1,64 @@
+"""Profile writes to a real Redis server: newer versions win, and an absorbed id stays absorbed.
+
+DB 0 of the session Redis: the stacks of other tests use DBs 1-15.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+
+from touchstream.runtime.embedded import EmbeddedRedis
+from touchstream.serving.keys import profile_key
+from touchstream.serving.redis_sync import RedisSync
+
+CID = "ts-0123456789abcdef01234567"
+
+
+def live(version: int, points: int) -> dict[str, Any]:
+    return {"customer_id": CID, "points": points, "version": version}
+
+
+def redirect(version: int) -> dict[str, Any]:
+    return {"customer_id": CID, "merged_into": "ts-survivor", "version": version}
+
+
+def written(server: EmbeddedRedis, *profiles: dict[str, Any]) -> dict[str, str]:
+    """Write the profiles one flush each, in order; what Redis serves afterwards."""
+
+    async def run() -> None:
+        client = aioredis.Redis.from_url(server.url(0))
+        try:
+            sync = RedisSync(client, flush_interval_s=0.05)
+            for profile in profiles:
+                sync.submit(CID, profile)
+                await sync.flush()
+        finally:
+            await client.aclose()
+
+    plain = redis.Redis.from_url(server.url(0), decode_responses=True)
+    try:
+        plain.flushdb()
+        asyncio.run(run())
+        return plain.hgetall(profile_key(CID))
+    finally:
+        plain.close()
+
+
+def test_a_newer_profile_replaces_an_older_one_and_not_the_other_way_round(redis_server):
+    assert written(redis_server, live(3, 10), live(4, 20))["points"] == "20"
+    assert written(redis_server, live(4, 20), live(3, 10))["points"] == "20"
+
+
+def test_a_redirect_replaces_a_live_profile_even_numbered_lower(redis_server):
+    # Redis got v5 before a crash; the replay read the merge earlier and numbered it 4
+    served = written(redis_server, live(5, 30), redirect(4))
+    assert served == {"customer_id": CID, "merged_into": "ts-survivor", "version": "4"}
+
+
+def test_a_live_profile_never_replaces_a_redirect(redis_server):
+    served = written(redis_server, redirect(4), live(9, 30))
+    assert served.get("merged_into") == "ts-survivor" and "points" not in served
