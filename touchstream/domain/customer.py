@@ -140,7 +140,7 @@ def _purchase(
     if state["last_purchase_at"] is None or at > state["last_purchase_at"]:
         state["last_purchase_at"] = at
     carts.close_by_purchase(state, event)
-    loyalty.evaluate(state, at, rules, decisions, cause=event["props"]["order_id"])
+    loyalty.evaluate(state, at, rules, decisions)
     decisions.extend(rfm.evaluate(state, at, rules))
 
 

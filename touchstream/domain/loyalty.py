@@ -304,13 +304,12 @@ def due(state: State) -> int | None:
     return state["loyalty"]["due"]
 
 
-def evaluate(
-    state: State, at: int, rules: Rules, decisions: list[Decision], cause: str | None = None
-) -> None:
+def evaluate(state: State, at: int, rules: Rules, decisions: list[Decision]) -> None:
     """Bring tier, expiry and their triggers up to event time ``at`` (``state`` is a fresh copy).
 
-    ``cause`` names what moved the customer's time (an order id); timers pass none and the
-    moment itself is the cause, so a replay proposes the same triggers with the same ids.
+    The triggers are named by what happened in the ledger (how many times a tier or threshold
+    was reached, when the spend fell), not by the event that moved the customer's time, so a
+    replay, or the same events read in another order, proposes them under the same ids.
     """
     marks = dict(state["loyalty"])
     state["loyalty"] = marks
