@@ -270,6 +270,13 @@ class Topology:
             return  # the sync loop reports and retries; check again on the next tick
         if not (self._resync_due or lost):
             return
+        # a batch in flight has sent its Redis writes (an erasure's removal among them) but not
+        # yet stored its states: re-syncing from the table now would write them back older.
+        # From here to the next await nothing else runs, so the table read below is settled
+        while (batch := self.routes.in_flight) is not None and not batch.done():
+            await self.routes.settled()
+        if not self.ready():
+            return
         self._resync_due = False
         count = 0
         owned = self._owned_partitions()
