@@ -64,6 +64,7 @@ def make_customer_handler(t: Topology) -> Handler:
         # output again (same ids); state written first would mark as done what never left
         await t.outbox.flush(delivered=True)
         cache.flush()
+        await t.outbox.flush()  # the states' changelog: Faust's commit waits for it
 
     return handle_batch
 

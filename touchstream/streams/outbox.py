@@ -16,25 +16,31 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from touchstream.errors import OutputLost
 from touchstream.streams.timer_index import partition_for
 
+Record = tuple[bytes | None, bytes | None]
+
 
 class Outbox:
     def __init__(self, app: Any) -> None:
         self._app = app
-        self._records: dict[tuple[str, int | None], list[tuple[bytes | None, bytes]]] = defaultdict(
-            list
-        )
+        self._records: dict[tuple[str, int | None], list[Record]] = defaultdict(list)
         self._partitions: dict[str, int] = {}
         self._failure: BaseException | None = None
+        self._watchers: dict[str, Callable[[Any, int], None]] = {}
 
     def add(
-        self, topic: str, key: bytes | None, value: bytes, partition: int | None = None
+        self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> None:
         self._records[(topic, partition)].append((key, value))
+
+    def on_sent(self, topic: str, callback: Callable[[Any, int], None]) -> None:
+        """Call ``callback(tp, offset)`` with the last offset of each batch the broker took."""
+        self._watchers[topic] = callback
 
     async def flush(self, delivered: bool = False) -> None:
         """Hand every collected record to the producer; returns once they are queued, or with
@@ -43,7 +49,7 @@ class Outbox:
         if not self._records:
             return
         producer = self._app.producer._ensure_producer()
-        placed: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = defaultdict(list)
+        placed: dict[tuple[str, int], list[Record]] = defaultdict(list)
         for (topic, partition), records in self._records.items():
             if partition is not None:
                 placed[(topic, partition)].extend(records)
@@ -56,21 +62,32 @@ class Outbox:
         futures = []
         for (topic, partition), records in placed.items():
             batch = producer.create_batch()
+            count = 0
             for key, value in records:
                 if batch.append(key=key, value=value, timestamp=None) is None:
-                    futures.append(await self._send(producer, batch, topic, partition))
-                    batch = producer.create_batch()
+                    futures.append(await self._send(producer, batch, topic, partition, count))
+                    batch, count = producer.create_batch(), 0
                     batch.append(key=key, value=value, timestamp=None)
-            futures.append(await self._send(producer, batch, topic, partition))
+                count += 1
+            futures.append(await self._send(producer, batch, topic, partition, count))
         if delivered:
             await asyncio.wait(futures)
             self.raise_if_failed()
 
     async def _send(
-        self, producer: Any, batch: Any, topic: str, partition: int
+        self, producer: Any, batch: Any, topic: str, partition: int, count: int
     ) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = await producer.send_batch(batch, topic, partition=partition)
         future.add_done_callback(self._delivered)
+        watcher = self._watchers.get(topic)
+        if watcher is not None:
+
+            def sent(done: asyncio.Future[Any]) -> None:
+                if not done.cancelled() and done.exception() is None:
+                    metadata = done.result()  # its offset is the batch's first record's
+                    watcher(metadata.topic_partition, metadata.offset + count - 1)
+
+            future.add_done_callback(sent)
         return future
 
     def _delivered(self, future: asyncio.Future[Any]) -> None:

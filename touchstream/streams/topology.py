@@ -42,6 +42,7 @@ from touchstream.streams.outbox import Outbox
 from touchstream.streams.timer_index import TimerIndex, partition_for
 from touchstream.streams.transport import transport_for
 from touchstream.tables.activity import Activity
+from touchstream.tables.changelog import OutboxTable
 from touchstream.tables.customers import customers_table, decode_state
 from touchstream.tables.ledger import Ledger
 
@@ -116,6 +117,7 @@ class Topology:
             producer_max_batch_size=settings.producer_max_batch_bytes,
             stream_buffer_maxsize=8192,
             broker_max_poll_records=2000,
+            Table=OutboxTable,
         )
         self.routes = Routes()
         self.app.transport = transport_for(
@@ -138,6 +140,8 @@ class Topology:
         self.activity = Activity(self.app, settings.partitions)
         self.ledger = Ledger(self.app, settings.partitions, self.rules.program.timezone)
         self.timers = TimerIndex()
+        for table in self.app.tables.values():
+            table.use_outbox(self.outbox)
         self.redis_sync = RedisSync(self.redis, settings.redis_flush_interval_ms / 1000)
         for topic, name, handler in (
             (self.touchpoints, "ingest", make_ingest_handler(self)),
