@@ -15,6 +15,7 @@ import logging
 import time
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
@@ -24,7 +25,8 @@ from touchstream.serving.keys import alias_key, profile_key
 log = logging.getLogger(__name__)
 
 # KEYS[1] profile key; ARGV[1] version; ARGV[2] '1' for a redirect (an absorbed id);
-# ARGV[3..] field/value pairs. The hash is replaced whole: a profile that became a redirect
+# ARGV[3] the fields as one JSON object of strings: packing ~40 field/value pairs as separate
+# command arguments was most of the sync loop's time in the bench (issue 10). The hash is replaced whole: a profile that became a redirect
 # after a merge keeps none of its old fields. An absorbed id never comes back to life (only an
 # erasure or expiry deletes its key), so a redirect replaces a live profile whatever their
 # versions, and a live profile never replaces a redirect: after a crash, a replay that reads
@@ -38,8 +40,13 @@ if stored then
   if was_redirect and not is_redirect then return 0 end
   if was_redirect == is_redirect and tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
 end
+local flat = {}
+for name, value in pairs(cjson.decode(ARGV[3])) do
+  flat[#flat + 1] = name
+  flat[#flat + 1] = value
+end
 redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(flat))
 return 1
 """
 
@@ -141,9 +148,7 @@ class RedisSync:
                         if keys:
                             await self._delete_aliases(keys=keys, args=[customer_id], client=pipe)
                         continue
-                    args: list[Any] = [profile["version"], int("merged_into" in profile)]
-                    for name, value in profile.items():
-                        args.extend((name, "" if value is None else value))
+                    args = [profile["version"], int("merged_into" in profile), _fields(profile)]
                     script_slots.append(len(pipe))
                     await self._script(keys=[profile_key(customer_id)], args=args, client=pipe)
                     for kind, value in aliases:
@@ -163,3 +168,10 @@ class RedisSync:
             metrics.REDIS_SYNC_LAG.set(time.monotonic() - oldest)
         else:
             metrics.REDIS_SYNC_LAG.set(0)
+
+
+def _fields(profile: dict[str, Any]) -> bytes:
+    """The hash's fields as Redis stores them: strings, None as empty (as redis-py encodes)."""
+    return orjson.dumps(
+        {k: v if type(v) is str else "" if v is None else str(v) for k, v in profile.items()}
+    )
