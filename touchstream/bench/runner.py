@@ -36,6 +36,7 @@ from touchstream.simulator.traffic import Traffic, generate
 from touchstream.streams.topics import PROFILES_UPDATES, TOUCHPOINTS
 
 DATA_SEED = 11
+STEP_MS = 50  # event time between consecutive records of the data set
 LIVE_SEED = 12
 READY_TIMEOUT_S = 60.0
 # the drain after the latency phase: outputs still missing after this are reported unmatched
@@ -161,9 +162,10 @@ async def _bench(
 ) -> None:
     n = args.events
     bootstrap = broker.bootstrap
-    records = generate(
-        n, args.customers, seed=DATA_SEED, start_ms=int(time.time() * 1000) - 3_600_000
-    )
+    # the data ends now, as a live stream's backlog does: had it ended earlier, the first live
+    # record would move each partition's event-time clock over the gap at once
+    start_ms = int(time.time() * 1000) - n * STEP_MS
+    records = generate(n, args.customers, seed=DATA_SEED, start_ms=start_ms, step_ms=STEP_MS)
     expected = {phases.event_id(r.value) for r in records}
     if len(expected) != n:
         raise BenchError(f"the generator repeated event ids ({len(expected)} unique of {n})")
