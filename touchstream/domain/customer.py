@@ -21,6 +21,7 @@ from touchstream.domain.identity import PRIORITY, strongest
 
 SEEN_LIMIT = 64
 REFUSED_LIMIT = 16  # refused links remembered, so each is reported once
+ASKED_LIMIT = 16  # links asked for and not joined yet; one pushed out is only asked again
 
 
 @dataclass
@@ -46,6 +47,7 @@ def new_state(
         "rank": [prio, at, customer_id],
         "merged": [],
         "refused": [],
+        "asked": [],
         "pending": {},
         "version": 0,
         "src": {},

@@ -16,7 +16,8 @@ from touchstream.config.rules import Rules
 from touchstream.domain import loyalty
 from touchstream.domain.carts import fold_carts
 from touchstream.domain.consent import fold_consent
-from touchstream.domain.customer import REFUSED_LIMIT, SEEN_LIMIT
+from touchstream.domain.customer import ASKED_LIMIT, REFUSED_LIMIT, SEEN_LIMIT
+from touchstream.domain.identity import held_marks
 from touchstream.domain.rfm import fold_rfm
 from touchstream.domain.sessions import fold_session
 from touchstream.domain.triggers import fold_deferred, fold_delivered
@@ -176,6 +177,14 @@ def _refused(w: State, lo: State, out: State, rules: Rules) -> list[str]:
     return [*w["refused"], *(r for r in lo["refused"] if r not in w["refused"])][-REFUSED_LIMIT:]
 
 
+def _asked(w: State, lo: State, out: State, rules: Rules) -> list[str]:
+    # the loser's asks are on their way too: their answers reach the survivor by its redirect
+    held = held_marks(out["identifiers"])
+    mine = w.get("asked", [])
+    both = [*mine, *(m for m in lo.get("asked", []) if m not in mine)]
+    return [m for m in both if m not in held][-ASKED_LIMIT:]
+
+
 def _version(w: State, lo: State, out: State, rules: Rules) -> int:
     return int(max(w["version"], lo["version"]) + 1)
 
@@ -217,6 +226,7 @@ FOLDERS: dict[str, Folder] = {
         for t in {*w.get("unlocks", {}), *lo.get("unlocks", {})}
     },
     "identifiers": _identifiers,
+    "asked": _asked,  # after identifiers: a link that joined is no longer asked for
     "rfm": fold_rfm,  # last: it reads the merged orders, purchases and consent
 }
 

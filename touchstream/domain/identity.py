@@ -95,3 +95,12 @@ def mint_customer_id(identifiers: Mapping[str, str]) -> str:
     """The home of the strongest identifier: where an event is routed first."""
     kind = strongest(identifiers)
     return home_of(kind, identifiers[kind])
+
+
+def link_mark(kind: str, value: str) -> str:
+    """A short name of one identifier, for the links a profile refused or asked for."""
+    return hashlib.blake2b(f"{kind}:{value}".encode(), digest_size=8).hexdigest()
+
+
+def held_marks(identifiers: Mapping[str, Iterable[str]]) -> set[str]:
+    return {link_mark(kind, value) for kind, values in identifiers.items() for value in values}

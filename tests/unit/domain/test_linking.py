@@ -144,6 +144,35 @@ def test_browse_login_and_store_purchase_end_up_in_one_profile(seed, together):
     assert profile["first_seen_at"] == T0
 
 
+@pytest.mark.parametrize("seed", [None, 1, 2, 3])
+def test_events_arriving_before_their_link_completes_ask_for_it_once(seed):
+    """A shopper's burst of events all carry an email the profile does not hold yet. The first
+    asks the email's home to join; the rest must not ask again while that link is on its way
+    (each ask set off another merge/absorb/release round), and the link still completes."""
+    shop = Shop(seed)
+    burst = [ev(f"b-{i}", i * MIN, {"loyalty_id": "L-7", "email": "hash-eve"}) for i in range(8)]
+    counted: dict[str, int] = {}
+    stage = shop.stage
+    apply = stage._apply
+
+    def counting(partition, target, step):
+        for _, out in step.sends:
+            counted[out.get("k", "ev")] = counted.get(out.get("k", "ev"), 0) + 1
+        apply(partition, target, step)
+
+    stage._apply = counting  # type: ignore[method-assign]
+    stage.submit(numbered(burst))  # all eight queued before any link message moves
+    stage.drain()
+
+    member = home_of("loyalty_id", "L-7")
+    assert list(shop.live()) == [member]
+    assert ids_of(shop.live()[member]) == {"loyalty_id": ["L-7"], "email": ["hash-eve"]}
+    assert shop.live()[member]["events"] == {"page_view": 8}
+    assert shop.live()[member]["asked"] == [], "a joined link is no longer asked for"
+    assert counted.get("release", 0) == 0, counted
+    assert counted["merge"] <= 2, counted  # the ask, and the weaker home's reply
+
+
 def test_two_profiles_with_points_merge_into_one_balance():
     shop = Shop().send(
         purchase("web-1", 0, {"email": "hash-bo"}, "W-1", 10_000),
