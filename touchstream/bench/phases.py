@@ -26,6 +26,8 @@ from touchstream.simulator.traffic import Record, Traffic
 PARTITIONS = 8
 # no new output for this long means the pipeline is stuck, not slow
 STALL_S = 30.0
+SETTLED_POLLS = 3
+SETTLED_POLL_S = 0.5
 CLIENT_ID = "touchstream-bench"
 
 
@@ -259,10 +261,38 @@ async def await_outputs(
     return done
 
 
-def pipeline_eps(reader: OutputReader, expected: set[str]) -> float:
-    """Events/s from the output records' own timestamps: start-up and our polling excluded."""
+async def wait_settled(process: Child, port: int, timeout_s: float) -> float:
+    """Wall time (epoch ms) at which the worker had no input left: its consumer lag on both
+    input topics (touchpoints and the customer-events it sends itself, where identity links
+    travel) read 0 on ``SETTLED_POLLS`` polls in a row. The gauge is refreshed every second,
+    so the time found is up to about 1.5 s late: a settled rate computed from it errs low."""
+    worker = WorkerProcess(process, port, data_dir="")
+    deadline = time.monotonic() + timeout_s
+    zero_since: float | None = None
+    zeros = 0
+    while time.monotonic() < deadline:
+        _check_alive(process, "waiting for the worker to settle")
+        try:
+            lag = (await asyncio.to_thread(worker.metrics)).get("touchstream_consumer_lag")
+        except OSError:
+            lag = None
+        if lag == 0:
+            zero_since = zero_since or time.time() * 1000
+            zeros += 1
+            if zeros >= SETTLED_POLLS:
+                return zero_since
+        else:
+            zero_since, zeros = None, 0
+        await asyncio.sleep(SETTLED_POLL_S)
+    raise BenchError(f"the worker still had input to read after {timeout_s:.0f}s", process)
+
+
+def pipeline_eps(reader: OutputReader, expected: set[str], end_ms: float | None = None) -> float:
+    """Events/s from the output records' own timestamps: start-up and our polling excluded.
+    Ends at the last event's first output, or at ``end_ms`` (when the worker settled)."""
     stamps = [reader.arrivals[eid] for eid in expected]
-    span_ms = max(max(stamps) - min(stamps), 1)
+    last = max(stamps) if end_ms is None else end_ms
+    span_ms = max(last - min(stamps), 1)
     return len(expected) / (span_ms / 1000)
 
 

@@ -50,6 +50,7 @@ RESYNC_CHECK_S = 2.0
 TICK_CHECK_S = 1.0
 MARKER_TTL_S = 7 * 24 * 3600  # a worker long gone leaves no marker behind
 RECOVERY_CHECK_S = 0.5
+LAG_CHECK_S = 1.0
 TICK_KEY = b"~tick"  # not a customer id: ticks carry no customer
 
 log = logging.getLogger(__name__)
@@ -153,6 +154,7 @@ class Topology:
         self._sync_task: asyncio.Task[None] | None = None
         self.app.task(self._start_services)
         self.app.timer(5.0)(self._observe_tables)
+        self.app.timer(LAG_CHECK_S)(self._observe_lag)
         self.app.timer(RESYNC_CHECK_S)(self._resync_redis_if_needed)
         self.app.timer(TICK_CHECK_S)(self._tick_idle_partitions)
         self.app.timer(RECOVERY_CHECK_S)(self._observe_recovery)
@@ -205,14 +207,17 @@ class Topology:
     async def _observe_tables(self) -> None:
         metrics.TABLE_KEYS.labels("customers").set(len(self.customers))
         metrics.TIMERS_PENDING.set(len(self.timers))
-        self._observe_lag()
 
-    def _observe_lag(self) -> None:
-        """Records behind each assigned partition's end: the fetched high-water mark minus the
-        next offset the streams will read."""
+    async def _observe_lag(self) -> None:
+        """Records behind each assigned input partition's end: the fetched high-water mark
+        minus the next offset the stages will read. Table changelogs are left out: an active
+        table only writes its changelog, so their read position never moves."""
         consumer: Any = self.app.consumer
         labels = set()
+        inputs = self.routes.handlers
         for tp in self.app.assignor.assigned_actives():
+            if tp.topic not in inputs:
+                continue
             try:
                 highwater = consumer.highwater(tp)
             except Exception:  # not fetched yet, or revoked mid-rebalance: next time

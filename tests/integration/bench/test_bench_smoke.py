@@ -22,7 +22,9 @@ KEYS = {
     "raw_eps",
     "naive_faust_eps",
     "pipeline_eps",
+    "settled_eps",
     "ratio_pipeline_vs_naive",
+    "ratio_settled_vs_naive",
     "ratio_pipeline_vs_raw",
     "latency_rate_eps",
     "latency_p50_ms",
@@ -89,6 +91,8 @@ def test_bench_reports_every_number(tmp_path: Path) -> None:
     assert data["raw_eps"] > 0
     assert data["naive_faust_eps"] > 0
     assert data["pipeline_eps"] > 0
+    # settling (identity links done) comes after every event's first output, never before
+    assert 0 < data["settled_eps"] <= data["pipeline_eps"]
     assert data["latency_matched"] > 0
     assert data["latency_matched"] <= data["latency_sent"]
     assert data["latency_max_ms"] >= data["latency_p99_ms"] >= data["latency_p50_ms"]
@@ -98,6 +102,7 @@ def test_bench_reports_every_number(tmp_path: Path) -> None:
     )
     # the printed report carries the same numbers as the JSON
     assert f"{data['pipeline_eps']:,.0f}" in proc.stdout
+    assert f"{data['settled_eps']:,.0f}" in proc.stdout
     assert "p99" in proc.stdout and "MiB" in proc.stdout
 
 
