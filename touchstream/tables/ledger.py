@@ -51,9 +51,11 @@ class Ledger:
         self.tz = ZoneInfo(timezone)
 
     def month(self, at_ms: int, back: int = 0) -> str:
+        return _month_name(self._month_index(at_ms) - back)
+
+    def _month_index(self, at_ms: int) -> int:
         local = datetime.fromtimestamp(at_ms / 1000, self.tz)
-        index = local.year * 12 + local.month - 1 - back
-        return f"{index // 12:04d}-{index % 12 + 1:02d}"
+        return local.year * 12 + local.month - 1
 
     def record(self, outcome: dict[str, Any]) -> None:
         """Count one ledger outcome into its day and month (inside the agent)."""
@@ -67,13 +69,14 @@ class Ledger:
         if outcome["outcome_id"] not in held:
             held[outcome["outcome_id"]] = entry
             windows[self.daily.table.window.current(at / 1000)] = _bounded(held)
-        key = f"{customer_id}|{self.month(at)}"
+        index = self._month_index(at)
+        key = f"{customer_id}|{_month_name(index)}"
         month = dict(self.monthly[key])
         if outcome["outcome_id"] not in month:
             month[outcome["outcome_id"]] = entry
             self.monthly[key] = _bounded(month)
             for back in range(MONTHS_KEPT, MONTHS_KEPT + 12):
-                old = f"{customer_id}|{self.month(at, back)}"
+                old = f"{customer_id}|{_month_name(index - back)}"
                 if old in self.monthly:
                     del self.monthly[old]
 
@@ -96,6 +99,11 @@ class Ledger:
         for table, key in gone:
             del table[key]
         return len(gone)
+
+
+def _month_name(index: int) -> str:
+    """``YYYY-MM`` of a month counted from year 0 (``year * 12 + month - 1``)."""
+    return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
 def _bounded(held: dict[str, list[int]]) -> dict[str, list[int]]:
