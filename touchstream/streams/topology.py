@@ -250,6 +250,7 @@ class Topology:
         now = int(time.time() * 1000)
         idle_ms = int(self.settings.idle_fallback_s * 1000)
         metrics.PARTITION_CLOCK.clear()  # a revoked partition's clock is its new owner's now
+        ticks = []
         for tp in self.app.assignor.assigned_actives():
             if tp.topic != topic:
                 continue
@@ -257,11 +258,12 @@ class Topology:
             if clock is not None:
                 metrics.PARTITION_CLOCK.labels(partition=str(tp.partition)).set(clock / 1000)
             at = self.timers.idle_tick(tp.partition, now, idle_ms)
-            if at is None:
-                continue
-            tick = {"k": "tick", "at": at, "ts": now}
+            if at is not None:
+                ticks.append((tp.partition, {"k": "tick", "at": at, "ts": now}))
+        # sent once every clock is set again: a scrape during a send sees them all
+        for partition, tick in ticks:
             await self.customer_events.send(
-                key=TICK_KEY, value=orjson.dumps(tick), partition=tp.partition
+                key=TICK_KEY, value=orjson.dumps(tick), partition=partition
             )
             metrics.IDLE_TICKS.inc()
 
