@@ -2,8 +2,8 @@
 per hour and per day of event time (PRODUCT.md section 5).
 
 Faust has no session window, so sessions are cut in the pure core (``domain.sessions``) and
-each closed session is written here into Faust tumbling windows, placed by its start time
-(``relative_to`` a timestamp). A window's value holds each session by its id rather than a
+each closed session is written here into Faust tumbling windows, into the window containing
+its start time. A window's value holds each session by its id rather than a
 running sum, so a session written twice (a redelivery after a crash) counts once.
 
 Where the spec needs more than Faust's windows give: Faust expires windows by the wall clock
@@ -19,6 +19,8 @@ from datetime import timedelta
 from typing import Any
 
 import faust
+
+from touchstream.tables.windows import set_window_value, window_value
 
 COUNTS = ("page_views", "product_views", "searches", "cart_adds")
 HOURLY_KEPT = timedelta(hours=48)
@@ -48,17 +50,16 @@ class Activity:
         entry = [session[c] for c in COUNTS]
         at_s = session["start_ms"] / 1000
         for table in (self.hourly, self.daily):
-            windows = table.relative_to(at_s)[customer_id]
-            held = dict(windows.value())
+            held = dict(window_value(table, customer_id, at_s))
             if session["session_id"] in held:
                 continue
             held[session["session_id"]] = entry
-            windows[table.table.window.current(at_s)] = dict(list(held.items())[-SESSIONS_KEPT:])
+            set_window_value(table, customer_id, at_s, dict(list(held.items())[-SESSIONS_KEPT:]))
 
     def totals(self, customer_id: str, at_ms: int, period: str = "day") -> dict[str, int]:
         """Sessions and counts of the hour or day of event time containing ``at_ms``."""
         table = self.hourly if period == "hour" else self.daily
-        held = table.relative_to(at_ms / 1000)[customer_id].value()
+        held = window_value(table, customer_id, at_ms / 1000)
         totals = {"sessions": len(held)}
         for i, name in enumerate(COUNTS):
             totals[name] = sum(entry[i] for entry in held.values())

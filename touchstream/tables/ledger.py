@@ -26,6 +26,8 @@ from zoneinfo import ZoneInfo
 
 import faust
 
+from touchstream.tables.windows import set_window_value, window_value
+
 DAILY_KEPT = timedelta(days=400)
 MONTHS_KEPT = 25
 ENTRIES_KEPT = 256  # outcomes held per window and customer
@@ -64,11 +66,10 @@ class Ledger:
             return
         customer_id, at = outcome["customer_id"], outcome["at"]
         entry = [points, spend]
-        windows = self.daily.relative_to(at / 1000)[customer_id]
-        held = dict(windows.value())
+        held = dict(window_value(self.daily, customer_id, at / 1000))
         if outcome["outcome_id"] not in held:
             held[outcome["outcome_id"]] = entry
-            windows[self.daily.table.window.current(at / 1000)] = _bounded(held)
+            set_window_value(self.daily, customer_id, at / 1000, _bounded(held))
         index = self._month_index(at)
         key = f"{customer_id}|{_month_name(index)}"
         month = dict(self.monthly[key])
@@ -82,7 +83,7 @@ class Ledger:
 
     def totals(self, customer_id: str, at_ms: int) -> dict[str, int]:
         """Points and qualifying spend of the day and the month containing ``at_ms``."""
-        day = self.daily.relative_to(at_ms / 1000)[customer_id].value()
+        day = window_value(self.daily, customer_id, at_ms / 1000)
         month = self.monthly.get(f"{customer_id}|{self.month(at_ms)}") or {}
         return {
             "points_today": sum(e[0] for e in day.values()),
