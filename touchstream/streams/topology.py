@@ -51,6 +51,7 @@ TICK_CHECK_S = 1.0
 MARKER_TTL_S = 7 * 24 * 3600  # a worker long gone leaves no marker behind
 RECOVERY_CHECK_S = 0.5
 LAG_CHECK_S = 1.0
+RESYNC_CHUNK = 1000  # profiles re-synced between two looks at the stages and the sync queue
 TICK_KEY = b"~tick"  # not a customer id: ticks carry no customer
 
 log = logging.getLogger(__name__)
@@ -281,32 +282,43 @@ class Topology:
             return  # the sync loop reports and retries; check again on the next tick
         if not (self._resync_due or lost):
             return
-        # a batch in flight has sent its Redis writes (an erasure's removal among them) but not
-        # yet stored its states: re-syncing from the table now would write them back older.
-        # From here to the next await nothing else runs, so the table read below is settled
-        while (batch := self.routes.in_flight) is not None and not batch.done():
-            await self.routes.settled()
-        if not self.ready():
+        if not await self._settled_and_ready():
             return
         self._resync_due = False
         count = 0
         owned = self._owned_partitions()
         partitions = self.settings.partitions
-        for key, raw in list(self.customers.items()):
-            # a standby copy may lag its changelog: its owner writes those profiles
-            if partition_for(key, partitions) not in owned:
-                continue
-            state = decode_state(raw)
-            profile = self.profile_of(state) if state is not None else None
-            if state is not None and profile is not None:
-                self.redis_sync.submit(profile["customer_id"], profile, aliases(state))
-                count += 1
+        # a standby copy may lag its changelog: its owner writes those profiles
+        keys = [k for k in self.customers if partition_for(k, partitions) in owned]
+        for start in range(0, len(keys), RESYNC_CHUNK):
+            # in chunks: queued profiles are dicts of several KiB (a million of them took 6 GiB
+            # at once in bench/restart.py), and the stages run between chunks
+            while self.redis_sync.pending > RESYNC_CHUNK:
+                await asyncio.sleep(0.01)
+            if not await self._settled_and_ready():
+                self._resync_due = True  # a rebalance began: the next assignment starts again
+                return
+            for key in keys[start : start + RESYNC_CHUNK]:
+                state = decode_state(self.customers.get(key))
+                profile = self.profile_of(state) if state is not None else None
+                if state is not None and profile is not None:
+                    self.redis_sync.submit(profile["customer_id"], profile, aliases(state))
+                    count += 1
         try:
             await self.redis.set(self._marker, self.settings.app_id, ex=MARKER_TTL_S)
         except (RedisError, OSError):
             self._resync_due = True
         metrics.REDIS_RESYNCS.inc()
         log.info("re-synced %d profiles to Redis (%s)", count, "data lost" if lost else "recovery")
+
+    async def _settled_and_ready(self) -> bool:
+        """Waits until no batch is in flight; then, until the next await, the table is settled.
+
+        A batch in flight has sent its Redis writes (an erasure's removal among them) but not
+        yet stored its states: re-syncing from the table then would write them back older."""
+        while (batch := self.routes.in_flight) is not None and not batch.done():
+            await self.routes.settled()
+        return self.ready()
 
     def _owned_partitions(self) -> set[int]:
         topic = self.customer_events.get_topic_name()
