@@ -261,22 +261,26 @@ async def await_outputs(
     return done
 
 
-async def wait_settled(process: Child, port: int, timeout_s: float) -> float:
-    """Wall time (epoch ms) at which the worker had no input left: its consumer lag on both
-    input topics (touchpoints and the customer-events it sends itself, where identity links
-    travel) read 0 on ``SETTLED_POLLS`` polls in a row. The gauge is refreshed every second,
-    so the time found is up to about 1.5 s late: a settled rate computed from it errs low."""
-    worker = WorkerProcess(process, port, data_dir="")
+async def wait_settled(workers: Sequence[tuple[Child, int]], timeout_s: float) -> float:
+    """Wall time (epoch ms) at which the workers had no input left: their consumer lag on both
+    input topics (touchpoints and the customer-events they send themselves, where identity
+    links travel) read 0 on ``SETTLED_POLLS`` polls in a row. The gauge is refreshed every
+    second, so the time found is up to about 1.5 s late: a settled rate computed from it errs
+    low."""
+    probes = [(child, WorkerProcess(child, port, data_dir="")) for child, port in workers]
     deadline = time.monotonic() + timeout_s
     zero_since: float | None = None
     zeros = 0
     while time.monotonic() < deadline:
-        _check_alive(process, "waiting for the worker to settle")
-        try:
-            lag = (await asyncio.to_thread(worker.metrics)).get("touchstream_consumer_lag")
-        except OSError:
-            lag = None
-        if lag == 0:
+        total: float | None = 0.0
+        for child, probe in probes:
+            _check_alive(child, "waiting for the workers to settle")
+            try:
+                lag = (await asyncio.to_thread(probe.metrics)).get("touchstream_consumer_lag")
+            except OSError:
+                lag = None
+            total = None if lag is None or total is None else total + lag
+        if total == 0:
             zero_since = zero_since or time.time() * 1000
             zeros += 1
             if zeros >= SETTLED_POLLS:
@@ -284,7 +288,7 @@ async def wait_settled(process: Child, port: int, timeout_s: float) -> float:
         else:
             zero_since, zeros = None, 0
         await asyncio.sleep(SETTLED_POLL_S)
-    raise BenchError(f"the worker still had input to read after {timeout_s:.0f}s", process)
+    raise BenchError(f"the workers still had input to read after {timeout_s:.0f}s", workers[0][0])
 
 
 def pipeline_eps(reader: OutputReader, expected: set[str], end_ms: float | None = None) -> float:

@@ -39,6 +39,7 @@ class BenchResult:
     events: int
     customers: int
     started_at: str
+    workers: int = 1
     raw_eps: float = 0.0
     naive_faust_eps: float = 0.0
     pipeline_eps: float = 0.0
@@ -101,7 +102,7 @@ class BenchResult:
             f"touchstream bench  {self.started_at}",
             f"  machine: {m['nproc']} CPUs, Python {m['python']}, {m['platform']}",
             f"  data:    {self.events:,} events of {self.customers:,} customers, "
-            "one embedded broker (tansu), 8 partitions",
+            f"one embedded broker (tansu), 8 partitions, {self.workers} worker(s)",
             "",
             "  throughput (events/s, start-up excluded)",
             f"    (a) raw aiokafka + orjson consume   {self.raw_eps:>12,.0f}",

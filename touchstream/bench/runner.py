@@ -31,7 +31,7 @@ from touchstream.bench.report import BenchResult, percentile
 from touchstream.config.rules import load_rules
 from touchstream.runtime.embedded import EmbeddedBroker, start_broker, start_redis
 from touchstream.runtime.processes import Child, free_port
-from touchstream.runtime.stack import clean_env, worker_env
+from touchstream.runtime.stack import WorkerProcess, clean_env, worker_env
 from touchstream.simulator.traffic import Traffic, generate
 from touchstream.streams.topics import PROFILES_UPDATES, TOUCHPOINTS
 
@@ -79,9 +79,9 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    if args.events < 1 or args.customers < 1 or args.latency_seconds <= 0:
+    if args.events < 1 or args.customers < 1 or args.latency_seconds <= 0 or args.workers < 1:
         print(
-            "touchstream bench: --events, --customers and --latency-seconds must be > 0",
+            "touchstream bench: --events, --customers, --latency-seconds and --workers must be > 0",
             file=sys.stderr,
         )
         return 2
@@ -94,6 +94,7 @@ def run_bench(args: argparse.Namespace) -> int:
     result = BenchResult(
         events=args.events,
         customers=args.customers,
+        workers=args.workers,
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     workdir = Path(tempfile.mkdtemp(prefix="touchstream-bench-"))
@@ -184,15 +185,22 @@ async def _bench(
     clock.say(f"(b) {result.naive_faust_eps:,.0f} events/s")
 
     clock.say("(c) Touchstream worker")
-    port = free_port()
-    worker = _start_worker(args, broker, redis_url, port, workdir)
-    stack.callback(worker.stop)
+    workers: list[tuple[Child, int]] = []
+    for index in range(args.workers):
+        port = free_port()
+        child = _start_worker(args, broker, redis_url, port, workdir, index)
+        stack.callback(child.stop)
+        workers.append((child, port))
+    worker = workers[0][0]  # watched by the phases below; another one dying shows as a stall
     reader = phases.OutputReader(bootstrap, PROFILES_UPDATES)
     try:
         await reader.start()
-        ready_s = await phases.wait_ready(worker, port, READY_TIMEOUT_S)
+        ready_s = await _all_ready(workers)
         ready_at_ms = time.time() * 1000
-        clock.say(f"(c) worker ready after {ready_s:.1f}s; waiting for {n:,} profile updates")
+        clock.say(
+            f"(c) {len(workers)} worker(s) ready after {ready_s:.1f}s; "
+            f"waiting for {n:,} profile updates"
+        )
         await phases.await_outputs(
             reader,
             expected,
@@ -209,7 +217,7 @@ async def _bench(
             f"(c) {result.pipeline_eps:,.0f} events/s applied "
             f"({reader.duplicates:,} duplicate outputs skipped); waiting for identity links"
         )
-        settled_ms = await phases.wait_settled(worker, port, _budget(60, n, 250))
+        settled_ms = await phases.wait_settled(workers, _budget(60, n, 250))
         result.settled_eps = phases.pipeline_eps(reader, expected, settled_ms)
         clock.say(f"(c) {result.settled_eps:,.0f} events/s with every link settled")
 
@@ -249,10 +257,11 @@ async def _bench(
             f"latency: p50 {result.latency_p50_ms:.0f} ms, p99 {result.latency_p99_ms:.0f} ms "
             f"over {len(latencies):,} events"
         )
-        result.worker_peak_rss_mib = phases.read_vmhwm_mib(worker.pid)
+        result.worker_peak_rss_mib = max(phases.read_vmhwm_mib(c.pid) for c, _ in workers)
     finally:
         await reader.stop()
-        worker.stop()
+        for child, _ in workers:
+            child.stop()
 
 
 async def _naive_phase(
@@ -284,22 +293,50 @@ async def _naive_phase(
     return float(n / max(data["t_last"] - data["t_first"], 1e-6))
 
 
+async def _all_ready(workers: list[tuple[Child, int]]) -> float:
+    """Seconds until every worker's /readyz is 200 at once: a worker joining after another was
+    ready sets off a rebalance, which turns the first one's readiness off again."""
+    started = time.monotonic()
+    while True:
+        for child, port in workers:
+            await phases.wait_ready(child, port, READY_TIMEOUT_S)
+        probes = [WorkerProcess(child, port, data_dir="") for child, port in workers]
+        codes = [await asyncio.to_thread(_readyz, probe) for probe in probes]
+        if all(code == 200 for code in codes):
+            return time.monotonic() - started
+        if time.monotonic() - started > READY_TIMEOUT_S:
+            raise BenchError("the workers were never ready together", workers[0][0])
+        await asyncio.sleep(0.5)
+
+
+def _readyz(probe: WorkerProcess) -> int:
+    try:
+        return probe.get("/readyz")[0]
+    except OSError:
+        return 0
+
+
 def _start_worker(
-    args: argparse.Namespace, broker: EmbeddedBroker, redis_url: str, port: int, workdir: Path
+    args: argparse.Namespace,
+    broker: EmbeddedBroker,
+    redis_url: str,
+    port: int,
+    workdir: Path,
+    index: int,
 ) -> Child:
     # the same environment as the demo and the tests run the worker with (runtime.stack)
     env = worker_env(
         broker.url,
         redis_url,
         port,
-        str(workdir / "worker-data"),
+        str(workdir / f"worker-{index}-data"),
         partitions="8",
         log_level="warning",
     )
     argv = [sys.executable, "-m", "touchstream", "worker"]
     if args.rules:
         argv += ["--rules", str(Path(args.rules).resolve())]
-    return Child(argv, name="worker", env=env, log_path=workdir / "worker.log")
+    return Child(argv, name=f"worker {index}", env=env, log_path=workdir / f"worker-{index}.log")
 
 
 def _child_env(**overrides: str) -> dict[str, str]:

@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=10.0,
         help="length of the latency phase at half the pipeline's throughput",
     )
+    bench.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes of the pipeline, sharing its partitions (1)",
+    )
     bench.add_argument("--json", metavar="PATH", help="also write the results as JSON")
 
     dlq = sub.add_parser("dlq", help="dead-letter queue tools")
