@@ -44,6 +44,7 @@ class Settings:
     web_port: int = 6066
     data_dir: str = "var/touchstream"
     store: str = "memory"
+    rocksdb_memory_mb: int = 1024
     rules: str = ""
     log_level: str = "info"
     session_timeout_s: float = 30.0
@@ -140,6 +141,7 @@ class Settings:
             ("redis_flush_interval_ms", 1, 10_000),
             ("producer_max_batch_bytes", 1, 64 * 1024 * 1024),
             ("fetch_max_wait_ms", 1, 30_000),
+            ("rocksdb_memory_mb", 64, 1024 * 1024),
         ):
             value = getattr(self, name)
             if not low <= value <= high:

@@ -108,6 +108,7 @@ def test_bootstrap_servers_drop_the_scheme():
         ("TOUCHSTREAM_LOG_LEVEL", "verbose"),
         ("TOUCHSTREAM_KAFKA_SECURITY_PROTOCOL", "TLS"),
         ("TOUCHSTREAM_MAX_EVENT_BYTES", "10"),
+        ("TOUCHSTREAM_ROCKSDB_MEMORY_MB", "16"),
     ],
 )
 def test_bad_value_names_its_variable(name, raw):
