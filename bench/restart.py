@@ -20,32 +20,18 @@ from pathlib import Path
 import orjson
 
 from touchstream.bench import phases
-from touchstream.bench.runner import DATA_SEED, STEP_MS
-from touchstream.config.rules import load_rules
-from touchstream.config.settings import load_settings
-from touchstream.domain.offline import OfflineStage
-from touchstream.runtime.dlq_replay import ingest_for
+from touchstream.bench.replay import replayed
 from touchstream.runtime.embedded import start_broker, start_redis
 from touchstream.runtime.processes import Child, free_port
 from touchstream.runtime.stack import worker_env
-from touchstream.schemas.decode import decode
-from touchstream.simulator.traffic import Record, generate
+from touchstream.simulator.traffic import Record
 
 CHANGELOG = "touchstream-customers-changelog"
 CHUNK = 50_000
 
 
 def templates() -> list[dict]:
-    now = int(time.time() * 1000)
-    records = generate(20_000, 2_000, DATA_SEED, now - 20_000 * STEP_MS, STEP_MS)
-    ingest = ingest_for(load_settings({"TOUCHSTREAM_ENV": "development"}))
-    stage = OfflineStage(load_rules(None), partitions=8)
-    stage.submit(
-        ingest.normalise(decode(r.value, 1 << 20), now, 0, i) for i, r in enumerate(records)
-    )
-    while stage.step():
-        pass
-    return [s for s in stage.table.values() if "into" not in s]
+    return [s for s in replayed(20_000, 2_000).table.values() if "into" not in s]
 
 
 async def fill(bootstrap: str, customers: int) -> int:
@@ -78,7 +64,8 @@ async def measure(child: Child, port: int, log: Path, label: str) -> None:
     started = time.monotonic()
     ready_s = await phases.wait_ready(child, port, 1800)
     while "re-synced" not in log.read_text(errors="replace"):
-        phases._check_alive(child, "the re-sync")
+        if not child.alive():
+            raise phases.BenchError("the worker stopped during its re-sync", child)
         await asyncio.sleep(0.2)
     synced_s = time.monotonic() - started
     print(

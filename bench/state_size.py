@@ -10,31 +10,15 @@ from __future__ import annotations
 import collections
 import statistics
 import sys
-import time
 
 import orjson
 
-from touchstream.bench.runner import DATA_SEED, STEP_MS
-from touchstream.config.rules import load_rules
-from touchstream.config.settings import load_settings
-from touchstream.domain.offline import OfflineStage
-from touchstream.runtime.dlq_replay import ingest_for
-from touchstream.schemas.decode import decode
-from touchstream.simulator.traffic import generate
+from touchstream.bench.replay import replayed
 
 
 def main(events: int = 50_000, customers: int = 5_000) -> None:
-    now = int(time.time() * 1000)
-    records = generate(events, customers, DATA_SEED, now - events * STEP_MS, STEP_MS)
-    settings = load_settings({"TOUCHSTREAM_ENV": "development"})
-    ingest = ingest_for(settings)
-    stage = OfflineStage(load_rules(None), partitions=8)
-    stage.submit(
-        ingest.normalise(decode(r.value, 1 << 20), now, 0, i) for i, r in enumerate(records)
-    )
+    stage = replayed(events, customers)
     kinds: collections.Counter[str] = collections.Counter()
-    while stage.step():
-        pass
     sizes = {key: len(orjson.dumps(state)) for key, state in stage.table.items()}
     live = sorted(size for key, size in sizes.items() if "into" not in stage.table[key])
     kinds.update("redirect" if "into" in s else "live" for s in stage.table.values())

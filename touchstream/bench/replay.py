@@ -1,0 +1,27 @@
+"""The bench's data set replayed through the pure core (``domain.offline``), no Kafka: what the
+customers table holds once a worker has processed it (``bench/state_size.py``,
+``bench/restart.py``)."""
+
+from __future__ import annotations
+
+import time
+
+from touchstream.bench.runner import DATA_SEED, STEP_MS
+from touchstream.config.rules import load_rules
+from touchstream.config.settings import load_settings
+from touchstream.domain.offline import OfflineStage
+from touchstream.runtime.dlq_replay import ingest_for
+from touchstream.schemas.decode import decode
+from touchstream.simulator.traffic import generate
+
+
+def replayed(events: int, customers: int) -> OfflineStage:
+    now = int(time.time() * 1000)
+    records = generate(events, customers, DATA_SEED, now - events * STEP_MS, STEP_MS)
+    ingest = ingest_for(load_settings({"TOUCHSTREAM_ENV": "development"}))
+    stage = OfflineStage(load_rules(None), partitions=8)
+    stage.submit(
+        ingest.normalise(decode(r.value, 1 << 20), now, 0, i) for i, r in enumerate(records)
+    )
+    stage.drain()
+    return stage
