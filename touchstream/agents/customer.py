@@ -1,8 +1,9 @@
 """The per-customer stage: identity resolution and customer state, through the pure core.
 
 The handler only moves bytes: it reads each record, lets ``domain.linking`` decide, keeps the
-new state, queues the records the decision asks for and the profile that changed; at the end of
-the batch the states go to the table and the records to the outbox (``streams.delivery``).
+new state, queues the records the decision asks for and the profile that changed. The records
+go to the outbox; the states go to the table once the fetch's output is delivered
+(``streams.delivery.run_fetch``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from touchstream.domain.sessions import published
 from touchstream.domain.timers import fire, next_due, pending
 from touchstream.serving.keys import alias_key, profile_key
 from touchstream.streams import topics
-from touchstream.streams.delivery import Handler
+from touchstream.streams.delivery import Finisher, Handler
 from touchstream.streams.timer_index import partition_for
 from touchstream.tables.customers import StateCache, decode_state
 
@@ -31,19 +32,21 @@ if TYPE_CHECKING:
 
 
 def make_customer_handler(t: Topology) -> Handler:
-    """One partition's records of a fetch, in offset order; states and output leave at the end."""
+    """One partition's records of a fetch, in offset order; its states are written by the
+    finisher it returns, once the fetch's output is delivered."""
     rules = t.rules
     index = t.timers
+    unwritten: list[StateCache] = []  # states of this fetch not in the table yet
 
-    async def handle_batch(tp: Any, messages: list[Any]) -> None:
+    async def handle_batch(tp: Any, messages: list[Any]) -> Finisher:
         partition: int = tp.partition
         cache = StateCache(t.customers)
+        unwritten.append(cache)
         for message in messages:
             key: bytes = message.key
             msg = orjson.loads(message.value)
             if index.stale:
-                cache.flush()  # the rebuild reads the table
-                _rebuild_index(t)
+                _rebuild_index(t, unwritten)
             kind = msg.get("k", "ev")
             if kind == "tick":  # an idle partition's clock moving on (PRODUCT.md section 5)
                 clock = index.advance(partition, msg["at"])
@@ -60,11 +63,12 @@ def make_customer_handler(t: Topology) -> Handler:
                 metrics.EVENTS_APPLIED.labels(msg["type"]).inc()
                 metrics.DECISION_LATENCY.observe(max(wall - msg["rt"] / 1000, 0.0))
                 metrics.EVENT_TIME_LAG.observe(max(wall - msg["at"] / 1000, 0.0))
-        # output first, state second: a crash in between replays the batch and sends the
-        # output again (same ids); state written first would mark as done what never left
-        await t.outbox.flush(delivered=True)
-        cache.flush()
-        await t.outbox.flush()  # the states' changelog: Faust's commit waits for it
+
+        def write_states() -> None:
+            cache.flush()
+            unwritten.remove(cache)
+
+        return write_states
 
     return handle_batch
 
@@ -134,11 +138,17 @@ def _execute(
     metrics.PROFILE_UPDATES.inc()
 
 
-def _rebuild_index(t: Topology) -> None:
+def _rebuild_index(t: Topology, unwritten: list[StateCache]) -> None:
+    """The timer index from the table, as the fetch's states not written yet amend it."""
     partitions = t.settings.partitions
     entries = []
     clocks: dict[int, int] = {}
-    for key, raw in list(t.customers.items()):
+    states = dict(t.customers.items())
+    for cache in unwritten:
+        states.update(cache.unwritten())
+    for key, raw in states.items():
+        if raw is None:  # deleted in this fetch
+            continue
         state = decode_state(raw)
         due = next_due(state, t.rules)
         partition = partition_for(key, partitions)

@@ -13,7 +13,7 @@ from touchstream.errors import PoisonEvent
 from touchstream.schemas.decode import decode
 from touchstream.schemas.dlq import dlq_record
 from touchstream.streams import topics
-from touchstream.streams.delivery import Handler
+from touchstream.streams.delivery import Finisher, Handler
 
 if TYPE_CHECKING:
     from touchstream.streams.topology import Topology
@@ -28,7 +28,7 @@ def make_ingest_handler(t: Topology) -> Handler:
     target = t.settings.topic(topics.CUSTOMER_EVENTS)
     outbox = t.outbox
 
-    async def handle_batch(tp: Any, messages: list[Any]) -> None:
+    async def handle_batch(tp: Any, messages: list[Any]) -> Finisher | None:
         now_ms = int(time.time() * 1000)
         for message in messages:
             try:
@@ -47,7 +47,7 @@ def make_ingest_handler(t: Topology) -> Handler:
                 continue
             metrics.EVENTS_IN.labels(internal["type"], internal["ch"]).inc()
             outbox.add(target, internal["cid"].encode(), value)
-        await outbox.flush()
+        return None  # the fetch's output leaves together (streams.delivery.run_fetch)
 
     return handle_batch
 

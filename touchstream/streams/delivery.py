@@ -1,4 +1,4 @@
-"""Batch delivery: each fetch of a topic partition handed to its handler in one call.
+"""Batch delivery: each fetch of the routed topics handled as one unit.
 
 Faust delivers record by record: per record the consumer awaits the conductor, which decodes
 an event, puts it on the agent's queue, and the stream wakes, sets the current event, awaits
@@ -10,8 +10,13 @@ then acknowledges them through ``Consumer.ack`` so that Faust's offset tracking,
 group membership, rebalances and table recovery stay Faust's. Every other topic (table
 changelogs during recovery, anything unregistered) goes through Faust's per-record path.
 
-Handlers run with a current event set to their partition's record, so Faust tables write
-their changelog to that partition, as they do inside an agent.
+A handler may return a finisher: what must wait until the batch's output is delivered (the
+customer stage's states). The fetch's output is awaited once for all its partitions, then the
+finishers run: one broker round trip per fetch, not one per partition, which had been over a
+third of the worker's wall time at moderate load (each of 8 partitions waiting in turn).
+
+Handlers and finishers run with a current event set to their partition's record, so Faust
+tables write their changelog to that partition, as they do inside an agent.
 """
 
 from __future__ import annotations
@@ -19,14 +24,16 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from faust.streams import _current_event
 
 from touchstream.streams.outbox import Outbox
 
-Handler = Callable[[Any, list[Any]], Awaitable[None]]
+Finisher = Callable[[], None]
+Handler = Callable[[Any, list[Any]], Awaitable[Finisher | None]]
 
 
 class BatchEvent:
@@ -63,19 +70,39 @@ def stream_agent(handler: Handler) -> Callable[[Any], Awaitable[None]]:
 
     async def agent(stream: Any) -> None:
         async for event in stream.events():
-            await handler(event.message.tp, [event.message])
+            finish = await handler(event.message.tp, [event.message])
+            if finish is not None:
+                finish()
 
     return agent
 
 
-async def run_batch(handler: Handler, tp: Any, messages: list[Any]) -> None:
-    """Run a handler with its partition's current event set (Faust tables need one)."""
-    event = BatchEvent(messages[-1])
+@contextmanager
+def partition_event(message: Any) -> Iterator[None]:
+    """Faust tables write to the changelog partition of the current event's record."""
+    event = BatchEvent(message)
     token = _current_event.set(weakref.ref(event))  # type: ignore[arg-type]
     try:
-        await handler(tp, messages)
+        yield
     finally:
         _current_event.reset(token)
+
+
+async def run_fetch(work: list[tuple[Handler, Any, list[Any]]], outbox: Outbox) -> None:
+    """Every partition's batch, then their output delivered at once, then their finishers."""
+    finishers: list[tuple[Any, Finisher]] = []
+    for handler, tp, messages in work:
+        with partition_event(messages[-1]):
+            finish = await handler(tp, messages)
+        if finish is not None:
+            finishers.append((messages[-1], finish))
+    # output first, state second: a crash in between replays the batch and sends the output
+    # again (same ids); state written first would mark as done what never left
+    await outbox.flush(delivered=bool(finishers))
+    for last, finish in finishers:
+        with partition_event(last):
+            finish()
+    await outbox.flush()  # the states' changelog: Faust's commit waits for it
 
 
 async def drain(consumer: Any, fetcher: Any, routes: Routes) -> None:
@@ -102,8 +129,8 @@ async def drain(consumer: Any, fetcher: Any, routes: Routes) -> None:
                 await _mind_gap(consumer, tp, message.offset, acks_enabled_for)
                 await consumer.wait_first(callback(message), consumer.suspend_flow.wait())
                 read_offset[tp] = message.offset
-            for tp, messages in batches.items():
-                await _deliver(consumer, tp, messages, routes, acks_enabled_for)
+            if batches:
+                await _deliver(consumer, batches, routes, acks_enabled_for)
                 await asyncio.sleep(0)  # let the web server, timers and Redis sync run
     except consumer.consumer_stopped_errors:
         if consumer.transport.app.should_stop:
@@ -116,36 +143,39 @@ async def drain(consumer: Any, fetcher: Any, routes: Routes) -> None:
 
 
 async def _deliver(
-    consumer: Any, tp: Any, messages: list[Any], routes: Routes, acks_enabled_for: Any
+    consumer: Any, batches: dict[Any, list[Any]], routes: Routes, acks_enabled_for: Any
 ) -> None:
-    handler = routes.handlers[tp.topic]
     # a rebalance began after the fetch: the partition's next owner (maybe us again, after
     # Faust seeks to the committed offset) reads these records again
     if consumer.suspend_flow.is_set() or not consumer.flow_active:
         return
-    if tp not in consumer.assignment():
+    assigned = consumer.assignment()
+    work = []
+    for tp, messages in batches.items():
+        fresh = [m for m in messages if _fresh(consumer, tp, m.offset)]
+        if fresh and tp in assigned:
+            work.append((routes.handlers[tp.topic], tp, fresh))
+    if not work:
         return
-    fresh = [m for m in messages if _fresh(consumer, tp, m.offset)]
-    if not fresh:
-        return
+    assert routes.outbox is not None
     await consumer.app.flow_control.acquire()
     generation = consumer.app.consumer_generation_id
-    # A rebalance stops the fetcher, cancelling this loop; the batch itself finishes (its
+    # A rebalance stops the fetcher, cancelling this loop; the fetch itself finishes (its
     # state and output must not be cut in half) and the revocation waits for it in
     # ``wait_empty`` before the partition's next owner recovers the table.
-    batch = asyncio.ensure_future(run_batch(handler, tp, fresh))
-    routes.in_flight = batch
-    await asyncio.shield(batch)
-    if (
-        consumer.app.consumer_generation_id != generation
-        or not consumer.flow_active
-        or tp not in consumer.assignment()
-    ):
+    fetch = asyncio.ensure_future(run_fetch(work, routes.outbox))
+    routes.in_flight = fetch
+    await asyncio.shield(fetch)
+    if consumer.app.consumer_generation_id != generation or not consumer.flow_active:
         return  # reassigned meanwhile: read again from the committed offset, as duplicates
-    for message in fresh:
-        await _mind_gap(consumer, tp, message.offset, acks_enabled_for)
-        consumer._read_offset[tp] = message.offset
-        consumer.ack(message)
+    assigned = consumer.assignment()
+    for _handler, tp, fresh in work:
+        if tp not in assigned:
+            continue
+        for message in fresh:
+            await _mind_gap(consumer, tp, message.offset, acks_enabled_for)
+            consumer._read_offset[tp] = message.offset
+            consumer.ack(message)
     commit_every = consumer._commit_every
     if commit_every is not None and consumer._n_acked >= commit_every:
         consumer._n_acked = 0

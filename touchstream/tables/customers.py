@@ -53,6 +53,10 @@ class StateCache:
     def delete(self, key: bytes) -> None:
         self._dirty[key] = None
 
+    def unwritten(self) -> dict[bytes, bytes | None]:
+        """Encoded states changed since the last flush (None: deleted)."""
+        return self._dirty
+
     def flush(self) -> None:
         """Write what changed (inside the batch: the table needs its partition's event)."""
         table = self._table
