@@ -134,8 +134,12 @@ def spend_between(state: State, start: int, end: int, refunds: dict[str, Any] | 
     total = 0
     for order_id, order in state["orders"].items():
         if start < order["at"] <= end:
-            back = sum(r for at, r in refunds.get(order_id, ()) if at <= end)
-            total += max(order["net"] - back, 0)
+            net = order["net"]
+            back = refunds.get(order_id)
+            if back:
+                net -= sum(r for at, r in back if at <= end)
+            if net > 0:
+                total += net
     return total
 
 
@@ -167,11 +171,20 @@ def tier_index(spend_minor: int, rules: Rules) -> int:
 
 def held_tier(state: State, at: int, rules: Rules) -> int:
     """Index of the tier held at ``at``: the highest earned at any moment of the grace period."""
+    orders = state["orders"]
+    if not orders:  # no spend at any moment (most profiles before their first order)
+        return tier_index(0, rules)
     refunds = _refunds_by_order(state)
     since = at - rules.loyalty.grace_days * MS_PER_DAY
     # spend only rises when an order is placed: the maximum is at the start or at an order
-    moments = [since, at, *(o["at"] for o in state["orders"].values() if since < o["at"] <= at)]
-    return max(tier_index(tier_spend(state, m, rules, refunds), rules) for m in moments)
+    moments = [since, at, *(o["at"] for o in orders.values() if since < o["at"] <= at)]
+    top = len(rules.loyalty.tiers) - 1
+    held = 0
+    for moment in moments:
+        held = max(held, tier_index(tier_spend(state, moment, rules, refunds), rules))
+        if held == top:
+            break
+    return held
 
 
 def multiplier_before(state: State, at: int, rules: Rules) -> float:
