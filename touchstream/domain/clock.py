@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 from touchstream.errors import SchemaViolation
 
@@ -42,10 +44,9 @@ def parse_occurred_at(value: object, now_ms: int, future_tolerance_ms: int) -> i
     return ms
 
 
+@lru_cache(maxsize=1 << 16)  # a profile's timestamps repeat in each of its updates
 def iso(ms: int) -> str:
-    """RFC 3339 UTC with millisecond precision."""
-    return (
-        datetime.fromtimestamp(ms / 1000, tz=UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    """RFC 3339 UTC with millisecond precision (integer arithmetic: a float of the seconds
+    rounds the milliseconds of far-future times)."""
+    seconds, millis = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"

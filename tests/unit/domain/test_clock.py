@@ -111,6 +111,11 @@ def test_iso_is_utc_with_milliseconds():
     assert iso(0) == "1970-01-01T00:00:00.000Z"
 
 
+def test_iso_keeps_the_milliseconds_of_far_future_times():
+    # seconds as a float lose the last millisecond here: 23:59:59.998
+    assert iso(253_402_300_799_999) == "9999-12-31T23:59:59.999Z"
+
+
 @settings(database=None)
 @given(st.integers(min_value=0, max_value=YEAR_2100))
 def test_iso_round_trips_to_the_exact_millisecond(ms):
