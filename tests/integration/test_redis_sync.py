@@ -62,3 +62,48 @@ def test_a_redirect_replaces_a_live_profile_even_numbered_lower(redis_server):
 def test_a_live_profile_never_replaces_a_redirect(redis_server):
     served = written(redis_server, redirect(4), live(9, 30))
     assert served.get("merged_into") == "ts-survivor" and "points" not in served
+
+
+def test_one_flush_of_many_customers_judges_each_by_its_own_version(redis_server):
+    ids = [f"ts-{i:024x}" for i in range(300)]
+
+    async def run() -> None:
+        client = aioredis.Redis.from_url(redis_server.url(0))
+        try:
+            sync = RedisSync(client, flush_interval_s=0.05)
+            for cid in ids:
+                sync.submit(cid, {"customer_id": cid, "points": 1, "version": 5})
+            await sync.flush()
+            for i, cid in enumerate(ids):  # every third older, every third a redirect
+                if i % 3 == 0:
+                    sync.submit(cid, {"customer_id": cid, "points": 2, "version": 4})
+                elif i % 3 == 1:
+                    sync.submit(cid, {"customer_id": cid, "merged_into": "ts-x", "version": 1})
+                else:
+                    sync.submit(cid, {"customer_id": cid, "points": 3, "version": 6})
+            await sync.flush()
+        finally:
+            await client.aclose()
+
+    plain = redis.Redis.from_url(redis_server.url(0), decode_responses=True)
+    try:
+        plain.flushdb()
+        asyncio.run(run())
+        served = [plain.hgetall(profile_key(cid)) for cid in ids]
+    finally:
+        plain.close()
+    assert all(
+        p == {"customer_id": ids[i], "points": "1", "version": "5"}
+        for i, p in enumerate(served)
+        if i % 3 == 0
+    )
+    assert all(
+        p == {"customer_id": ids[i], "merged_into": "ts-x", "version": "1"}
+        for i, p in enumerate(served)
+        if i % 3 == 1
+    )
+    assert all(
+        p == {"customer_id": ids[i], "points": "3", "version": "6"}
+        for i, p in enumerate(served)
+        if i % 3 == 2
+    )

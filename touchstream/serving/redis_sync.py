@@ -24,30 +24,40 @@ from touchstream.serving.keys import alias_key, profile_key
 
 log = logging.getLogger(__name__)
 
-# KEYS[1] profile key; ARGV[1] version; ARGV[2] '1' for a redirect (an absorbed id);
-# ARGV[3] the fields as one JSON object of strings: packing ~40 field/value pairs as separate
-# command arguments was most of the sync loop's time in the bench (issue 10). The hash is replaced whole: a profile that became a redirect
-# after a merge keeps none of its old fields. An absorbed id never comes back to life (only an
-# erasure or expiry deletes its key), so a redirect replaces a live profile whatever their
-# versions, and a live profile never replaces a redirect: after a crash, a replay that reads
-# the records in another order can number the redirect lower than a live version Redis got
-# before the crash.
+# KEYS the profile keys of a batch; ARGV[1] one JSON array with, per key, [version, 1 for a
+# redirect (an absorbed id) or 0, the fields as an object of strings]. One call per batch:
+# a call per profile, and before that ~40 field/value pairs as separate arguments, was most
+# of the sync loop's time in the bench (issue 10). Returns how many profiles were written.
+#
+# A hash is replaced whole: a profile that became a redirect after a merge keeps none of its
+# old fields. An absorbed id never comes back to life (only an erasure or expiry deletes its
+# key), so a redirect replaces a live profile whatever their versions, and a live profile
+# never replaces a redirect: after a crash, a replay that reads the records in another order
+# can number the redirect lower than a live version Redis got before the crash.
 WRITE_IF_NEWER = """
-local stored = redis.call('HGET', KEYS[1], 'version')
-if stored then
-  local was_redirect = redis.call('HEXISTS', KEYS[1], 'merged_into') == 1
-  local is_redirect = ARGV[2] == '1'
-  if was_redirect and not is_redirect then return 0 end
-  if was_redirect == is_redirect and tonumber(stored) >= tonumber(ARGV[1]) then return 0 end
+local batch = cjson.decode(ARGV[1])
+local written = 0
+for i, key in ipairs(KEYS) do
+  local version, is_redirect, fields = batch[i][1], batch[i][2] == 1, batch[i][3]
+  local newer = true
+  local stored = redis.call('HGET', key, 'version')
+  if stored then
+    local was_redirect = redis.call('HEXISTS', key, 'merged_into') == 1
+    if was_redirect and not is_redirect then newer = false end
+    if was_redirect == is_redirect and tonumber(stored) >= version then newer = false end
+  end
+  if newer then
+    local flat = {}
+    for name, value in pairs(fields) do
+      flat[#flat + 1] = name
+      flat[#flat + 1] = value
+    end
+    redis.call('DEL', key)
+    redis.call('HSET', key, unpack(flat))
+    written = written + 1
+  end
 end
-local flat = {}
-for name, value in pairs(cjson.decode(ARGV[3])) do
-  flat[#flat + 1] = name
-  flat[#flat + 1] = value
-end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], unpack(flat))
-return 1
+return written
 """
 
 # KEYS alias keys; ARGV[1] customer id: an alias is removed only while it still points here
@@ -139,27 +149,32 @@ class RedisSync:
     async def flush(self) -> None:
         while self._pending:
             batch = list(self._pending.items())[:MAX_BATCH]
-            script_slots: list[int] = []
+            keys: list[str] = []
+            writes: list[Any] = []
             async with self._client.pipeline(transaction=False) as pipe:
+                for customer_id, (profile, _, _) in batch:
+                    if profile is not None:
+                        keys.append(profile_key(customer_id))
+                        redirect = int("merged_into" in profile)
+                        writes.append((profile["version"], redirect, _strings(profile)))
+                if keys:  # profiles first: an alias never names a profile not in Redis yet
+                    await self._script(keys=keys, args=[orjson.dumps(writes)], client=pipe)
                 for customer_id, (profile, aliases, _) in batch:
                     if profile is None:
                         pipe.delete(profile_key(customer_id))
-                        keys = [alias_key(kind, value) for kind, value in aliases]
-                        if keys:
-                            await self._delete_aliases(keys=keys, args=[customer_id], client=pipe)
+                        gone = [alias_key(kind, value) for kind, value in aliases]
+                        if gone:
+                            await self._delete_aliases(keys=gone, args=[customer_id], client=pipe)
                         continue
-                    args = [profile["version"], int("merged_into" in profile), _fields(profile)]
-                    script_slots.append(len(pipe))
-                    await self._script(keys=[profile_key(customer_id)], args=args, client=pipe)
                     for kind, value in aliases:
                         pipe.set(alias_key(kind, value), customer_id)
                 results = await pipe.execute()
             for customer_id, entry in batch:
                 if self._pending.get(customer_id) is entry:
                     del self._pending[customer_id]
-            written = sum(1 for slot in script_slots if results[slot] == 1)
+            written = int(results[0]) if keys else 0
             metrics.REDIS_WRITES.labels("written").inc(written)
-            metrics.REDIS_WRITES.labels("older_version_kept").inc(len(script_slots) - written)
+            metrics.REDIS_WRITES.labels("older_version_kept").inc(len(keys) - written)
 
     def _observe(self) -> None:
         metrics.REDIS_SYNC_PENDING.set(len(self._pending))
@@ -170,8 +185,6 @@ class RedisSync:
             metrics.REDIS_SYNC_LAG.set(0)
 
 
-def _fields(profile: dict[str, Any]) -> bytes:
+def _strings(profile: dict[str, Any]) -> dict[str, str]:
     """The hash's fields as Redis stores them: strings, None as empty (as redis-py encodes)."""
-    return orjson.dumps(
-        {k: v if type(v) is str else "" if v is None else str(v) for k, v in profile.items()}
-    )
+    return {k: v if type(v) is str else "" if v is None else str(v) for k, v in profile.items()}
