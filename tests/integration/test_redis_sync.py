@@ -26,15 +26,17 @@ def redirect(version: int) -> dict[str, Any]:
     return {"customer_id": CID, "merged_into": "ts-survivor", "version": version}
 
 
-def written(server: EmbeddedRedis, *profiles: dict[str, Any]) -> dict[str, str]:
-    """Write the profiles one flush each, in order; what Redis serves afterwards."""
+def served(server: EmbeddedRedis, flushes: list[list[dict[str, Any]]]) -> dict[str, Any]:
+    """Submit each list of profiles and flush it, in order; what Redis serves afterwards, by
+    customer id."""
 
     async def run() -> None:
         client = aioredis.Redis.from_url(server.url(0))
         try:
             sync = RedisSync(client, flush_interval_s=0.05)
-            for profile in profiles:
-                sync.submit(CID, profile)
+            for profiles in flushes:
+                for profile in profiles:
+                    sync.submit(profile["customer_id"], profile)
                 await sync.flush()
         finally:
             await client.aclose()
@@ -43,9 +45,15 @@ def written(server: EmbeddedRedis, *profiles: dict[str, Any]) -> dict[str, str]:
     try:
         plain.flushdb()
         asyncio.run(run())
-        return plain.hgetall(profile_key(CID))
+        ids = {p["customer_id"] for profiles in flushes for p in profiles}
+        return {cid: plain.hgetall(profile_key(cid)) for cid in ids}
     finally:
         plain.close()
+
+
+def written(server: EmbeddedRedis, *profiles: dict[str, Any]) -> dict[str, str]:
+    """Write the profiles one flush each, in order; what Redis serves afterwards."""
+    return served(server, [[p] for p in profiles])[CID]  # type: ignore[no-any-return]
 
 
 def test_a_newer_profile_replaces_an_older_one_and_not_the_other_way_round(redis_server):
@@ -66,44 +74,20 @@ def test_a_live_profile_never_replaces_a_redirect(redis_server):
 
 def test_one_flush_of_many_customers_judges_each_by_its_own_version(redis_server):
     ids = [f"ts-{i:024x}" for i in range(300)]
-
-    async def run() -> None:
-        client = aioredis.Redis.from_url(redis_server.url(0))
-        try:
-            sync = RedisSync(client, flush_interval_s=0.05)
-            for cid in ids:
-                sync.submit(cid, {"customer_id": cid, "points": 1, "version": 5})
-            await sync.flush()
-            for i, cid in enumerate(ids):  # every third older, every third a redirect
-                if i % 3 == 0:
-                    sync.submit(cid, {"customer_id": cid, "points": 2, "version": 4})
-                elif i % 3 == 1:
-                    sync.submit(cid, {"customer_id": cid, "merged_into": "ts-x", "version": 1})
-                else:
-                    sync.submit(cid, {"customer_id": cid, "points": 3, "version": 6})
-            await sync.flush()
-        finally:
-            await client.aclose()
-
-    plain = redis.Redis.from_url(redis_server.url(0), decode_responses=True)
-    try:
-        plain.flushdb()
-        asyncio.run(run())
-        served = [plain.hgetall(profile_key(cid)) for cid in ids]
-    finally:
-        plain.close()
-    assert all(
-        p == {"customer_id": ids[i], "points": "1", "version": "5"}
-        for i, p in enumerate(served)
+    first = [{"customer_id": cid, "points": 1, "version": 5} for cid in ids]
+    second = [  # every third older, every third a redirect numbered lower, the rest newer
+        {"customer_id": cid, "points": 2, "version": 4}
         if i % 3 == 0
-    )
-    assert all(
-        p == {"customer_id": ids[i], "merged_into": "ts-x", "version": "1"}
-        for i, p in enumerate(served)
+        else {"customer_id": cid, "merged_into": "ts-x", "version": 1}
         if i % 3 == 1
-    )
-    assert all(
-        p == {"customer_id": ids[i], "points": "3", "version": "6"}
-        for i, p in enumerate(served)
-        if i % 3 == 2
-    )
+        else {"customer_id": cid, "points": 3, "version": 6}
+        for i, cid in enumerate(ids)
+    ]
+    after = served(redis_server, [first, second])
+    for i, cid in enumerate(ids):
+        expected = [
+            {"customer_id": cid, "points": "1", "version": "5"},
+            {"customer_id": cid, "merged_into": "ts-x", "version": "1"},
+            {"customer_id": cid, "points": "3", "version": "6"},
+        ][i % 3]
+        assert after[cid] == expected
