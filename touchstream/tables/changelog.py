@@ -52,10 +52,17 @@ class OutboxTable(faust.Table):
         if partition is None:  # use_partitioner tables are not ours to batch
             raise TypeError(f"table {self.name}: changelog partition unknown")
         topic = self.changelog_topic
-        raw_key, _ = topic.prepare_key(key, self.key_serializer)
-        raw_value = None
-        if value is not None:
-            raw_value, _ = topic.prepare_value(value, value_serializer)
+        if _raw(key, self.key_serializer) and (value is None or _raw(value, value_serializer)):
+            raw_key, raw_value = key, value  # what Faust's raw codec returns, without its calls
+        else:
+            raw_key, _ = topic.prepare_key(key, self.key_serializer)
+            raw_value = None
+            if value is not None:
+                raw_value, _ = topic.prepare_value(value, value_serializer)
         assert self.outbox is not None
         self.outbox.add(topic.get_topic_name(), raw_key, raw_value, partition)
         return partition
+
+
+def _raw(data: Any, serializer: Any) -> bool:
+    return serializer == "raw" and type(data) is bytes
