@@ -50,7 +50,7 @@ RESYNC_CHECK_S = 2.0
 TICK_CHECK_S = 1.0
 MARKER_TTL_S = 7 * 24 * 3600  # a worker long gone leaves no marker behind
 RECOVERY_CHECK_S = 0.5
-LAG_CHECK_S = 1.0
+LAG_CHECK_S = 0.25  # the gauge the bench waits on to call a worker settled
 RESYNC_CHUNK = 1000  # profiles re-synced between two looks at the stages and the sync queue
 TICK_KEY = b"~tick"  # not a customer id: ticks carry no customer
 
