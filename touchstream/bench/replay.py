@@ -1,10 +1,11 @@
 """The bench's data set replayed through the pure core (``domain.offline``), no Kafka: what the
 customers table holds once a worker has processed it (``bench/state_size.py``,
-``bench/restart.py``)."""
+``bench/restart.py``), and how fast the core alone gets there (``bench/core_speed.py``)."""
 
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from touchstream.bench.runner import DATA_SEED, STEP_MS
 from touchstream.config.rules import load_rules
@@ -15,13 +16,19 @@ from touchstream.schemas.decode import decode
 from touchstream.simulator.traffic import generate
 
 
-def replayed(events: int, customers: int) -> OfflineStage:
-    now = int(time.time() * 1000)
+def bench_events(events: int, customers: int, now: int) -> list[dict[str, Any]]:
+    """The bench's data set as ingest hands it to the customer stage."""
     records = generate(events, customers, DATA_SEED, now - events * STEP_MS, STEP_MS)
     ingest = ingest_for(load_settings({"TOUCHSTREAM_ENV": "development"}))
+    return [ingest.normalise(decode(r.value, 1 << 20), now, 0, i) for i, r in enumerate(records)]
+
+
+def replay(normalised: list[dict[str, Any]]) -> OfflineStage:
     stage = OfflineStage(load_rules(None), partitions=8)
-    stage.submit(
-        ingest.normalise(decode(r.value, 1 << 20), now, 0, i) for i, r in enumerate(records)
-    )
+    stage.submit(normalised)
     stage.drain()
     return stage
+
+
+def replayed(events: int, customers: int) -> OfflineStage:
+    return replay(bench_events(events, customers, int(time.time() * 1000)))
