@@ -34,43 +34,56 @@ if TYPE_CHECKING:
 def make_customer_handler(t: Topology) -> Handler:
     """One partition's records of a fetch, in offset order; its states are written by the
     finisher it returns, once the fetch's output is delivered."""
-    rules = t.rules
-    index = t.timers
     unwritten: list[StateCache] = []  # states of this fetch not in the table yet
 
     async def handle_batch(tp: Any, messages: list[Any]) -> Finisher:
         partition: int = tp.partition
         cache = StateCache(t.customers)
         unwritten.append(cache)
-        for message in messages:
-            key: bytes = message.key
-            msg = orjson.loads(message.value)
-            if index.stale:
-                _rebuild_index(t, unwritten)
-            kind = msg.get("k", "ev")
-            if kind == "tick":  # an idle partition's clock moving on (PRODUCT.md section 5)
-                clock = index.advance(partition, msg["at"])
-                _fire_due(t, cache, partition, clock, msg)
-                continue
-            wall = time.time()
-            if kind == "ev":  # timers due by the event's time fire before it is applied
-                clock = index.advance(partition, msg["at"], int(wall * 1000))
-                _fire_due(t, cache, partition, clock, msg)
-            state = cache.get(key)
-            step = handle(key.decode(), state, msg, rules)
-            _execute(t, cache, key, partition, step, msg, state)
-            if "rt" in msg and not (step.forwarded or step.duplicate or step.dropped):
-                metrics.EVENTS_APPLIED.labels(msg["type"]).inc()
-                metrics.DECISION_LATENCY.observe(max(wall - msg["rt"] / 1000, 0.0))
-                metrics.EVENT_TIME_LAG.observe(max(wall - msg["at"] / 1000, 0.0))
-
-        def write_states() -> None:
-            cache.flush()
+        try:
+            _apply_batch(t, cache, unwritten, partition, messages)
+        except BaseException:
             unwritten.remove(cache)
+            raise
+
+        def write_states(delivered: bool) -> None:
+            unwritten.remove(cache)
+            if delivered:
+                cache.flush()
 
         return write_states
 
     return handle_batch
+
+
+def _apply_batch(
+    t: Topology, cache: StateCache, unwritten: list[StateCache], partition: int, messages: list[Any]
+) -> None:
+    """Each record through the pure core, in offset order: its states into ``cache``, its
+    output into the outbox."""
+    rules = t.rules
+    index = t.timers
+    for message in messages:
+        key: bytes = message.key
+        msg = orjson.loads(message.value)
+        if index.stale:
+            _rebuild_index(t, unwritten)
+        kind = msg.get("k", "ev")
+        if kind == "tick":  # an idle partition's clock moving on (PRODUCT.md section 5)
+            clock = index.advance(partition, msg["at"])
+            _fire_due(t, cache, partition, clock, msg)
+            continue
+        wall = time.time()
+        if kind == "ev":  # timers due by the event's time fire before it is applied
+            clock = index.advance(partition, msg["at"], int(wall * 1000))
+            _fire_due(t, cache, partition, clock, msg)
+        state = cache.get(key)
+        step = handle(key.decode(), state, msg, rules)
+        _execute(t, cache, key, partition, step, msg, state)
+        if "rt" in msg and not (step.forwarded or step.duplicate or step.dropped):
+            metrics.EVENTS_APPLIED.labels(msg["type"]).inc()
+            metrics.DECISION_LATENCY.observe(max(wall - msg["rt"] / 1000, 0.0))
+            metrics.EVENT_TIME_LAG.observe(max(wall - msg["at"] / 1000, 0.0))
 
 
 def _fire_due(

@@ -168,7 +168,7 @@ class Topology:
             (self.customer_events, "customer", make_customer_handler(self)),
         ):
             self.routes.add(topic.get_topic_name(), handler)
-            self.app.agent(topic, name=name)(stream_agent(handler))
+            self.app.agent(topic, name=name)(stream_agent(handler, self.routes))
         register_views(self)
         self._sync_task: asyncio.Task[None] | None = None
         self.app.task(self._start_services)

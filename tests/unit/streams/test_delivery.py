@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 import pytest
 from faust.streams import current_event
 
+from touchstream.errors import OutputLost
 from touchstream.streams.delivery import Finisher, run_fetch
 
 
@@ -23,10 +24,13 @@ class Message(NamedTuple):
 class RecordingOutbox:
     """Stands in for ``streams.outbox.Outbox``: records what was asked of it, in order."""
 
-    def __init__(self, log: list[str]) -> None:
+    def __init__(self, log: list[str], refuse: bool = False) -> None:
         self.log = log
+        self.refuse = refuse
 
     async def flush(self, delivered: bool = False) -> None:
+        if delivered and self.refuse:
+            raise OutputLost("the broker refused output records")
         self.log.append("delivered" if delivered else "queued")
 
 
@@ -36,7 +40,10 @@ def _handler(log: list[str], with_state: bool):  # type: ignore[no-untyped-def]
         if not with_state:
             return None
 
-        def write_states() -> None:
+        def write_states(delivered: bool) -> None:
+            if not delivered:
+                log.append(f"states {tp.partition} dropped")
+                return
             event = current_event()
             assert event is not None
             log.append(f"state {tp.partition} in event of partition {event.message.tp.partition}")
@@ -94,4 +101,21 @@ async def test_a_failing_partition_writes_no_state_of_the_fetch() -> None:
     ]
     with pytest.raises(RuntimeError):
         await run_fetch(work, RecordingOutbox(log))  # type: ignore[arg-type]
-    assert log == ["handled customer-events[0] x1"]
+    assert log == ["handled customer-events[0] x1", "states 0 dropped"]
+
+
+async def test_output_the_broker_refused_writes_no_state_of_the_fetch() -> None:
+    log: list[str] = []
+    customer = _handler(log, with_state=True)
+    work: list[tuple[Any, Any, list[Any]]] = [
+        (customer, TP("customer-events", 2), _batch("customer-events", 2, 4)),
+        (customer, TP("customer-events", 6), _batch("customer-events", 6, 1)),
+    ]
+    with pytest.raises(OutputLost):
+        await run_fetch(work, RecordingOutbox(log, refuse=True))  # type: ignore[arg-type]
+    assert log == [
+        "handled customer-events[2] x4",
+        "handled customer-events[6] x1",
+        "states 2 dropped",
+        "states 6 dropped",
+    ]
