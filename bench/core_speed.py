@@ -38,7 +38,8 @@ def main(events: int = 50_000, customers: int = 5_000, rounds: int = 3) -> None:
             raise SystemExit("the rounds disagree: the core is not deterministic")
         print(
             f"{name} collector {thresholds}: best of {rounds} {best:.2f} s CPU, "
-            f"{events / best:,.0f} events/s; {len(stage.decisions):,} decisions, digest {digests.pop()[:16]}"
+            f"{events / best:,.0f} events/s; {len(stage.decisions):,} decisions, "
+            f"digest {digests.pop()[:16]}"
         )
     gc.set_threshold(*default)
 
