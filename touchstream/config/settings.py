@@ -53,7 +53,10 @@ class Settings:
     future_tolerance_s: int = 86400
     redis_flush_interval_ms: int = 20
     idle_fallback_s: float = 5.0
-    producer_max_batch_bytes: int = 16384
+    # aiokafka keeps one produce request in flight per broker, holding one batch per
+    # partition: a flush bigger than a batch waits a broker round trip per batch (issue 10).
+    # 512 KiB stays under Kafka's default message.max.bytes (1 MiB).
+    producer_max_batch_bytes: int = 524288
     fetch_max_wait_ms: int = 100
     probe_end_offsets: bool = False
 
