@@ -44,9 +44,13 @@ def parse_occurred_at(value: object, now_ms: int, future_tolerance_ms: int) -> i
     return ms
 
 
-@lru_cache(maxsize=1 << 16)  # a profile's timestamps repeat in each of its updates
 def iso(ms: int) -> str:
     """RFC 3339 UTC with millisecond precision (integer arithmetic: a float of the seconds
     rounds the milliseconds of far-future times)."""
     seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    return f"{_second(seconds)}.{millis:03d}Z"
+
+
+@lru_cache(maxsize=1 << 16)  # events of the same second share it; most timestamps are new
+def _second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
