@@ -12,8 +12,8 @@ Where the spec needs more than Faust's windows give:
   when the changelog is read back), and the month of an outcome is worked out here.
 - Faust expires windows by the wall clock (``Collection._del_old_keys`` compares with
   ``time.time()``), so the daily table keeps ``DAILY_KEPT`` of wall time. The monthly table
-  expires in event time: writing a month drops that customer's months older than
-  ``MONTHS_KEPT``.
+  expires in event time: a customer's first outcome of a month drops their months
+  ``MONTHS_KEPT`` and more before it.
 Decisions never read these tables: tiers, expiry and RFM work from the ledger in the customer
 record, which is exact to the millisecond in event time.
 """
@@ -64,22 +64,21 @@ class Ledger:
         points, spend = outcome.get("points", 0), outcome.get("spend_minor", 0)
         if not points and not spend:
             return
-        customer_id, at = outcome["customer_id"], outcome["at"]
+        customer_id, at, outcome_id = outcome["customer_id"], outcome["at"], outcome["outcome_id"]
         entry = [points, spend]
-        held = dict(window_value(self.daily, customer_id, at / 1000))
-        if outcome["outcome_id"] not in held:
-            held[outcome["outcome_id"]] = entry
-            set_window_value(self.daily, customer_id, at / 1000, _bounded(held))
+        held = window_value(self.daily, customer_id, at / 1000)
+        if outcome_id not in held:
+            set_window_value(self.daily, customer_id, at / 1000, _bounded(held, outcome_id, entry))
         index = self._month_index(at)
         key = f"{customer_id}|{_month_name(index)}"
-        month = dict(self.monthly[key])
-        if outcome["outcome_id"] not in month:
-            month[outcome["outcome_id"]] = entry
-            self.monthly[key] = _bounded(month)
+        if key not in self.monthly:  # the customer's first outcome of this month
             for back in range(MONTHS_KEPT, MONTHS_KEPT + 12):
                 old = f"{customer_id}|{_month_name(index - back)}"
                 if old in self.monthly:
                     del self.monthly[old]
+        month = self.monthly[key]  # the table's default ({}) if new
+        if outcome_id not in month:
+            self.monthly[key] = _bounded(month, outcome_id, entry)
 
     def totals(self, customer_id: str, at_ms: int) -> dict[str, int]:
         """Points and qualifying spend of the day and the month containing ``at_ms``."""
@@ -107,5 +106,8 @@ def _month_name(index: int) -> str:
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
 
 
-def _bounded(held: dict[str, list[int]]) -> dict[str, list[int]]:
-    return dict(list(held.items())[-ENTRIES_KEPT:])
+def _bounded(held: dict[str, list[int]], outcome_id: str, entry: list[int]) -> dict[str, list[int]]:
+    """A new value (never the table's own, changed in place): ``held`` plus one outcome."""
+    added = dict(held)
+    added[outcome_id] = entry
+    return added if len(added) <= ENTRIES_KEPT else dict(list(added.items())[-ENTRIES_KEPT:])
