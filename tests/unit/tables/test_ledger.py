@@ -16,13 +16,7 @@ from touchstream.tables.ledger import MONTHS_KEPT, Ledger
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-class TP(NamedTuple):
-    topic: str
-    partition: int
-
-
-class Message(NamedTuple):
-    tp: TP
+class Message(NamedTuple):  # what Faust reads of the current event's record here
     topic: str
     partition: int
 
@@ -36,7 +30,7 @@ def ledger() -> Any:
     outbox = Outbox(app)  # collects the changelog records; nothing is sent in these tests
     ledger.daily.table.use_outbox(outbox)
     ledger.monthly.use_outbox(outbox)
-    with partition_event(Message(TP("customer-events", 0), "customer-events", 0)):
+    with partition_event(Message("customer-events", 0)):
         yield ledger
 
 
