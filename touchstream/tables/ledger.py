@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 import faust
 
-from touchstream.tables.windows import set_window_value, window_value
+from touchstream.tables.windows import set_window_value, window_value, with_entry
 
 DAILY_KEPT = timedelta(days=400)
 MONTHS_KEPT = 25
@@ -68,7 +68,12 @@ class Ledger:
         entry = [points, spend]
         held = window_value(self.daily, customer_id, at / 1000)
         if outcome_id not in held:
-            set_window_value(self.daily, customer_id, at / 1000, _bounded(held, outcome_id, entry))
+            set_window_value(
+                self.daily,
+                customer_id,
+                at / 1000,
+                with_entry(held, outcome_id, entry, ENTRIES_KEPT),
+            )
         index = self._month_index(at)
         key = f"{customer_id}|{_month_name(index)}"
         if key not in self.monthly:  # the customer's first outcome of this month
@@ -78,7 +83,7 @@ class Ledger:
                     del self.monthly[old]
         month = self.monthly[key]  # the table's default ({}) if new
         if outcome_id not in month:
-            self.monthly[key] = _bounded(month, outcome_id, entry)
+            self.monthly[key] = with_entry(month, outcome_id, entry, ENTRIES_KEPT)
 
     def totals(self, customer_id: str, at_ms: int) -> dict[str, int]:
         """Points and qualifying spend of the day and the month containing ``at_ms``."""
@@ -104,10 +109,3 @@ class Ledger:
 def _month_name(index: int) -> str:
     """``YYYY-MM`` of a month counted from year 0 (``year * 12 + month - 1``)."""
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
-def _bounded(held: dict[str, list[int]], outcome_id: str, entry: list[int]) -> dict[str, list[int]]:
-    """A new value (never the table's own, changed in place): ``held`` plus one outcome."""
-    added = dict(held)
-    added[outcome_id] = entry
-    return added if len(added) <= ENTRIES_KEPT else dict(list(added.items())[-ENTRIES_KEPT:])

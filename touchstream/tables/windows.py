@@ -19,3 +19,11 @@ def window_value(wrapper: Any, key: Any, at_s: float) -> Any:
 def set_window_value(wrapper: Any, key: Any, at_s: float, value: Any) -> None:
     table = wrapper.table
     table[key, table.window.current(at_s)] = value
+
+
+def with_entry(held: dict[str, Any], entry_id: str, entry: Any, kept: int) -> dict[str, Any]:
+    """A new window value (never the table's own, changed in place): ``held`` plus one entry
+    held by its id, keeping the newest ``kept``."""
+    added = dict(held)
+    added[entry_id] = entry
+    return added if len(added) <= kept else dict(list(added.items())[-kept:])
