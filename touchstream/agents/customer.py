@@ -63,6 +63,7 @@ def _apply_batch(
     output into the outbox."""
     rules = t.rules
     index = t.timers
+    tally = metrics.Tally()
     for message in messages:
         key: bytes = message.key
         msg = orjson.loads(message.value)
@@ -71,23 +72,29 @@ def _apply_batch(
         kind = msg.get("k", "ev")
         if kind == "tick":  # an idle partition's clock moving on (PRODUCT.md section 5)
             clock = index.advance(partition, msg["at"])
-            _fire_due(t, cache, partition, clock, msg)
+            _fire_due(t, cache, tally, partition, clock, msg)
             continue
         wall = time.time()
         if kind == "ev":  # timers due by the event's time fire before it is applied
             clock = index.advance(partition, msg["at"], int(wall * 1000))
-            _fire_due(t, cache, partition, clock, msg)
+            _fire_due(t, cache, tally, partition, clock, msg)
         state = cache.get(key)
         step = handle(key.decode(), state, msg, rules)
-        _execute(t, cache, key, partition, step, msg, state)
+        _execute(t, cache, tally, key, partition, step, msg, state)
         if "rt" in msg and not (step.forwarded or step.duplicate or step.dropped):
-            metrics.EVENTS_APPLIED.labels(msg["type"]).inc()
-            metrics.DECISION_LATENCY.observe(max(wall - msg["rt"] / 1000, 0.0))
-            metrics.EVENT_TIME_LAG.observe(max(wall - msg["at"] / 1000, 0.0))
+            tally.inc(metrics.EVENTS_APPLIED, msg["type"])
+            tally.observe(metrics.DECISION_LATENCY, max(wall - msg["rt"] / 1000, 0.0))
+            tally.observe(metrics.EVENT_TIME_LAG, max(wall - msg["at"] / 1000, 0.0))
+    tally.apply()
 
 
 def _fire_due(
-    t: Topology, cache: StateCache, partition: int, clock: int, msg: dict[str, Any]
+    t: Topology,
+    cache: StateCache,
+    tally: metrics.Tally,
+    partition: int,
+    clock: int,
+    msg: dict[str, Any],
 ) -> None:
     now = int(msg.get("ts", 0))
     for customer_id in t.timers.due(partition):
@@ -95,13 +102,14 @@ def _fire_due(
         old = cache.get(ckey)
         step = fire(customer_id, old, clock, now, t.rules)
         if step.store is not None or step.delete:
-            metrics.TIMERS_FIRED.inc()
-        _execute(t, cache, ckey, partition, step, msg, old)
+            tally.inc(metrics.TIMERS_FIRED)
+        _execute(t, cache, tally, ckey, partition, step, msg, old)
 
 
 def _execute(
     t: Topology,
     cache: StateCache,
+    tally: metrics.Tally,
     key: bytes,
     partition: int,
     step: Step,
@@ -109,7 +117,7 @@ def _execute(
     before: dict[str, Any] | None,
 ) -> None:
     if step.dropped:
-        metrics.ERASED_DROPPED.labels(msg.get("k", "ev")).inc()
+        tally.inc(metrics.ERASED_DROPPED, msg.get("k", "ev"))
         return
     erased = step.store is not None and is_erased(step.store)
     if step.delete or erased:
@@ -126,16 +134,16 @@ def _execute(
             t.timers.track(partition, due, key.decode())
     for target, out in step.sends:
         if out.get("k") == "merge" and msg.get("k", "ev") == "ev":
-            metrics.IDENTITY_LINKS.inc()
+            tally.inc(metrics.IDENTITY_LINKS)
         _send(t, topics.CUSTOMER_EVENTS, target, out)
     if step.forwarded:
-        metrics.FORWARDED.labels(msg.get("k", "ev")).inc()
+        tally.inc(metrics.FORWARDED, msg.get("k", "ev"))
         return
     if step.duplicate:
-        metrics.DUPLICATES.labels("customer").inc()
+        tally.inc(metrics.DUPLICATES, "customer")
         return
     for decision in step.decisions:
-        _publish(t, decision, before)
+        _publish(t, tally, decision, before)
     if step.store is None or step.delete:
         return
     profile = t.profile_of(step.store)
@@ -148,7 +156,7 @@ def _execute(
     t.redis_sync.submit(profile["customer_id"], profile, new_aliases)
     update = dict(profile, event_id=msg.get("id", ""))
     _send(t, topics.PROFILES_UPDATES, customer_id, update)
-    metrics.PROFILE_UPDATES.inc()
+    tally.inc(metrics.PROFILE_UPDATES)
 
 
 def _rebuild_index(t: Topology, unwritten: list[StateCache]) -> None:
@@ -177,10 +185,12 @@ def _send(t: Topology, name: str, key: str, record: dict[str, Any]) -> None:
     t.outbox.add(t.settings.topic(name), key.encode(), orjson.dumps(record))
 
 
-def _publish(t: Topology, decision: Decision, before: dict[str, Any] | None) -> None:
+def _publish(
+    t: Topology, tally: metrics.Tally, decision: Decision, before: dict[str, Any] | None
+) -> None:
     payload = decision.payload
     if decision.kind == "merged":
-        metrics.IDENTITY_MERGES.inc()
+        tally.inc(metrics.IDENTITY_MERGES)
         record = {
             "survivor": payload["survivor"],
             "absorbed": payload["absorbed"],
@@ -190,31 +200,31 @@ def _publish(t: Topology, decision: Decision, before: dict[str, Any] | None) -> 
         }
         _send(t, topics.PROFILES_MERGES, payload["survivor"], record)
     elif decision.kind == "link_refused":
-        metrics.IDENTITY_REFUSALS.labels(payload["limit"]).inc()
+        tally.inc(metrics.IDENTITY_REFUSALS, payload["limit"])
         record = {k: v for k, v in payload.items() if k != "at"}
         record["occurred_at"] = iso(payload["at"])
         _send(t, topics.IDENTITY_REFUSALS, payload["customer_id"], record)
     elif decision.kind == "trigger_out":
-        metrics.TRIGGERS_EMITTED.labels(payload["type"]).inc()
+        tally.inc(metrics.TRIGGERS_EMITTED, payload["type"])
         _send(t, topics.TRIGGER_TOPICS[payload["type"]], payload["customer_id"], payload)
     elif decision.kind == "trigger_audit":
-        metrics.TRIGGERS_SUPPRESSED.labels(payload["type"], payload["suppressed_reason"]).inc()
+        tally.inc(metrics.TRIGGERS_SUPPRESSED, payload["type"], payload["suppressed_reason"])
         if payload["suppressed_reason"] != "duplicate":  # already delivered under this id
             _send(t, topics.TRIGGERS_AUDIT, payload["customer_id"], payload)
     elif decision.kind == "session_closed":
-        metrics.SESSIONS_CLOSED.labels(payload["channel"]).inc()
+        tally.inc(metrics.SESSIONS_CLOSED, payload["channel"])
         _send(t, topics.SESSIONS, payload["customer_id"], published(payload))
         t.activity.record(payload)
     elif decision.kind == "loyalty":
-        metrics.LOYALTY_OUTCOMES.labels(payload["outcome"]).inc()
+        tally.inc(metrics.LOYALTY_OUTCOMES, payload["outcome"])
         _send(t, topics.LOYALTY_OUTCOMES, payload["customer_id"], loyalty.published(payload))
         t.ledger.record(payload)
     elif decision.kind == "trigger_deferred":
-        metrics.TRIGGERS_DEFERRED.labels(payload["type"]).inc()
+        tally.inc(metrics.TRIGGERS_DEFERRED, payload["type"])
     elif decision.kind == "expired":
-        metrics.ANONYMOUS_EXPIRED.inc()
+        tally.inc(metrics.ANONYMOUS_EXPIRED)
     elif decision.kind == "erased":
-        metrics.ERASURES.inc()
+        tally.inc(metrics.ERASURES)
         customer_id = payload["customer_id"]
         t.activity.erase(customer_id)  # its windows live on this partition, under its id
         t.ledger.erase(customer_id)
@@ -238,5 +248,5 @@ def _publish(t: Topology, decision: Decision, before: dict[str, Any] | None) -> 
         }
         _send(t, topics.PRIVACY_RECEIPTS, customer_id, receipt)
     elif decision.kind == "export":
-        metrics.ACCESS_EXPORTS.inc()
+        tally.inc(metrics.ACCESS_EXPORTS)
         _send(t, topics.PRIVACY_EXPORTS, payload["customer_id"], payload)

@@ -30,6 +30,7 @@ def make_ingest_handler(t: Topology) -> Handler:
 
     async def handle_batch(tp: Any, messages: list[Any]) -> Finisher | None:
         now_ms = int(time.time() * 1000)
+        tally = metrics.Tally()
         for message in messages:
             try:
                 decoded = decode(message.value, max_bytes)
@@ -37,22 +38,25 @@ def make_ingest_handler(t: Topology) -> Handler:
                 internal["rt"] = int(message.timestamp * 1000) if message.timestamp else now_ms
                 value = orjson.dumps(internal)
             except PoisonEvent as exc:
-                _dead_letter(t, exc.reason, exc.message, source_name, message)
+                _dead_letter(t, tally, exc.reason, exc.message, source_name, message)
                 continue
             except Exception as exc:  # a bug must not stop the stream: park the record, say why
                 log.exception(
                     "ingest failed on %s[%d]@%d", source_name, message.partition, message.offset
                 )
-                _dead_letter(t, "internal_error", repr(exc)[:300], source_name, message)
+                _dead_letter(t, tally, "internal_error", repr(exc)[:300], source_name, message)
                 continue
-            metrics.EVENTS_IN.labels(internal["type"], internal["ch"]).inc()
+            tally.inc(metrics.EVENTS_IN, internal["type"], internal["ch"])
             outbox.add(target, internal["cid"].encode(), value)
+        tally.apply()
         return None  # the fetch's output leaves together (streams.delivery.run_fetch)
 
     return handle_batch
 
 
-def _dead_letter(t: Topology, reason: str, text: str, topic: str, message: Any) -> None:
+def _dead_letter(
+    t: Topology, tally: metrics.Tally, reason: str, text: str, topic: str, message: Any
+) -> None:
     timestamp = int(message.timestamp * 1000) if message.timestamp else None
     record = dlq_record(
         reason,
@@ -64,5 +68,5 @@ def _dead_letter(t: Topology, reason: str, text: str, topic: str, message: Any) 
         message.key,
         message.value,
     )
-    metrics.DLQ.labels(reason).inc()
+    tally.inc(metrics.DLQ, reason)
     t.outbox.add(t.settings.topic(topics.DLQ), message.key, record)
