@@ -20,7 +20,7 @@ from typing import Any
 
 import faust
 
-from touchstream.tables.windows import set_window_value, window_value, with_entry
+from touchstream.tables.windows import add_once, window_value
 
 COUNTS = ("page_views", "product_views", "searches", "cart_adds")
 HOURLY_KEPT = timedelta(hours=48)
@@ -50,10 +50,7 @@ class Activity:
         entry = [session[c] for c in COUNTS]
         at_s = session["start_ms"] / 1000
         for table in (self.hourly, self.daily):
-            held = window_value(table, customer_id, at_s)
-            if session["session_id"] not in held:
-                added = with_entry(held, session["session_id"], entry, SESSIONS_KEPT)
-                set_window_value(table, customer_id, at_s, added)
+            add_once(table, customer_id, at_s, session["session_id"], entry, SESSIONS_KEPT)
 
     def totals(self, customer_id: str, at_ms: int, period: str = "day") -> dict[str, int]:
         """Sessions and counts of the hour or day of event time containing ``at_ms``."""

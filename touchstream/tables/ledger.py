@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 import faust
 
-from touchstream.tables.windows import set_window_value, window_value, with_entry
+from touchstream.tables.windows import add_once, window_value, with_entry
 
 DAILY_KEPT = timedelta(days=400)
 MONTHS_KEPT = 25
@@ -66,14 +66,7 @@ class Ledger:
             return
         customer_id, at, outcome_id = outcome["customer_id"], outcome["at"], outcome["outcome_id"]
         entry = [points, spend]
-        held = window_value(self.daily, customer_id, at / 1000)
-        if outcome_id not in held:
-            set_window_value(
-                self.daily,
-                customer_id,
-                at / 1000,
-                with_entry(held, outcome_id, entry, ENTRIES_KEPT),
-            )
+        add_once(self.daily, customer_id, at / 1000, outcome_id, entry, ENTRIES_KEPT)
         index = self._month_index(at)
         key = f"{customer_id}|{_month_name(index)}"
         if key not in self.monthly:  # the customer's first outcome of this month

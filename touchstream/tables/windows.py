@@ -21,6 +21,14 @@ def set_window_value(wrapper: Any, key: Any, at_s: float, value: Any) -> None:
     table[key, table.window.current(at_s)] = value
 
 
+def add_once(wrapper: Any, key: Any, at_s: float, entry_id: str, entry: Any, kept: int) -> None:
+    """Hold ``entry`` under ``entry_id`` in the window containing ``at_s``, unless it is there
+    already (a redelivered outcome or session counts once), keeping the newest ``kept``."""
+    held = window_value(wrapper, key, at_s)
+    if entry_id not in held:
+        set_window_value(wrapper, key, at_s, with_entry(held, entry_id, entry, kept))
+
+
 def with_entry(held: dict[str, Any], entry_id: str, entry: Any, kept: int) -> dict[str, Any]:
     """A new window value (never the table's own, changed in place): ``held`` plus one entry
     held by its id, keeping the newest ``kept``."""
