@@ -2,8 +2,8 @@
 ``python bench/restart.py [customers] [memory|rocksdb]`` (default 1,000,000, memory).
 
 The customers changelog is filled with N states copied from the bench data set replayed
-through the pure core (about 1.6 KiB each, the size the bench's shoppers reach), then a worker
-starts on it. Printed: seconds until ``/readyz`` is 200, seconds until its Redis re-sync of
+through the pure core (1.6 KiB of JSON each, the size the bench's shoppers reach), stored as a
+worker stores them (``tables.state_codec``), then a worker starts on it. Printed: seconds until ``/readyz`` is 200, seconds until its Redis re-sync of
 every profile is logged, and the worker's peak RSS. With ``rocksdb`` the worker is then
 stopped and started again, and the same is printed for the restart from its disk.
 """
@@ -17,14 +17,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import orjson
-
 from touchstream.bench import phases
 from touchstream.bench.replay import replayed
 from touchstream.runtime.embedded import start_broker, start_redis
 from touchstream.runtime.processes import Child, free_port
 from touchstream.runtime.stack import worker_env
 from touchstream.simulator.traffic import Record
+from touchstream.tables import state_codec
 
 CHANGELOG = "touchstream-customers-changelog"
 CHUNK = 50_000
@@ -42,7 +41,7 @@ async def fill(bootstrap: str, customers: int) -> int:
         chunk = []
         for i in range(start, min(start + CHUNK, customers)):
             cid = f"bench-{i:08d}"
-            value = orjson.dumps(dict(shapes[i % len(shapes)], customer_id=cid))
+            value = state_codec.encode(dict(shapes[i % len(shapes)], customer_id=cid))
             size += len(value)
             chunk.append(Record(cid.encode(), value))
         await phases.produce_all(bootstrap, CHANGELOG, chunk, 600)

@@ -1,4 +1,5 @@
-"""The per-customer state table: bytes keys (customer id), orjson values (domain state)."""
+"""The per-customer state table: bytes keys (customer id), values the domain state as
+``tables.state_codec`` stores it (orjson, compressed)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ from typing import Any
 
 import faust
 import orjson
+
+from touchstream.tables import state_codec
 
 CUSTOMERS_TABLE = "customers"
 
@@ -21,12 +24,9 @@ def customers_table(app: faust.App, partitions: int) -> Any:
     )
 
 
-def encode_state(state: dict[str, Any]) -> bytes:
-    return orjson.dumps(state)
-
-
 def decode_state(raw: bytes | None) -> dict[str, Any] | None:
-    return None if raw is None else orjson.loads(raw)
+    """A state from the table (stored form) or from a cache (plain orjson): either reads."""
+    return None if raw is None else state_codec.decode(raw)
 
 
 class StateCache:
@@ -36,7 +36,8 @@ class StateCache:
     changelog record, not one per record. The table (and its changelog) only ever holds states
     as of the end of a batch, whose input offsets are acknowledged after ``flush``; a crash
     before then replays the whole batch, and idempotent updates make that harmless. States are
-    held encoded, so each read is a fresh copy the pure core may change at will.
+    held as orjson bytes, so each read is a fresh copy the pure core may change at will, and
+    compressed once, when the batch writes them.
     """
 
     def __init__(self, table: Any) -> None:
@@ -48,13 +49,13 @@ class StateCache:
         return decode_state(raw)
 
     def put(self, key: bytes, state: dict[str, Any]) -> None:
-        self._dirty[key] = encode_state(state)
+        self._dirty[key] = orjson.dumps(state)
 
     def delete(self, key: bytes) -> None:
         self._dirty[key] = None
 
     def unwritten(self) -> dict[bytes, bytes | None]:
-        """Encoded states changed since the last flush (None: deleted)."""
+        """States changed since the last flush as orjson bytes (None: deleted)."""
         return self._dirty
 
     def flush(self) -> None:
@@ -62,7 +63,7 @@ class StateCache:
         table = self._table
         for key, raw in self._dirty.items():
             if raw is not None:
-                table[key] = raw
+                table[key] = state_codec.pack(raw)
             elif key in table:
                 del table[key]
         self._dirty.clear()

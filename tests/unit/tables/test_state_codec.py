@@ -1,0 +1,96 @@
+"""Customer states as the table stores them: compressed, readable by every later worker, and
+within the 2 KiB a customer may take (PRODUCT.md section 11)."""
+
+from __future__ import annotations
+
+import re
+
+import orjson
+import pytest
+
+from touchstream.bench.replay import replayed
+from touchstream.tables import state_codec
+from touchstream.tables.customers import StateCache, decode_state
+
+STATE = {
+    "customer_id": "ts-5a1c0ffee0ddba11dec0de42",
+    "version": 3,
+    "points": 120,
+    "orders": {
+        "A-1001": {"at": 1767225600000, "net": 12000, "eff": 12000000, "pts": 120, "ref": 0}
+    },
+    "loyalty": {
+        "tier": "silver",
+        "at": 1767225600000,
+        "due": None,
+        "spend": 12000,
+        "risk": None,
+        "warned": None,
+        "expired": None,
+        "vips": 0,
+    },
+}
+# STATE as the first compressed format wrote it: changelogs and disks hold values like this,
+# so a changed dictionary or frame layout must fail here, not in a restarted worker
+STORED_V1 = bytes.fromhex(
+    "0128b52ffd601600550300640335613163306666656530646462613131646563306465343222333132"
+    "30412d3130303131373637323235363232322273696c7665727d1000502e0f845800e3d203101f6067"
+    "2e2cb73c439df91c9db902dc9b331b4cce3c71841290cdcc1d71798b26cdc6449c642b"
+)
+
+
+def test_a_value_written_by_the_first_compressed_format_still_reads() -> None:
+    assert state_codec.decode(STORED_V1) == STATE
+
+
+def test_a_plain_json_value_from_a_worker_before_compression_still_reads() -> None:
+    assert state_codec.decode(orjson.dumps(STATE)) == STATE
+
+
+def test_every_state_of_the_bench_shoppers_round_trips_within_2_kib() -> None:
+    stage = replayed(20_000, 2_000)
+    live = 0
+    for key, state in stage.table.items():
+        stored = state_codec.encode(state)
+        assert state_codec.decode(stored) == state, key
+        if "into" not in state:
+            live += 1
+            assert len(stored) <= 2048, (key, len(stored))
+            # the point of the format: well under the JSON a shopper with orders reaches
+            assert len(stored) < len(orjson.dumps(state)) / 2, key
+    assert live > 1_000
+
+
+@pytest.mark.parametrize(
+    ("stored", "names"),
+    [
+        (b"", "empty value"),
+        (b"\x02\x00\x01", "unknown format (first byte 0x02)"),
+        (b"\x01not a zstd frame", "corrupt zstd value"),
+    ],
+)
+def test_an_unreadable_value_stops_with_what_is_wrong(stored: bytes, names: str) -> None:
+    with pytest.raises(state_codec.StateFormatError, match=re.escape(names)):
+        state_codec.decode(stored)
+
+
+def test_the_cache_writes_the_stored_form_once_per_key_and_reads_its_own_writes() -> None:
+    table: dict[bytes, bytes] = {b"gone": state_codec.encode({"customer_id": "gone"})}
+    cache = StateCache(table)
+    cache.put(b"a", {"customer_id": "a", "points": 1})
+    first = cache.get(b"a")
+    assert first == {"customer_id": "a", "points": 1}
+    assert first is not None
+    first["points"] = 99  # the core may change what it read: the cache keeps its own copy
+    cache.put(b"a", {"customer_id": "a", "points": 2})
+    cache.delete(b"gone")
+    assert table[b"gone"]  # nothing reaches the table before the batch writes
+    assert decode_state(cache.unwritten()[b"a"]) == {"customer_id": "a", "points": 2}
+
+    cache.flush()
+
+    assert b"gone" not in table
+    assert table[b"a"][0] == state_codec.ZSTD_1
+    assert decode_state(table[b"a"]) == {"customer_id": "a", "points": 2}
+    assert cache.get(b"a") == {"customer_id": "a", "points": 2}
+    assert cache.unwritten() == {}

@@ -1,0 +1,108 @@
+"""How a customer's state is stored: orjson, compressed with zstd against a fixed dictionary.
+
+A state is a few hundred bytes of figures under the same ~150 bytes of field names every time
+(``domain.customer.new_state`` and the nested records of orders, carts, loyalty, RFM,
+sessions). zstd with a dictionary holding those names stores the bench's shoppers in about a
+third of the JSON (``bench/state_size.py``): PRODUCT.md section 11 asks for at most 2 KiB per
+customer, which plain JSON of a shopper with a few orders already exceeds. Every changelog
+record, RocksDB value and in-memory store entry shrinks alike.
+
+Stored values carry their format in the first byte, so a store always reads what an older
+worker wrote:
+
+- ``{``: plain orjson, as workers before this format wrote;
+- ``0x01``: a zstd frame compressed against ``DICTIONARY_1``.
+
+``DICTIONARY_1`` is part of the stored format and must never change: values written with it
+are in changelogs and on disks. A better dictionary is a new format byte beside it. It holds
+field names and placeholder values only, never a customer's data.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import zstandard
+
+from touchstream.errors import TouchstreamError
+
+PLAIN = 0x7B  # "{": an orjson object, the format before compression
+ZSTD_1 = 0x01
+
+# a raw-content dictionary: zstd finds these field names in it instead of in each value; the
+# likeliest matches are nearest the end, where references cost the fewest bits
+DICTIONARY_1 = (
+    b'{"customer_id":"ts-000000000000000000000000","into":"ts-","erased_at":1700000000000,'
+    b'"rank":[1,1700000000000,"ts-"],"merged":["ts-@1"],"refused":[],"asked":[],"pending":{},'
+    b'"version":1,"src":{"0":1,"ts-/0":1},"seen":["0000000000000000"],'
+    b'"orders":{"":{"at":1700000000000,"net":1000,"eff":1000000,"pts":10,"ref":0}},'
+    b'"returns":{"":{"order":"","at":1700000000000,"refund":1000}},"redemptions":{},'
+    b'"points":0,"qualifying_spend_minor":0,"signup_bonus_at":null,"first_purchase_at":null,'
+    b'"last_purchase_at":null,"loyalty":{"tier":null,"at":null,"due":null,"spend":0,'
+    b'"risk":null,"warned":null,"expired":null,"vips":0},'
+    b'"first_seen_at":1700000000000,"last_event_at":1700000000000,'
+    b'"events":{"page_view":1,"product_view":1,"search":1,"add_to_cart":1,"remove_from_cart":1,'
+    b'"checkout_started":1,"purchase":1,"return":1,"identify":1,"loyalty_signup":1,'
+    b'"email_open":1,"email_click":1,"consent_updated":1},'
+    b'"carts":{"":{"items":{"":[1,1000]},"at":1700000000000,"since":1700000000000,'
+    b'"closed_at":null,"reminded":null,"value":0}},"carts_closed_until":null,'
+    b'"consent":{"email_marketing":{"granted":true,"at":1700000000000},'
+    b'"sms_marketing":{"granted":false,"at":1700000000000},'
+    b'"profiling":{"granted":true,"at":1700000000000}},"delivered":[],"deferred":[],'
+    b'"session":{"start":1700000000000,"last":1700000000000,"channel":"web","page_views":0,'
+    b'"product_views":0,"searches":0,"cart_adds":0,"converted":false,"views":{},"added":[]},'
+    b'"late_events":0,"rewards":[],"unlocks":{},'
+    b'"identifiers":{"loyalty_id":["L"],'
+    b'"email":["0000000000000000000000000000000000000000000000000000000000000000"],'
+    b'"phone":[""],"device_id":[""],"anonymous_id":[""]},'
+    b'"rfm":{"at":null,"scores":{"r":5,"f":4,"m":3,"segment":"Champions"},"due":null,'
+    b'"lapse":null,"figures":{"orders_365":1,"spend_365_minor":1000,'
+    b'"avg_order_value_minor":1000,"avg_days_between_purchases":0.0}}}'
+)
+
+_DICT_1 = zstandard.ZstdCompressionDict(DICTIONARY_1, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
+# level 3 (zstd's default) was as fast as level 1 on these values, and smaller; the frame
+# needs no checksum (Kafka's record CRC and RocksDB's block checksums cover the bytes) nor a
+# dictionary id (the format byte names it)
+_COMPRESS = zstandard.ZstdCompressor(
+    level=3, dict_data=_DICT_1, write_checksum=False, write_dict_id=False
+).compress
+_DECOMPRESS = zstandard.ZstdDecompressor(dict_data=_DICT_1).decompress
+_ZSTD_1 = bytes([ZSTD_1])
+
+
+class StateFormatError(TouchstreamError):
+    """A stored state no codec of this version reads: never guessed at, never dropped."""
+
+
+def pack(plain: bytes) -> bytes:
+    """The stored form of a state already serialized with orjson."""
+    return _ZSTD_1 + _COMPRESS(plain)
+
+
+def unpack(stored: bytes) -> bytes:
+    """The orjson bytes of a stored state, whichever format wrote it."""
+    head = stored[0] if stored else None
+    if head == PLAIN:
+        return stored
+    if head == ZSTD_1:
+        try:
+            return _DECOMPRESS(memoryview(stored)[1:])
+        except zstandard.ZstdError as exc:
+            raise StateFormatError(f"customer state: corrupt zstd value ({exc})") from exc
+    if head is None:
+        raise StateFormatError("customer state: empty value")
+    raise StateFormatError(
+        f"customer state in an unknown format (first byte 0x{head:02x}): written by a newer "
+        "Touchstream, or not a Touchstream table"
+    )
+
+
+def encode(state: dict[str, Any]) -> bytes:
+    return pack(orjson.dumps(state))
+
+
+def decode(stored: bytes) -> dict[str, Any]:
+    state: dict[str, Any] = orjson.loads(unpack(stored))
+    return state
