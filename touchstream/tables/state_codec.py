@@ -1,11 +1,11 @@
 """How a customer's state is stored: orjson, compressed with zstd against a fixed dictionary.
 
-A state is a few hundred bytes of figures under the same ~150 bytes of field names every time
-(``domain.customer.new_state`` and the nested records of orders, carts, loyalty, RFM,
-sessions). zstd with a dictionary holding those names stores the bench's shoppers in about a
-third of the JSON (``bench/state_size.py``): PRODUCT.md section 11 asks for at most 2 KiB per
-customer, which plain JSON of a shopper with a few orders already exceeds. Every changelog
-record, RocksDB value and in-memory store entry shrinks alike.
+A state's JSON repeats the same field names for every customer (``domain.customer.new_state``
+and the nested records of orders, carts, loyalty, RFM, sessions). zstd with a dictionary
+holding those names stores the bench's shoppers in 28% of the bytes of their JSON
+(``bench/state_size.py``): PRODUCT.md section 11 asks for at most 2 KiB per customer, which
+plain JSON of a shopper with a few orders already exceeds. Every changelog record, RocksDB
+value and in-memory store entry shrinks alike.
 
 Stored values carry their format in the first byte, so a store always reads what an older
 worker wrote:
@@ -62,9 +62,10 @@ DICTIONARY_1 = (
 )
 
 _DICT_1 = zstandard.ZstdCompressionDict(DICTIONARY_1, dict_type=zstandard.DICT_TYPE_RAWCONTENT)
-# level 3 (zstd's default) was as fast as level 1 on these values, and smaller; the frame
-# needs no checksum (Kafka's record CRC and RocksDB's block checksums cover the bytes) nor a
-# dictionary id (the format byte names it)
+# level 3 (zstd's default): 9.2 us and 450 bytes mean over the bench's states, level 1 7.9 us
+# and 469. The frame needs no checksum (Kafka's record CRC and RocksDB's block checksums cover
+# the bytes) nor a dictionary id (the format byte names it). zstandard's (de)compressors must
+# not be used by two threads at once: only the worker's event loop thread calls these.
 _COMPRESS = zstandard.ZstdCompressor(
     level=3, dict_data=_DICT_1, write_checksum=False, write_dict_id=False
 ).compress
