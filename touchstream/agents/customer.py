@@ -38,7 +38,7 @@ def make_customer_handler(t: Topology) -> Handler:
 
     async def handle_batch(tp: Any, messages: list[Any]) -> Finisher:
         partition: int = tp.partition
-        cache = StateCache(t.customers)
+        cache = StateCache(t.customers, t.live_states)
         unwritten.append(cache)
         try:
             _apply_batch(t, cache, unwritten, partition, messages)
@@ -161,16 +161,17 @@ def _execute(
 
 def _rebuild_index(t: Topology, unwritten: list[StateCache]) -> None:
     """The timer index from the table, as the fetch's states not written yet amend it."""
+    t.live_states.clear()  # the first batch after an assignment: recovery changed the table
     partitions = t.settings.partitions
     entries = []
     clocks: dict[int, int] = {}
-    states = dict(t.customers.items())
+    states: dict[bytes, Any] = dict(t.customers.items())  # stored form
     for cache in unwritten:
-        states.update(cache.unwritten())
-    for key, raw in states.items():
-        if raw is None:  # deleted in this fetch
+        states.update(cache.unwritten())  # decoded; None if deleted in this fetch
+    for key, held in states.items():
+        if held is None:
             continue
-        state = decode_state(raw)
+        state = decode_state(held) if type(held) is bytes else held
         due = next_due(state, t.rules)
         partition = partition_for(key, partitions)
         if due is not None:

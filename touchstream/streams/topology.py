@@ -43,7 +43,7 @@ from touchstream.streams.timer_index import TimerIndex, partition_for
 from touchstream.streams.transport import transport_for
 from touchstream.tables.activity import Activity
 from touchstream.tables.changelog import OutboxTable
-from touchstream.tables.customers import customers_table, decode_state
+from touchstream.tables.customers import LiveStates, customers_table, decode_state
 from touchstream.tables.ledger import Ledger
 
 RESYNC_CHECK_S = 2.0
@@ -153,6 +153,7 @@ class Topology:
         self.profiles_merges = self.outputs[topics.PROFILES_MERGES]
         self.identity_refusals = self.outputs[topics.IDENTITY_REFUSALS]
         self.customers = customers_table(self.app, settings.partitions)
+        self.live_states = LiveStates(settings.state_cache_entries)
         self.redis = redis_client(settings)
         self.activity = Activity(self.app, settings.partitions)
         self.ledger = Ledger(self.app, settings.partitions, self.rules.program.timezone)
@@ -188,6 +189,7 @@ class Topology:
         async def _assigned(consumer: Any, assigned: Any, **kwargs: Any) -> None:
             self._resync_due = True
             self.timers.stale = True
+            self.live_states.clear()  # recovery may have changed any state of the table
             metrics.REBALANCES.inc()
             self._assigned_at = time.monotonic()
 

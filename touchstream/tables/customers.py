@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -11,6 +12,8 @@ import orjson
 from touchstream.tables import state_codec
 
 CUSTOMERS_TABLE = "customers"
+
+State = dict[str, Any]
 
 
 def customers_table(app: faust.App, partitions: int) -> Any:
@@ -24,9 +27,59 @@ def customers_table(app: faust.App, partitions: int) -> Any:
     )
 
 
-def decode_state(raw: bytes | None) -> dict[str, Any] | None:
-    """A state from the table (stored form) or from a cache (plain orjson): either reads."""
+def decode_state(raw: bytes | None) -> State | None:
+    """A state as the table stores it (either format ``state_codec`` reads)."""
     return None if raw is None else state_codec.decode(raw)
+
+
+class LiveStates:
+    """The decoded states of the customers written last, each exactly as the table holds it.
+
+    Reading a state from the table costs a decompression and a JSON parse (about a tenth of
+    the customer stage's CPU in ``bench/handler_speed.py``, issue 10); a shopper's events
+    come in bursts, so the state the previous batch wrote is usually the next one read. A
+    state leaves this cache when it is read (the pure core changes what it reads in place)
+    and comes back only when a batch writes it to the table, so an entry never differs from
+    the table: a failed batch simply leaves its states out. A rebalance may change the table
+    underneath (recovery from the changelog): the topology clears the cache on every
+    assignment. Bounded by ``capacity`` entries, oldest written first out.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._states: dict[bytes, State] = {}  # insertion order: oldest write first
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def take(self, key: bytes) -> State | None:
+        return self._states.pop(key, None)
+
+    def keep(self, key: bytes, state: State) -> None:
+        states = self._states
+        states.pop(key, None)
+        if self.capacity <= 0:
+            return
+        states[key] = state
+        if len(states) > self.capacity:
+            del states[next(iter(states))]
+
+    def forget(self, key: bytes) -> None:
+        self._states.pop(key, None)
+
+    def clear(self) -> None:
+        self._states.clear()
+
+
+def store_reader(table: Any) -> Callable[[bytes], bytes | None]:
+    """``table.get`` without Faust's per-access wrappers (``ManagedUserDict`` calls a sensor
+    and a ``__missing__`` check on every read): the store's own lookup. A plain mapping (unit
+    tests) is read as it is."""
+    store = getattr(table, "data", None)
+    if store is None:
+        return table.get
+    inner = getattr(store, "data", None)  # the memory store keeps a dict
+    return inner.get if type(inner) is dict else store.get
 
 
 class StateCache:
@@ -35,35 +88,50 @@ class StateCache:
     Kafka Streams' record cache: a customer touched by many records of one batch costs one
     changelog record, not one per record. The table (and its changelog) only ever holds states
     as of the end of a batch, whose input offsets are acknowledged after ``flush``; a crash
-    before then replays the whole batch, and idempotent updates make that harmless. States are
-    held as orjson bytes, so each read is a fresh copy the pure core may change at will, and
-    compressed once, when the batch writes them.
+    before then replays the whole batch, and idempotent updates make that harmless.
+
+    Every read hands out a state the pure core may change at will: one taken from ``live``
+    or decoded from the table, or a copy of one this batch wrote (a step that changes what it
+    read without storing it must not change what the batch writes). States are serialized and
+    compressed once per key, when the batch writes them.
     """
 
-    def __init__(self, table: Any) -> None:
+    def __init__(self, table: Any, live: LiveStates | None = None) -> None:
         self._table = table
-        self._dirty: dict[bytes, bytes | None] = {}
+        self._read = store_reader(table)
+        self._live = live if live is not None else LiveStates(0)
+        self._dirty: dict[bytes, State | None] = {}
 
-    def get(self, key: bytes) -> dict[str, Any] | None:
-        raw = self._dirty[key] if key in self._dirty else self._table.get(key)
-        return decode_state(raw)
+    def get(self, key: bytes) -> State | None:
+        dirty = self._dirty
+        if key in dirty:
+            written = dirty[key]
+            return None if written is None else orjson.loads(orjson.dumps(written))
+        state = self._live.take(key)
+        if state is not None:
+            return state
+        return decode_state(self._read(key))
 
-    def put(self, key: bytes, state: dict[str, Any]) -> None:
-        self._dirty[key] = orjson.dumps(state)
+    def put(self, key: bytes, state: State) -> None:
+        self._dirty[key] = state
 
     def delete(self, key: bytes) -> None:
         self._dirty[key] = None
 
-    def unwritten(self) -> dict[bytes, bytes | None]:
-        """States changed since the last flush as orjson bytes (None: deleted)."""
+    def unwritten(self) -> dict[bytes, State | None]:
+        """States changed since the last flush (None: deleted)."""
         return self._dirty
 
     def flush(self) -> None:
         """Write what changed (inside the batch: the table needs its partition's event)."""
         table = self._table
-        for key, raw in self._dirty.items():
-            if raw is not None:
-                table[key] = state_codec.pack(raw)
-            elif key in table:
-                del table[key]
+        live = self._live
+        for key, state in self._dirty.items():
+            if state is not None:
+                table[key] = state_codec.encode(state)
+                live.keep(key, state)
+            else:
+                live.forget(key)
+                if key in table:
+                    del table[key]
         self._dirty.clear()

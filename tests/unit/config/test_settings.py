@@ -109,6 +109,7 @@ def test_bootstrap_servers_drop_the_scheme():
         ("TOUCHSTREAM_KAFKA_SECURITY_PROTOCOL", "TLS"),
         ("TOUCHSTREAM_MAX_EVENT_BYTES", "10"),
         ("TOUCHSTREAM_ROCKSDB_MEMORY_MB", "16"),
+        ("TOUCHSTREAM_STATE_CACHE_ENTRIES", "-1"),
     ],
 )
 def test_bad_value_names_its_variable(name, raw):
