@@ -56,10 +56,8 @@ class Activity:
         """Sessions and counts of the hour or day of event time containing ``at_ms``."""
         table = self.hourly if period == "hour" else self.daily
         held = window_value(table, customer_id, at_ms / 1000)
-        totals = {"sessions": len(held)}
-        for i, name in enumerate(COUNTS):
-            totals[name] = sum(entry[i] for entry in held.values())
-        return totals
+        sums = [sum(column) for column in zip(*held.values(), strict=True)] or [0] * len(COUNTS)
+        return {"sessions": len(held), **dict(zip(COUNTS, sums, strict=True))}
 
     def erase(self, customer_id: str) -> int:
         """Remove every window of an erased customer (tombstones in the changelogs)."""

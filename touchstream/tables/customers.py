@@ -3,13 +3,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import faust
 import orjson
 
 from touchstream.tables import state_codec
+from touchstream.tables.store import store_reader
 
 CUSTOMERS_TABLE = "customers"
 
@@ -69,17 +69,6 @@ class LiveStates:
 
     def clear(self) -> None:
         self._states.clear()
-
-
-def store_reader(table: Any) -> Callable[[bytes], bytes | None]:
-    """``table.get`` without Faust's per-access wrappers (``ManagedUserDict`` calls a sensor
-    and a ``__missing__`` check on every read): the store's own lookup. A plain mapping (unit
-    tests) is read as it is."""
-    store = getattr(table, "data", None)
-    if store is None:
-        return table.get
-    inner = getattr(store, "data", None)  # the memory store keeps a dict
-    return inner.get if type(inner) is dict else store.get
 
 
 class StateCache:

@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 import faust
 
+from touchstream.tables.store import store_reader
 from touchstream.tables.windows import add_once, window_value, with_entry
 
 DAILY_KEPT = timedelta(days=400)
@@ -81,12 +82,16 @@ class Ledger:
     def totals(self, customer_id: str, at_ms: int) -> dict[str, int]:
         """Points and qualifying spend of the day and the month containing ``at_ms``."""
         day = window_value(self.daily, customer_id, at_ms / 1000)
-        month = self.monthly.get(f"{customer_id}|{self.month(at_ms)}") or {}
+        month: dict[str, list[int]] = (
+            store_reader(self.monthly)(f"{customer_id}|{self.month(at_ms)}") or {}
+        )
+        points_day, spend_day = _sums(day)
+        points_month, spend_month = _sums(month)
         return {
-            "points_today": sum(e[0] for e in day.values()),
-            "spend_today_minor": sum(e[1] for e in day.values()),
-            "points_this_month": sum(e[0] for e in month.values()),
-            "spend_this_month_minor": sum(e[1] for e in month.values()),
+            "points_today": points_day,
+            "spend_today_minor": spend_day,
+            "points_this_month": points_month,
+            "spend_this_month_minor": spend_month,
         }
 
     def erase(self, customer_id: str) -> int:
@@ -102,3 +107,11 @@ class Ledger:
 def _month_name(index: int) -> str:
     """``YYYY-MM`` of a month counted from year 0 (``year * 12 + month - 1``)."""
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
+
+
+def _sums(window: dict[str, list[int]]) -> tuple[int, int]:
+    points = spend = 0
+    for entry in window.values():
+        points += entry[0]
+        spend += entry[1]
+    return points, spend

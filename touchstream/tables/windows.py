@@ -2,18 +2,23 @@
 
 The same keys and values as Faust's ``table.relative_to(ts)[key]`` API, without the wrapper,
 window set and relative-time handler it builds on every access (about 5% of the worker in
-the bench's py-spy profile, issue 10).
+the bench's py-spy profile, issue 10). Reads go to the table's store, as ``Table.__getitem__``
+does after its sensor call and ``__missing__`` check; writes go through the table, whose
+changelog and window expiry must see them.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from touchstream.tables.store import store_reader
+
 
 def window_value(wrapper: Any, key: Any, at_s: float) -> Any:
     """The value of ``key`` in the window containing ``at_s`` (the table's default if none)."""
     table = wrapper.table
-    return table[key, table.window.current(at_s)]
+    held = store_reader(table)((key, table.window.current(at_s)))
+    return table.default() if held is None else held
 
 
 def set_window_value(wrapper: Any, key: Any, at_s: float, value: Any) -> None:
