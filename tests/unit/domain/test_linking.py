@@ -645,3 +645,42 @@ def test_forwarded_events_are_deduplicated_per_route_at_the_survivor():
     assert table[CARD_HOME]["src"][f"{MAIL_HOME}/2"] == 30
     assert table[CARD_HOME]["src"][f"{TABLET_HOME}/2"] == 20
     assert table[CARD_HOME]["src"]["2"] == 40
+
+
+def test_a_record_that_stores_nothing_leaves_the_state_it_read_as_it_was(monkeypatch):
+    """The worker hands the core the state a batch wrote last, not a copy of it (the state
+    cache, ``tables.customers``): a record whose step stores nothing (a duplicate, a forward, a
+    link already settled, a timer not due) must not have changed what it read, or the batch
+    would write a state no step decided. Checked over the bench's traffic, every link record
+    and timer included, with each event delivered twice."""
+    import orjson
+
+    from touchstream.bench.replay import bench_events
+    from touchstream.domain import offline
+
+    checked = {"records": 0, "unchanged": 0}
+
+    def guarded(call):
+        def run(target, state, *args):
+            before = orjson.dumps(state)
+            step = call(target, state, *args)
+            checked["records"] += 1
+            if step.store is None and not step.delete:
+                assert orjson.dumps(state) == before, (target, args[0])
+                checked["unchanged"] += 1
+            return step
+
+        return run
+
+    monkeypatch.setattr(offline, "handle", guarded(offline.handle))
+    monkeypatch.setattr(offline, "fire", guarded(offline.fire))
+    events = bench_events(4_000, 400, T0)
+    stage = OfflineStage(RULES, partitions=8)
+    for start in range(0, len(events), 100):  # links settle as the traffic goes on
+        stage.submit(events[start : start + 100])
+        stage.drain()
+    stage.submit(events)  # redelivered: duplicates, many forwarded to where a link moved them
+    stage.drain()
+
+    assert checked["unchanged"] > len(events)  # the duplicates at least
+    assert checked["records"] > 2 * len(events)  # link records and timers besides the events
