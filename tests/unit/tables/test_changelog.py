@@ -3,38 +3,23 @@ record per window and an erasure's tombstones remove what earlier versions wrote
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import faust
 import pytest
 
 from touchstream.domain.clock import MS_PER_DAY
-from touchstream.streams.delivery import partition_event
-from touchstream.streams.outbox import Outbox
 from touchstream.tables.activity import Activity
-from touchstream.tables.changelog import OutboxTable
 from touchstream.tables.ledger import Ledger
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-class Message(NamedTuple):  # what Faust reads of the current event's record here
-    topic: str
-    partition: int
-
-
 @pytest.fixture
-def tables() -> Any:
-    app = faust.App(
-        "changelog-test", broker="kafka://127.0.0.1:9", store="memory://", Table=OutboxTable
-    )
-    ledger = Ledger(app, partitions=1, timezone="UTC")
-    activity = Activity(app, partitions=1)
-    outbox = Outbox(app)  # collects the changelog records; nothing is sent
-    for table in app.tables.values():
-        table.use_outbox(outbox)
-    with partition_event(Message("customer-events", 0)):
-        yield app, ledger, activity, outbox
+def tables(table_app: faust.App, request: pytest.FixtureRequest) -> Any:
+    ledger = Ledger(table_app, partitions=1, timezone="UTC")
+    activity = Activity(table_app, partitions=1)
+    return table_app, ledger, activity, request.getfixturevalue("outbox")
 
 
 def faust_bytes(table: Any, key: Any, value: Any) -> tuple[bytes, bytes | None]:

@@ -2,36 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import faust
 import pytest
 
 from touchstream.domain.clock import MS_PER_DAY
-from touchstream.streams.delivery import partition_event
-from touchstream.streams.outbox import Outbox
-from touchstream.tables.changelog import OutboxTable
 from touchstream.tables.ledger import MONTHS_KEPT, Ledger
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-class Message(NamedTuple):  # what Faust reads of the current event's record here
-    topic: str
-    partition: int
-
-
 @pytest.fixture
-def ledger() -> Any:
-    app = faust.App(
-        "ledger-test", broker="kafka://127.0.0.1:9", store="memory://", Table=OutboxTable
-    )
-    ledger = Ledger(app, partitions=1, timezone="UTC")
-    outbox = Outbox(app)  # collects the changelog records; nothing is sent in these tests
-    ledger.daily.table.use_outbox(outbox)
-    ledger.monthly.use_outbox(outbox)
-    with partition_event(Message("customer-events", 0)):
-        yield ledger
+def ledger(table_app: faust.App, request: pytest.FixtureRequest) -> Any:
+    ledger = Ledger(table_app, partitions=1, timezone="UTC")
+    request.getfixturevalue("outbox")  # its changelog collected, inside a record
+    return ledger
 
 
 def earned(outcome_id: str, at: int, points: int) -> dict[str, Any]:
