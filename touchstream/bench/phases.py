@@ -187,8 +187,12 @@ class OutputReader:
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if current is not None and current.cancelling():
+                    raise  # the bench itself is being cancelled (Ctrl-C): not ours to swallow
         if self._consumer is not None:
             await self._consumer.stop()
 

@@ -41,6 +41,7 @@ LIVE_SEED = 12
 READY_TIMEOUT_S = 60.0
 # the drain after the latency phase: outputs still missing after this are reported unmatched
 DRAIN_TIMEOUT_S = 30.0
+RECANCEL_S = 0.5
 
 
 def _budget(base_s: float, events: int, slowest_eps: float) -> float:
@@ -61,7 +62,7 @@ def _sigterm_as_interrupt() -> Iterator[None]:
     """SIGTERM unwinds like Ctrl-C, so every ``finally`` stops what it started.
 
     This handler covers the synchronous parts; inside the event loop SIGTERM cancels the
-    main task instead (see ``_cancel_on_sigterm``), as asyncio does for SIGINT.
+    main task instead (see ``_cancel_on_signals``), and so does SIGINT.
     """
 
     def interrupt(signum: int, frame: FrameType | None) -> None:
@@ -112,7 +113,7 @@ def run_bench(args: argparse.Namespace) -> int:
                 raise BenchError(f"the embedded broker or Redis did not start: {exc}") from None
             try:
                 asyncio.run(
-                    _cancel_on_sigterm(
+                    _cancel_on_signals(
                         _bench(args, result, broker, redis.url(0), workdir, stack, clock)
                     )
                 )
@@ -135,21 +136,46 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _cancel_on_sigterm(main: Coroutine[Any, Any, None]) -> None:
+async def _cancel_on_signals(main: Coroutine[Any, Any, None]) -> None:
+    """Ctrl-C or SIGTERM cancels the bench, which stops everything it started on the way out.
+
+    A cancellation can be swallowed by whatever is awaited when it lands (aiokafka's
+    ``close`` awaits its own cancelled task inside ``suppress(CancelledError)``), so until
+    the bench has ended it is cancelled again every half second, and it ends as interrupted
+    even if it ran to completion meanwhile.
+    """
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
-    previous = signal.getsignal(signal.SIGTERM)
+    interrupted = False
+
+    def cancel() -> None:
+        nonlocal interrupted
+        interrupted = True
+        if not task.done():
+            task.cancel()
+            loop.call_later(RECANCEL_S, cancel)
+
+    handled = []
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        try:
+            loop.add_signal_handler(sig, cancel)
+            handled.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / Unix
+            break
     try:
-        loop.add_signal_handler(signal.SIGTERM, task.cancel)
-    except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / not Unix
         await main
-        return
-    try:
-        await main
+    except asyncio.CancelledError:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
     finally:
-        loop.remove_signal_handler(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, previous)
+        for sig in handled:
+            loop.remove_signal_handler(sig)
+            signal.signal(sig, previous[sig])
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 async def _bench(
