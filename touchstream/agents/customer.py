@@ -165,13 +165,12 @@ def _rebuild_index(t: Topology, unwritten: list[StateCache]) -> None:
     partitions = t.settings.partitions
     entries = []
     clocks: dict[int, int] = {}
-    states: dict[bytes, Any] = dict(t.customers.items())  # stored form
+    states = {key: decode_state(raw) for key, raw in t.customers.items()}
     for cache in unwritten:
-        states.update(cache.unwritten())  # decoded; None if deleted in this fetch
-    for key, held in states.items():
-        if held is None:
+        states.update(cache.unwritten())  # None if deleted in this fetch
+    for key, state in states.items():
+        if state is None:
             continue
-        state = decode_state(held) if type(held) is bytes else held
         due = next_due(state, t.rules)
         partition = partition_for(key, partitions)
         if due is not None:

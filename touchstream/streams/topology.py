@@ -189,7 +189,6 @@ class Topology:
         async def _assigned(consumer: Any, assigned: Any, **kwargs: Any) -> None:
             self._resync_due = True
             self.timers.stale = True
-            self.live_states.clear()  # recovery may have changed any state of the table
             metrics.REBALANCES.inc()
             self._assigned_at = time.monotonic()
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import faust
 
-from touchstream.tables.windows import add_once, window_value
+from touchstream.tables.windows import add_once, column_sums, window_value
 
 COUNTS = ("page_views", "product_views", "searches", "cart_adds")
 HOURLY_KEPT = timedelta(hours=48)
@@ -56,7 +56,7 @@ class Activity:
         """Sessions and counts of the hour or day of event time containing ``at_ms``."""
         table = self.hourly if period == "hour" else self.daily
         held = window_value(table, customer_id, at_ms / 1000)
-        sums = [sum(column) for column in zip(*held.values(), strict=True)] or [0] * len(COUNTS)
+        sums = column_sums(held, len(COUNTS))
         return {"sessions": len(held), **dict(zip(COUNTS, sums, strict=True))}
 
     def erase(self, customer_id: str) -> int:

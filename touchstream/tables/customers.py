@@ -40,8 +40,9 @@ class LiveStates:
     state leaves this cache when it is read (the pure core changes what it reads in place)
     and comes back only when a batch writes it to the table, so an entry never differs from
     the table: a failed batch simply leaves its states out. A rebalance may change the table
-    underneath (recovery from the changelog): the topology clears the cache on every
-    assignment. Bounded by ``capacity`` entries, oldest written first out.
+    underneath (recovery from the changelog): the customer stage clears the cache when it
+    rebuilds its timer index, at the first batch after every assignment. Bounded by
+    ``capacity`` entries, oldest written first out.
     """
 
     def __init__(self, capacity: int) -> None:
@@ -62,9 +63,6 @@ class LiveStates:
         states[key] = state
         if len(states) > self.capacity:
             del states[next(iter(states))]
-
-    def forget(self, key: bytes) -> None:
-        self._states.pop(key, None)
 
     def clear(self) -> None:
         self._states.clear()
@@ -120,7 +118,7 @@ class StateCache:
                 table[key] = state_codec.encode(state)
                 live.keep(key, state)
             else:
-                live.forget(key)
+                live.take(key)
                 if key in table:
                     del table[key]
         self._dirty.clear()

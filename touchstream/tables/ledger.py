@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import faust
 
 from touchstream.tables.store import store_reader
-from touchstream.tables.windows import add_once, window_value, with_entry
+from touchstream.tables.windows import add_once, column_sums, window_value, with_entry
 
 DAILY_KEPT = timedelta(days=400)
 MONTHS_KEPT = 25
@@ -85,8 +85,8 @@ class Ledger:
         month: dict[str, list[int]] = (
             store_reader(self.monthly)(f"{customer_id}|{self.month(at_ms)}") or {}
         )
-        points_day, spend_day = _sums(day)
-        points_month, spend_month = _sums(month)
+        points_day, spend_day = column_sums(day, 2)
+        points_month, spend_month = column_sums(month, 2)
         return {
             "points_today": points_day,
             "spend_today_minor": spend_day,
@@ -107,11 +107,3 @@ class Ledger:
 def _month_name(index: int) -> str:
     """``YYYY-MM`` of a month counted from year 0 (``year * 12 + month - 1``)."""
     return f"{index // 12:04d}-{index % 12 + 1:02d}"
-
-
-def _sums(window: dict[str, list[int]]) -> tuple[int, int]:
-    points = spend = 0
-    for entry in window.values():
-        points += entry[0]
-        spend += entry[1]
-    return points, spend

@@ -34,6 +34,15 @@ def add_once(wrapper: Any, key: Any, at_s: float, entry_id: str, entry: Any, kep
         set_window_value(wrapper, key, at_s, with_entry(held, entry_id, entry, kept))
 
 
+def column_sums(held: dict[str, list[int]], width: int) -> list[int]:
+    """The sum of each of the ``width`` figures of a window's entries (zeros if none)."""
+    sums = [0] * width
+    for entry in held.values():
+        for i in range(width):
+            sums[i] += entry[i]
+    return sums
+
+
 def with_entry(held: dict[str, Any], entry_id: str, entry: Any, kept: int) -> dict[str, Any]:
     """A new window value (never the table's own, changed in place): ``held`` plus one entry
     held by its id, keeping the newest ``kept``."""
