@@ -14,6 +14,7 @@ import contextlib
 import os
 import shutil
 import signal
+import site
 import sys
 import tempfile
 import time
@@ -25,6 +26,7 @@ from typing import Any
 
 import orjson
 
+import touchstream
 from touchstream.bench import phases
 from touchstream.bench.phases import BenchError
 from touchstream.bench.report import BenchResult, percentile
@@ -302,11 +304,8 @@ async def _naive_phase(
         TOUCHSTREAM_BENCH_WEB_PORT=str(free_port()),
         TOUCHSTREAM_BENCH_DATADIR=str(workdir / "naive-data"),
     )
-    naive = Child(
-        [sys.executable, "-m", "touchstream.bench.naive"],
-        name="naive Faust app",
-        env=env,
-        log_path=workdir / "naive.log",
+    naive = python_child(
+        ["-m", "touchstream.bench.naive"], "naive Faust app", env, workdir, "naive.log"
     )
     stack.callback(naive.stop)
     try:
@@ -359,10 +358,36 @@ def _start_worker(
         partitions="8",
         log_level="warning",
     )
-    argv = [sys.executable, "-m", "touchstream", "worker"]
+    argv = ["-m", "touchstream", "worker"]
     if args.rules:
         argv += ["--rules", str(Path(args.rules).resolve())]
-    return Child(argv, name=f"worker {index}", env=env, log_path=workdir / f"worker-{index}.log")
+    return python_child(argv, f"worker {index}", env, workdir, f"worker-{index}.log")
+
+
+def python_child(
+    argv: list[str], name: str, env: dict[str, str], workdir: Path, log_name: str
+) -> Child:
+    """A Python process of the bench, running the touchstream code this bench runs.
+
+    ``python -m`` puts the current directory first on ``sys.path``: started from a checkout, a
+    worker would import that checkout's code whatever PYTHONPATH says, and an A/B of two trees
+    (``PYTHONPATH=<tree> touchstream bench``) would measure one worker twice. So the children
+    run in the bench's own directory, with the root this bench imported touchstream from
+    first on their PYTHONPATH (unless it is an installed package's site directory)."""
+    env = dict(env)
+    root = code_root()
+    if root is not None:
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return Child(
+        [sys.executable, *argv], name=name, env=env, log_path=workdir / log_name, cwd=str(workdir)
+    )
+
+
+def code_root() -> str | None:
+    """The directory this process imported touchstream from, if it is not a site directory."""
+    root = str(Path(touchstream.__file__).resolve().parent.parent)
+    sites = {str(Path(p).resolve()) for p in (*site.getsitepackages(), site.getusersitepackages())}
+    return None if root in sites else root
 
 
 def _child_env(**overrides: str) -> dict[str, str]:
