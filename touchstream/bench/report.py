@@ -45,6 +45,7 @@ class BenchResult:
     pipeline_eps: float = 0.0
     settled_eps: float = 0.0
     latency_rate_eps: float = 0.0
+    latency_rate_fixed: bool = False  # --latency-rate, not half of the settled rate
     latency_sent: int = 0
     latency_matched: int = 0
     latency_p50_ms: float = 0.0
@@ -113,7 +114,8 @@ class BenchResult:
             f"{self.ratio_settled_vs_naive:.2f}x settled",
             f"    c / a  {self.ratio_pipeline_vs_raw:8.3f}x",
             "",
-            f"  latency event -> profiles.updates at {self.latency_rate_eps:,.0f} ev/s (half of c settled)",
+            f"  latency event -> profiles.updates at {self.latency_rate_eps:,.0f} ev/s "
+            + ("(fixed by --latency-rate)" if self.latency_rate_fixed else "(half of c settled)"),
             f"    matched {self.latency_matched:,} of {self.latency_sent:,} sent",
             f"    p50 {self.latency_p50_ms:,.1f} ms   p99 {self.latency_p99_ms:,.1f} ms   "
             f"max {self.latency_max_ms:,.1f} ms",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import shutil
 import signal
@@ -82,9 +83,16 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    if args.events < 1 or args.customers < 1 or args.latency_seconds <= 0 or args.workers < 1:
+    if (
+        args.events < 1
+        or args.customers < 1
+        or args.latency_seconds <= 0
+        or args.workers < 1
+        or (args.latency_rate is not None and not 0 < args.latency_rate < math.inf)
+    ):
         print(
-            "touchstream bench: --events, --customers, --latency-seconds and --workers must be > 0",
+            "touchstream bench: --events, --customers, --latency-seconds, --latency-rate and "
+            "--workers must be > 0",
             file=sys.stderr,
         )
         return 2
@@ -249,8 +257,9 @@ async def _bench(
         result.settled_eps = phases.pipeline_eps(reader, expected, settled_ms)
         clock.say(f"(c) {result.settled_eps:,.0f} events/s with every link settled")
 
-        rate = result.settled_eps / 2  # half of what the worker sustains, links included
+        rate = latency_rate_for(args.latency_rate, result.settled_eps)
         result.latency_rate_eps = rate
+        result.latency_rate_fixed = args.latency_rate is not None
         clock.say(f"latency: live traffic at {rate:,.0f} events/s for {args.latency_seconds:g}s")
         sent = await phases.offer_live_traffic(
             bootstrap,
@@ -290,6 +299,12 @@ async def _bench(
         await reader.stop()
         for child, _ in workers:
             child.stop()
+
+
+def latency_rate_for(fixed: float | None, settled_eps: float) -> float:
+    """The latency phase's offered rate: ``--latency-rate`` if given, else half of what the
+    worker sustained in this run, identity links included (PRODUCT.md section 11)."""
+    return fixed if fixed is not None else settled_eps / 2
 
 
 async def _naive_phase(

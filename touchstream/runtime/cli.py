@@ -106,7 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--latency-seconds",
         type=float,
         default=10.0,
-        help="length of the latency phase at half the pipeline's throughput",
+        help="length of the latency phase (10)",
+    )
+    bench.add_argument(
+        "--latency-rate",
+        type=float,
+        default=None,
+        metavar="EPS",
+        help="events/s offered in the latency phase (default: half the settled throughput); "
+        "a fixed rate compares latency between runs at the same load",
     )
     bench.add_argument(
         "--workers",

@@ -27,6 +27,7 @@ KEYS = {
     "ratio_settled_vs_naive",
     "ratio_pipeline_vs_raw",
     "latency_rate_eps",
+    "latency_rate_fixed",
     "latency_p50_ms",
     "latency_p99_ms",
     "latency_max_ms",
@@ -93,6 +94,9 @@ def test_bench_reports_every_number(tmp_path: Path) -> None:
     assert data["pipeline_eps"] > 0
     # settling (identity links done) comes after every event's first output, never before
     assert 0 < data["settled_eps"] <= data["pipeline_eps"]
+    # without --latency-rate, the latency phase offers half of what the worker settled at
+    assert data["latency_rate_fixed"] is False
+    assert abs(data["latency_rate_eps"] - data["settled_eps"] / 2) <= 1
     assert data["latency_matched"] > 0
     assert data["latency_matched"] <= data["latency_sent"]
     assert data["latency_max_ms"] >= data["latency_p99_ms"] >= data["latency_p50_ms"]
