@@ -86,13 +86,13 @@ def run_bench(args: argparse.Namespace) -> int:
     if (
         args.events < 1
         or args.customers < 1
-        or args.latency_seconds <= 0
+        or not 0 < args.latency_seconds < math.inf
         or args.workers < 1
         or (args.latency_rate is not None and not 0 < args.latency_rate < math.inf)
     ):
         print(
             "touchstream bench: --events, --customers, --latency-seconds, --latency-rate and "
-            "--workers must be > 0",
+            "--workers must be finite numbers > 0",
             file=sys.stderr,
         )
         return 2
@@ -387,12 +387,15 @@ def python_child(
     ``python -m`` puts the current directory first on ``sys.path``: started from a checkout, a
     worker would import that checkout's code whatever PYTHONPATH says, and an A/B of two trees
     (``PYTHONPATH=<tree> touchstream bench``) would measure one worker twice. So the children
-    run in the bench's own directory, with the root this bench imported touchstream from
-    first on their PYTHONPATH (unless it is an installed package's site directory)."""
+    run in the bench's temporary directory, with the root this bench imported touchstream
+    from first on their PYTHONPATH (unless it is an installed package's site directory). The
+    other entries are made absolute: relative ones would resolve against that directory."""
     env = dict(env)
+    inherited = [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     root = code_root()
-    if root is not None:
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    entries = ([root] if root is not None else []) + inherited
+    if entries:
+        env["PYTHONPATH"] = os.pathsep.join(entries)
     return Child(
         [sys.executable, *argv], name=name, env=env, log_path=workdir / log_name, cwd=str(workdir)
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from touchstream.bench import runner
 from touchstream.bench.report import BenchResult
 from touchstream.bench.runner import latency_rate_for
 from touchstream.runtime.cli import main
@@ -15,12 +16,15 @@ def test_the_latency_phase_offers_half_the_settled_rate_unless_a_rate_is_given()
     assert latency_rate_for(1_200.0, 3_000.0) == 1_200.0
 
 
+@pytest.mark.parametrize("option", ["--latency-rate", "--latency-seconds"])
 @pytest.mark.parametrize("bad", ["0", "-5", "nan", "inf"])
-def test_a_latency_rate_that_is_not_a_positive_number_stops_the_bench_naming_it(
-    bad: str, capsys: pytest.CaptureFixture[str]
+def test_a_latency_option_that_is_not_a_finite_positive_number_stops_the_bench_naming_it(
+    option: str, bad: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert main(["bench", "--latency-rate", bad]) == 2
-    assert "--latency-rate" in capsys.readouterr().err
+    # a regression must fail here, not start a broker and a whole bench
+    monkeypatch.setattr(runner, "start_broker", lambda *a, **k: pytest.fail("bench started"))
+    assert main(["bench", option, bad]) == 2
+    assert option in capsys.readouterr().err
 
 
 def test_the_report_says_which_rate_the_latency_was_measured_at() -> None:
