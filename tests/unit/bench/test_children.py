@@ -11,6 +11,12 @@ from touchstream.bench.runner import python_child
 from touchstream.runtime.stack import clean_env
 
 PRINT_CODE_PATH = "import touchstream; print(touchstream.__file__)"
+PRINT_MARKER = "import touchstream; print(touchstream.MARKER)"
+
+
+def _package(root: Path, marker: str) -> None:
+    (root / "touchstream").mkdir(parents=True)
+    (root / "touchstream" / "__init__.py").write_text(f"MARKER = {marker!r}\n")
 
 
 def _probe(code: str, env: dict[str, str], workdir: Path) -> str:
@@ -27,22 +33,13 @@ def test_a_bench_child_imports_the_benchs_touchstream_not_the_current_directorys
     tmp_path: Path, monkeypatch
 ) -> None:
     decoy = tmp_path / "other-checkout"
-    (decoy / "touchstream").mkdir(parents=True)
-    (decoy / "touchstream" / "__init__.py").write_text("")
+    _package(decoy, "decoy")
     workdir = tmp_path / "bench"
     workdir.mkdir()
     monkeypatch.chdir(decoy)  # as when the bench is started from another tree
 
     imported = Path(_probe(PRINT_CODE_PATH, clean_env(), workdir))
     assert imported == Path(touchstream.__file__).resolve()
-
-
-def _package(root: Path, marker: str) -> None:
-    (root / "touchstream").mkdir(parents=True)
-    (root / "touchstream" / "__init__.py").write_text(f"MARKER = {marker!r}\n")
-
-
-PRINT_MARKER = "import touchstream; print(touchstream.MARKER)"
 
 
 def test_a_bench_child_imports_the_root_the_bench_was_imported_from_ahead_of_pythonpath(
