@@ -1,4 +1,4 @@
-"""``touchstream`` command line: worker, demo, simulate, bench, dlq replay."""
+"""``touchstream`` command line: worker, demo, simulate, bench, dlq replay, kafka."""
 
 from __future__ import annotations
 
@@ -142,6 +142,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--json", action="store_true", help="with --dry-run: the report as JSON")
     _add_rules(replay)
+
+    kafka = sub.add_parser(
+        "kafka",
+        help="Apache Kafka from Maven Central for tests, demo and bench (needs a JDK and mvn)",
+    )
+    kafka_sub = kafka.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
+    kafka_sub.add_parser(
+        "fetch", help="download the pinned Apache Kafka jars into the cache (once)"
+    )
+    run = kafka_sub.add_parser(
+        "run",
+        help="a single-node KRaft broker on a free loopback port until Ctrl-C/SIGTERM",
+    )
+    run.add_argument("--dir", default=None, help="log directory (default: a temporary one)")
     return parser
 
 
@@ -180,6 +194,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from touchstream.runtime.dlq_replay import run_replay
 
         return run_replay(args)
+    if args.command == "kafka":
+        from touchstream.runtime.kafka_cli import run_kafka
+
+        return run_kafka(args)
     raise AssertionError(args.command)  # pragma: no cover
 
 

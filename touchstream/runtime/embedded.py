@@ -44,6 +44,7 @@ class EmbeddedBroker:
     host: str
     port: int
     child: Child
+    kind: str = "embedded"
 
     @property
     def bootstrap(self) -> str:

@@ -15,12 +15,27 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from touchstream.runtime.embedded import EmbeddedBroker, EmbeddedRedis, start_broker, start_redis
+from touchstream.runtime.embedded import EmbeddedRedis, start_broker, start_redis
 from touchstream.runtime.processes import Child, free_port
 
 WORKER_READY_TIMEOUT_S = 60.0
+
+
+class Broker(Protocol):
+    """What a stack needs of its broker: the embedded one or Apache Kafka."""
+
+    kind: str
+    child: Child
+
+    @property
+    def bootstrap(self) -> str: ...
+
+    @property
+    def url(self) -> str: ...
+
+    def stop(self) -> None: ...
 
 
 def clean_env() -> dict[str, str]:
@@ -31,7 +46,13 @@ def clean_env() -> dict[str, str]:
 
 
 def worker_env(
-    broker_url: str, redis_url: str, web_port: int, data_dir: str, /, **extra: str
+    broker_url: str,
+    redis_url: str,
+    web_port: int,
+    data_dir: str,
+    /,
+    embedded_broker: bool = True,
+    **extra: str,
 ) -> dict[str, str]:
     env = clean_env()
     env.update(
@@ -40,9 +61,11 @@ def worker_env(
         TOUCHSTREAM_REDIS_URL=redis_url,
         TOUCHSTREAM_WEB_PORT=str(web_port),
         TOUCHSTREAM_DATA_DIR=data_dir,
-        # tansu 0.6 under-reports end offsets; see streams/transport.py
-        TOUCHSTREAM_PROBE_END_OFFSETS="true",
     )
+    if embedded_broker:
+        # tansu 0.6 under-reports end offsets (streams/transport.py); Apache Kafka does not
+        env["TOUCHSTREAM_PROBE_END_OFFSETS"] = "true"
+
     env.update({f"TOUCHSTREAM_{k.upper()}": v for k, v in extra.items()})
     return env
 
@@ -127,7 +150,7 @@ def parse_metric_sums(text: str) -> dict[str, float]:
 @dataclass
 class Stack:
     workdir: Path
-    broker: EmbeddedBroker
+    broker: Broker
     redis: EmbeddedRedis
     workers: list[WorkerProcess] = field(default_factory=list)
     redis_db: int = 0
@@ -153,7 +176,14 @@ class Stack:
         port = free_port()
         data_dir = str(self.workdir / name)
         merged = {**self.settings, **settings}
-        env = worker_env(self.broker.url, self.redis.url(self.redis_db), port, data_dir, **merged)
+        env = worker_env(
+            self.broker.url,
+            self.redis.url(self.redis_db),
+            port,
+            data_dir,
+            embedded_broker=self.broker.kind == "embedded",
+            **merged,
+        )
         argv = [sys.executable, "-m", "touchstream", "worker"]
         if rules:
             argv += ["--rules", rules]
