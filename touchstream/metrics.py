@@ -174,3 +174,19 @@ def _observe_all(histogram: Histogram, values: list[float]) -> None:
         if count:
             bucket.inc(count)
     histogram._sum.inc(sum(values))
+
+
+OUTPUT_RETRIES = Counter(
+    "touchstream_output_retries_total",
+    "Output batches the broker refused and the worker is sending again, by error",
+    ["error"],
+)
+OUTPUT_REFUSED = Counter(
+    "touchstream_output_refused_total",
+    "Output records the broker refused for good (over its size limit...), dead-lettered instead",
+    ["topic", "error"],
+)
+OUTPUT_BLOCKED = Gauge(
+    "touchstream_output_blocked",
+    "1 while output is refused and retried (the worker is not ready meanwhile)",
+)

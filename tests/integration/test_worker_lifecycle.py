@@ -76,6 +76,7 @@ def test_ready_worker_answers_health_readiness_and_metrics(stack: Stack) -> None
     status, body = worker.get("/readyz")
     assert status == 200 and orjson.loads(body)["checks"] == {
         "partitions_recovered": True,
+        "output_delivered": True,
         "redis": True,
     }
     status, body = worker.get("/metrics")

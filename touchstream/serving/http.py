@@ -28,9 +28,16 @@ def register_views(t: Topology) -> None:
 
     @app.page("/readyz")
     async def readyz(self: web.View, request: web.Request) -> web.Response:
-        checks = {"partitions_recovered": t.ready(), "redis": await _redis_ok(t)}
+        checks = {
+            "partitions_recovered": t.recovered(),
+            "output_delivered": t.outbox.health is None,
+            "redis": await _redis_ok(t),
+        }
         status = 200 if all(checks.values()) else 503
-        return self.json({"ready": status == 200, "checks": checks}, status=status)
+        body: dict[str, object] = {"ready": status == 200, "checks": checks}
+        if t.outbox.health is not None:
+            body["output"] = t.outbox.health
+        return self.json(body, status=status)
 
     @app.page("/metrics")
     async def metrics_view(self: web.View, request: web.Request) -> web.Response:

@@ -6,32 +6,235 @@ events per second. The outbox collects a batch's records and hands aiokafka one
 ``BatchBuilder`` per topic partition (``AIOKafkaProducer.send_batch``). Keys are placed by
 Kafka's murmur2 partitioner, as every other producer of these topics places them.
 
-At-least-once is kept by Faust's commit: it flushes the producer before it commits offsets,
-and the consumer acknowledges a batch's input only after the outbox took its records. A batch
-the broker refused is remembered and stops the next commit (``raise_if_failed``), so offsets
-never move past output that was lost.
+At-least-once is kept by Faust's commit: it waits until the outbox holds nothing the broker
+has not acknowledged (``settled``) before it commits offsets, and the consumer acknowledges a
+batch's input only after the outbox took its records.
+
+A refusal is never remembered for good. Each topic partition is a ``Lane`` of batches in send
+order; when one fails, the lane stops sending, waits for what is in flight, and sends again
+from the failed batch on, the batches after it included, so the partition's log ends in the
+original order (a table changelog compacted to an older value would restore a stale state):
+- a record the broker refuses as such (over its size limit, corrupt, bad timestamp) is split
+  out of its batch and, alone, is replaced by a bounded dead-letter record on the DLQ
+  (``output_refused``, with the destination topic, its size, digest and prefix), counted in
+  ``touchstream_output_refused_total``: the partition moves on, nothing else is lost;
+- anything else (a broker away, a leader moving, a request timing out, a revoked ACL) is
+  retried with backoff for as long as it takes; meanwhile ``health`` says why, the worker is
+  not ready and ``touchstream_output_retries_total`` counts the attempts.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import logging
+from collections import defaultdict, deque
 from collections.abc import Callable
 from typing import Any
 
-from touchstream.errors import OutputLost
+from aiokafka.errors import (
+    CorruptRecordException,
+    InvalidTimestampError,
+    KafkaError,
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+)
+
+from touchstream import metrics
+from touchstream.schemas.dlq import dlq_record
 from touchstream.streams.timer_index import partition_for
 
+log = logging.getLogger(__name__)
 Record = tuple[bytes | None, bytes | None]
+# errors about the records of a batch, not about the broker or the client: retrying the same
+# bytes can never succeed
+RECORD_ERRORS = (
+    MessageSizeTooLargeError,
+    RecordListTooLargeError,
+    RecordTooLargeError,
+    CorruptRecordException,
+    InvalidTimestampError,
+)
+BACKOFF_FIRST_S = 0.1
+BACKOFF_MAX_S = 5.0
+
+
+class Batch:
+    """Records of one partition sent together; ``acked`` resolves once the broker has them."""
+
+    __slots__ = ("acked", "error", "ok", "records", "sent")
+
+    def __init__(self, records: list[Record]) -> None:
+        self.records = records
+        self.sent: asyncio.Future[Any] | None = None
+        self.ok = False  # acknowledged since it was last sent
+        self.error: BaseException | None = None
+        self.acked: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+
+class Lane:
+    """One topic partition's batches the broker has not acknowledged yet, in send order."""
+
+    def __init__(self, outbox: Outbox, topic: str, partition: int) -> None:
+        self.outbox = outbox
+        self.topic = topic
+        self.partition = partition
+        self.queue: deque[Batch] = deque()
+        self.repair: asyncio.Task[None] | None = None
+        self.reason: str | None = None
+
+    async def submit(self, producer: Any, records: list[Record]) -> list[Batch]:
+        batches = []
+        for chunk in _chunks(producer, records):
+            batch = Batch(chunk)
+            self.queue.append(batch)
+            batches.append(batch)
+            if self.repair is None:
+                await self._send(producer, batch)
+        return batches
+
+    async def _send(self, producer: Any, batch: Batch) -> None:
+        builder = producer.create_batch()
+        for key, value in batch.records:
+            builder.append(key=key, value=value, timestamp=None)
+        batch.ok, batch.error = False, None
+        future: asyncio.Future[Any]
+        try:
+            future = await producer.send_batch(builder, self.topic, partition=self.partition)
+        except KafkaError as exc:  # no metadata for the topic yet, the producer closing...
+            future = asyncio.get_running_loop().create_future()
+            future.set_exception(exc)
+        batch.sent = future
+        future.add_done_callback(lambda done: self._done(producer, batch, done))
+
+    def _done(self, producer: Any, batch: Batch, done: asyncio.Future[Any]) -> None:
+        if batch.sent is not done:
+            return  # an earlier send of a batch sent again since
+        if done.cancelled():
+            batch.error = asyncio.CancelledError()
+        elif done.exception() is not None:
+            batch.error = done.exception()
+        else:
+            batch.ok = True
+            if not batch.acked.done():
+                batch.acked.set_result(None)
+            watcher = self.outbox.watchers.get(self.topic)
+            if watcher is not None:  # the result's offset is the batch's first record's
+                watcher(
+                    done.result().topic_partition, done.result().offset + len(batch.records) - 1
+                )
+            self._prune()
+            return
+        if self.repair is None:
+            self.repair = asyncio.ensure_future(self._repair(producer))
+            self.outbox.watch(self.repair)
+
+    def _prune(self) -> None:
+        if self.repair is not None:
+            return  # the repair decides what is done
+        while self.queue and self.queue[0].ok:
+            self.queue.popleft()
+
+    async def _repair(self, producer: Any) -> None:
+        backoff = BACKOFF_FIRST_S
+        try:
+            while True:
+                flying = [b.sent for b in self.queue if b.sent is not None and not b.sent.done()]
+                if flying:
+                    await asyncio.wait(flying)
+                first = next((i for i, b in enumerate(self.queue) if not b.ok), None)
+                if first is None:
+                    break
+                failed = self.queue[first]
+                if isinstance(failed.error, RECORD_ERRORS):
+                    # split, or the record dead-lettered: what follows it landed in order
+                    # unless it failed too, which the next round finds
+                    await self._refused(failed, first)
+                    continue
+                if failed.error is not None:
+                    self.reason = f"{type(failed.error).__name__} on {self.topic}"
+                    self.outbox.retrying()
+                    metrics.OUTPUT_RETRIES.labels(type(failed.error).__name__).inc()
+                    log.warning(
+                        "output to %s[%d] refused (%r): sending again in %.1f s",
+                        self.topic,
+                        self.partition,
+                        failed.error,
+                        backoff,
+                    )
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX_S)
+                # from the first batch not acknowledged on, in order, those acknowledged
+                # after it included: the partition ends as the batches were meant to land
+                for batch in list(self.queue)[first:]:
+                    await self._send(producer, batch)
+        finally:
+            self.repair = None
+            self.reason = None
+            self.outbox.retrying()
+        self._prune()
+
+    async def _refused(self, failed: Batch, index: int) -> None:
+        if len(failed.records) > 1:
+            # which record is it? each alone; the batch counts as acknowledged once all are
+            singles = [Batch([record]) for record in failed.records]
+            self.queue.remove(failed)
+            for offset, single in enumerate(singles):
+                self.queue.insert(index + offset, single)
+            self.outbox.watch(_all_acked(singles, failed.acked))
+            return
+        key, value = failed.records[0]
+        error = failed.error
+        assert error is not None
+        metrics.OUTPUT_REFUSED.labels(self.outbox.base_name(self.topic), type(error).__name__).inc()
+        log.error(
+            "the broker refused a record of %d bytes for %s[%d] (%r): dead-lettered",
+            len(value or b"") + len(key or b""),
+            self.topic,
+            self.partition,
+            error,
+        )
+        self.queue.remove(failed)
+        failed.ok = True
+        # acknowledged once its dead-letter record is: no commit passes it before that
+        letters = await self.outbox.dead_letter(self.topic, self.partition, key, value, error)
+        self.outbox.watch(_all_acked(letters, failed.acked))
+
+
+async def _all_acked(parts: list[Batch], whole: asyncio.Future[None]) -> None:
+    await asyncio.gather(*(p.acked for p in parts))
+    if not whole.done():
+        whole.set_result(None)
+
+
+def _chunks(producer: Any, records: list[Record]) -> list[list[Record]]:
+    """The records in runs that each fit one of the producer's batches."""
+    chunks: list[list[Record]] = []
+    builder = producer.create_batch()
+    current: list[Record] = []
+    for key, value in records:
+        if builder.append(key=key, value=value, timestamp=None) is None:
+            chunks.append(current)
+            builder, current = producer.create_batch(), []
+            builder.append(key=key, value=value, timestamp=None)
+        current.append((key, value))
+    if current:
+        chunks.append(current)
+    return chunks
 
 
 class Outbox:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, dlq_topic: str | None = None, prefix: str = "") -> None:
         self._app = app
         self._records: dict[tuple[str, int | None], list[Record]] = defaultdict(list)
         self._partitions: dict[str, int] = {}
-        self._failure: BaseException | None = None
-        self._watchers: dict[str, Callable[[Any, int], None]] = {}
+        self._lanes: dict[tuple[str, int], Lane] = {}
+        self._dlq_topic = dlq_topic
+        self._prefix = prefix
+        self.watchers: dict[str, Callable[[Any, int], None]] = {}
+        self.health: str | None = None
+        self._tasks: set[asyncio.Future[Any]] = set()
+        self._unknown: dict[str, str] = {}  # topics the producer has no metadata for, why
 
     def add(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
@@ -40,12 +243,30 @@ class Outbox:
 
     def on_sent(self, topic: str, callback: Callable[[Any, int], None]) -> None:
         """Call ``callback(tp, offset)`` with the last offset of each batch the broker took."""
-        self._watchers[topic] = callback
+        self.watchers[topic] = callback
+
+    def watch(self, coroutine: Any) -> None:
+        """Run a small task of a lane's, keeping a reference until it ends."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def base_name(self, topic: str) -> str:
+        """The topic's name without the deployment's prefix (a bounded metric label)."""
+        return topic.removeprefix(self._prefix)
+
+    def retrying(self) -> None:
+        """Recompute ``health`` from the lanes: why output is held back, or None."""
+        reasons = sorted(
+            {lane.reason for lane in self._lanes.values() if lane.reason}
+            | set(self._unknown.values())
+        )
+        self.health = f"output refused, retrying: {', '.join(reasons)}" if reasons else None
+        metrics.OUTPUT_BLOCKED.set(1 if reasons else 0)
 
     async def flush(self, delivered: bool = False) -> None:
         """Hand every collected record to the producer; returns once they are queued, or with
-        ``delivered`` once the broker acknowledged them (raising ``OutputLost`` if it refused)."""
-        self.raise_if_failed()
+        ``delivered`` once the broker acknowledged them, however many retries that takes."""
         if not self._records:
             return
         producer = self._app.producer._ensure_producer()
@@ -59,52 +280,71 @@ class Outbox:
                 slot = partition_for(key, count) if key is not None else 0
                 placed[(topic, slot)].append((key, value))
         self._records.clear()
-        futures = []
+        batches: list[Batch] = []
         for (topic, partition), records in placed.items():
-            batch = producer.create_batch()
-            count = 0
-            for key, value in records:
-                if batch.append(key=key, value=value, timestamp=None) is None:
-                    futures.append(await self._send(producer, batch, topic, partition, count))
-                    batch, count = producer.create_batch(), 0
-                    batch.append(key=key, value=value, timestamp=None)
-                count += 1
-            futures.append(await self._send(producer, batch, topic, partition, count))
+            batches += await self._lane(topic, partition).submit(producer, records)
         if delivered:
-            await asyncio.wait(futures)
-            self.raise_if_failed()
+            await asyncio.gather(*(b.acked for b in batches))
 
-    async def _send(
-        self, producer: Any, batch: Any, topic: str, partition: int, count: int
-    ) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = await producer.send_batch(batch, topic, partition=partition)
-        future.add_done_callback(self._delivered)
-        watcher = self._watchers.get(topic)
-        if watcher is not None:
+    def _lane(self, topic: str, partition: int) -> Lane:
+        lane = self._lanes.get((topic, partition))
+        if lane is None:
+            lane = self._lanes[(topic, partition)] = Lane(self, topic, partition)
+        return lane
 
-            def sent(done: asyncio.Future[Any]) -> None:
-                if not done.cancelled() and done.exception() is None:
-                    metadata = done.result()  # its offset is the batch's first record's
-                    watcher(metadata.topic_partition, metadata.offset + count - 1)
+    async def settled(self) -> None:
+        """Returns once the broker acknowledged everything handed to the producer (Faust's
+        commit waits for this, so offsets never move past output still being retried)."""
+        while True:
+            waiting = [b.acked for lane in self._lanes.values() for b in lane.queue]
+            waiting = [w for w in waiting if not w.done()]
+            if not waiting:
+                return
+            await asyncio.gather(*waiting)
 
-            future.add_done_callback(sent)
-        return future
-
-    def _delivered(self, future: asyncio.Future[Any]) -> None:
-        if future.cancelled():
-            self._failure = self._failure or OutputLost("a batch of output records was cancelled")
-        elif future.exception() is not None:
-            self._failure = self._failure or future.exception()
-
-    def raise_if_failed(self) -> None:
-        if self._failure is not None:
-            failure = self._failure
-            raise OutputLost(f"the broker refused output records: {failure!r}") from failure
+    async def dead_letter(
+        self,
+        topic: str,
+        partition: int,
+        key: bytes | None,
+        value: bytes | None,
+        error: BaseException,
+    ) -> list[Batch]:
+        """A bounded record on the DLQ in place of output the broker refuses for good."""
+        if self._dlq_topic is None or topic == self._dlq_topic:
+            return []  # a dead-letter record is bounded by construction; nothing more to do
+        record = dlq_record(
+            "output_refused",
+            f"the broker refused this output record: {error!r}",
+            topic,
+            partition,
+            -1,
+            None,
+            key,
+            value,
+            output_topic=topic,
+        )
+        producer = self._app.producer._ensure_producer()
+        count = await self._partition_count(producer, self._dlq_topic)
+        slot = partition_for(key, count) if key is not None else 0
+        return await self._lane(self._dlq_topic, slot).submit(producer, [(key, record)])
 
     async def _partition_count(self, producer: Any, topic: str) -> int:
         count = self._partitions.get(topic)
-        if count is None:
-            await producer.client._wait_on_metadata(topic)
+        backoff = BACKOFF_FIRST_S
+        while count is None:
+            try:
+                await producer.client._wait_on_metadata(topic)
+            except KafkaError as exc:  # deleted, not yet created, or not ours to describe
+                self._unknown[topic] = f"{type(exc).__name__} on {topic}"
+                self.retrying()
+                metrics.OUTPUT_RETRIES.labels(type(exc).__name__).inc()
+                log.warning("no metadata for %s (%r): asking again in %.1f s", topic, exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX_S)
+                continue
             count = len(producer.client.cluster.partitions_for_topic(topic))
             self._partitions[topic] = count
+            if self._unknown.pop(topic, None):
+                self.retrying()
         return count

@@ -144,7 +144,9 @@ class Topology:
             settings.probe_end_offsets,
             self.routes,
         )
-        self.outbox = self.routes.outbox = Outbox(self.app)
+        self.outbox = self.routes.outbox = Outbox(
+            self.app, settings.topic(topics.DLQ), settings.topic_prefix
+        )
         self.touchpoints = self._topic(topics.TOUCHPOINTS)
         self.customer_events = self._topic(topics.CUSTOMER_EVENTS)
         self.dlq = self._topic(topics.DLQ)
@@ -343,9 +345,13 @@ class Topology:
         topic = self.customer_events.get_topic_name()
         return {tp.partition for tp in self.app.assignor.assigned_actives() if tp.topic == topic}
 
-    def ready(self) -> bool:
+    def recovered(self) -> bool:
         app = self.app
         recovery = app.tables.recovery  # type: ignore[attr-defined]
         return bool(
             not app.rebalancing and recovery.completed.is_set() and not recovery.in_recovery
         )
+
+    def ready(self) -> bool:
+        """Partitions assigned, tables recovered, and output reaching the broker."""
+        return self.recovered() and self.outbox.health is None

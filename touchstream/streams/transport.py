@@ -19,7 +19,7 @@ and those records are never processed (faust-streaming#216, #221). Such partitio
 to their beginning explicitly.
 
 The consumer's drain loop is ``streams.delivery.drain``: the topics of ``routes`` are handed to
-their handlers a fetch at a time; before a commit, output the broker refused stops it.
+their handlers a fetch at a time; before a commit, output not yet acknowledged by the broker holds it back.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def transport_for(
         async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
             await self.app.producer.flush()
             if routes.outbox is not None:
-                routes.outbox.raise_if_failed()
+                await routes.outbox.settled()
             return await super()._commit_offsets(offsets, start_new_transaction)
 
     class Transport(faust_aiokafka.Transport):
