@@ -4,7 +4,11 @@ API, and refuses to start on a topic that would make it wrong (docs/topics.md)."
 from __future__ import annotations
 
 import asyncio
+import os
 import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +16,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from touchstream.config.rules import TRIGGER_TYPES
-from touchstream.runtime.stack import Stack
+from touchstream.runtime.apache_kafka import KafkaBroker, Security, client_security, start_kafka
+from touchstream.runtime.processes import free_port
+from touchstream.runtime.stack import Stack, worker_env
 
 pytestmark = pytest.mark.integration
 
@@ -168,3 +174,54 @@ def test_another_retention_is_the_operators_choice_left_alone_with_a_warning(
     assert described(stack.broker.bootstrap, [updates])[updates][1]["retention.ms"] == str(HOUR_MS)
     log = worker.child.log_path.read_text()
     assert f"topic {updates}: retention.ms is {HOUR_MS}, must be {7 * DAY_MS}; left as it is" in log
+
+
+@pytest.fixture(scope="module")
+def acl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
+    """Apache Kafka with an authorizer: SCRAM user ``touchstream`` holds no ACL, so it may log
+    in but not create topics."""
+    if os.environ.get("TOUCHSTREAM_TEST_BROKER") == "embedded":
+        pytest.skip("the embedded Tansu broker has no authorizer")
+    security = Security(users=(("SCRAM-SHA-512", "touchstream", "pw-touchstream"),), acls=True)
+    broker = start_kafka(tmp_path_factory.mktemp("acl-kafka"), security=security)
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def test_a_worker_that_may_not_create_topics_names_a_missing_one_with_its_settings(
+    acl_broker: KafkaBroker, tmp_path: Path
+) -> None:
+    env = worker_env(
+        "kafka://" + acl_broker.listener("SASL_PLAINTEXT"),
+        f"redis://127.0.0.1:{free_port()}/0",
+        free_port(),
+        str(tmp_path / "data"),
+        embedded_broker=False,
+        topic_prefix="denied.",
+        app_id="denied.touchstream",
+        partitions="4",
+        **client_security(
+            "SASL_PLAINTEXT",
+            mechanism="SCRAM-SHA-512",
+            username="touchstream",
+            password="pw-touchstream",
+        ),
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "touchstream", "worker"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+
+    assert result.returncode == 2, result.stderr[-2000:]
+    (error,) = [line for line in result.stderr.splitlines() if "configuration error" in line]
+    assert "does not exist and this worker may not create topics: create it with" in error
+    assert "partitions=4 replication.factor=1" in error and "cleanup.policy=" in error
+    assert "also missing: " in error and "denied.touchpoints.dlq" in error
+    assert "Traceback" not in result.stderr
+    cluster = admin_call(acl_broker.bootstrap, lambda admin: admin.list_topics())
+    assert not [t for t in cluster if t.startswith("denied.")]

@@ -119,7 +119,7 @@ async def _create(admin: AIOKafkaAdminClient, missing: Sequence[TopicSpec]) -> s
                 f" it needs {by_name[name].creation()}",
             )
     if denied:
-        first, *rest = sorted(denied, key=lambda s: s.name)
+        first, *rest = denied  # in declaration order: touchpoints first
         raise TopicError(first.name, missing_problem(first, [s.name for s in rest]))
     return created
 
