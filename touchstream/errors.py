@@ -20,6 +20,15 @@ class ConfigError(TouchstreamError):
         self.problem = problem
 
 
+class TopicError(ConfigError):
+    """A topic the worker owns is missing or set up so that the worker would be wrong
+    (streams/topic_specs.py says which differences); start-up stops naming the topic."""
+
+    def __init__(self, topic: str, problem: str) -> None:
+        super().__init__(f"topic {topic}", problem)
+        self.topic = topic
+
+
 class PoisonEvent(TouchstreamError):
     """An inbound record that no retry can fix; it goes to the DLQ."""
 

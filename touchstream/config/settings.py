@@ -16,6 +16,10 @@ DEV_HMAC_SECRET = "touchstream-development-only-hmac-secret"
 SECRET_FIELDS = ("hmac_secret", "kafka_sasl_password", "redis_password")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
+# the privacy promise (docs/topics.md): raw identifiers of rejected events and erased state
+# leave Kafka within 30 days at the most, whatever an operator sets
+MAX_DLQ_RETENTION_HOURS = 30 * 24
+MAX_COMPACTION_LAG_HOURS = 30 * 24
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,17 @@ class Settings:
     producer_max_batch_bytes: int = 524288
     fetch_max_wait_ms: int = 100
     probe_end_offsets: bool = False
+    # topic retention (docs/topics.md). Rejected events keep their original bytes, raw emails
+    # and phones among them: the DLQ keeps them 7 days (a weekend to look and replay) and the
+    # privacy promise caps it at 30.
+    dlq_retention_hours: int = 168
+    # touchpoints and touchstream.customer-events: records are needed until the stages read
+    # them, seconds in normal operation; 7 days outlives any outage we plan to recover from
+    input_retention_hours: int = 168
+    # profiles.updates, triggers.* and the other outputs: downstream connectors' outage budget
+    output_retention_hours: int = 168
+    # a changelog record an erasure overwrote is compacted away within this bound
+    changelog_compaction_lag_hours: int = 24
 
     def __repr__(self) -> str:
         shown = []
@@ -149,6 +164,10 @@ class Settings:
             ("fetch_max_wait_ms", 1, 30_000),
             ("rocksdb_memory_mb", 64, 1024 * 1024),
             ("state_cache_entries", 0, 100_000_000),
+            ("dlq_retention_hours", 1, MAX_DLQ_RETENTION_HOURS),
+            ("input_retention_hours", 1, 87_600),
+            ("output_retention_hours", 1, 87_600),
+            ("changelog_compaction_lag_hours", 1, MAX_COMPACTION_LAG_HOURS),
         ):
             value = getattr(self, name)
             if not low <= value <= high:

@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaConnectionError
 from touchstream.config.rules import Rules
 from touchstream.config.settings import Settings, key
 from touchstream.errors import ConfigError
+from touchstream.streams.topic_admin import prepare_topics
 from touchstream.streams.topology import Topology, kafka_ssl_context
 
 BROKER_CHECK_TIMEOUT_MS = 10_000
@@ -32,6 +33,8 @@ def run_worker(settings: Settings, rules: Rules) -> None:
     check_broker_login(settings)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     topology = Topology(settings, rules)
+    # before Faust declares its topics with the broker's defaults (streams/topic_admin.py)
+    prepare_topics(settings, topology.topic_specs())
     worker = faust.Worker(
         topology.app,
         loglevel=settings.log_level.upper(),

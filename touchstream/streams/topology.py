@@ -21,6 +21,7 @@ from typing import Any
 
 import faust
 import orjson
+from mode.utils.times import want_seconds
 from redis.exceptions import RedisError
 
 from touchstream import metrics
@@ -40,6 +41,7 @@ from touchstream.streams import topics
 from touchstream.streams.delivery import Routes, stream_agent
 from touchstream.streams.outbox import Outbox
 from touchstream.streams.timer_index import TimerIndex, partition_for
+from touchstream.streams.topic_specs import Changelog, TopicSpec, topic_specs
 from touchstream.streams.transport import transport_for
 from touchstream.tables.activity import Activity
 from touchstream.tables.changelog import OutboxTable
@@ -64,6 +66,18 @@ def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
     if settings.kafka_ssl_certfile:
         context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile or None)
     return context
+
+
+def client_security(settings: Settings) -> dict[str, Any]:
+    """The TLS and SASL arguments of an aiokafka client, as the worker's own clients log in."""
+    sasl = settings.kafka_security_protocol.startswith("SASL")
+    return {
+        "security_protocol": settings.kafka_security_protocol,
+        "ssl_context": kafka_ssl_context(settings),
+        "sasl_mechanism": settings.kafka_sasl_mechanism if sasl else "PLAIN",
+        "sasl_plain_username": settings.kafka_sasl_username or None,
+        "sasl_plain_password": settings.kafka_sasl_password or None,
+    }
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -198,8 +212,20 @@ class Topology:
         async def _stop_services(app: faust.App, **kwargs: Any) -> None:
             await self.redis_sync.stop()
 
+    def topic_specs(self) -> list[TopicSpec]:
+        """Every topic this worker owns and the settings it must have: the changelogs as
+        Faust names them, one per table of the app (streams/topic_specs.py)."""
+        changelogs = []
+        for table in self.app.tables.values():
+            window = table.window
+            retention = None if window is None else int(want_seconds(window.expires) * 1000)
+            changelogs.append(Changelog(table.changelog_topic.get_topic_name(), retention))
+        leader = self.app._leader_assignor._leader_topic_name  # type: ignore[attr-defined]
+        return topic_specs(self.settings, changelogs, leader)
+
     def _topic(self, name: str) -> faust.TopicT:
-        # internal=True: the worker creates missing topics with the configured partitions
+        # streams/topic_admin.py creates every topic with its settings before Faust starts;
+        # internal=True leaves Faust's own declaration in place, which then finds them there
         return self.app.topic(
             self.settings.topic(name),
             key_type=bytes,

@@ -116,6 +116,30 @@ def test_bad_value_names_its_variable(name, raw):
     assert refused({**DEV, name: raw}).key == name
 
 
+def test_topic_retentions_default_to_a_week_and_erasure_to_a_day():
+    settings = load_settings(DEV)
+
+    assert settings.dlq_retention_hours == 7 * 24
+    assert settings.input_retention_hours == 7 * 24
+    assert settings.output_retention_hours == 7 * 24
+    assert settings.changelog_compaction_lag_hours == 24
+
+
+@pytest.mark.parametrize(
+    ("name", "raw"),
+    [
+        # the privacy promise: rejected events' raw identifiers and erased state go within 30 days
+        ("TOUCHSTREAM_DLQ_RETENTION_HOURS", str(31 * 24)),
+        ("TOUCHSTREAM_CHANGELOG_COMPACTION_LAG_HOURS", str(31 * 24)),
+        ("TOUCHSTREAM_DLQ_RETENTION_HOURS", "0"),
+        ("TOUCHSTREAM_OUTPUT_RETENTION_HOURS", "0"),
+        ("TOUCHSTREAM_INPUT_RETENTION_HOURS", "a week"),
+    ],
+)
+def test_topic_retention_out_of_bounds_is_refused_naming_it(name, raw):
+    assert refused({**DEV, name: raw}).key == name
+
+
 def test_heartbeat_must_be_below_session_timeout():
     error = refused({**DEV, "TOUCHSTREAM_HEARTBEAT_INTERVAL_S": "6"})
 
