@@ -29,6 +29,9 @@ STALL_S = 30.0
 SETTLED_POLLS = 3
 SETTLED_POLL_S = 0.25
 CLIENT_ID = "touchstream-bench"
+# a producer batch is one record set on the broker: under Kafka's default message.max.bytes
+# (1 MiB), as the worker's 512 KiB (settings.producer_max_batch_bytes) is
+PRODUCE_BATCH_BYTES = 256 * 1024
 
 
 class BenchError(Exception):
@@ -72,7 +75,7 @@ async def produce_all(
         bootstrap_servers=bootstrap,
         client_id=CLIENT_ID,
         linger_ms=20,
-        max_batch_size=256 * 1024,
+        max_batch_size=PRODUCE_BATCH_BYTES,
         acks=1,
     )
     try:
