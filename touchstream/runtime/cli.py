@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from touchstream.errors import ConfigError
-from touchstream.runtime.brokers import KAFKA, KINDS
+from touchstream.runtime.brokers import EMBEDDED, KAFKA, KINDS
 
 DESCRIPTION = """\
 Touchstream: real-time customer engagement for retail on your own Kafka.
@@ -52,12 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="embedded broker + Redis + worker + traffic simulator, then a summary",
-        description="Start an embedded Kafka-protocol broker and Redis on free loopback ports, "
-        "a worker, and simulated POS and web shoppers (with some malformed events). Prints "
-        "what happens while it runs and a summary at the end.",
+        help="broker + Redis + worker + traffic simulator, then a summary",
+        description="Start a broker (the embedded Kafka-protocol broker, or Apache Kafka with "
+        "--broker kafka) and Redis on free loopback ports, a worker, and simulated POS and web "
+        "shoppers (with some malformed events). Prints what happens while it runs and a "
+        "summary at the end.",
     )
     _add_rules(demo)
+    _add_broker(
+        demo,
+        EMBEDDED,
+        "the embedded Tansu, which needs nothing installed; kafka: Apache Kafka, which needs "
+        "a JDK 17 and Maven",
+    )
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (60)")
     demo.add_argument("--rate", type=float, default=200.0, help="events per second (200)")
     demo.add_argument("--customers", type=int, default=500, help="simulated shoppers (500)")

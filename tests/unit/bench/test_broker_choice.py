@@ -1,8 +1,11 @@
-"""``--broker kafka|embedded``: the bench measures Apache Kafka unless told otherwise and says
-which broker it ran on."""
+"""``--broker kafka|embedded``: the bench measures Apache Kafka unless told otherwise, the demo
+runs on the zero-install embedded broker unless told otherwise, and both say which one ran."""
 
 from __future__ import annotations
 
+import signal
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,17 +13,20 @@ import pytest
 from touchstream.bench import runner
 from touchstream.bench.report import BenchResult
 from touchstream.bench.runner import bench_worker_env
+from touchstream.runtime import demo
 from touchstream.runtime.apache_kafka import INSTALL_HINT
 from touchstream.runtime.cli import build_parser, main
 
 
-def test_the_bench_runs_on_apache_kafka_by_default() -> None:
+def test_the_bench_runs_on_apache_kafka_and_the_demo_on_the_embedded_broker_by_default() -> None:
     parser = build_parser()
     assert parser.parse_args(["bench"]).broker == "kafka"
+    assert parser.parse_args(["demo"]).broker == "embedded"
     assert parser.parse_args(["bench", "--broker", "embedded"]).broker == "embedded"
+    assert parser.parse_args(["demo", "--broker", "kafka"]).broker == "kafka"
 
 
-@pytest.mark.parametrize("command", ["bench"])
+@pytest.mark.parametrize("command", ["bench", "demo"])
 def test_an_unknown_broker_is_refused_naming_the_choices(
     command: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -39,6 +45,15 @@ def no_jdk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TOUCHSTREAM_KAFKA_CACHE", str(tmp_path / "kafka-cache"))
 
 
+@pytest.fixture
+def sigterm_restored() -> Iterator[None]:
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def test_the_bench_without_a_jdk_names_the_install_command_and_the_embedded_broker(
     no_jdk: None, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -48,6 +63,24 @@ def test_the_bench_without_a_jdk_names_the_install_command_and_the_embedded_brok
     assert INSTALL_HINT in err
     assert "touchstream bench --broker embedded" in err
     assert "Traceback" not in err
+
+
+def test_the_demo_on_kafka_without_a_jdk_names_the_install_command_and_the_default(
+    no_jdk: None,
+    sigterm_restored: None,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(demo.Stack, "start_worker", lambda *a, **k: pytest.fail("started"))
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    assert main(["demo", "--broker", "kafka", "--duration", "1"]) == 1
+    err = capsys.readouterr().err
+    assert INSTALL_HINT in err
+    assert "touchstream demo --broker embedded" in err
+    assert list(temp.iterdir()) == []  # no demo directory left behind for nothing
 
 
 def test_the_report_and_the_json_name_the_broker_and_its_version() -> None:
