@@ -7,7 +7,6 @@ explains it) instead of hanging.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -16,9 +15,8 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 
+from touchstream.runtime.kafka_io import ensure_topics
 from touchstream.runtime.processes import Child
 from touchstream.runtime.stack import WorkerProcess
 from touchstream.simulator.traffic import Record, Traffic
@@ -54,18 +52,10 @@ def event_id(value: bytes) -> str:
 
 
 async def create_topics(bootstrap: str, names: Sequence[str], timeout_s: float = 30.0) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=CLIENT_ID)
     try:
-        await asyncio.wait_for(admin.start(), timeout_s)
-        for name in names:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await asyncio.wait_for(
-                    admin.create_topics([NewTopic(name, PARTITIONS, 1)]), timeout_s
-                )
+        await ensure_topics(bootstrap, names, PARTITIONS, timeout_s)
     except TimeoutError:
         raise BenchError(f"creating topics {list(names)} took over {timeout_s:.0f}s") from None
-    finally:
-        await admin.close()
 
 
 async def produce_all(

@@ -40,7 +40,7 @@ from touchstream.runtime.embedded import start_redis
 from touchstream.runtime.processes import Child, free_port
 from touchstream.runtime.stack import WorkerProcess, clean_env, worker_env
 from touchstream.simulator.traffic import Traffic, generate
-from touchstream.streams.topics import OUTPUTS, PROFILES_UPDATES, TOUCHPOINTS
+from touchstream.streams.topics import CUSTOMER_EVENTS, OUTPUTS, PROFILES_UPDATES, TOUCHPOINTS
 
 DATA_SEED = 11
 STEP_MS = 50  # event time between consecutive records of the data set
@@ -221,10 +221,11 @@ async def _bench(
         raise BenchError(f"the generator repeated event ids ({len(expected)} unique of {n})")
 
     clock.say(f"producing {n:,} events of {args.customers:,} customers to {TOUCHPOINTS}")
-    # every topic the worker writes, with the worker's partition count: left to the broker,
-    # Kafka creates them with 1 partition and Tansu with 4, and the two brokers' numbers would
-    # differ by the number of producer batches as much as by the broker
-    await phases.create_topics(bootstrap, [TOUCHPOINTS, *OUTPUTS])
+    # every topic the worker reads or writes, with the worker's partition count. Left to the
+    # broker, Kafka creates the outputs with 1 partition and Tansu with 4, and the brokers'
+    # numbers would differ by the producer batches as much as by the broker; and on Kafka
+    # the worker's group could be assigned before customer-events shows (kafka_io.ensure_topics)
+    await phases.create_topics(bootstrap, [TOUCHPOINTS, CUSTOMER_EVENTS, *OUTPUTS])
     await phases.produce_all(bootstrap, TOUCHPOINTS, records, _budget(30, n, 2_000))
     del records
 

@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer
 from touchstream.config.settings import load_all
 from touchstream.runtime import brokers
 from touchstream.runtime.apache_kafka import KafkaUnavailable
+from touchstream.runtime.kafka_io import ensure_topics
 from touchstream.runtime.stack import Stack, WorkerProcess
 from touchstream.serving.keys import PROFILE_PREFIX
 from touchstream.simulator.produce import ProduceStats, produce
@@ -42,7 +43,7 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     # validate the rules before starting anything, so a bad file fails fast and names the key
-    load_all({"TOUCHSTREAM_ENV": "development"}, rules=args.rules)
+    settings, _ = load_all({"TOUCHSTREAM_ENV": "development"}, rules=args.rules)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         stack = Stack.start(broker_kind=args.broker)
@@ -50,6 +51,10 @@ def run_demo(args: argparse.Namespace) -> int:
         print(brokers.unavailable("demo", exc), file=sys.stderr)
         return 1
     try:
+        # the worker's topics, before the worker: on Apache Kafka a group assigned before a
+        # topic it just created shows would wait minutes for it (kafka_io.ensure_topics)
+        names = [topics.TOUCHPOINTS, topics.CUSTOMER_EVENTS, *topics.OUTPUTS]
+        asyncio.run(ensure_topics(stack.broker.bootstrap, names, settings.partitions))
         worker = stack.start_worker(rules=args.rules)
         # scripts read HOST:PORT from the first three lines, so the broker's name comes after
         say(f"broker: {stack.broker.bootstrap}")
