@@ -3,6 +3,7 @@ embedded broker (`make demo`) and on Apache Kafka (`--broker kafka`)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -102,6 +103,33 @@ def test_demo_without_traffic_serves_until_sigterm_and_leaves_nothing_behind() -
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_demo_stopped_while_apache_kafka_starts_exits_quietly_and_leaves_nothing(
+    tmp_path,
+) -> None:
+    # Kafka takes a few seconds to start: a SIGTERM then stops it and exits, no traceback
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "touchstream", "demo", "--broker", "kafka", "--no-traffic"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "TMPDIR": str(temp)},  # where the demo makes its directory
+    )
+    try:
+        time.sleep(1.5)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    # 143 while Kafka was starting; 0 if it had started already (SIGTERM ends --no-traffic)
+    assert proc.returncode in (143, 0), out[-3000:]
+    assert "Traceback" not in out
+    assert holders_of(str(temp)) == []
 
 
 def test_cli_help_documents_every_command() -> None:

@@ -50,6 +50,8 @@ def run_demo(args: argparse.Namespace) -> int:
     except KafkaUnavailable as exc:
         print(brokers.unavailable("demo", exc), file=sys.stderr)
         return 1
+    except Terminated:  # during Apache Kafka's few seconds of start-up; it stopped what it began
+        return 143
     try:
         # the worker's topics, before the worker: on Apache Kafka a group assigned before a
         # topic it just created shows would wait minutes for it (kafka_io.ensure_topics)
