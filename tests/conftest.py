@@ -19,8 +19,9 @@ import pytest
 import redis
 
 from touchstream.runtime.apache_kafka import KafkaUnavailable, start_kafka
+from touchstream.runtime.brokers import Broker
 from touchstream.runtime.embedded import EmbeddedRedis, start_broker, start_redis
-from touchstream.runtime.stack import Broker, Stack
+from touchstream.runtime.stack import Stack
 
 _redis_dbs = itertools.cycle(range(1, 16))
 

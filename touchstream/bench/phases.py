@@ -7,7 +7,6 @@ explains it) instead of hanging.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -16,9 +15,8 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 
+from touchstream.runtime.kafka_io import ensure_topics
 from touchstream.runtime.processes import Child
 from touchstream.runtime.stack import WorkerProcess
 from touchstream.simulator.traffic import Record, Traffic
@@ -29,6 +27,9 @@ STALL_S = 30.0
 SETTLED_POLLS = 3
 SETTLED_POLL_S = 0.25
 CLIENT_ID = "touchstream-bench"
+# a producer batch is one record set on the broker: under Kafka's default message.max.bytes
+# (1 MiB), as the worker's 512 KiB (settings.producer_max_batch_bytes) is
+PRODUCE_BATCH_BYTES = 256 * 1024
 
 
 class BenchError(Exception):
@@ -51,18 +52,10 @@ def event_id(value: bytes) -> str:
 
 
 async def create_topics(bootstrap: str, names: Sequence[str], timeout_s: float = 30.0) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id=CLIENT_ID)
     try:
-        await asyncio.wait_for(admin.start(), timeout_s)
-        for name in names:
-            with contextlib.suppress(TopicAlreadyExistsError):
-                await asyncio.wait_for(
-                    admin.create_topics([NewTopic(name, PARTITIONS, 1)]), timeout_s
-                )
+        await ensure_topics(bootstrap, names, PARTITIONS, timeout_s)
     except TimeoutError:
         raise BenchError(f"creating topics {list(names)} took over {timeout_s:.0f}s") from None
-    finally:
-        await admin.close()
 
 
 async def produce_all(
@@ -72,7 +65,7 @@ async def produce_all(
         bootstrap_servers=bootstrap,
         client_id=CLIENT_ID,
         linger_ms=20,
-        max_batch_size=256 * 1024,
+        max_batch_size=PRODUCE_BATCH_BYTES,
         acks=1,
     )
     try:

@@ -12,6 +12,8 @@ from typing import Any
 
 import orjson
 
+from touchstream.runtime.brokers import describe
+
 
 def percentile(values: Sequence[float], p: float) -> float:
     """Nearest-rank percentile (an observed value, never an interpolation)."""
@@ -40,6 +42,8 @@ class BenchResult:
     customers: int
     started_at: str
     workers: int = 1
+    broker: str = "kafka"  # runtime.brokers.KINDS: numbers of two brokers are not comparable
+    broker_version: str = ""
     raw_eps: float = 0.0
     naive_faust_eps: float = 0.0
     pipeline_eps: float = 0.0
@@ -102,8 +106,9 @@ class BenchResult:
         lines = [
             f"touchstream bench  {self.started_at}",
             f"  machine: {m['nproc']} CPUs, Python {m['python']}, {m['platform']}",
+            f"  broker:  {describe(self.broker, self.broker_version)}, one node on loopback",
             f"  data:    {self.events:,} events of {self.customers:,} customers, "
-            f"one embedded broker (tansu), 8 partitions, {self.workers} worker(s)",
+            f"8 partitions, {self.workers} worker(s)",
             "",
             "  throughput (events/s, start-up excluded)",
             f"    (a) raw aiokafka + orjson consume   {self.raw_eps:>12,.0f}",

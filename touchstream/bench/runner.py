@@ -3,6 +3,7 @@
 (a) raw aiokafka + orjson, (b) a naive Faust app with one table update per event,
 (c) the Touchstream worker, measured on its own output timestamps; then live traffic at half
 of (c)'s throughput for the latency percentiles. Start-up is excluded from every number.
+The broker is Apache Kafka unless ``--broker embedded`` asks for Tansu; the report names it.
 Every process started here is stopped on the way out, whatever the way out is.
 """
 
@@ -32,11 +33,14 @@ from touchstream.bench import phases
 from touchstream.bench.phases import BenchError
 from touchstream.bench.report import BenchResult, percentile
 from touchstream.config.rules import load_rules
-from touchstream.runtime.embedded import EmbeddedBroker, start_broker, start_redis
+from touchstream.runtime import brokers
+from touchstream.runtime.apache_kafka import KafkaUnavailable
+from touchstream.runtime.brokers import Broker
+from touchstream.runtime.embedded import start_redis
 from touchstream.runtime.processes import Child, free_port
 from touchstream.runtime.stack import WorkerProcess, clean_env, worker_env
 from touchstream.simulator.traffic import Traffic, generate
-from touchstream.streams.topics import PROFILES_UPDATES, TOUCHPOINTS
+from touchstream.streams.topics import CUSTOMER_EVENTS, OUTPUTS, PROFILES_UPDATES, TOUCHPOINTS
 
 DATA_SEED = 11
 STEP_MS = 50  # event time between consecutive records of the data set
@@ -107,20 +111,29 @@ def run_bench(args: argparse.Namespace) -> int:
         customers=args.customers,
         workers=args.workers,
         started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        broker=args.broker,
     )
     workdir = Path(tempfile.mkdtemp(prefix="touchstream-bench-"))
     keep_workdir = False
     try:
         with _sigterm_as_interrupt(), contextlib.ExitStack() as stack:
             clock.say(f"logs in {workdir} (removed unless the bench fails)")
-            clock.say("starting the embedded broker and Redis")
+            clock.say(f"starting the broker ({args.broker}) and Redis")
             try:
-                broker = start_broker(log_path=workdir / "broker.log")
+                broker = brokers.start(args.broker, workdir)
                 stack.callback(broker.stop)
+                result.broker_version = broker.version
+                clock.say(
+                    f"broker: {brokers.describe(broker.kind, broker.version)} on {broker.bootstrap}"
+                )
                 redis = start_redis(log_path=workdir / "redis.log")
                 stack.callback(redis.stop)
+            except KafkaUnavailable as exc:
+                # nothing was measured: no logs worth keeping, and the message says it all
+                print(brokers.unavailable("bench", exc), file=sys.stderr)
+                return 1
             except (RuntimeError, TimeoutError) as exc:
-                raise BenchError(f"the embedded broker or Redis did not start: {exc}") from None
+                raise BenchError(f"the broker or Redis did not start: {exc}") from None
             try:
                 asyncio.run(
                     _cancel_on_signals(
@@ -191,7 +204,7 @@ async def _cancel_on_signals(main: Coroutine[Any, Any, None]) -> None:
 async def _bench(
     args: argparse.Namespace,
     result: BenchResult,
-    broker: EmbeddedBroker,
+    broker: Broker,
     redis_url: str,
     workdir: Path,
     stack: contextlib.ExitStack,
@@ -208,7 +221,11 @@ async def _bench(
         raise BenchError(f"the generator repeated event ids ({len(expected)} unique of {n})")
 
     clock.say(f"producing {n:,} events of {args.customers:,} customers to {TOUCHPOINTS}")
-    await phases.create_topics(bootstrap, [TOUCHPOINTS, PROFILES_UPDATES])
+    # every topic the worker reads or writes, with the worker's partition count. Left to the
+    # broker, Kafka creates the outputs with 1 partition and Tansu with 4, and the brokers'
+    # numbers would differ by the producer batches as much as by the broker; and on Kafka
+    # the worker's group could be assigned before customer-events shows (kafka_io.ensure_topics)
+    await phases.create_topics(bootstrap, [TOUCHPOINTS, CUSTOMER_EVENTS, *OUTPUTS])
     await phases.produce_all(bootstrap, TOUCHPOINTS, records, _budget(30, n, 2_000))
     del records
 
@@ -307,9 +324,7 @@ def latency_rate_for(fixed: float | None, settled_eps: float) -> float:
     return fixed if fixed is not None else settled_eps / 2
 
 
-async def _naive_phase(
-    broker: EmbeddedBroker, n: int, workdir: Path, stack: contextlib.ExitStack
-) -> float:
+async def _naive_phase(broker: Broker, n: int, workdir: Path, stack: contextlib.ExitStack) -> float:
     result_path = workdir / "naive-result.json"
     env = _child_env(
         TOUCHSTREAM_BENCH_BROKER=broker.url,
@@ -358,25 +373,35 @@ def _readyz(probe: WorkerProcess) -> int:
 
 def _start_worker(
     args: argparse.Namespace,
-    broker: EmbeddedBroker,
+    broker: Broker,
     redis_url: str,
     port: int,
     workdir: Path,
     index: int,
 ) -> Child:
-    # the same environment as the demo and the tests run the worker with (runtime.stack)
-    env = worker_env(
-        broker.url,
-        redis_url,
-        port,
-        str(workdir / f"worker-{index}-data"),
-        partitions="8",
-        log_level="warning",
-    )
+    data_dir = str(workdir / f"worker-{index}-data")
+    env = bench_worker_env(broker.kind, broker.url, redis_url, port, data_dir)
     argv = ["-m", "touchstream", "worker"]
     if args.rules:
         argv += ["--rules", str(Path(args.rules).resolve())]
     return python_child(argv, f"worker {index}", env, workdir, f"worker-{index}.log")
+
+
+def bench_worker_env(
+    broker_kind: str, broker_url: str, redis_url: str, port: int, data_dir: str
+) -> dict[str, str]:
+    """The environment of a measured worker: the one the demo and the tests run it with
+    (runtime.stack), with Tansu's workarounds only on Tansu, so that on Apache Kafka the
+    worker measured is configured as a production worker is."""
+    return worker_env(
+        broker_url,
+        redis_url,
+        port,
+        data_dir,
+        embedded_broker=broker_kind == brokers.EMBEDDED,
+        partitions="8",
+        log_level="warning",
+    )
 
 
 def python_child(

@@ -319,9 +319,14 @@ def _wait_listening(broker: KafkaBroker) -> None:
     try:
         for port in broker.ports.values():
             wait_for_port(HOST, port, START_TIMEOUT_S, broker.child.proc)
-    except Exception as exc:
+    except (RuntimeError, TimeoutError) as exc:
         broker.child.stop()
         raise RuntimeError(f"Apache Kafka did not start ({exc}):\n{broker.child.tail()}") from exc
+    except BaseException:
+        # an interruption (Ctrl-C, the demo's SIGTERM) is not a failure to start: the caller
+        # must see it as it is, to stop the way it was asked to
+        broker.child.stop()
+        raise
 
 
 def start_kafka(

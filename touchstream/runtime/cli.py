@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from touchstream.errors import ConfigError
+from touchstream.runtime.brokers import EMBEDDED, KAFKA, KINDS
 
 DESCRIPTION = """\
 Touchstream: real-time customer engagement for retail on your own Kafka.
@@ -21,6 +22,15 @@ def _add_rules(p: argparse.ArgumentParser) -> None:
         "--rules",
         metavar="PATH",
         help="TOML rules file (default: TOUCHSTREAM_RULES, else the spec's default rules)",
+    )
+
+
+def _add_broker(p: argparse.ArgumentParser, default: str, why: str) -> None:
+    p.add_argument(
+        "--broker",
+        choices=KINDS,
+        default=default,
+        help=f"the broker to start on loopback (default {default}: {why})",
     )
 
 
@@ -42,12 +52,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="embedded broker + Redis + worker + traffic simulator, then a summary",
-        description="Start an embedded Kafka-protocol broker and Redis on free loopback ports, "
-        "a worker, and simulated POS and web shoppers (with some malformed events). Prints "
-        "what happens while it runs and a summary at the end.",
+        help="broker + Redis + worker + traffic simulator, then a summary",
+        description="Start a broker (the embedded Kafka-protocol broker, or Apache Kafka with "
+        "--broker kafka) and Redis on free loopback ports, a worker, and simulated POS and web "
+        "shoppers (with some malformed events). Prints what happens while it runs and a "
+        "summary at the end.",
     )
     _add_rules(demo)
+    _add_broker(
+        demo,
+        EMBEDDED,
+        "the embedded Tansu, which needs nothing installed; kafka: Apache Kafka, which needs "
+        "a JDK 17 and Maven",
+    )
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic (60)")
     demo.add_argument("--rate", type=float, default=200.0, help="events per second (200)")
     demo.add_argument("--customers", type=int, default=500, help="simulated shoppers (500)")
@@ -95,11 +112,18 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser(
         "bench",
         help="raw consume vs naive Faust vs the Touchstream pipeline",
-        description="Measure, on one embedded broker and one data set: (a) raw aiokafka+orjson "
+        description="Measure, on one broker and one data set: (a) raw aiokafka+orjson "
         "consume, (b) a naive Faust agent with one table update per event, (c) the Touchstream "
-        "pipeline; prints events/s, ratios, p50/p99 event-to-output latency and peak RSS.",
+        "pipeline; prints events/s, ratios, p50/p99 event-to-output latency and peak RSS, and "
+        "which broker and version they were measured on.",
     )
     _add_rules(bench)
+    _add_broker(
+        bench,
+        KAFKA,
+        "Apache Kafka, the broker users run (needs a JDK 17 and Maven); embedded: Tansu, "
+        "which needs nothing installed",
+    )
     bench.add_argument("--events", type=int, default=50_000, help="events per phase (50000)")
     bench.add_argument("--customers", type=int, default=5_000)
     bench.add_argument(

@@ -17,6 +17,9 @@ import redis
 from aiokafka import AIOKafkaConsumer
 
 from touchstream.config.settings import load_all
+from touchstream.runtime import brokers
+from touchstream.runtime.apache_kafka import KafkaUnavailable
+from touchstream.runtime.kafka_io import ensure_topics
 from touchstream.runtime.stack import Stack, WorkerProcess
 from touchstream.serving.keys import PROFILE_PREFIX
 from touchstream.simulator.produce import ProduceStats, produce
@@ -40,14 +43,26 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     # validate the rules before starting anything, so a bad file fails fast and names the key
-    load_all({"TOUCHSTREAM_ENV": "development"}, rules=args.rules)
+    settings, _ = load_all({"TOUCHSTREAM_ENV": "development"}, rules=args.rules)
     signal.signal(signal.SIGTERM, _on_sigterm)
-    stack = Stack.start()
     try:
+        stack = Stack.start(broker_kind=args.broker)
+    except KafkaUnavailable as exc:
+        print(brokers.unavailable("demo", exc), file=sys.stderr)
+        return 1
+    except Terminated:  # during Apache Kafka's few seconds of start-up; it stopped what it began
+        return 143
+    try:
+        # the worker's topics, before the worker: on Apache Kafka a group assigned before a
+        # topic it just created shows would wait minutes for it (kafka_io.ensure_topics)
+        names = [topics.TOUCHPOINTS, topics.CUSTOMER_EVENTS, *topics.OUTPUTS]
+        asyncio.run(ensure_topics(stack.broker.bootstrap, names, settings.partitions))
         worker = stack.start_worker(rules=args.rules)
+        # scripts read HOST:PORT from the first three lines, so the broker's name comes after
         say(f"broker: {stack.broker.bootstrap}")
         say(f"redis: {stack.redis.url(0)}")
         say(f"http: {worker.http}")
+        say(f"broker software: {brokers.describe(stack.broker.kind, stack.broker.version)}")
         say(f"logs: {stack.workdir}")
         ready_s = worker.wait_ready()
         say(f"worker ready in {ready_s:.1f}s")
@@ -60,7 +75,7 @@ def run_demo(args: argparse.Namespace) -> int:
                 return 0
         summary = asyncio.run(_traffic(args, stack, worker))
         signal.signal(signal.SIGTERM, _on_sigterm)  # asyncio.run reset it to the default
-        _print_summary(summary)
+        _print_summary(summary, brokers.describe(stack.broker.kind, stack.broker.version))
         if args.summary_json:
             Path(args.summary_json).write_bytes(orjson.dumps(summary, option=orjson.OPT_INDENT_2))
             say(f"summary written to {args.summary_json}")
@@ -130,6 +145,8 @@ async def _traffic(args: argparse.Namespace, stack: Stack, worker: WorkerProcess
     await asyncio.sleep(IDENTITY_SETTLE_S)
     m = await asyncio.to_thread(_safe_metrics, worker)
     return {
+        "broker": stack.broker.kind,
+        "broker_version": stack.broker.version,
         "duration_s": round(produced_s, 1),
         "events_produced": stats.produced,
         "events_processed": int(m.get("touchstream_events_applied_total", 0)),
@@ -238,9 +255,10 @@ class _Outputs:
         return lines
 
 
-def _print_summary(s: dict[str, Any]) -> None:
+def _print_summary(s: dict[str, Any], broker: str) -> None:
     say("")
     say("== Touchstream demo summary ==")
+    say(f"  broker         {broker}")
     say(
         f"  traffic        {s['events_produced']} events in {s['duration_s']}s "
         f"({s['events_produced'] / max(s['duration_s'], 1e-6):.0f}/s)"

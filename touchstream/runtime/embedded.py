@@ -7,6 +7,7 @@ fresh machine needs nothing but ``pip install``. Production points at real Kafka
 from __future__ import annotations
 
 import shutil
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from importlib import util
@@ -39,12 +40,23 @@ def redis_binary() -> str:
     return str(found)
 
 
+def tansu_version(binary: str) -> str:
+    """The version the binary reports (``tansu 0.6.0``), for reports that name their broker."""
+    try:
+        done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    words = done.stdout.split()
+    return words[-1] if done.returncode == 0 and words else "unknown"
+
+
 @dataclass
 class EmbeddedBroker:
     host: str
     port: int
     child: Child
     kind: str = "embedded"
+    version: str = "unknown"
 
     @property
     def bootstrap(self) -> str:
@@ -76,9 +88,10 @@ class EmbeddedRedis:
 def start_broker(port: int | None = None, log_path: Path | None = None) -> EmbeddedBroker:
     port = port or free_port(HOST)
     listener = f"tcp://{HOST}:{port}"
+    binary = tansu_binary()
     child = Child(
         [
-            tansu_binary(),
+            binary,
             "broker",
             "--listener-url",
             listener,
@@ -95,7 +108,7 @@ def start_broker(port: int | None = None, log_path: Path | None = None) -> Embed
     except Exception:
         child.stop()
         raise
-    return EmbeddedBroker(HOST, port, child)
+    return EmbeddedBroker(HOST, port, child, version=tansu_version(binary))
 
 
 def start_redis(port: int | None = None, log_path: Path | None = None) -> EmbeddedRedis:

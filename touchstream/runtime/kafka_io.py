@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -10,6 +11,8 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,33 @@ class Out:
 
     def json(self) -> Any:
         return orjson.loads(self.value or b"null")
+
+
+async def ensure_topics(
+    bootstrap: str, names: Iterable[str], partitions: int, timeout_s: float = 30.0
+) -> None:
+    """Create the topics that do not exist yet, and return once the broker's metadata lists
+    every one of them. Raises ``TimeoutError`` after ``timeout_s``.
+
+    Why wait for the metadata: Apache Kafka creates a topic asynchronously. A worker whose
+    consumer group is assigned before a topic Faust has just created shows in the metadata gets
+    none of its partitions, and stays so until the next metadata refresh (Faust's
+    ``consumer_metadata_max_age_ms``, 5 minutes). Tansu creates topics synchronously."""
+    names = list(names)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, client_id="touchstream-setup")
+    async with asyncio.timeout(timeout_s):
+        await admin.start()
+        try:
+            for name in names:
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    await admin.create_topics([NewTopic(name, partitions, 1)])
+            while True:
+                listed = await admin.describe_topics(names)
+                if all(t["error_code"] == 0 and t["partitions"] for t in listed):
+                    return
+                await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
 
 
 def _encode(value: Any) -> bytes:

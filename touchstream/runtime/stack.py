@@ -1,4 +1,5 @@
-"""A local stack: embedded broker and Redis plus Touchstream workers as child processes.
+"""A local stack: a broker (embedded or Apache Kafka) and Redis plus Touchstream workers as
+child processes.
 
 Used by ``touchstream demo`` and by the integration tests, so both run the product the same way.
 """
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -15,27 +17,15 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-from touchstream.runtime.embedded import EmbeddedRedis, start_broker, start_redis
+from touchstream.runtime import brokers
+from touchstream.runtime.apache_kafka import KafkaUnavailable
+from touchstream.runtime.brokers import Broker
+from touchstream.runtime.embedded import EmbeddedRedis, start_redis
 from touchstream.runtime.processes import Child, free_port
 
 WORKER_READY_TIMEOUT_S = 60.0
-
-
-class Broker(Protocol):
-    """What a stack needs of its broker: the embedded one or Apache Kafka."""
-
-    kind: str
-    child: Child
-
-    @property
-    def bootstrap(self) -> str: ...
-
-    @property
-    def url(self) -> str: ...
-
-    def stop(self) -> None: ...
 
 
 def clean_env() -> dict[str, str]:
@@ -158,10 +148,16 @@ class Stack:
     settings: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, workdir: Path | None = None) -> Stack:
+    def start(cls, workdir: Path | None = None, broker_kind: str = brokers.EMBEDDED) -> Stack:
         path = workdir or Path(tempfile.mkdtemp(prefix="touchstream-"))
         path.mkdir(parents=True, exist_ok=True)
-        broker = start_broker(log_path=path / "broker.log")
+        try:
+            broker = brokers.start(broker_kind, path)
+        except KafkaUnavailable:
+            # nothing ran, so there is no log to keep: leave no directory of ours behind
+            if workdir is None:
+                shutil.rmtree(path, ignore_errors=True)
+            raise
         try:
             redis = start_redis(log_path=path / "redis.log")
         except Exception:

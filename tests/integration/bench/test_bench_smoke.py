@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.leftovers import holders_of
+
 KEYS = {
     "events",
     "customers",
@@ -34,15 +36,19 @@ KEYS = {
     "latency_matched",
     "worker_peak_rss_mib",
     "started_at",
+    "broker",
+    "broker_version",
 }
 
 
-def _bench_argv(json_path: Path, latency_seconds: str = "3") -> list[str]:
+def _bench_argv(json_path: Path, latency_seconds: str = "3", broker: str = "kafka") -> list[str]:
     return [
         sys.executable,
         "-m",
         "touchstream",
         "bench",
+        "--broker",
+        broker,
         "--events",
         "3000",
         "--customers",
@@ -58,26 +64,12 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("TOUCHSTREAM_")}
 
 
-def _holders_of(path: str) -> list[int]:
-    """Live processes with a file open under ``path`` (the bench's logs and data)."""
-    holders = []
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            links = [os.readlink(fd) for fd in (proc / "fd").iterdir()]
-        except OSError:
-            continue
-        if any(link.startswith(path) for link in links):
-            holders.append(int(proc.name))
-    return holders
-
-
 @pytest.mark.integration
-def test_bench_reports_every_number(tmp_path: Path) -> None:
+@pytest.mark.parametrize("broker", ["kafka", "embedded"])
+def test_bench_reports_every_number(tmp_path: Path, broker: str) -> None:
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        _bench_argv(out),
+        _bench_argv(out, broker=broker),
         capture_output=True,
         text=True,
         timeout=400,
@@ -87,6 +79,11 @@ def test_bench_reports_every_number(tmp_path: Path) -> None:
 
     data = json.loads(out.read_text())
     assert data.keys() >= KEYS, KEYS - data.keys()
+    # which broker the numbers are of, in the JSON and in the printed report
+    assert data["broker"] == broker
+    product = {"kafka": "Apache Kafka", "embedded": "embedded Tansu"}[broker]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", data["broker_version"])
+    assert f"broker:  {product} {data['broker_version']}" in proc.stdout
     assert data["events"] == 3000
     assert data["customers"] == 300
     assert data["raw_eps"] > 0
@@ -138,5 +135,5 @@ def test_interrupted_bench_leaves_nothing_behind(tmp_path: Path) -> None:
             bench.wait()
     assert code == 130
     assert not Path(workdir).exists()
-    assert _holders_of(workdir) == []
+    assert holders_of(workdir) == []
     assert not (tmp_path / "bench.json").exists()

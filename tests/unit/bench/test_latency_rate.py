@@ -22,7 +22,7 @@ def test_a_latency_option_that_is_not_a_finite_positive_number_stops_the_bench_n
     option: str, bad: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # a regression must fail here, not start a broker and a whole bench
-    monkeypatch.setattr(runner, "start_broker", lambda *a, **k: pytest.fail("bench started"))
+    monkeypatch.setattr(runner.brokers, "start", lambda *a, **k: pytest.fail("bench started"))
     assert main(["bench", option, bad]) == 2
     assert option in capsys.readouterr().err
 
