@@ -15,7 +15,6 @@ import asyncio
 import logging
 import os
 import socket
-import ssl
 import time
 from typing import Any
 
@@ -38,6 +37,8 @@ from touchstream.serving.redis_client import redis_client
 from touchstream.serving.redis_sync import RedisSync
 from touchstream.streams import topics
 from touchstream.streams.delivery import Routes, stream_agent
+from touchstream.streams.kafka_access import Need, worker_needs
+from touchstream.streams.kafka_client import kafka_ssl_context
 from touchstream.streams.outbox import Outbox
 from touchstream.streams.timer_index import TimerIndex, partition_for
 from touchstream.streams.transport import transport_for
@@ -55,15 +56,6 @@ RESYNC_CHUNK = 1000  # profiles re-synced between two looks at the stages and th
 TICK_KEY = b"~tick"  # not a customer id: ticks carry no customer
 
 log = logging.getLogger(__name__)
-
-
-def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    if not settings.secure_kafka:
-        return None
-    context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
-    if settings.kafka_ssl_certfile:
-        context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile or None)
-    return context
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -195,6 +187,21 @@ class Topology:
         @self.app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def _stop_services(app: faust.App, **kwargs: Any) -> None:
             await self.redis_sync.stop()
+
+    def access_needs(self) -> list[Need]:
+        """What this worker's principal must be allowed (docs/security.md): READ on its
+        group, on what it consumes (its inputs, its tables' changelogs, Faust's leader topic)
+        and WRITE on what it produces; CREATE on those that do not exist yet."""
+        changelogs = [t.changelog_topic.get_topic_name() for t in self.app.tables.values()]
+        leader = self.app._leader_assignor._leader_topic_name  # type: ignore[attr-defined]
+        reads = [*self.routes.handlers, *changelogs, leader]
+        writes = [
+            self.customer_events.get_topic_name(),
+            *(t.get_topic_name() for t in self.outputs.values()),
+            self.profiles_updates.get_topic_name(),
+            *changelogs,
+        ]
+        return worker_needs(self.settings.app_id, reads, writes, [*reads, *writes])
 
     def _topic(self, name: str) -> faust.TopicT:
         # internal=True: the worker creates missing topics with the configured partitions
