@@ -28,7 +28,7 @@ from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import Ingest
 from touchstream.errors import PoisonEvent
 from touchstream.schemas.decode import decode
-from touchstream.schemas.dlq import original_bytes
+from touchstream.schemas.dlq import original_bytes, replayable
 from touchstream.streams import topics
 from touchstream.streams.kafka_client import security_kwargs
 from touchstream.streams.transport import probe_end_offsets
@@ -76,7 +76,10 @@ def run_replay(args: argparse.Namespace) -> int:
             security,
         )
     )
-    print(f"replayed {replayed} DLQ records to {target} ({skipped} left: other reasons)")
+    print(
+        f"replayed {replayed} DLQ records to {target}"
+        f" ({skipped} left: other reasons, or originals kept only in part)"
+    )
     return 0
 
 
@@ -140,7 +143,8 @@ class DryRun:
     def format(self, dlq_topic: str) -> str:
         lines = [
             f"dry run: read {self.read} records from {dlq_topic}"
-            f" ({self.skipped} left: other reasons); nothing produced, no offsets committed",
+            f" ({self.skipped} left: other reasons, or originals kept only in part);"
+            " nothing produced, no offsets committed",
             f"would pass {self.passing}, would still fail {self.read - self.passing}",
         ]
         if self.outcomes:
@@ -175,7 +179,7 @@ async def _selection(
     consumer: AIOKafkaConsumer, reasons: set[str], limit: int | None, probe: str | None
 ) -> AsyncIterator[tuple[list[dict[str, Any]], int, dict[TopicPartition, int]]]:
     """Batches of what the DLQ holds now, from the group's position: (records taken,
-    records left for other reasons, next offset per partition to commit once handled).
+    records left for other reasons or not replayable, next offset per partition to commit once handled).
 
     ``probe``: bootstrap servers to read the true end offsets with (the embedded broker
     under-reports them, see ``streams.transport``), or None to trust the broker.
@@ -204,7 +208,7 @@ async def _selection(
                     break
                 handled[tp] = record.offset + 1
                 entry = orjson.loads(record.value or b"{}")
-                if reasons and entry.get("reason") not in reasons:
+                if (reasons and entry.get("reason") not in reasons) or not replayable(entry):
                     skipped += 1
                     continue
                 entries.append(entry)

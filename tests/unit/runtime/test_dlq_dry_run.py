@@ -114,7 +114,7 @@ def test_report_counts_by_original_reason_and_outcome() -> None:
         ("schema_violation", "unsupported_currency", 1),
     ]
     assert report.format("touchpoints.dlq") == (
-        "dry run: read 8 records from touchpoints.dlq (3 left: other reasons);"
+        "dry run: read 8 records from touchpoints.dlq (3 left: other reasons, or originals kept only in part);"
         " nothing produced, no offsets committed\n"
         "would pass 3, would still fail 5\n"
         "original reason        now                    records\n"
@@ -137,7 +137,7 @@ def test_report_counts_by_original_reason_and_outcome() -> None:
 def test_an_empty_selection_reports_zero() -> None:
     report = classify([], make_ingest(), MAX, NOW, DryRun())
     assert report.format("dlq") == (
-        "dry run: read 0 records from dlq (0 left: other reasons);"
+        "dry run: read 0 records from dlq (0 left: other reasons, or originals kept only in part);"
         " nothing produced, no offsets committed\n"
         "would pass 0, would still fail 0"
     )

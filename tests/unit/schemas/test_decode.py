@@ -2,6 +2,7 @@
 naming the problem, and the DLQ record keeps the exact original bytes for replay."""
 
 import base64
+import hashlib
 import copy
 from typing import Any
 
@@ -403,7 +404,11 @@ def test_dlq_record_fields():
         "offset": 1234,
         "timestamp": 1795183407512,
         "key_b64": base64.b64encode(b"L-0042").decode(),
+        "key_size": 6,
+        "key_sha256": hashlib.sha256(b"L-0042").hexdigest(),
         "value_b64": base64.b64encode(b"\xff\xfe").decode(),
+        "value_size": 2,
+        "value_sha256": hashlib.sha256(b"\xff\xfe").hexdigest(),
     }
 
 
