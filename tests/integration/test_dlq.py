@@ -116,7 +116,9 @@ def test_dlq_replay_dry_run_reports_and_leaves_the_group_where_it_was(
     replay = ["dlq", "replay", "--broker", bootstrap]
     assert main([*replay, "--dry-run", "--rules", str(rules)]) == 0
     out = capsys.readouterr().out
-    assert f"read 4 records from {dlq} (0 left: other reasons, or originals kept only in part)" in out
+    assert (
+        f"read 4 records from {dlq} (0 left: other reasons, or originals kept only in part)" in out
+    )
     assert "would pass 1, would still fail 3" in out
     assert "unsupported_currency   pass                         1" in out
     assert "invalid_json           invalid_json                 2" in out

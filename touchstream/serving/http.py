@@ -28,9 +28,17 @@ def register_views(t: Topology) -> None:
 
     @app.page("/readyz")
     async def readyz(self: web.View, request: web.Request) -> web.Response:
-        checks = {"partitions_recovered": t.ready(), "redis": await _redis_ok(t)}
+        refused = t.access.problem
+        checks = {
+            "partitions_recovered": t.ready(),
+            "redis": await _redis_ok(t),
+            "kafka_access": refused is None,
+        }
         status = 200 if all(checks.values()) else 503
-        return self.json({"ready": status == 200, "checks": checks}, status=status)
+        body: dict[str, object] = {"ready": status == 200, "checks": checks}
+        if refused is not None:
+            body["kafka_access"] = refused
+        return self.json(body, status=status)
 
     @app.page("/metrics")
     async def metrics_view(self: web.View, request: web.Request) -> web.Response:

@@ -18,7 +18,11 @@ from typing import Any
 
 from aiokafka.conn import AIOKafkaConnection, create_conn
 from aiokafka.errors import KafkaConnectionError
-from aiokafka.protocol.admin import CreateTopicsRequest, DescribeGroupsRequest
+from aiokafka.protocol.admin import (
+    CreateTopicsRequest,
+    DescribeGroupsRequest_v3,
+    DescribeGroupsResponse_v3,
+)
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.coordination import FindCoordinatorRequest
 from aiokafka.protocol.types import Array, Boolean, Int16, Int32, Schema, String
@@ -206,6 +210,27 @@ class TopicOperationsRequest(Request[MetadataRequest_v8]):
         return request_struct_class(self._topics, False, False, True)
 
 
+class _DescribeGroupsRequest_v3(RequestStruct):
+    # aiokafka 0.14's DescribeGroupsRequest_v3 reads its answer with the v2 schema, which
+    # drops authorized_operations: the same request, read with the v3 response
+    API_KEY = 15
+    API_VERSION = 3
+    RESPONSE_TYPE = DescribeGroupsResponse_v3
+    SCHEMA = DescribeGroupsRequest_v3.SCHEMA
+
+
+class GroupOperationsRequest(Request[_DescribeGroupsRequest_v3]):
+    API_KEY = 15
+
+    def __init__(self, group: str) -> None:
+        self._group = group
+
+    def build(
+        self, request_struct_class: type[_DescribeGroupsRequest_v3]
+    ) -> _DescribeGroupsRequest_v3:
+        return request_struct_class([self._group], True)
+
+
 def allows(operations: int, operation: str) -> bool:
     return operations >= 0 and bool(operations & (1 << OPERATIONS[operation]))
 
@@ -261,7 +286,7 @@ async def _group_allows(
     if found.error_code == NO_ERROR and coordinator != f"{conn.host}:{conn.port}":
         target = await _connect(settings, [coordinator])
         opened.append(target)
-    described: Any = await target.send(DescribeGroupsRequest([need.name], True))
+    described: Any = await target.send(GroupOperationsRequest(need.name))
     (group,) = described.groups
     if group[0] == GROUP_DENIED:
         return False

@@ -36,6 +36,7 @@ from touchstream.serving.keys import SYNC_MARKER
 from touchstream.serving.redis_client import redis_client
 from touchstream.serving.redis_sync import RedisSync
 from touchstream.streams import topics
+from touchstream.streams.access_watch import AccessWatch
 from touchstream.streams.delivery import Routes, stream_agent
 from touchstream.streams.kafka_access import Need, worker_needs
 from touchstream.streams.kafka_client import kafka_ssl_context
@@ -51,6 +52,8 @@ RESYNC_CHECK_S = 2.0
 TICK_CHECK_S = 1.0
 MARKER_TTL_S = 7 * 24 * 3600  # a worker long gone leaves no marker behind
 RECOVERY_CHECK_S = 0.5
+# how often a refused heartbeat or join is taken from aiokafka, letting it try again
+GROUP_ERRORS_CHECK_S = 1.0
 LAG_CHECK_S = 0.25  # the gauge the bench waits on to call a worker settled
 RESYNC_CHUNK = 1000  # profiles re-synced between two looks at the stages and the sync queue
 TICK_KEY = b"~tick"  # not a customer id: ticks carry no customer
@@ -137,6 +140,8 @@ class Topology:
             self.routes,
         )
         self.outbox = self.routes.outbox = Outbox(self.app)
+        self.access = AccessWatch(settings, self.access_needs)
+        self.routes.refused = self.access.refused
         self.touchpoints = self._topic(topics.TOUCHPOINTS)
         self.customer_events = self._topic(topics.CUSTOMER_EVENTS)
         self.dlq = self._topic(topics.DLQ)
@@ -170,6 +175,8 @@ class Topology:
         self.app.timer(RESYNC_CHECK_S)(self._resync_redis_if_needed)
         self.app.timer(TICK_CHECK_S)(self._tick_idle_partitions)
         self.app.timer(RECOVERY_CHECK_S)(self._observe_recovery)
+        self.app.timer(settings.kafka_access_check_s)(self.access.check)
+        self.app.timer(GROUP_ERRORS_CHECK_S)(self._take_group_errors)
         self._assigned_at: float | None = None
         self._lag_labels: set[tuple[str, str]] = set()
         self._resync_due = True
@@ -230,6 +237,11 @@ class Topology:
         if state["orders"] or state["signup_bonus_at"] is not None:
             profile.update(self.ledger.totals(state["customer_id"], state["last_event_at"]))
         return profile
+
+    async def _take_group_errors(self) -> None:
+        take = getattr(self.app.consumer, "take_group_errors", None)
+        if take is not None:
+            await take()
 
     async def _observe_tables(self) -> None:
         metrics.TABLE_KEYS.labels("customers").set(len(self.customers))
@@ -354,5 +366,8 @@ class Topology:
         app = self.app
         recovery = app.tables.recovery  # type: ignore[attr-defined]
         return bool(
-            not app.rebalancing and recovery.completed.is_set() and not recovery.in_recovery
+            not app.rebalancing
+            and recovery.completed.is_set()
+            and not recovery.in_recovery
+            and self.access.problem is None
         )

@@ -2,8 +2,8 @@
 naming the problem, and the DLQ record keeps the exact original bytes for replay."""
 
 import base64
-import hashlib
 import copy
+import hashlib
 from typing import Any
 
 import orjson
