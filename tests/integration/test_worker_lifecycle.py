@@ -77,6 +77,7 @@ def test_ready_worker_answers_health_readiness_and_metrics(stack: Stack) -> None
     assert status == 200 and orjson.loads(body)["checks"] == {
         "partitions_recovered": True,
         "redis": True,
+        "kafka_access": True,
     }
     status, body = worker.get("/metrics")
     assert status == 200 and b"touchstream_events_in_total" in body
