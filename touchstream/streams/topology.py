@@ -197,8 +197,9 @@ class Topology:
 
     def access_needs(self) -> list[Need]:
         """What this worker's principal must be allowed (docs/security.md): READ on its
-        group, on what it consumes (its inputs, its tables' changelogs, Faust's leader topic)
-        and WRITE on what it produces; CREATE on those that do not exist yet."""
+        group, on what it consumes (its inputs, its tables' changelogs, Faust's leader topic,
+        whose refusal otherwise crashes Faust at start: robinhood/faust#443) and WRITE on
+        what it produces; CREATE on those that do not exist yet."""
         changelogs = [t.changelog_topic.get_topic_name() for t in self.app.tables.values()]
         leader = self.app._leader_assignor._leader_topic_name  # type: ignore[attr-defined]
         reads = [*self.routes.handlers, *changelogs, leader]

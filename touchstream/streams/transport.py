@@ -95,8 +95,8 @@ def transport_for(
 
         def take_group_errors(self) -> None:
             """aiokafka parks a group error (a refused heartbeat or join) until the
-            consumer's ``getmany`` or ``commit`` raises it, and its coordinator waits for
-            that before it tries again. Faust reads records past ``getmany`` and stops
+            consumer's ``getmany`` or ``commit`` raises it (``check_errors``,
+            aio-libs/aiokafka#294), and its coordinator waits for that before it tries again. Faust reads records past ``getmany`` and stops
             fetching during a rebalance, so nothing took them: a refused join left the
             worker out of its group for good. Taken here, once per call: the retry pace."""
             if self._consumer is None:
