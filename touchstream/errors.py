@@ -29,6 +29,11 @@ class TopicError(ConfigError):
         self.topic = topic
 
 
+class AccessDenied(TouchstreamError):
+    """The broker denies the worker a permission it needs; the message names the principal,
+    the operation, the resource and the ``kafka-acls`` command granting it."""
+
+
 class PoisonEvent(TouchstreamError):
     """An inbound record that no retry can fix; it goes to the DLQ."""
 

@@ -131,6 +131,22 @@ EVENT_TIME_LAG = Histogram(
     "Wall time from an event's occurred_at (event time) to its decision: late and backfilled events",
     buckets=(0.1, 0.5, 1, 5, 30, 60, 300, 3600, 21600, 86400, 604800, 2592000),
 )
+KAFKA_ACCESS_DENIED = Gauge(
+    "touchstream_kafka_access_denied",
+    "Permissions the broker denies this worker's principal (1 while denied): operation READ, "
+    "WRITE or CREATE of a topic or group, or LOGIN of the broker (docs/security.md)",
+    ["operation", "resource"],
+)
+KAFKA_AUTH_FAILURES = Counter(
+    "touchstream_kafka_auth_failures_total",
+    "Logins the broker refused to this worker's credentials (the access check's, every "
+    "kafka_access_check_s)",
+)
+KAFKA_AUTHORIZATION_ERRORS = Counter(
+    "touchstream_kafka_authorization_errors_total",
+    "Authorization errors the worker's consumer met and backed off from instead of crashing",
+    ["request"],
+)
 
 
 class Tally:

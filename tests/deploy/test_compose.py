@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from touchstream.config.settings import PREFIX, Settings, load_settings
+from touchstream.runtime.apache_kafka import PINNED_VERSION
 from touchstream.runtime.cli import build_parser
 
 SETTINGS = {PREFIX + f.name.upper() for f in fields(Settings)}
@@ -56,6 +57,10 @@ def test_compose_runs_the_whole_stack(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
         image = service["image"]
         assert ":" in image and not image.endswith(":latest"), f"{name}: pin the image tag"
+
+
+def test_compose_runs_the_apache_kafka_the_tests_run(compose: dict[str, Any]) -> None:
+    assert compose["services"]["kafka"]["image"] == f"apache/kafka:{PINNED_VERSION}"
 
 
 def test_every_touchstream_variable_is_a_real_setting(compose: dict[str, Any]) -> None:

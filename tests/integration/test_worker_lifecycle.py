@@ -78,6 +78,7 @@ def test_ready_worker_answers_health_readiness_and_metrics(stack: Stack) -> None
         "partitions_recovered": True,
         "output_delivered": True,
         "redis": True,
+        "kafka_access": True,
     }
     status, body = worker.get("/metrics")
     assert status == 200 and b"touchstream_events_in_total" in body

@@ -77,6 +77,9 @@ class Settings:
     output_retention_hours: int = 168
     # a changelog record an erasure overwrote is compacted away within this bound
     changelog_compaction_lag_hours: int = 24
+    # how often a running worker checks, with its own credentials, that it may still log in
+    # and read, write and join what it needs (docs/security.md); not ready while it may not
+    kafka_access_check_s: float = 15.0
 
     def __repr__(self) -> str:
         shown = []
@@ -112,6 +115,11 @@ class Settings:
     def check(self) -> None:
         if self.env not in ("development", "production"):
             raise ConfigError(key("env"), "must be 'development' or 'production'")
+        self.check_kafka()
+        self._check_worker()
+
+    def check_kafka(self) -> None:
+        """What a Kafka client needs: the broker list and a complete security setting."""
         for url in self.broker.split(","):
             scheme, _, hostport = url.strip().rpartition("://")
             if scheme not in ("", "kafka") or not _host_port_ok(hostport):
@@ -126,6 +134,13 @@ class Settings:
             for name in ("kafka_sasl_username", "kafka_sasl_password"):
                 if not getattr(self, name):
                     raise ConfigError(key(name), "SASL needs a username and a password")
+        if bool(self.kafka_ssl_certfile) != bool(self.kafka_ssl_keyfile):
+            raise ConfigError(
+                key("kafka_ssl_keyfile" if self.kafka_ssl_certfile else "kafka_ssl_certfile"),
+                "a client certificate needs both its certificate and its key file",
+            )
+
+    def _check_worker(self) -> None:
         parts = urlsplit(self.redis_url)
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
             raise ConfigError(key("redis_url"), "expected redis://HOST:PORT/DB or rediss://...")
@@ -172,7 +187,12 @@ class Settings:
             value = getattr(self, name)
             if not low <= value <= high:
                 raise ConfigError(key(name), f"must be between {low} and {high}, got {value}")
-        for name in ("session_timeout_s", "heartbeat_interval_s", "idle_fallback_s"):
+        for name in (
+            "session_timeout_s",
+            "heartbeat_interval_s",
+            "idle_fallback_s",
+            "kafka_access_check_s",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(key(name), "must be > 0")
         if self.heartbeat_interval_s >= self.session_timeout_s:
@@ -214,20 +234,33 @@ DEVELOPMENT_DEFAULTS: dict[str, Any] = {
 def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
     """Settings from the environment; any invalid value raises ConfigError naming its key."""
     environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    types = {f.name: f.type for f in fields(Settings)}
-    for name, tp in types.items():
-        raw = environ.get(key(name))
-        if raw is None:
-            continue
-        values[name] = _parse(name, str(tp), raw)
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    values = _values(environ, overrides)
     env = values.get("env", Settings.env)
     if env == "development":
         for name, value in DEVELOPMENT_DEFAULTS.items():
             values.setdefault(name, value)
     settings = replace(Settings(), **values)
     settings.check()
+    return settings
+
+
+def _values(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for f in fields(Settings):
+        raw = environ.get(key(f.name))
+        if raw is not None:
+            values[f.name] = _parse(f.name, str(f.type), raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return values
+
+
+def load_client_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings of a Kafka client tool (simulate, dlq replay): the worker's TOUCHSTREAM_KAFKA_*
+    settings, checked as a client needs them; worker-only settings (the HMAC secret, Redis)
+    are neither required nor checked."""
+    environ = os.environ if environ is None else environ
+    settings = replace(Settings(), **_values(environ, overrides))
+    settings.check_kafka()
     return settings
 
 

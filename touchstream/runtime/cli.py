@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from touchstream.errors import ConfigError
+from touchstream.errors import AccessDenied, ConfigError
 from touchstream.runtime.brokers import EMBEDDED, KAFKA, KINDS
 
 DESCRIPTION = """\
@@ -189,6 +189,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _dispatch(args)
     except ConfigError as exc:
         print(f"touchstream: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except AccessDenied as exc:
+        print(f"touchstream: access denied: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,13 +23,14 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from touchstream.config.rules import load_rules
-from touchstream.config.settings import Settings, bootstrap_servers, load_settings
+from touchstream.config.settings import DEV_HMAC_SECRET, Settings, load_client_settings
 from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import Ingest
 from touchstream.errors import PoisonEvent
 from touchstream.schemas.decode import decode
 from touchstream.schemas.dlq import original_bytes, replayable
 from touchstream.streams import topics
+from touchstream.streams.kafka_client import security_kwargs
 from touchstream.streams.transport import probe_end_offsets
 
 QUIET_S = 2.0
@@ -37,11 +38,11 @@ PASS = "pass"
 
 
 def run_replay(args: argparse.Namespace) -> int:
-    overrides: dict[str, Any] = {"rules": args.rules}
-    if args.broker:
-        overrides["env"] = "development"
-    settings = load_settings(**overrides)
-    bootstrap = bootstrap_servers(args.broker) if args.broker else settings.bootstrap_servers()
+    # the worker's TOUCHSTREAM_BROKER, TOUCHSTREAM_KAFKA_* and topic settings; --broker wins.
+    # Client settings: a replay needs no HMAC secret and no Redis (docs/security.md).
+    settings = load_client_settings(rules=args.rules, broker=args.broker)
+    bootstrap = settings.bootstrap_servers()
+    security = security_kwargs(settings)
     reasons = set(args.reason or ())
     dlq_topic = settings.topic(topics.DLQ)
     group = f"{settings.app_id}-dlq-replay-{'-'.join(sorted(reasons)) or 'all'}"
@@ -57,13 +58,23 @@ def run_replay(args: argparse.Namespace) -> int:
                 ingest,
                 settings.max_event_bytes,
                 settings.probe_end_offsets,
+                security,
             )
         )
         print(orjson.dumps(report.as_json()).decode() if args.json else report.format(dlq_topic))
         return 0
     target = settings.topic(topics.TOUCHPOINTS)
     replayed, skipped = asyncio.run(
-        replay(bootstrap, dlq_topic, target, group, reasons, args.max, settings.probe_end_offsets)
+        replay(
+            bootstrap,
+            dlq_topic,
+            target,
+            group,
+            reasons,
+            args.max,
+            settings.probe_end_offsets,
+            security,
+        )
     )
     print(
         f"replayed {replayed} DLQ records to {target}"
@@ -73,10 +84,14 @@ def run_replay(args: argparse.Namespace) -> int:
 
 
 def ingest_for(settings: Settings) -> Ingest:
-    """The ``Ingest`` a worker with these settings builds (see ``streams.topology``)."""
+    """The ``Ingest`` a worker with these settings builds (see ``streams.topology``). Whether
+    a record passes does not depend on the HMAC secret, only the digests it computes do, and
+    they are not shown: without one, the development secret is used."""
     rules = load_rules(settings.rules or None)
     normaliser = IdentityNormaliser(
-        settings.hmac_secret, rules.identity.blocked_values, rules.identity.default_country_code
+        settings.hmac_secret or DEV_HMAC_SECRET,
+        rules.identity.blocked_values,
+        rules.identity.default_country_code,
     )
     return Ingest(rules.program, normaliser, settings.future_tolerance_s * 1000)
 
@@ -147,13 +162,16 @@ class DryRun:
         }
 
 
-def _consumer(bootstrap: str, dlq_topic: str, group: str) -> AIOKafkaConsumer:
+def _consumer(
+    bootstrap: str, dlq_topic: str, group: str, security: Mapping[str, Any] | None
+) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         dlq_topic,
         bootstrap_servers=bootstrap,
         group_id=group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        **(security or {}),
     )
 
 
@@ -207,10 +225,15 @@ async def replay(
     reasons: set[str],
     limit: int | None,
     probe_end: bool = False,
+    security: Mapping[str, Any] | None = None,
 ) -> tuple[int, int]:
-    consumer = _consumer(bootstrap, dlq_topic, group)
+    """``security``: aiokafka login arguments (``kafka_client.security_kwargs``)."""
+    consumer = _consumer(bootstrap, dlq_topic, group, security)
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, acks="all", max_request_size=4 * 1024 * 1024
+        bootstrap_servers=bootstrap,
+        acks="all",
+        max_request_size=4 * 1024 * 1024,
+        **(security or {}),
     )
     await consumer.start()
     await producer.start()
@@ -241,9 +264,10 @@ async def dry_run(
     ingest: Ingest,
     max_bytes: int,
     probe_end: bool = False,
+    security: Mapping[str, Any] | None = None,
 ) -> DryRun:
     """What ``replay`` with these arguments would do now; produces nothing, commits nothing."""
-    consumer = _consumer(bootstrap, dlq_topic, group)
+    consumer = _consumer(bootstrap, dlq_topic, group, security)
     report = DryRun()
     now_ms = int(time.time() * 1000)
     await consumer.start()

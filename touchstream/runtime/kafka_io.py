@@ -14,6 +14,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from touchstream.config.settings import Settings
+from touchstream.streams.kafka_client import security_kwargs
+
 
 @dataclass(frozen=True)
 class Out:
@@ -64,10 +67,12 @@ def produce(
     topic: str,
     records: Iterable[tuple[bytes | None, Any]],
     partition: int | None = None,
+    settings: Settings | None = None,
 ) -> list[tuple[int, int]]:
     """Send (key, value) pairs in order; values that are not bytes are JSON-encoded.
 
-    Returns the (partition, offset) of each record.
+    Returns the (partition, offset) of each record. ``settings``: log in with their
+    TOUCHSTREAM_KAFKA_* security settings (None: plaintext).
     """
 
     async def run() -> list[tuple[int, int]]:
@@ -76,6 +81,7 @@ def produce(
             acks="all",
             max_request_size=4 * 1024 * 1024,
             enable_idempotence=False,
+            **security_kwargs(settings),
         )
         await producer.start()
         try:
@@ -97,6 +103,7 @@ def read_topic(
     expect: int | None = None,
     timeout_s: float = 30.0,
     settle_s: float = 1.0,
+    settings: Settings | None = None,
 ) -> list[Out]:
     """All records of ``topic`` from the beginning.
 
@@ -110,6 +117,7 @@ def read_topic(
             enable_auto_commit=False,
             group_id=None,
             auto_offset_reset="earliest",
+            **security_kwargs(settings),
         )
         await consumer.start()
         out: list[Out] = []

@@ -5,21 +5,18 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import ssl
 import sys
 from pathlib import Path
 
 import faust
-from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaConnectionError
 
 from touchstream.config.rules import Rules
 from touchstream.config.settings import Settings, key
-from touchstream.errors import ConfigError
+from touchstream.errors import AccessDenied, ConfigError
+from touchstream.streams.kafka_access import BrokerUnreachable, LoginRefused, check_access
 from touchstream.streams.topic_admin import prepare_topics
-from touchstream.streams.topology import Topology, kafka_ssl_context
+from touchstream.streams.topology import Topology
 
-BROKER_CHECK_TIMEOUT_MS = 10_000
 # CPython collects its youngest generation every 700 allocations; a worker allocates a few
 # hundred objects per event (decoded records, states, output), most of them freed by reference
 # counting within the batch. Collecting every 50,000 instead leaves those to reference counting
@@ -30,9 +27,9 @@ GC_THRESHOLDS = (50_000, 20, 100)
 
 def run_worker(settings: Settings, rules: Rules) -> None:
     logging.getLogger("touchstream").info("starting worker with %r", settings)
-    check_broker_login(settings)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     topology = Topology(settings, rules)
+    preflight(settings, topology)
     # before Faust declares its topics with the broker's defaults (streams/topic_admin.py)
     prepare_topics(settings, topology.topic_specs())
     worker = faust.Worker(
@@ -57,51 +54,27 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def check_broker_login(settings: Settings) -> None:
-    """Refuse to start, naming the setting, when the broker rejects our TLS or SASL login.
+def preflight(settings: Settings, topology: Topology) -> None:
+    """Refuse to start, in one line, when the broker refuses the worker's login or a
+    permission it needs (docs/security.md lists them as ``kafka-acls`` commands).
 
-    Faust retries a refused login forever or dies with the SASL library's internals (a SCRAM
-    server error surfaces as ``KeyError('v')``), so the operator never learns which setting is
-    wrong. An unreachable broker is left to Faust's own retries: it may come up later.
+    Without it Faust retries a refused login for ever or dies with the SASL library's
+    internals (a SCRAM server error surfaces as ``KeyError('v')``), and a missing ACL crashes
+    it mid-start with a traceback naming neither the principal nor the resource. An
+    unreachable broker is left to Faust's own retries: it may come up later. PLAINTEXT is
+    not checked: a broker without authentication normally has no authorizer either.
     """
     if settings.kafka_security_protocol == "PLAINTEXT":
         return
     loop = asyncio.new_event_loop()  # not set as current: Faust makes its own loop afterwards
     try:
-        loop.run_until_complete(_login_once(settings))
+        denied = loop.run_until_complete(check_access(settings, topology.access_needs()))
+    except LoginRefused as exc:
+        raise ConfigError(key("kafka_sasl_password"), str(exc).split(": ", 1)[1]) from None
+    except BrokerUnreachable:
+        return
     finally:
         loop.close()
-
-
-async def _login_once(settings: Settings) -> None:
-    sasl = settings.kafka_security_protocol.startswith("SASL")
-    for host_port in settings.bootstrap_servers().split(","):
-        host, _, port = host_port.rpartition(":")
-        try:
-            conn = await create_conn(
-                host,
-                int(port),
-                request_timeout_ms=BROKER_CHECK_TIMEOUT_MS,
-                ssl_context=kafka_ssl_context(settings),
-                security_protocol=settings.kafka_security_protocol,
-                sasl_mechanism=settings.kafka_sasl_mechanism if sasl else None,
-                sasl_plain_username=settings.kafka_sasl_username or None,
-                sasl_plain_password=settings.kafka_sasl_password or None,
-            )
-        except ssl.SSLError as exc:
-            raise ConfigError(
-                key("kafka_ssl_cafile"), f"TLS with the broker at {host_port} failed: {exc}"
-            ) from None
-        except (TimeoutError, OSError, KafkaConnectionError):
-            continue
-        except Exception as exc:
-            if not sasl:
-                raise
-            raise ConfigError(
-                key("kafka_sasl_password"),
-                f"the broker at {host_port} refused {settings.kafka_sasl_mechanism} login"
-                f" of {key('kafka_sasl_username')}={settings.kafka_sasl_username!r}"
-                f" ({type(exc).__name__}: {exc})",
-            ) from None
-        conn.close()
-        return
+    if denied:
+        more = f" ({len(denied) - 1} more denied)" if len(denied) > 1 else ""
+        raise AccessDenied(denied[0].line(settings.bootstrap_servers()) + more)

@@ -28,15 +28,19 @@ def register_views(t: Topology) -> None:
 
     @app.page("/readyz")
     async def readyz(self: web.View, request: web.Request) -> web.Response:
+        refused = t.access.problem
         checks = {
             "partitions_recovered": t.recovered(),
             "output_delivered": t.outbox.health is None,
             "redis": await _redis_ok(t),
+            "kafka_access": refused is None,
         }
         status = 200 if all(checks.values()) else 503
         body: dict[str, object] = {"ready": status == 200, "checks": checks}
         if t.outbox.health is not None:
             body["output"] = t.outbox.health
+        if refused is not None:
+            body["kafka_access"] = refused
         return self.json(body, status=status)
 
     @app.page("/metrics")

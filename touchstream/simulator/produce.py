@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from touchstream.config.settings import bootstrap_servers
+from touchstream.config.settings import load_client_settings
 from touchstream.simulator.traffic import Traffic
+from touchstream.streams.kafka_client import security_kwargs
 
 
 @dataclass
@@ -34,10 +36,17 @@ async def produce(
     stop: asyncio.Event,
     duration_s: float | None = None,
     max_events: int | None = None,
+    security: Mapping[str, Any] | None = None,
 ) -> ProduceStats:
-    """Send records until ``stop`` is set, ``duration_s`` passes or ``max_events`` are sent."""
+    """Send records until ``stop`` is set, ``duration_s`` passes or ``max_events`` are sent.
+
+    ``security``: aiokafka login arguments (``kafka_client.security_kwargs``)."""
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap, linger_ms=5, acks="all", max_request_size=4 * 1024 * 1024
+        bootstrap_servers=bootstrap,
+        linger_ms=5,
+        acks="all",
+        max_request_size=4 * 1024 * 1024,
+        **(security or {}),
     )
     await producer.start()
     started = time.monotonic()
@@ -70,9 +79,10 @@ async def produce(
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    bootstrap = bootstrap_servers(
-        args.broker or os.environ.get("TOUCHSTREAM_BROKER", "127.0.0.1:9092")
-    )
+    # the worker's TOUCHSTREAM_BROKER and TOUCHSTREAM_KAFKA_* settings; --broker wins
+    settings = load_client_settings(broker=args.broker)
+    bootstrap = settings.bootstrap_servers()
+    security = security_kwargs(settings)
     traffic = Traffic(
         customers=args.customers,
         seed=args.seed,
@@ -97,6 +107,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             stop,
             duration_s=args.duration,
             max_events=args.events,
+            security=security,
         )
 
     asyncio.run(main())

@@ -29,12 +29,15 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 from faust.streams import _current_event
 
 from touchstream.streams.outbox import Outbox
 
 Finisher = Callable[[bool], None]  # called with whether the fetch's output was delivered
 Handler = Callable[[Any, list[Any]], Awaitable[Finisher | None]]
+AUTHORIZATION_ERRORS = (GroupAuthorizationFailedError, TopicAuthorizationFailedError)
+DENIED_BACKOFF_S = (0.5, 5.0)  # first and longest wait after the broker refused a fetch
 
 
 class BatchEvent:
@@ -53,6 +56,8 @@ class Routes:
         self.handlers: dict[str, Handler] = {}
         self.outbox: Outbox | None = None
         self.in_flight: asyncio.Future[None] | None = None
+        # told of each authorization error the consumer backs off from (streams.access_watch)
+        self.refused: Callable[[str, BaseException], None] | None = None
 
     def add(self, topic: str, handler: Handler) -> None:
         self.handlers[topic] = handler
@@ -118,21 +123,32 @@ async def drain(consumer: Any, fetcher: Any, routes: Routes) -> None:
     read_offset = consumer._read_offset
     acks_enabled_for = consumer.app.topics.acks_enabled_for
     handlers = routes.handlers
+    backoff = DENIED_BACKOFF_S[0]
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             await consumer.sleep(0)
             if consumer.should_stop:
                 break
             batches: dict[Any, list[Any]] = defaultdict(list)
-            async for tp, message in consumer.getmany(timeout=1.0):
-                if tp.topic in handlers:
-                    batches[tp].append(message)
-                    continue
-                if not _fresh(consumer, tp, message.offset):
-                    continue
-                await _mind_gap(consumer, tp, message.offset, acks_enabled_for)
-                await consumer.wait_first(callback(message), consumer.suspend_flow.wait())
-                read_offset[tp] = message.offset
+            try:
+                async for tp, message in consumer.getmany(timeout=1.0):
+                    if tp.topic in handlers:
+                        batches[tp].append(message)
+                        continue
+                    if not _fresh(consumer, tp, message.offset):
+                        continue
+                    await _mind_gap(consumer, tp, message.offset, acks_enabled_for)
+                    await consumer.wait_first(callback(message), consumer.suspend_flow.wait())
+                    read_offset[tp] = message.offset
+            except AUTHORIZATION_ERRORS as exc:
+                # Faust's fetcher would die with it (and the worker with it): wait and
+                # fetch again, the ACL may come back; records handled so far are kept
+                if routes.refused is not None:
+                    routes.refused("fetch", exc)
+                await consumer.sleep(backoff)
+                backoff = min(backoff * 2, DENIED_BACKOFF_S[1])
+            else:
+                backoff = DENIED_BACKOFF_S[0]
             if batches:
                 await _deliver(consumer, batches, routes, acks_enabled_for)
                 await asyncio.sleep(0)  # let the web server, timers and Redis sync run

@@ -36,8 +36,8 @@ from aiokafka.errors import (
 
 from touchstream.config.settings import Settings
 from touchstream.errors import TopicError
+from touchstream.streams.kafka_client import security_kwargs
 from touchstream.streams.topic_specs import Difference, TopicSpec, compare, missing_problem
-from touchstream.streams.topology import client_security
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ async def ensure_topics(settings: Settings, specs: Sequence[TopicSpec]) -> list[
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers(),
         client_id=f"{settings.app_id}-topics",
-        **client_security(settings),
+        **security_kwargs(settings),
     )
     await _start(admin, settings)
     try:

@@ -15,7 +15,6 @@ import asyncio
 import logging
 import os
 import socket
-import ssl
 import time
 from typing import Any
 
@@ -38,7 +37,10 @@ from touchstream.serving.keys import SYNC_MARKER
 from touchstream.serving.redis_client import redis_client
 from touchstream.serving.redis_sync import RedisSync
 from touchstream.streams import topics
+from touchstream.streams.access_watch import AccessWatch
 from touchstream.streams.delivery import Routes, stream_agent
+from touchstream.streams.kafka_access import Need, worker_needs
+from touchstream.streams.kafka_client import kafka_ssl_context
 from touchstream.streams.outbox import Outbox
 from touchstream.streams.timer_index import TimerIndex, partition_for
 from touchstream.streams.topic_specs import Changelog, TopicSpec, topic_specs
@@ -52,32 +54,13 @@ RESYNC_CHECK_S = 2.0
 TICK_CHECK_S = 1.0
 MARKER_TTL_S = 7 * 24 * 3600  # a worker long gone leaves no marker behind
 RECOVERY_CHECK_S = 0.5
+# how often a refused heartbeat or join is taken from aiokafka, letting it try again
+GROUP_ERRORS_CHECK_S = 1.0
 LAG_CHECK_S = 0.25  # the gauge the bench waits on to call a worker settled
 RESYNC_CHUNK = 1000  # profiles re-synced between two looks at the stages and the sync queue
 TICK_KEY = b"~tick"  # not a customer id: ticks carry no customer
 
 log = logging.getLogger(__name__)
-
-
-def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
-    if not settings.secure_kafka:
-        return None
-    context = ssl.create_default_context(cafile=settings.kafka_ssl_cafile or None)
-    if settings.kafka_ssl_certfile:
-        context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile or None)
-    return context
-
-
-def client_security(settings: Settings) -> dict[str, Any]:
-    """The TLS and SASL arguments of an aiokafka client, as the worker's own clients log in."""
-    sasl = settings.kafka_security_protocol.startswith("SASL")
-    return {
-        "security_protocol": settings.kafka_security_protocol,
-        "ssl_context": kafka_ssl_context(settings),
-        "sasl_mechanism": settings.kafka_sasl_mechanism if sasl else "PLAIN",
-        "sasl_plain_username": settings.kafka_sasl_username or None,
-        "sasl_plain_password": settings.kafka_sasl_password or None,
-    }
 
 
 def broker_credentials(settings: Settings) -> Any:
@@ -161,6 +144,8 @@ class Topology:
         self.outbox = self.routes.outbox = Outbox(
             self.app, settings.topic(topics.DLQ), settings.topic_prefix
         )
+        self.access = AccessWatch(settings, self.access_needs)
+        self.routes.refused = self.access.refused
         self.touchpoints = self._topic(topics.TOUCHPOINTS)
         self.customer_events = self._topic(topics.CUSTOMER_EVENTS)
         self.dlq = self._topic(topics.DLQ)
@@ -194,6 +179,8 @@ class Topology:
         self.app.timer(RESYNC_CHECK_S)(self._resync_redis_if_needed)
         self.app.timer(TICK_CHECK_S)(self._tick_idle_partitions)
         self.app.timer(RECOVERY_CHECK_S)(self._observe_recovery)
+        self.app.timer(settings.kafka_access_check_s)(self.access.check)
+        self.app.timer(GROUP_ERRORS_CHECK_S)(self._take_group_errors)
         self._assigned_at: float | None = None
         self._lag_labels: set[tuple[str, str]] = set()
         self._resync_due = True
@@ -223,6 +210,22 @@ class Topology:
         leader = self.app._leader_assignor._leader_topic_name  # type: ignore[attr-defined]
         return topic_specs(self.settings, changelogs, leader)
 
+    def access_needs(self) -> list[Need]:
+        """What this worker's principal must be allowed (docs/security.md): READ on its
+        group, on what it consumes (its inputs, its tables' changelogs, Faust's leader topic,
+        whose refusal otherwise crashes Faust at start: robinhood/faust#443) and WRITE on
+        what it produces; CREATE on those that do not exist yet."""
+        changelogs = [t.changelog_topic.get_topic_name() for t in self.app.tables.values()]
+        leader = self.app._leader_assignor._leader_topic_name  # type: ignore[attr-defined]
+        reads = [*self.routes.handlers, *changelogs, leader]
+        writes = [
+            self.customer_events.get_topic_name(),
+            *(t.get_topic_name() for t in self.outputs.values()),
+            self.profiles_updates.get_topic_name(),
+            *changelogs,
+        ]
+        return worker_needs(self.settings.app_id, reads, writes, [*reads, *writes])
+
     def _topic(self, name: str) -> faust.TopicT:
         # streams/topic_admin.py creates every topic with its settings before Faust starts;
         # internal=True leaves Faust's own declaration in place, which then finds them there
@@ -251,6 +254,11 @@ class Topology:
         if state["orders"] or state["signup_bonus_at"] is not None:
             profile.update(self.ledger.totals(state["customer_id"], state["last_event_at"]))
         return profile
+
+    async def _take_group_errors(self) -> None:
+        take = getattr(self.app.consumer, "take_group_errors", None)
+        if take is not None:
+            await take()
 
     async def _observe_tables(self) -> None:
         metrics.TABLE_KEYS.labels("customers").set(len(self.customers))
@@ -379,5 +387,6 @@ class Topology:
         )
 
     def ready(self) -> bool:
-        """Partitions assigned, tables recovered, and output reaching the broker."""
-        return self.recovered() and self.outbox.health is None
+        """Partitions assigned, tables recovered, the broker allowing what the worker needs,
+        and output reaching it."""
+        return self.recovered() and self.access.problem is None and self.outbox.health is None

@@ -30,9 +30,11 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import CommitFailedError, GroupAuthorizationFailedError, KafkaError
+from aiokafka.structs import OffsetAndMetadata
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from touchstream.streams.delivery import Routes, drain
+from touchstream.streams.delivery import AUTHORIZATION_ERRORS, Routes, drain
 
 PROBE_TIMEOUT_S = 5.0
 
@@ -64,6 +66,13 @@ async def probe_end_offsets(bootstrap: str, reported: Mapping[Any, int]) -> dict
     return result
 
 
+def _rejoin(coordinator: Any) -> None:
+    """After a refused heartbeat aiokafka's coordinator re-raises the dead heartbeat task's
+    error for ever and never joins again; a rejoin restarts the membership (and joining
+    keeps being refused, and retried, until the group ACL is back)."""
+    coordinator.request_rejoin()
+
+
 def transport_for(
     app: faust.App, fetch_max_wait_ms: int, bootstrap: str, probe_end: bool, routes: Routes
 ) -> Any:
@@ -84,6 +93,61 @@ def transport_for(
                 await consumer.seek_to_beginning(*uncommitted)
             return committed
 
+        def take_group_errors(self) -> None:
+            """aiokafka parks a group error (a refused heartbeat or join) until the
+            consumer's ``getmany`` or ``commit`` raises it (``check_errors``,
+            aio-libs/aiokafka#294), and its coordinator waits for that before it tries again. Faust reads records past ``getmany`` and stops
+            fetching during a rebalance, so nothing took them: a refused join left the
+            worker out of its group for good. Taken here, once per call: the retry pace."""
+            if self._consumer is None:
+                return
+            coordinator = self._consumer._coordinator
+            try:
+                coordinator.check_errors()
+            except AUTHORIZATION_ERRORS as exc:
+                if isinstance(exc, GroupAuthorizationFailedError):
+                    _rejoin(coordinator)
+                if routes.refused is not None:
+                    routes.refused("group", exc)
+            except KafkaError as exc:  # what Faust never saw before either; the group retries
+                self.log.warning("Consumer group error: %r", exc)
+
+        async def _commit(self, offsets: Any) -> bool:
+            """Faust's ``AIOKafkaConsumerThread._commit``, except that a refused group or
+            topic does not crash the worker (Faust crashes on any commit error): the offsets
+            stay where they were and the next commit tries again."""
+            consumer = self._ensure_consumer()
+            now = time.monotonic()
+            committable = {tp: o for tp, o in offsets.items() if tp in self.assignment()}
+            try:
+                self.tp_last_committed_at.update({tp: now for tp in committable})
+                await consumer.commit(
+                    {
+                        faust_aiokafka.ensure_aiokafka_TP(tp): OffsetAndMetadata(offset, "")
+                        for tp, offset in committable.items()
+                    }
+                )
+            except AUTHORIZATION_ERRORS as exc:
+                return self._refused_commit(consumer, exc)
+            except CommitFailedError as exc:
+                if "already rebalanced" in str(exc):
+                    return False
+                self.log.exception("Committing raised exception: %r", exc)
+                await self.crash(exc)
+                return False
+            except Exception as exc:
+                self.log.exception("Got exception: %r", exc)
+                await self.crash(exc)
+                return False
+            return True
+
+        def _refused_commit(self, consumer: Any, exc: BaseException) -> bool:
+            if isinstance(exc, GroupAuthorizationFailedError):
+                _rejoin(consumer._coordinator)
+            if routes.refused is not None:
+                routes.refused("commit", exc)
+            return False
+
         async def _highwaters(self, partitions: Any) -> Any:
             reported = await super()._highwaters(partitions)
             if not probe_end or self.consumer.in_transaction:
@@ -93,6 +157,10 @@ def transport_for(
     class Consumer(faust_aiokafka.Consumer):
         def _new_consumer_thread(self) -> Any:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+        async def take_group_errors(self) -> None:
+            thread: Any = self._thread
+            await thread.call_thread(thread.take_group_errors)
 
         async def _drain_messages(self, fetcher: Any) -> None:
             await drain(self, fetcher, routes)
