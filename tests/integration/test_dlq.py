@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 from pathlib import Path
 
 import pytest
 
 from touchstream.runtime.kafka_io import produce, read_topic
 from touchstream.runtime.stack import Stack
+from touchstream.schemas.dlq import KEPT_WHOLE_BYTES
 from touchstream.simulator.factory import purchase
 from touchstream.simulator.traffic import MALFORMED_KINDS, Traffic
 
@@ -35,7 +37,13 @@ def test_every_malformed_kind_is_dead_lettered_with_reason_and_original_bytes(
         assert entry["reason"] == MALFORMED_KINDS[record.malformed], record.malformed
         assert entry["message"], record.malformed
         assert entry["topic"] == prefix + "touchpoints"
-        assert base64.b64decode(entry["value_b64"]) == record.value
+        assert entry["value_size"] == len(record.value)
+        assert entry["value_sha256"] == hashlib.sha256(record.value).hexdigest()
+        if len(record.value) > KEPT_WHOLE_BYTES:  # the too_large kind: a prefix, still findable
+            assert entry["value_truncated"] is True and entry["value_b64"] is None
+            assert record.value.startswith(base64.b64decode(entry["value_prefix_b64"]))
+        else:
+            assert base64.b64decode(entry["value_b64"]) == record.value
         assert base64.b64decode(entry["key_b64"]) == record.key
         assert isinstance(entry["timestamp"], int)
 
