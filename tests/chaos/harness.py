@@ -24,6 +24,8 @@ from typing import Any
 import orjson
 import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -286,11 +288,15 @@ def read_triggers(stack: Stack) -> list[dict[str, Any]]:
         )
         await consumer.start()
         try:
-            present = names & await consumer.topics()
+            # the partitions from a metadata answer of their own: consumer.topics() does not
+            # update the cluster view partitions_for_topic reads (on Apache Kafka it stayed
+            # empty, and every trigger looked missing)
+            cluster = await consumer._client.fetch_all_metadata()
+            present = names & cluster.topics()
             tps = [
                 TopicPartition(name, p)
                 for name in sorted(present)
-                for p in sorted(consumer.partitions_for_topic(name) or ())
+                for p in sorted(cluster.partitions_for_topic(name) or ())
             ]
             seen: list[dict[str, Any]] = []
             if not tps:
@@ -485,3 +491,52 @@ def _named(triggers: dict[str, dict[str, Any]], ids: set[str]) -> list[tuple[str
 def records_for(traffic: Any, count: int, step_ms: int) -> list[Record]:
     start = int(time.time() * 1000) - count * step_ms - 60_000
     return [traffic.next(start + i * step_ms) for i in range(count)]
+
+
+# -- the broker's limits ------------------------------------------------------------------
+
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+RECORD_BATCH_OVERHEAD = 61  # the v2 record batch header (KIP-98)
+
+
+def varint_size(n: int) -> int:
+    zigzag = (n << 1) ^ (n >> 63)
+    size = 1
+    while zigzag >= 0x80:
+        zigzag >>= 7
+        size += 1
+    return size
+
+
+def largest_value(limit: int, key: bytes) -> int:
+    """Length of the largest value that, with ``key``, makes a one-record batch the broker
+    accepts under ``max.message.bytes = limit`` (uncompressed, no headers, first record)."""
+
+    def batch_size(value: int) -> int:
+        body = 3 + varint_size(len(key)) + len(key) + varint_size(value) + value + 1
+        return RECORD_BATCH_OVERHEAD + varint_size(body) + body
+
+    value = limit - RECORD_BATCH_OVERHEAD
+    while batch_size(value) > limit:
+        value -= 1
+    return value
+
+
+def max_message_bytes(stack: Stack, name: str) -> int:
+    """The topic's ``max.message.bytes`` as the broker reports it (its default without one)."""
+
+    async def run() -> int:
+        admin = AIOKafkaAdminClient(bootstrap_servers=stack.broker.bootstrap)
+        await admin.start()
+        try:
+            resource = ConfigResource(ConfigResourceType.TOPIC, topic(stack, name))
+            (response,) = await admin.describe_configs([resource])
+            for _, _, _, _, entries in response.resources:
+                for entry in entries:
+                    if entry[0] == "max.message.bytes" and entry[1] is not None:
+                        return int(entry[1])
+            return KAFKA_DEFAULT_MAX_MESSAGE_BYTES
+        finally:
+            await admin.close()
+
+    return asyncio.run(run())

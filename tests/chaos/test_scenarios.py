@@ -10,10 +10,13 @@ import random
 import time
 
 import pytest
+from aiokafka.errors import MessageSizeTooLargeError
 
 from tests.chaos.harness import (
     LONG,
     Tally,
+    largest_value,
+    max_message_bytes,
     metric,
     records_for,
     rewind_group,
@@ -22,9 +25,10 @@ from tests.chaos.harness import (
     topic,
     wait_applied,
 )
+from tests.conftest import start_test_kafka
 from touchstream.config.rules import load_rules
 from touchstream.runtime.embedded import start_redis
-from touchstream.runtime.kafka_io import read_topic
+from touchstream.runtime.kafka_io import produce, read_topic
 from touchstream.runtime.stack import Stack, WorkerProcess
 from touchstream.simulator.traffic import MALFORMED_KINDS, Record, Traffic
 
@@ -175,12 +179,23 @@ def test_poison_pills_go_to_the_dlq_with_their_reason(stack: Stack) -> None:
     workers = _started(stack, "w1", "w2")
     traffic = Traffic(customers=CUSTOMERS, seed=12, malformed=0.05)
     records = records_for(traffic, EVENTS, STEP_MS)
-    huge = Record(b"huge", b'{"event_id": "' + b"x" * (2 * 1024 * 1024) + b'"}', "too_large")
-    records.insert(len(records) // 2, huge)  # 2 MiB
+    # the largest record the broker accepts on touchpoints (1 MiB by default): its DLQ
+    # record must fit under the same limit (schemas/dlq.py keeps a prefix, size and digest)
+    limit = max_message_bytes(stack, "touchpoints")
+    size = largest_value(limit, b"huge")
+    head = b'{"event_id": "'
+    huge = Record(b"huge", head + b"x" * (size - len(head) - 2) + b'"}', "too_large")
+    assert len(huge.value) == size
+    records.insert(len(records) // 2, huge)
     kinds = {r.malformed for r in records if r.malformed}
     assert kinds == set(MALFORMED_KINDS), f"kinds not produced: {set(MALFORMED_KINDS) - kinds}"
     send_chunks(stack, records, 2, lambda i: None)
-    tally = Tally("poison pills (every kind, 2 MiB)")
+    if stack.broker.kind == "kafka":  # one byte more is refused: it was the largest
+        with pytest.raises(MessageSizeTooLargeError):
+            produce(
+                stack.broker.bootstrap, topic(stack, "touchpoints"), [(b"huge", huge.value + b" ")]
+            )
+    tally = Tally(f"poison pills (every kind, {len(huge.value):,} B)")
     _, refused = settle_and_compare(stack, RULES, tally, workers, len(records), started)
     pills = [r for r in records if r.malformed]
     assert len(refused) == len(pills)
@@ -189,6 +204,9 @@ def test_poison_pills_go_to_the_dlq_with_their_reason(stack: Stack) -> None:
     )
     tally.dead_lettered = len(dlq)
     by_place = {(d.json()["partition"], d.json()["offset"]): d.json()["reason"] for d in dlq}
+    (biggest,) = [d.json() for d in dlq if d.key == b"huge"]
+    assert biggest["value_truncated"] is True and biggest["value_size"] == len(huge.value)
+    assert max(len(d.value or b"") for d in dlq) < limit
     # each refused record once, with the reason its kind must get
     assert len(by_place) == len(dlq) == len(pills)
     inbound = read_topic(stack.broker.bootstrap, topic(stack, "touchpoints"), expect=len(records))
@@ -199,3 +217,38 @@ def test_poison_pills_go_to_the_dlq_with_their_reason(stack: Stack) -> None:
             continue
         assert by_place.get((out.partition, out.offset)) == MALFORMED_KINDS[kind], kind
     assert all(w.child.alive() for w in workers)
+
+
+@SHORT
+def test_the_broker_killed_and_restarted_on_its_log_directory(stack: Stack) -> None:
+    """kill -9 of Apache Kafka mid-stream, back on the same log directory after longer than
+    the workers' session timeout: the same worker processes carry on, nothing lost."""
+    started = time.monotonic()
+    own = start_test_kafka(stack.workdir / "own-kafka")
+    stack.broker = own  # workers of this test use a broker the test may kill
+    try:
+        workers = _started(stack, "w1", "w2")
+        pids = [w.child.pid for w in workers]
+        records = records_for(Traffic(customers=CUSTOMERS, seed=13), EVENTS, STEP_MS)
+        outage_s = 45.0 if LONG else 22.0
+        down: list[float] = []
+
+        def between(i: int) -> None:
+            if i != 0:
+                return
+            applied = metric(workers, "touchstream_events_applied_total")
+            wait_applied(workers, applied + 100)  # mid-stream: output and commits in flight
+            own.kill()
+            went = time.monotonic()
+            time.sleep(outage_s)
+            own.restart()
+            down.append(time.monotonic() - went)
+
+        send_chunks(stack, records, 3, between)
+        tally = Tally(f"broker kill -9, back after {outage_s:.0f}s")
+        settle_and_compare(stack, RULES, tally, workers, len(records), started)
+        assert down and down[0] >= 20.0
+        assert [w.child.pid for w in workers] == pids
+        assert all(w.child.alive() for w in workers), "a worker died with the broker"
+    finally:
+        own.stop()
