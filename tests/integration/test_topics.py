@@ -4,7 +4,6 @@ API, and refuses to start on a topic that would make it wrong (docs/topics.md)."
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -178,12 +177,15 @@ def test_another_retention_is_the_operators_choice_left_alone_with_a_warning(
 
 @pytest.fixture(scope="module")
 def acl_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaBroker]:
-    """Apache Kafka with an authorizer: SCRAM user ``touchstream`` holds no ACL, so it may log
-    in but not create topics."""
-    if os.environ.get("TOUCHSTREAM_TEST_BROKER") == "embedded":
-        pytest.skip("the embedded Tansu broker has no authorizer")
+    """Apache Kafka with an authorizer (whatever broker the rest of the suite runs on): SCRAM
+    user ``touchstream`` may read, write and describe its topics and join its group, but not
+    create topics."""
     security = Security(users=(("SCRAM-SHA-512", "touchstream", "pw-touchstream"),), acls=True)
     broker = start_kafka(tmp_path_factory.mktemp("acl-kafka"), security=security)
+    user = ("--allow-principal", "User:touchstream", "--resource-pattern-type", "prefixed")
+    broker.acl("--add", *user, "--group", "denied.", "--operation", "Read")
+    for operation in ("Read", "Write", "Describe", "DescribeConfigs"):
+        broker.acl("--add", *user, "--topic", "denied.", "--operation", operation)
     try:
         yield broker
     finally:
