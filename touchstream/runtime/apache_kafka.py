@@ -36,9 +36,27 @@ SLF4J2_BINDING = ("org.apache.logging.log4j", "log4j-slf4j2-impl", "2.24.3")
 DEFAULT_HEAP = "384m"
 START_TIMEOUT_S = 60.0
 INSTALL_HINT = "sudo apt-get install openjdk-17-jre-headless maven (or make test-tools as root)"
-# kafka.admin.* command-line tools in the kafka_2.13 jar of 3.9 (4.x moved them to kafka-tools)
-ACL_COMMAND = "kafka.admin.AclCommand"
-CONFIG_COMMAND = "kafka.admin.ConfigCommand"
+# the command-line tools ACLs and SCRAM passwords are changed with: in the kafka_2.13 jar up to
+# 3.9, in the kafka-tools artifact from 4.0 (fetched with it)
+TOOLS_3 = {"acls": "kafka.admin.AclCommand", "configs": "kafka.admin.ConfigCommand"}
+TOOLS_4 = {
+    "acls": "org.apache.kafka.tools.AclCommand",
+    "configs": "org.apache.kafka.tools.ConfigCommand",
+}
+TOOLS_DEPENDENCY = """    <dependency>
+      <groupId>org.apache.kafka</groupId><artifactId>kafka-tools</artifactId>
+      <version>{version}</version>
+    </dependency>
+"""
+
+
+def major(version: str) -> int:
+    return int(version.split(".", 1)[0])
+
+
+def tool_class(version: str, name: str) -> str:
+    return (TOOLS_3 if major(version) < 4 else TOOLS_4)[name]
+
 
 POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
@@ -51,7 +69,7 @@ POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
       <groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
       <version>{version}</version>
     </dependency>
-    <dependency>
+{tools}    <dependency>
       <groupId>{log_group}</groupId><artifactId>{log_artifact}</artifactId>
       <version>{log_version}</version>
     </dependency>
@@ -99,9 +117,15 @@ def fetch(version: str = KAFKA_VERSION) -> Path:
         raise KafkaUnavailable(f"fetching Apache Kafka needs Maven: {INSTALL_HINT}")
     java_binary()
     target.mkdir(parents=True, exist_ok=True)
-    group, artifact, log_version = SLF4J_BINDING if version < "4" else SLF4J2_BINDING
+    group, artifact, log_version = SLF4J_BINDING if major(version) < 4 else SLF4J2_BINDING
     (target / "pom.xml").write_text(
-        POM.format(version=version, log_group=group, log_artifact=artifact, log_version=log_version)
+        POM.format(
+            version=version,
+            tools=TOOLS_DEPENDENCY.format(version=version) if major(version) >= 4 else "",
+            log_group=group,
+            log_artifact=artifact,
+            log_version=log_version,
+        )
     )
     staging = target / "libs.partial"
     shutil.rmtree(staging, ignore_errors=True)
@@ -207,13 +231,15 @@ class KafkaBroker:
 
     def acl(self, *args: str) -> None:
         """``kafka-acls`` against this broker's plaintext listener (a super user)."""
-        done = self.tool(ACL_COMMAND, "--bootstrap-server", self.bootstrap, *args)
+        done = self.tool(
+            tool_class(self.version, "acls"), "--bootstrap-server", self.bootstrap, *args
+        )
         if done.returncode != 0:
             raise RuntimeError(f"kafka-acls {' '.join(args)}:\n{done.stdout}{done.stderr}")
 
     def set_scram_password(self, user: str, mechanism: str, password: str) -> None:
         done = self.tool(
-            CONFIG_COMMAND,
+            tool_class(self.version, "configs"),
             *("--bootstrap-server", self.bootstrap, "--alter", "--entity-type", "users"),
             *("--entity-name", user, "--add-config", f"{mechanism}=[password={password}]"),
         )
