@@ -90,9 +90,11 @@ def test_workers_joining_and_leaving(stack: Stack) -> None:
         else:
             alive[0].stop()  # leaves the group gracefully: a rebalance, not a crash
         time.sleep(2.0)
-        # the next change waits for this rebalance to end: the embedded broker's group
-        # coordinator, left by a member in the middle of a rebalance, was seen to loop its
-        # survivors through join and sync without ever assigning (Kafka itself does not)
+        if stack.broker.kind != "embedded":
+            return  # on Apache Kafka a member may leave mid-rebalance, as in production
+        # Tansu only: the next change waits for this rebalance to end; its group coordinator,
+        # left by a member in the middle of a rebalance, was seen to loop its survivors
+        # through join and sync without ever assigning (Apache Kafka does not)
         for worker in workers:
             if worker.child.alive():
                 worker.wait_ready()
