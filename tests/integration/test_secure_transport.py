@@ -159,7 +159,11 @@ def run_worker(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_production_refuses_plaintext_kafka_naming_the_setting(tmp_path: Path) -> None:
     env = worker_env(
-        f"kafka://{HOST}:9", f"rediss://{HOST}:9/0", free_port(), str(tmp_path / "data")
+        f"kafka://{HOST}:9",
+        f"rediss://{HOST}:9/0",
+        free_port(),
+        str(tmp_path / "data"),
+        embedded_broker=False,
     )
     env.update(TOUCHSTREAM_ENV="production", TOUCHSTREAM_HMAC_SECRET=STRONG_SECRET)
     result = run_worker(env)

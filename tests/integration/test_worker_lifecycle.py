@@ -35,7 +35,13 @@ def run_worker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     ],
 )
 def test_a_malformed_setting_stops_the_worker_naming_it(tmp_path, setting: str, value: str) -> None:
-    env = worker_env("kafka://127.0.0.1:9", "redis://127.0.0.1:9/0", free_port(), str(tmp_path))
+    env = worker_env(
+        "kafka://127.0.0.1:9",
+        "redis://127.0.0.1:9/0",
+        free_port(),
+        str(tmp_path),
+        embedded_broker=False,
+    )
     env[f"TOUCHSTREAM_{setting}"] = value
     result = run_worker(env)
     assert result.returncode != 0
@@ -44,7 +50,13 @@ def test_a_malformed_setting_stops_the_worker_naming_it(tmp_path, setting: str, 
 
 
 def test_production_refuses_to_start_without_an_hmac_secret(tmp_path) -> None:
-    env = worker_env("kafka://127.0.0.1:9", "redis://127.0.0.1:9/0", free_port(), str(tmp_path))
+    env = worker_env(
+        "kafka://127.0.0.1:9",
+        "redis://127.0.0.1:9/0",
+        free_port(),
+        str(tmp_path),
+        embedded_broker=False,
+    )
     env["TOUCHSTREAM_ENV"] = "production"
     env.pop("TOUCHSTREAM_HMAC_SECRET", None)
     result = run_worker(env)
@@ -55,7 +67,13 @@ def test_production_refuses_to_start_without_an_hmac_secret(tmp_path) -> None:
 def test_a_bad_rules_file_stops_the_worker_naming_the_rule(tmp_path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text("[carts]\nreminder_delays_minutes = [60, 30]\n")
-    env = worker_env("kafka://127.0.0.1:9", "redis://127.0.0.1:9/0", free_port(), str(tmp_path))
+    env = worker_env(
+        "kafka://127.0.0.1:9",
+        "redis://127.0.0.1:9/0",
+        free_port(),
+        str(tmp_path),
+        embedded_broker=False,
+    )
     result = run_worker(env, "--rules", str(rules))
     assert result.returncode != 0
     assert "rules.carts.reminder_delays_minutes" in result.stderr

@@ -41,7 +41,7 @@ def worker_env(
     web_port: int,
     data_dir: str,
     /,
-    embedded_broker: bool = True,
+    embedded_broker: bool,
     **extra: str,
 ) -> dict[str, str]:
     env = clean_env()

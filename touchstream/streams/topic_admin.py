@@ -40,6 +40,7 @@ from touchstream.streams.kafka_client import security_kwargs
 from touchstream.streams.topic_specs import Difference, TopicSpec, compare, missing_problem
 
 log = logging.getLogger(__name__)
+LISTED_TIMEOUT_S = 30.0
 
 DENIED = (TopicAuthorizationFailedError.errno, ClusterAuthorizationFailedError.errno)
 # a topic another worker has just created may take a moment to reach this broker's metadata
@@ -69,6 +70,7 @@ async def ensure_topics(settings: Settings, specs: Sequence[TopicSpec]) -> list[
         existing = set(await admin.list_topics())
         missing = [s for s in specs if s.name not in existing]
         created = await _create(admin, missing) if missing else set()
+        await _listed(admin, {s.name for s in missing})
         checked = [s for s in specs if s.name not in created]
         differences = await _check(admin, checked)
     finally:
@@ -81,6 +83,19 @@ async def ensure_topics(settings: Settings, specs: Sequence[TopicSpec]) -> list[
     for difference in differences:
         log.warning("%s; left as it is", difference.line())
     return differences
+
+
+async def _listed(admin: AIOKafkaAdminClient, names: set[str]) -> None:
+    """Waits until the broker's metadata lists ``names``. A KRaft broker answers CreateTopics
+    once the controller committed them, and may list them a moment later: a consumer that
+    joins its group in between gets no partition of such a topic ("Ignoring missing topic")
+    until its next metadata refresh, five minutes later."""
+    deadline = time.monotonic() + LISTED_TIMEOUT_S
+    while names - set(await admin.list_topics()):
+        if time.monotonic() > deadline:
+            log.warning("topics created but not yet listed: %s", sorted(names))
+            return
+        await asyncio.sleep(0.1)
 
 
 async def _start(admin: AIOKafkaAdminClient, settings: Settings) -> None:
