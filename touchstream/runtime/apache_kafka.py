@@ -131,23 +131,25 @@ def fetch(version: str = KAFKA_VERSION) -> Path:
     """The directory holding Apache Kafka ``version``'s jars, downloaded once with Maven."""
     target = cache_dir(version)
     libs = target / "libs"
-    if (target / ".complete").exists():
+    group, artifact, log_version = SLF4J_BINDING if major(version) < 4 else SLF4J2_BINDING
+    pom = POM.format(
+        version=version,
+        tools=TOOLS_DEPENDENCY.format(version=version) if major(version) >= 4 else "",
+        log_group=group,
+        log_artifact=artifact,
+        log_version=log_version,
+    )
+    # a cache fetched with another project (an older Touchstream) is fetched again
+    marker = target / ".complete"
+    if marker.exists() and (target / "pom.xml").exists() and (target / "pom.xml").read_text() == pom:
         return libs
     mvn = shutil.which("mvn")
     if not mvn:
         raise KafkaUnavailable(f"fetching Apache Kafka needs Maven: {INSTALL_HINT}")
     java_binary()
     target.mkdir(parents=True, exist_ok=True)
-    group, artifact, log_version = SLF4J_BINDING if major(version) < 4 else SLF4J2_BINDING
-    (target / "pom.xml").write_text(
-        POM.format(
-            version=version,
-            tools=TOOLS_DEPENDENCY.format(version=version) if major(version) >= 4 else "",
-            log_group=group,
-            log_artifact=artifact,
-            log_version=log_version,
-        )
-    )
+    marker.unlink(missing_ok=True)
+    (target / "pom.xml").write_text(pom)
     staging = target / "libs.partial"
     shutil.rmtree(staging, ignore_errors=True)
     argv = [mvn, "-B", "-q", "-f", str(target / "pom.xml"), "dependency:copy-dependencies"]
@@ -160,7 +162,7 @@ def fetch(version: str = KAFKA_VERSION) -> Path:
         )
     shutil.rmtree(libs, ignore_errors=True)
     staging.rename(libs)
-    (target / ".complete").write_text(version + "\n")
+    marker.write_text(version + "\n")
     return libs
 
 
