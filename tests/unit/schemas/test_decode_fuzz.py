@@ -10,7 +10,9 @@ is ``TOUCHSTREAM_FUZZ_EXAMPLES=20000 pytest tests/unit/schemas/test_decode_fuzz.
 
 from __future__ import annotations
 
+import base64
 import copy
+import hashlib
 import json
 import os
 from dataclasses import replace
@@ -29,7 +31,7 @@ from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import MONEY_FIELDS, Ingest
 from touchstream.errors import PoisonEvent
 from touchstream.schemas.decode import EVENT_TYPES, decode, load_validators
-from touchstream.schemas.dlq import dlq_record, original_bytes
+from touchstream.schemas.dlq import KEPT_WHOLE_BYTES, dlq_record, original_bytes
 
 MAX = Settings().max_event_bytes
 NOW = 1_795_183_500_000  # the wall clock of ingest: every seed event happened just before
@@ -163,9 +165,17 @@ SEED_BYTES = {t: orjson.dumps(e) for t, e in SEEDS.items()}
 
 
 def dead_letter(exc: PoisonEvent, raw: bytes | None) -> None:
-    """The DLQ record of a refused record can be written and gives back the original bytes."""
-    record = dlq_record(exc.reason, exc.message, "touchpoints", 3, 1234, None, b"k", raw)
-    assert original_bytes(orjson.loads(record)) == (b"k", raw)
+    """The DLQ record of a refused record can be written and gives back the original bytes
+    (or, over the kept-whole bound, their size, digest and first bytes)."""
+    record = orjson.loads(
+        dlq_record(exc.reason, exc.message, "touchpoints", 3, 1234, None, b"k", raw)
+    )
+    if raw is not None and len(raw) > KEPT_WHOLE_BYTES:
+        assert record["value_size"] == len(raw)
+        assert record["value_sha256"] == hashlib.sha256(raw).hexdigest()
+        assert raw.startswith(base64.b64decode(record["value_prefix_b64"]))
+        return
+    assert original_bytes(record) == (b"k", raw)
 
 
 def through_ingest(
