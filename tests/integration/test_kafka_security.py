@@ -190,6 +190,14 @@ REVOKES = {
         "prefixed",
     ),
     "group read": ("--operation", "Read", "--group", "{app_id}"),
+    "topic write": (
+        "--operation",
+        "Write",
+        "--topic",
+        "{prefix}",
+        "--resource-pattern-type",
+        "prefixed",
+    ),
 }
 
 
@@ -207,8 +215,15 @@ def test_a_revoked_acl_leaves_the_worker_up_and_not_ready_until_it_is_back(
     assert not_ready(worker)
     body = orjson.loads(worker.get("/readyz")[1])
     assert body["checks"]["kafka_access"] is False
-    assert "User:touchstream may not READ" in body["kafka_access"]
+    operation = revoked.split()[1].upper()
+    assert f"User:touchstream may not {operation}" in body["kafka_access"]
     assert worker.metrics()["touchstream_kafka_access_denied"] >= 1
+    if revoked == "topic write":  # the order was read; its output is held, not dropped
+        wait_until("output refused", lambda: "output" in orjson.loads(worker.get("/readyz")[1]))
+        body = orjson.loads(worker.get("/readyz")[1])
+        assert "TopicAuthorizationFailedError" in body["output"]
+        assert body["checks"]["output_delivered"] is False
+        assert worker.metrics()["touchstream_output_retries_total"] >= 1
 
     secure_kafka.acl("--add", "--allow-principal", "User:touchstream", *acl)
     back_with_each_order_once(worker, customer)
