@@ -141,7 +141,11 @@ def fetch(version: str = KAFKA_VERSION) -> Path:
     )
     # a cache fetched with another project (an older Touchstream) is fetched again
     marker = target / ".complete"
-    if marker.exists() and (target / "pom.xml").exists() and (target / "pom.xml").read_text() == pom:
+    if (
+        marker.exists()
+        and (target / "pom.xml").exists()
+        and (target / "pom.xml").read_text() == pom
+    ):
         return libs
     mvn = shutil.which("mvn")
     if not mvn:
