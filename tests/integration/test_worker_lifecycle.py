@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import orjson
 import pytest
@@ -24,6 +25,17 @@ def run_worker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     )
 
 
+def unreachable_env(tmp_path: Path) -> dict[str, str]:
+    """A worker's environment naming a broker and a Redis that nobody serves."""
+    return worker_env(
+        "kafka://127.0.0.1:9",
+        "redis://127.0.0.1:9/0",
+        free_port(),
+        str(tmp_path),
+        embedded_broker=False,
+    )
+
+
 @pytest.mark.parametrize(
     ("setting", "value"),
     [
@@ -35,13 +47,7 @@ def run_worker(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     ],
 )
 def test_a_malformed_setting_stops_the_worker_naming_it(tmp_path, setting: str, value: str) -> None:
-    env = worker_env(
-        "kafka://127.0.0.1:9",
-        "redis://127.0.0.1:9/0",
-        free_port(),
-        str(tmp_path),
-        embedded_broker=False,
-    )
+    env = unreachable_env(tmp_path)
     env[f"TOUCHSTREAM_{setting}"] = value
     result = run_worker(env)
     assert result.returncode != 0
@@ -50,13 +56,7 @@ def test_a_malformed_setting_stops_the_worker_naming_it(tmp_path, setting: str, 
 
 
 def test_production_refuses_to_start_without_an_hmac_secret(tmp_path) -> None:
-    env = worker_env(
-        "kafka://127.0.0.1:9",
-        "redis://127.0.0.1:9/0",
-        free_port(),
-        str(tmp_path),
-        embedded_broker=False,
-    )
+    env = unreachable_env(tmp_path)
     env["TOUCHSTREAM_ENV"] = "production"
     env.pop("TOUCHSTREAM_HMAC_SECRET", None)
     result = run_worker(env)
@@ -67,13 +67,7 @@ def test_production_refuses_to_start_without_an_hmac_secret(tmp_path) -> None:
 def test_a_bad_rules_file_stops_the_worker_naming_the_rule(tmp_path) -> None:
     rules = tmp_path / "rules.toml"
     rules.write_text("[carts]\nreminder_delays_minutes = [60, 30]\n")
-    env = worker_env(
-        "kafka://127.0.0.1:9",
-        "redis://127.0.0.1:9/0",
-        free_port(),
-        str(tmp_path),
-        embedded_broker=False,
-    )
+    env = unreachable_env(tmp_path)
     result = run_worker(env, "--rules", str(rules))
     assert result.returncode != 0
     assert "rules.carts.reminder_delays_minutes" in result.stderr

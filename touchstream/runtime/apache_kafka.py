@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from touchstream.errors import TouchstreamError
-from touchstream.runtime.processes import Child, free_port, wait_for_port
+from touchstream.runtime.processes import BrokerAddress, Child, free_port, wait_for_port
 
 HOST = "127.0.0.1"
 PINNED_VERSION = "4.4.0"
@@ -214,11 +214,9 @@ class Security:
 
 
 @dataclass
-class KafkaBroker:
+class KafkaBroker(BrokerAddress):
     """A running single-node KRaft broker; ``port`` is its plaintext listener."""
 
-    host: str
-    port: int
     ports: dict[str, int]
     workdir: Path
     version: str
@@ -227,14 +225,6 @@ class KafkaBroker:
     heap: str = DEFAULT_HEAP
     security: Security = field(default_factory=Security)
     kind: str = "kafka"
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"kafka://{self.host}:{self.port}"
 
     def listener(self, name: str) -> str:
         """HOST:PORT of the listener named ``name`` (PLAINTEXT, SSL, SASL_SSL, ...)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from importlib import util
 from pathlib import Path
 
-from touchstream.runtime.processes import Child, free_port, wait_for_port
+from touchstream.runtime.processes import BrokerAddress, Child, free_port, wait_for_port
 
 HOST = "127.0.0.1"
 
@@ -51,20 +51,10 @@ def tansu_version(binary: str) -> str:
 
 
 @dataclass
-class EmbeddedBroker:
-    host: str
-    port: int
+class EmbeddedBroker(BrokerAddress):
     child: Child
     kind: str = "embedded"
     version: str = "unknown"
-
-    @property
-    def bootstrap(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"kafka://{self.host}:{self.port}"
 
     def stop(self) -> None:
         self.child.stop(timeout_s=5)

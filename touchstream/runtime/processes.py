@@ -10,6 +10,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -100,3 +101,19 @@ class Child:
         if not self.log_path or not self.log_path.exists():
             return ""
         return "\n".join(self.log_path.read_text("utf-8", "replace").splitlines()[-lines:])
+
+
+@dataclass
+class BrokerAddress:
+    """Where a broker of ours listens, as Kafka clients and TOUCHSTREAM_BROKER name it."""
+
+    host: str
+    port: int
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return f"kafka://{self.host}:{self.port}"
