@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, localcontext
 from typing import Any
 
 from touchstream.config.rules import ProgramRules
@@ -44,6 +44,9 @@ TYPES_WITH_LINES = frozenset({"purchase", "return"})
 # changes additively (a new maximum there would make events that v1 accepts invalid against it).
 # A refused amount is a ``schema_violation`` naming the field.
 MAX_MONEY_MINOR = 10**15
+# enough digits for any amount up to 2**64 times any factor a float rate and an exponent
+# difference of up to 4 give, so converting never rounds before the final rounding
+EXACT = Context(prec=80)
 
 
 class Ingest:
@@ -53,6 +56,8 @@ class Ingest:
         self, program: ProgramRules, normaliser: IdentityNormaliser, future_tolerance_ms: int
     ):
         self._program = program
+        # exact factors from each foreign currency's minor units to the program's
+        self._rates = program.minor_rates()
         self._ids = normaliser
         self._future_ms = future_tolerance_ms
 
@@ -94,21 +99,23 @@ class Ingest:
         currency = props.get("currency")
         if currency is None or currency == self._program.currency:
             return props
-        rate = self._program.exchange_rates.get(currency)
-        if rate is None:
+        factor = self._rates.get(currency)
+        if factor is None:
             raise UnsupportedCurrency(
                 f"properties.currency {currency!r} is not the program currency "
                 f"{self._program.currency!r} and has no configured exchange rate"
             )
-        exact = Decimal(str(rate))
 
         def convert(field: str, minor: int) -> int:
-            # banker's rounding to the nearest minor unit: no systematic drift over many orders
-            value = int((exact * minor).to_integral_value(rounding=ROUND_HALF_EVEN))
+            # exact (the context holds every digit of factor x amount), then banker's rounding
+            # to the nearest minor unit: no systematic drift over many orders
+            with localcontext(EXACT):
+                value = int((factor * minor).to_integral_value(rounding=ROUND_HALF_EVEN))
             if value > MAX_MONEY_MINOR:
                 raise SchemaViolation(
                     f"{field} {minor} {currency} is {value} {self._program.currency} minor units "
-                    f"at the exchange rate {rate}, more than the maximum {MAX_MONEY_MINOR}"
+                    f"at the configured exchange rate, "
+                    f"more than the maximum {MAX_MONEY_MINOR}"
                 )
             return value
 
