@@ -424,3 +424,16 @@ def test_a_program_currency_with_the_wrong_decimals_is_refused_naming_the_right_
 
     assert error.value.key == "rules.program.currency_decimals"
     assert "currency_decimals = 0" in error.value.problem
+
+
+def test_a_campaign_multiplier_above_the_bound_is_refused():
+    # at 20x the largest order the contract admits is 2 * 10**19 thousandths: more than the
+    # state codec can write, so one such purchase would stop its customer's partition
+    text = '[[loyalty.campaigns]]\nname = "x"\nmultiplier = {}\n'
+    parse_rules(text.format(10.0))
+
+    with pytest.raises(ConfigError) as error:
+        parse_rules(text.format(20.0))
+
+    assert error.value.key == "rules.loyalty.campaigns[0].multiplier"
+    assert "at most 10" in error.value.problem

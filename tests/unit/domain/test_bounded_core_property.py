@@ -34,8 +34,8 @@ from touchstream.tables import state_codec
 SECRET = "unit-test-hmac-secret-0123456789abcdef"
 T0 = 1_795_179_807_512  # 2026-11-20T13:03:27.512Z
 FUTURE_MS = MS_PER_DAY
-# a program with rates for currencies of three exponents, and a bonus campaign (its
-# thousandths multiply the order value the state keeps)
+# a program with rates for currencies of three exponents, and a bonus campaign at the largest
+# multiplier the rules allow (its thousandths multiply the order value the state keeps)
 RULES = parse_rules(
     """
 [program]
@@ -43,7 +43,7 @@ exchange_rates_per_major = { JPY = 0.0061, KWD = 2.98, USD = 0.92 }
 
 [[loyalty.campaigns]]
 name = "double"
-multiplier = 2.0
+multiplier = 10.0
 category = "shoes"
 """
 )
