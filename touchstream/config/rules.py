@@ -146,6 +146,13 @@ class Tier:
         _positive(path, "multiplier", self.multiplier)
 
 
+# The largest bonus campaign multiplier. An order's value is kept in thousandths with its
+# campaign applied: the largest order the contract admits (domain/bounds.py, 10**15 minor units)
+# at 10x is 10**19 thousandths, which still fits the 64-bit unsigned integers the state codec
+# writes; at 20x one such order would make its customer's state unstorable.
+MAX_CAMPAIGN_MULTIPLIER = 10.0
+
+
 @dataclass(frozen=True)
 class Campaign:
     name: str
@@ -156,6 +163,11 @@ class Campaign:
 
     def check(self, path: str) -> None:
         _positive(path, "multiplier", self.multiplier)
+        if self.multiplier > MAX_CAMPAIGN_MULTIPLIER:
+            raise ConfigError(
+                f"{path}.multiplier",
+                f"must be at most {MAX_CAMPAIGN_MULTIPLIER}, got {self.multiplier!r}",
+            )
         for name in ("starts_at", "ends_at"):
             value = getattr(self, name)
             if value and _instant(value) is None:
