@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from touchstream.config.rules import parse_rules
 from touchstream.domain.bounds import MAX_MONEY_MINOR, MAX_POINTS, MAX_QUANTITY
-from touchstream.domain.clock import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
+from touchstream.domain.clock import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, iso
 from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import Ingest
 from touchstream.domain.offline import OfflineStage
@@ -81,7 +81,7 @@ LATE = [-MS_PER_HOUR, -3 * MS_PER_DAY]
 
 def near(bound: int, low: int = 0) -> st.SearchStrategy[int]:
     """At the bound, above it (refused), at the bottom (two draws in three), or ordinary."""
-    edges = st.sampled_from([low, low + 1, bound - 1, bound, bound + 1, bound * 1000])
+    edges = st.sampled_from([low, bound, bound + 1, bound * 1000])
     return st.one_of(edges, edges, st.integers(low, min(bound, 200_000)))
 
 
@@ -189,7 +189,8 @@ def traffic(draw: st.DrawFn) -> list[tuple[dict[str, Any], int]]:
             "event_id": f"e-{draw(st.integers(0, count))}",  # a few duplicates
             "type": event_type,
             "schema_version": 1,
-            "occurred_at": at,
+            # epoch ms or RFC 3339, as the contract allows
+            "occurred_at": iso(at) if draw(st.booleans()) else at,
             "channel": draw(st.sampled_from(["pos", "web", "app", "email"])),
             "source": "src",
             "identity": ident,
