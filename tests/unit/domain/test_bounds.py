@@ -13,11 +13,15 @@ import orjson
 import pytest
 
 from touchstream.config.rules import load_rules, parse_rules
+from touchstream.domain import carts
 from touchstream.domain.bounds import MAX_LINE_MINOR, MAX_MONEY_MINOR, MAX_POINTS, MAX_QUANTITY
+from touchstream.domain.customer import new_state
 from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import Ingest
+from touchstream.domain.profile import project
 from touchstream.errors import SchemaViolation
 from touchstream.schemas.decode import EVENT_TYPES, decode
+from touchstream.tables import state_codec
 
 SECRET = "unit-test-hmac-secret-0123456789abcdef"
 NOW = 1_795_183_500_000
@@ -176,3 +180,19 @@ def test_the_readme_tables_every_bound_with_its_value():
 
     for bound in (MAX_QUANTITY, MAX_POINTS, MAX_MONEY_MINOR, MAX_LINE_MINOR):
         assert f"{bound:,}" in text
+
+
+# --- sums over many events: saturate at the money bound, so the state stays storable ---------
+
+
+def test_a_cart_filled_past_64_bits_by_many_maximal_additions_stays_storable():
+    # every addition within its bounds (10,000 x 10**11 = 10**15 minor units), 18,500 of them
+    # add up past what a 64-bit integer holds: the cart's value, and so the open cart value
+    # served on the profile, saturate at the money bound instead of making the state unstorable
+    state = new_state("ts-bot", "loyalty_id", "L-bot", at=NOW)
+    for i in range(18_500):
+        props = {"cart_id": "c", "sku": f"s{i % 2}", "quantity": 10_000}
+        carts.change(state, {"at": NOW + i, "props": {**props, "unit_price_minor": 10**11}}, 1)
+
+    assert state_codec.decode(state_codec.encode(state)) == state
+    assert project(state, load_rules(None))["open_cart_value_minor"] == MAX_MONEY_MINOR
