@@ -67,6 +67,28 @@ def test_schema_violation_message_names_the_field(stack: Stack) -> None:
     assert entry.json()["key_b64"] is None
 
 
+def test_a_number_beyond_its_bound_is_dead_lettered_naming_it_and_the_stream_goes_on(
+    stack: Stack,
+) -> None:
+    # valid against the v1 schema (no maximum there), beyond the contract's bound
+    # (domain/bounds.py): refused on ingest, never applied to the customer's state
+    worker = stack.start_worker()
+    worker.wait_ready()
+    prefix = stack.settings["topic_prefix"]
+    bulk = purchase({"customer_id": "crm-bot"}, "o-bot", 1_000)
+    bulk["properties"]["items"][0]["quantity"] = 99_999
+    good = purchase({"customer_id": "crm-ok"}, "o-ok", 1_000)
+    produce(stack.broker.bootstrap, prefix + "touchpoints", [(None, bulk), (b"crm-ok", good)])
+
+    (entry,) = read_topic(stack.broker.bootstrap, prefix + "touchpoints.dlq", expect=1)
+    assert entry.json()["reason"] == "schema_violation"
+    assert entry.json()["message"] == (
+        "properties.items[0].quantity must be at most 10000, got 99999"
+    )
+    updates = read_topic(stack.broker.bootstrap, prefix + "profiles.updates", expect=1)
+    assert [u.json()["customer_id"] for u in updates] == ["crm-ok"]
+
+
 def test_dlq_replay_resubmits_original_bytes_once_per_record(stack: Stack) -> None:
     import asyncio
 

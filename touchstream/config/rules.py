@@ -6,11 +6,13 @@ import tomllib
 import zoneinfo
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from touchstream.config.currencies import exponent
 from touchstream.config.typed import build
 from touchstream.errors import ConfigError
 
@@ -31,9 +33,18 @@ def _non_negative(path: str, name: str, value: float) -> None:
 class ProgramRules:
     name: str = "default"
     currency: str = "EUR"
+    # the program currency's minor-unit exponent; must equal ISO 4217's for an ISO code
     currency_decimals: int = 2
     timezone: str = "UTC"
-    # minor units of a foreign currency -> minor units of the program currency, as a ratio
+    # How much ONE major unit of a foreign currency is worth in major units of the program
+    # currency (USD = 0.92: 1 USD is 0.92 EUR). Ingest converts with both currencies' ISO 4217
+    # exponents, so JPY = 0.0061 and KWD = 2.98 are written as the rates are quoted.
+    exchange_rates_per_major: dict[str, float] = field(default_factory=dict)
+    # The first key, kept for rules files written before exchange_rates_per_major: a ratio
+    # applied to minor units directly. Between currencies of the same exponent it is the same
+    # number as the rate per major unit, and is read as one; for a currency whose exponent
+    # differs from the program's it is refused at load, naming the rate to write instead,
+    # so no configured rate ever changes meaning silently.
     exchange_rates: dict[str, float] = field(default_factory=dict)
 
     def check(self, path: str) -> None:
@@ -43,16 +54,60 @@ class ProgramRules:
             )
         if not 0 <= self.currency_decimals <= 4:
             raise ConfigError(f"{path}.currency_decimals", "must be between 0 and 4")
+        iso = exponent(self.currency)
+        if iso is not None and iso != self.currency_decimals:
+            raise ConfigError(
+                f"{path}.currency_decimals",
+                f"{self.currency} has {iso} decimal places in ISO 4217 (its minor unit is "
+                f"1/{10**iso} of a unit), got {self.currency_decimals}: set "
+                f"currency_decimals = {iso}",
+            )
         try:
             zoneinfo.ZoneInfo(self.timezone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
             raise ConfigError(f"{path}.timezone", f"unknown time zone {self.timezone!r}") from exc
-        for code, rate in self.exchange_rates.items():
-            _positive(f"{path}.exchange_rates", code, rate)
+        for key in ("exchange_rates_per_major", "exchange_rates"):
+            for code, rate in getattr(self, key).items():
+                _positive(f"{path}.{key}", code, rate)
+                if exponent(code) is None:
+                    raise ConfigError(
+                        f"{path}.{key}.{code}",
+                        "must be an ISO 4217 currency code with a minor unit (its exponent "
+                        "decides how many minor units make one unit)",
+                    )
+        for code in self.exchange_rates.keys() & self.exchange_rates_per_major.keys():
+            raise ConfigError(
+                f"{path}.exchange_rates.{code}",
+                f"{code} is also in exchange_rates_per_major: keep only that one",
+            )
+        for code, ratio in self.exchange_rates.items():
+            foreign = exponent(code)
+            assert foreign is not None  # checked above
+            if foreign != self.currency_decimals:
+                per_major = Decimal(str(ratio)).scaleb(foreign - self.currency_decimals)
+                raise ConfigError(
+                    f"{path}.exchange_rates.{code}",
+                    f"exchange_rates applies a rate to minor units, and {code} has "
+                    f"{foreign} decimal places against {self.currency_decimals} for "
+                    f"{self.currency}: write the rate per major unit under "
+                    f"exchange_rates_per_major instead. If {ratio} was meant as {self.currency} "
+                    f"per 1 {code}, write {code} = {ratio}; if it was the ratio of minor units, "
+                    f"write {code} = {per_major.normalize():f}",
+                )
 
     @property
     def minor_per_unit(self) -> int:
         return int(10**self.currency_decimals)
+
+    def minor_rates(self) -> dict[str, Decimal]:
+        """Per foreign currency, the exact factor from its minor units to the program's:
+        the rate per major unit scaled by 10 ** (program exponent - foreign exponent)."""
+        rates = {code: Decimal(str(r)) for code, r in self.exchange_rates.items()}
+        for code, rate in self.exchange_rates_per_major.items():
+            foreign = exponent(code)
+            assert foreign is not None  # check() refused any other
+            rates[code] = Decimal(str(rate)).scaleb(self.currency_decimals - foreign)
+        return rates
 
 
 @dataclass(frozen=True)
@@ -91,6 +146,13 @@ class Tier:
         _positive(path, "multiplier", self.multiplier)
 
 
+# The largest bonus campaign multiplier. An order's value is kept in thousandths with its
+# campaign applied: the largest order the contract admits (domain/bounds.py, 10**15 minor units)
+# at 10x is 10**19 thousandths, which still fits the 64-bit unsigned integers the state codec
+# writes; at 20x one such order would make its customer's state unstorable.
+MAX_CAMPAIGN_MULTIPLIER = 10.0
+
+
 @dataclass(frozen=True)
 class Campaign:
     name: str
@@ -101,6 +163,11 @@ class Campaign:
 
     def check(self, path: str) -> None:
         _positive(path, "multiplier", self.multiplier)
+        if self.multiplier > MAX_CAMPAIGN_MULTIPLIER:
+            raise ConfigError(
+                f"{path}.multiplier",
+                f"must be at most {MAX_CAMPAIGN_MULTIPLIER}, got {self.multiplier!r}",
+            )
         for name in ("starts_at", "ends_at"):
             value = getattr(self, name)
             if value and _instant(value) is None:

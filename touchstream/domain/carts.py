@@ -15,6 +15,7 @@ import orjson
 
 from touchstream.config.rules import Rules
 from touchstream.domain import triggers
+from touchstream.domain.bounds import MAX_MONEY_MINOR
 from touchstream.domain.clock import MS_PER_MINUTE, iso
 from touchstream.domain.decision import Decision
 
@@ -28,7 +29,10 @@ def _cart(state: dict[str, Any], cart_id: str) -> dict[str, Any] | None:
 
 
 def _value(items: dict[str, list[int]]) -> int:
-    return sum(qty * unit for qty, unit in items.values() if qty > 0)
+    # saturates at the money bound: each cart event's line is within it (domain/bounds.py),
+    # but quantities add up over events, and 18,447 maximal additions would exceed the 64-bit
+    # integers the state codec writes
+    return min(sum(qty * unit for qty, unit in items.values() if qty > 0), MAX_MONEY_MINOR)
 
 
 def _store(state: dict[str, Any], cart_id: str, cart: dict[str, Any]) -> None:
@@ -126,7 +130,11 @@ def _prune_closed(state: dict[str, Any]) -> None:
 
 
 def open_value(state: dict[str, Any]) -> int:
-    return sum(c["value"] for c in state["carts"].values() if c["closed_at"] is None)
+    """The value of the open carts, saturating at the money bound like each cart's."""
+    return min(
+        sum(c["value"] for c in state["carts"].values() if c["closed_at"] is None),
+        MAX_MONEY_MINOR,
+    )
 
 
 def fold_carts(winner: dict[str, Any], loser: dict[str, Any]) -> dict[str, Any]:

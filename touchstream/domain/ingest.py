@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Context, localcontext
 from typing import Any
 
 from touchstream.config.rules import ProgramRules
+from touchstream.domain import bounds
+from touchstream.domain.bounds import MAX_MONEY_MINOR, TYPES_WITH_LINES
 from touchstream.domain.clock import parse_occurred_at
 from touchstream.domain.identity import IdentityNormaliser, mint_customer_id
 from touchstream.errors import SchemaViolation, UnsupportedCurrency
@@ -32,18 +34,12 @@ MONEY_BY_TYPE: dict[str, tuple[str, ...]] = {
     "purchase": ("total_minor", "discount_minor"),
     "return": ("refund_minor",),
 }
-TYPES_WITH_LINES = frozenset({"purchase", "return"})
-# The largest money amount, in minor units, as sent and after conversion to the program currency.
-# 10**15 is 10 trillion in a 2-decimal currency (about 6 trillion EUR in yen): no real amount comes
-# near it, so only a broken or hostile producer is refused. Without a bound an amount near 2**64
-# converted at a rate above 1, or two such amounts summed into a customer's spend, exceed the
-# 64-bit integers orjson, Redis and the state can hold. Below 2**53 every amount is also exact for
-# a consumer that reads JSON numbers as doubles, and sums of up to about 9,000 maximal amounts
-# still fit a signed 64-bit integer. It is checked here, not as a "maximum" in the v1 schemas:
-# the converted amounts need the same check and only ingest knows them, and the v1 contract only
-# changes additively (a new maximum there would make events that v1 accepts invalid against it).
-# A refused amount is a ``schema_violation`` naming the field.
-MAX_MONEY_MINOR = 10**15
+# Money amounts are bounded by MAX_MONEY_MINOR (domain/bounds.py says why and why there, not as
+# a "maximum" in the v1 schemas), as sent and after conversion; a refused amount is a
+# ``schema_violation`` naming the field.
+# enough digits for any amount up to 2**64 times any factor a float rate and an exponent
+# difference of up to 4 give, so converting never rounds before the final rounding
+EXACT = Context(prec=80)
 
 
 class Ingest:
@@ -53,6 +49,8 @@ class Ingest:
         self, program: ProgramRules, normaliser: IdentityNormaliser, future_tolerance_ms: int
     ):
         self._program = program
+        # exact factors from each foreign currency's minor units to the program's
+        self._rates = program.minor_rates()
         self._ids = normaliser
         self._future_ms = future_tolerance_ms
 
@@ -61,6 +59,8 @@ class Ingest:
     ) -> dict[str, Any]:
         ids = self._ids.normalise(event["identity"])
         props = self._money(event["type"], event.get("properties") or {})
+        # after conversion: a line's value is bounded in the program currency
+        bounds.check(event["type"], props)
         return {
             "id": event["event_id"],
             "type": event["type"],
@@ -94,21 +94,23 @@ class Ingest:
         currency = props.get("currency")
         if currency is None or currency == self._program.currency:
             return props
-        rate = self._program.exchange_rates.get(currency)
-        if rate is None:
+        factor = self._rates.get(currency)
+        if factor is None:
             raise UnsupportedCurrency(
                 f"properties.currency {currency!r} is not the program currency "
                 f"{self._program.currency!r} and has no configured exchange rate"
             )
-        exact = Decimal(str(rate))
 
         def convert(field: str, minor: int) -> int:
-            # banker's rounding to the nearest minor unit: no systematic drift over many orders
-            value = int((exact * minor).to_integral_value(rounding=ROUND_HALF_EVEN))
+            # exact (the context holds every digit of factor x amount), then banker's rounding
+            # to the nearest minor unit: no systematic drift over many orders
+            with localcontext(EXACT):
+                value = int((factor * minor).to_integral_value(rounding=ROUND_HALF_EVEN))
             if value > MAX_MONEY_MINOR:
                 raise SchemaViolation(
                     f"{field} {minor} {currency} is {value} {self._program.currency} minor units "
-                    f"at the exchange rate {rate}, more than the maximum {MAX_MONEY_MINOR}"
+                    f"at the configured exchange rate, "
+                    f"more than the maximum {MAX_MONEY_MINOR}"
                 )
             return value
 

@@ -362,3 +362,78 @@ def test_a_campaign_with_bad_dates_stops_start_up_naming_the_key(dates, key):
         parse_rules(CAMPAIGN + dates)
 
     assert error.value.key == key
+
+
+# --- exchange rates: per major unit, never a silent change of meaning ------------------------
+
+
+def test_rates_per_major_unit_are_read():
+    rules = parse_rules("[program]\nexchange_rates_per_major = { JPY = 0.0061, KWD = 2.98 }\n")
+
+    assert rules.program.exchange_rates_per_major == {"JPY": 0.0061, "KWD": 2.98}
+
+
+@pytest.mark.parametrize(
+    ("code", "ratio", "per_major"), [("JPY", 0.61, "0.0061"), ("KWD", 298, "2980")]
+)
+def test_the_old_key_is_refused_for_a_currency_of_another_exponent_saying_how_to_convert(
+    code, ratio, per_major
+):
+    # exchange_rates applied its number to minor units: for JPY or KWD against EUR the same
+    # number read per major unit would be 100 or 10 times off, so it is refused, not reread
+    with pytest.raises(ConfigError) as error:
+        parse_rules(f"[program]\nexchange_rates = {{ {code} = {ratio} }}\n")
+
+    assert error.value.key == f"rules.program.exchange_rates.{code}"
+    assert "exchange_rates_per_major" in error.value.problem
+    assert f"write {code} = {per_major}" in error.value.problem
+
+
+def test_the_old_key_keeps_its_meaning_between_currencies_of_one_exponent():
+    old = parse_rules("[program]\nexchange_rates = { USD = 0.92 }\n").program
+    new = parse_rules("[program]\nexchange_rates_per_major = { USD = 0.92 }\n").program
+
+    assert old.minor_rates() == new.minor_rates()
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        (
+            "[program]\nexchange_rates_per_major = { XAU = 1800.0 }\n",
+            "exchange_rates_per_major.XAU",
+        ),
+        ("[program]\nexchange_rates_per_major = { ABC = 1.0 }\n", "exchange_rates_per_major.ABC"),
+        (
+            "[program]\nexchange_rates = { USD = 0.9 }\nexchange_rates_per_major = { USD = 0.9 }\n",
+            "exchange_rates.USD",
+        ),
+    ],
+    ids=["no-minor-unit", "not-iso-4217", "in-both-keys"],
+)
+def test_a_rate_whose_exponent_is_unknown_or_doubled_is_refused(text, key):
+    with pytest.raises(ConfigError) as error:
+        parse_rules(text)
+
+    assert error.value.key == f"rules.program.{key}"
+
+
+def test_a_program_currency_with_the_wrong_decimals_is_refused_naming_the_right_ones():
+    with pytest.raises(ConfigError) as error:
+        parse_rules('[program]\ncurrency = "JPY"\n')
+
+    assert error.value.key == "rules.program.currency_decimals"
+    assert "currency_decimals = 0" in error.value.problem
+
+
+def test_a_campaign_multiplier_above_the_bound_is_refused():
+    # at 20x the largest order the contract admits is 2 * 10**19 thousandths: more than the
+    # state codec can write, so one such purchase would stop its customer's partition
+    text = '[[loyalty.campaigns]]\nname = "x"\nmultiplier = {}\n'
+    parse_rules(text.format(10.0))
+
+    with pytest.raises(ConfigError) as error:
+        parse_rules(text.format(20.0))
+
+    assert error.value.key == "rules.loyalty.campaigns[0].multiplier"
+    assert "at most 10" in error.value.problem

@@ -377,3 +377,62 @@ def test_the_largest_amount_that_converts_within_the_maximum_is_accepted():
 
     assert props["total_minor"] == MAX_MONEY_MINOR - 1
     assert orjson.dumps(props)
+
+
+# --- money across currencies of different ISO 4217 exponents ---------------------------------
+
+PER_MAJOR = "[program]\nexchange_rates_per_major = { JPY = 0.0061, KWD = 2.98, USD = 0.92 }\n"
+
+
+@pytest.mark.parametrize(
+    ("currency", "foreign_minor", "program_minor"),
+    [
+        # 10,000 JPY (no minor unit: 10000 minor units) at 0.0061 EUR per yen is 61.00 EUR
+        ("JPY", 10_000, 6_100),
+        # 1.500 KWD (1500 fils) at 2.98 EUR per dinar is 4.47 EUR
+        ("KWD", 1_500, 447),
+        # 25.00 USD at 0.92 is 23.00 EUR: same exponent, the rate applies as before
+        ("USD", 2_500, 2_300),
+    ],
+)
+def test_a_rate_per_major_unit_converts_by_each_currencys_exponent(
+    currency, foreign_minor, program_minor
+):
+    ingest = make_ingest(PER_MAJOR)
+    event = purchase(currency, total_minor=foreign_minor, discount_minor=0)
+    event["properties"]["items"] = [{"sku": "S", "quantity": 1, "unit_price_minor": foreign_minor}]
+
+    props = ingest.normalise(event, NOW, 0, 0)["props"]
+
+    assert (props["currency"], props["original_currency"]) == ("EUR", currency)
+    assert props["total_minor"] == program_minor
+    assert props["items"][0]["unit_price_minor"] == program_minor
+
+
+def test_a_program_in_yen_converts_euro_cents_to_whole_yen():
+    # the program currency itself without a minor unit: 12.50 EUR at 163.9 JPY per euro
+    # is 2048.75 yen, banker's-rounded to 2049 yen
+    ingest = make_ingest(
+        '[program]\ncurrency = "JPY"\ncurrency_decimals = 0\n'
+        "exchange_rates_per_major = { EUR = 163.9 }\n"
+    )
+
+    props = ingest.normalise(purchase("EUR", total_minor=1250, discount_minor=0), NOW, 0, 0)
+
+    assert props["props"]["total_minor"] == 2049
+    assert props["props"]["currency"] == "JPY"
+
+
+def test_a_program_in_dinars_converts_euro_cents_to_fils():
+    # 12.34 EUR at 0.3355 KWD per euro is 4.140070 KWD: 4140 fils
+    ingest = make_ingest(
+        '[program]\ncurrency = "KWD"\ncurrency_decimals = 3\n'
+        "exchange_rates_per_major = { EUR = 0.3355, JPY = 0.00205 }\n"
+    )
+
+    eur = ingest.normalise(purchase("EUR", total_minor=1234, discount_minor=0), NOW, 0, 0)
+    # 10,000 JPY at 0.00205 KWD per yen is 20.500 KWD
+    jpy = ingest.normalise(purchase("JPY", total_minor=10_000, discount_minor=0), NOW, 0, 0)
+
+    assert eur["props"]["total_minor"] == 4_140
+    assert jpy["props"]["total_minor"] == 20_500

@@ -67,7 +67,10 @@ DEFAULT_RULES = load_rules(None)
 # a program with an exchange table (the rules file allows one), a country code and blocked values
 EXCHANGE_RULES = replace(
     DEFAULT_RULES,
-    program=replace(DEFAULT_RULES.program, exchange_rates={"USD": 0.92, "GBP": 1.17, "JPY": 0.006}),
+    program=replace(
+        DEFAULT_RULES.program,
+        exchange_rates_per_major={"USD": 0.92, "GBP": 1.17, "JPY": 0.006},
+    ),
     identity=replace(
         DEFAULT_RULES.identity, default_country_code="49", blocked_values=("test", "n/a")
     ),
