@@ -264,7 +264,7 @@ class Outbox:
         self._app = app
         self._records: dict[tuple[str, int | None], list[Record]] = defaultdict(list)
         # records over their topic's limit when added: dead-lettered by the next flush
-        self._oversized: list[tuple[str, int | None, bytes | None, bytes | None, str]] = []
+        self._oversized: list[tuple[str, int | None, Record, str, dict[str, int]]] = []
         self.limits = limits if limits is not None else SizeLimits()
         self._partitions: dict[str, int] = {}
         self._lanes: dict[tuple[str, int], Lane] = {}
@@ -285,7 +285,8 @@ class Outbox:
                 f"output record of {size} bytes (as a record batch) over the {limit} bytes"
                 f" {topic} takes ({self.limits.describe(topic)}): not sent"
             )
-            self._oversized.append((topic, partition, key, value, why))
+            sizes = {"record_batch_bytes": size, "limit_bytes": limit}
+            self._oversized.append((topic, partition, (key, value), why, sizes))
             return
         self._records[(topic, partition)].append((key, value))
 
@@ -320,8 +321,8 @@ class Outbox:
         producer = self._app.producer._ensure_producer()
         batches: list[Batch] = []
         oversized, self._oversized = self._oversized, []
-        for topic, partition, key, value, why in oversized:
-            batches += await self._refuse(producer, topic, partition, key, value, why)
+        for topic, partition, record, why, sizes in oversized:
+            batches += await self._refuse(producer, topic, partition, record, why, sizes)
         placed: dict[tuple[str, int], list[Record]] = defaultdict(list)
         for (topic, partition), records in self._records.items():
             if partition is not None:
@@ -358,17 +359,18 @@ class Outbox:
         producer: Any,
         topic: str,
         partition: int | None,
-        key: bytes | None,
-        value: bytes | None,
+        record: Record,
         why: str,
+        sizes: dict[str, int],
     ) -> list[Batch]:
         """A record over its topic's limit when added: dead-lettered, never sent."""
+        key, value = record
         if partition is None:
             count = await self._partition_count(producer, topic)
             partition = partition_for(key, count) if key is not None else 0
         metrics.OUTPUT_REFUSED.labels(self.base_name(topic), SIZE_LIMIT).inc()
         log.error("%s[%d]: %s; dead-lettered", topic, partition, why)
-        return await self.dead_letter(topic, partition, key, value, why)
+        return await self.dead_letter(topic, partition, key, value, why, **sizes)
 
     async def dead_letter(
         self,
@@ -377,8 +379,10 @@ class Outbox:
         key: bytes | None,
         value: bytes | None,
         why: str,
+        **extra: int,
     ) -> list[Batch]:
-        """A bounded record on the DLQ in place of output the broker refuses for good."""
+        """A bounded record on the DLQ in place of output the broker refuses for good (or
+        that is over its topic's limit: ``extra`` says by how much)."""
         if self._dlq_topic is None or topic == self._dlq_topic:
             return []  # a dead-letter record is bounded by construction; nothing more to do
         record = dlq_record(
@@ -391,6 +395,7 @@ class Outbox:
             key,
             value,
             output_topic=topic,
+            **extra,
         )
         producer = self._app.producer._ensure_producer()
         count = await self._partition_count(producer, self._dlq_topic)

@@ -26,6 +26,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
+from touchstream import metrics
+
 log = logging.getLogger(__name__)
 
 RECORD_BATCH_OVERHEAD = 61  # the v2 record batch header
@@ -85,18 +87,24 @@ class SizeLimits:
         producer: int | None = None,
         reader: Reader | None = None,
         topics: Sequence[str] = (),
+        prefix: str = "",
     ) -> None:
         self.producer = producer
         self.broker: int | None = None
         self.topics: dict[str, int] = {}
         self.reader = reader  # how to ask the broker again
         self.watched = list(topics)  # the topics to ask about
+        self.prefix = prefix  # left out of the gauge's topic label
         self._refreshing: asyncio.Task[None] | None = None
 
     def update(self, limits: Limits) -> None:
         if limits.broker is not None:
             self.broker = limits.broker
         self.topics.update(limits.topics)
+        for topic in self.watched:
+            limit = self.limit(topic)
+            if limit is not None:
+                metrics.OUTPUT_SIZE_LIMIT.labels(topic.removeprefix(self.prefix)).set(limit)
 
     def limit(self, topic: str) -> int | None:
         """The largest record batch ``topic`` takes, or None if no limit is known."""

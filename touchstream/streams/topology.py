@@ -147,6 +147,7 @@ class Topology:
         limits = SizeLimits(
             self.app.conf.producer_max_request_size,
             lambda names: read_size_limits(settings, names),
+            prefix=settings.topic_prefix,
         )
         self.outbox = self.routes.outbox = Outbox(
             self.app, settings.topic(topics.DLQ), settings.topic_prefix, limits
