@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 RECORD_BATCH_OVERHEAD = 61  # the v2 record batch header
 MAX_RECORD_OVERHEAD = 21  # a record's length, attributes, deltas and header count at most
 KAFKA_DEFAULT_MESSAGE_MAX_BYTES = 1_048_588
+REFRESH_TIMEOUT_S = 30.0  # a refresh while the broker is away gives up; the next one asks
 
 
 def varint_size(n: int) -> int:
@@ -141,7 +142,7 @@ class SizeLimits:
         if self.reader is None:
             return
         try:
-            self.update(await self.reader(self.watched))
+            self.update(await asyncio.wait_for(self.reader(self.watched), REFRESH_TIMEOUT_S))
         except Exception as exc:  # the broker away: the cached limits stay, asked again later
             log.warning("output size limits not refreshed: %r", exc)
 
