@@ -206,3 +206,9 @@ OUTPUT_BLOCKED = Gauge(
     "touchstream_output_blocked",
     "1 while output is refused and retried (the worker is not ready meanwhile)",
 )
+OUTPUT_SIZE_LIMIT = Gauge(
+    "touchstream_output_size_limit_bytes",
+    "Largest record batch the worker sends to a topic: the smallest of the producer's"
+    " max_request_size, the broker's message.max.bytes and the topic's max.message.bytes",
+    ["topic"],
+)

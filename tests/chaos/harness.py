@@ -42,6 +42,7 @@ from touchstream.schemas.decode import decode, load_validators
 from touchstream.serving.keys import ALIAS_PREFIX, PROFILE_PREFIX, alias_key
 from touchstream.simulator.traffic import Record
 from touchstream.streams import topics
+from touchstream.streams.size_limits import KAFKA_DEFAULT_MESSAGE_MAX_BYTES, largest_value  # noqa: F401
 
 LONG = os.environ.get("TOUCHSTREAM_CHAOS", "short") == "long"
 PARTITIONS = 4
@@ -495,31 +496,8 @@ def records_for(traffic: Any, count: int, step_ms: int) -> list[Record]:
 
 # -- the broker's limits ------------------------------------------------------------------
 
-KAFKA_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
-RECORD_BATCH_OVERHEAD = 61  # the v2 record batch header (KIP-98)
-
-
-def varint_size(n: int) -> int:
-    zigzag = (n << 1) ^ (n >> 63)
-    size = 1
-    while zigzag >= 0x80:
-        zigzag >>= 7
-        size += 1
-    return size
-
-
-def largest_value(limit: int, key: bytes) -> int:
-    """Length of the largest value that, with ``key``, makes a one-record batch the broker
-    accepts under ``max.message.bytes = limit`` (uncompressed, no headers, first record)."""
-
-    def batch_size(value: int) -> int:
-        body = 3 + varint_size(len(key)) + len(key) + varint_size(value) + value + 1
-        return RECORD_BATCH_OVERHEAD + varint_size(body) + body
-
-    value = limit - RECORD_BATCH_OVERHEAD
-    while batch_size(value) > limit:
-        value -= 1
-    return value
+# what the outbox checks every record against (touchstream/streams/size_limits.py)
+KAFKA_DEFAULT_MAX_MESSAGE_BYTES = KAFKA_DEFAULT_MESSAGE_MAX_BYTES
 
 
 def max_message_bytes(stack: Stack, name: str) -> int:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from touchstream import metrics
-from touchstream.domain import loyalty
+from touchstream.domain import loyalty, privacy
 from touchstream.domain.clock import iso
 from touchstream.domain.customer import Decision
 from touchstream.domain.linking import Step, handle, is_erased
@@ -249,4 +249,10 @@ def _publish(
         _send(t, topics.PRIVACY_RECEIPTS, customer_id, receipt)
     elif decision.kind == "export":
         tally.inc(metrics.ACCESS_EXPORTS)
-        _send(t, topics.PRIVACY_EXPORTS, payload["customer_id"], payload)
+        # numbered parts that each fit the topic's limit (README, "Access exports in parts")
+        key = payload["customer_id"].encode()
+        budget = t.outbox.limits.value_budget(
+            t.settings.topic(topics.PRIVACY_EXPORTS), key, t.settings.producer_max_batch_bytes
+        )
+        for part in privacy.export_parts(payload, budget):
+            _send(t, topics.PRIVACY_EXPORTS, payload["customer_id"], part)

@@ -80,6 +80,10 @@ class Settings:
     # how often a running worker checks, with its own credentials, that it may still log in
     # and read, write and join what it needs (docs/security.md); not ready while it may not
     kafka_access_check_s: float = 15.0
+    # how often a running worker reads its brokers' message.max.bytes and its topics'
+    # max.message.bytes again (every output record is checked against them when added); a
+    # send refused as too large reads them again at once
+    output_limits_refresh_s: float = 300.0
 
     def __repr__(self) -> str:
         shown = []
@@ -192,6 +196,7 @@ class Settings:
             "heartbeat_interval_s",
             "idle_fallback_s",
             "kafka_access_check_s",
+            "output_limits_refresh_s",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(key(name), "must be > 0")

@@ -5,11 +5,18 @@ marker: the customer id, when it was erased (ingest wall time) and a version, no
 The marker is what the changelog keeps for those keys, so a worker restoring the table never
 brings the customer back, and it tells a record still in flight from the erasure (older:
 dropped) from the same identifier seen again (newer: a new profile, nothing of the old).
+
+An access export can be larger than any record Kafka takes (a customer with years of orders):
+``export_parts`` cuts its JSON text into numbered parts that each fit a byte budget (README,
+"Access exports in parts").
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
+
+import orjson
 
 from touchstream.domain.customer import Decision
 from touchstream.domain.identity import home_of
@@ -82,3 +89,64 @@ def export(state: State, ev: dict[str, Any], profile: dict[str, Any]) -> dict[st
         "merged_ids": [mark.split("@", 1)[0] for mark in state["merged"]],
         "at": ev["at"],
     }
+
+
+# the smallest slice of export text a part carries, whatever the budget says: a budget below
+# the envelope's own size makes parts over the limit (dead-lettered as output_refused) rather
+# than millions of parts
+MIN_PART_CHARS = 256
+EXPORT_FORMAT = "json-text-parts/1"
+
+
+def export_parts(export: dict[str, Any], budget: int) -> list[dict[str, Any]]:
+    """``export`` as records of at most ``budget`` bytes each once encoded with orjson.
+
+    Every part carries the request and customer ids, ``part`` (1-based), ``parts`` (how
+    many), the export's ``sha256`` (of its whole JSON text) and ``data``: a slice of that
+    text. Concatenated in part order, the slices are the export's JSON text exactly.
+    Deterministic: the same export and budget give the same parts (replays repeat them)."""
+    text = orjson.dumps(export).decode()
+    envelope = {
+        "format": EXPORT_FORMAT,
+        "request_id": export.get("request_id", ""),
+        "customer_id": export.get("customer_id", ""),
+        "at": export.get("at"),
+        "sha256": hashlib.sha256(text.encode()).hexdigest(),
+    }
+    # the envelope at its largest part numbers, with an empty slice
+    widest = {**envelope, "part": 10**9, "parts": 10**9, "data": ""}
+    room = max(budget - len(orjson.dumps(widest)), MIN_PART_CHARS)
+    slices = []
+    start = 0
+    while start < len(text):
+        count = min(room, len(text) - start)
+        while True:
+            size = len(orjson.dumps(text[start : start + count])) - 2  # escapes, UTF-8
+            if size <= room or count <= MIN_PART_CHARS:
+                break
+            count = max(min(count * room // size, count - 1), MIN_PART_CHARS)
+        slices.append(text[start : start + count])
+        start += count
+    total = len(slices) or 1
+    return [
+        {**envelope, "part": number, "parts": total, "data": data}
+        for number, data in enumerate(slices or [""], start=1)
+    ]
+
+
+def reassemble(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The export from all of its parts, in any order, duplicates included (what a
+    downstream consumer does; raises ValueError if a part is missing or the text is not the
+    export it claims to be)."""
+    if not parts:
+        raise ValueError("no parts")
+    by_number = {p["part"]: p for p in parts}
+    total = parts[0]["parts"]
+    missing = set(range(1, total + 1)) - set(by_number)
+    if missing:
+        raise ValueError(f"parts missing: {sorted(missing)}")
+    text = "".join(by_number[n]["data"] for n in range(1, total + 1))
+    if hashlib.sha256(text.encode()).hexdigest() != parts[0]["sha256"]:
+        raise ValueError("the parts do not make the export their sha256 names")
+    result: dict[str, Any] = orjson.loads(text)
+    return result

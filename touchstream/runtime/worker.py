@@ -14,7 +14,7 @@ from touchstream.config.rules import Rules
 from touchstream.config.settings import Settings, key
 from touchstream.errors import AccessDenied, ConfigError
 from touchstream.streams.kafka_access import BrokerUnreachable, LoginRefused, check_access
-from touchstream.streams.topic_admin import prepare_topics
+from touchstream.streams.topic_admin import prepare_topics, read_size_limits_now
 from touchstream.streams.topology import Topology
 
 # CPython collects its youngest generation every 700 allocations; a worker allocates a few
@@ -32,6 +32,8 @@ def run_worker(settings: Settings, rules: Rules) -> None:
     preflight(settings, topology)
     # before Faust declares its topics with the broker's defaults (streams/topic_admin.py)
     prepare_topics(settings, topology.topic_specs())
+    limits = topology.outbox.limits  # every output record is checked against them
+    limits.update(read_size_limits_now(settings, limits.watched))
     worker = faust.Worker(
         topology.app,
         loglevel=settings.log_level.upper(),

@@ -10,6 +10,14 @@ At-least-once is kept by Faust's commit: it waits until the outbox holds nothing
 has not acknowledged (``settled``) before it commits offsets, and the consumer acknowledges a
 batch's input only after the outbox took its records.
 
+Every record is checked when it is added against the smallest of the producer's request
+limit, the broker's ``message.max.bytes`` and its topic's ``max.message.bytes``
+(``streams.size_limits``, the size of the record alone in a record batch): one over it is
+never sent, it becomes an ``output_refused`` dead-letter record at once, counted in
+``touchstream_output_refused_total`` with error ``SizeLimit``, and nothing else waits for it.
+Batches are cut to the topic's limit too, so records that each fit never make a batch the
+broker refuses.
+
 A refusal is never remembered for good. Each topic partition is a ``Lane`` of batches in send
 order; when one fails, the lane stops sending, waits for what is in flight, and sends again
 from the failed batch on, the batches after it included, so the partition's log ends in the
@@ -17,7 +25,9 @@ original order (a table changelog compacted to an older value would restore a st
 - a record the broker refuses as such (over its size limit, corrupt, bad timestamp) is split
   out of its batch and, alone, is replaced by a bounded dead-letter record on the DLQ
   (``output_refused``, with the destination topic, its size, digest and prefix), counted in
-  ``touchstream_output_refused_total``: the partition moves on, nothing else is lost;
+  ``touchstream_output_refused_total``: the partition moves on, nothing else is lost; a
+  refusal as too large (a limit lowered while the worker runs) also has the limits read
+  again from the broker at once;
 - anything else (a broker away, a leader moving, a request timing out, a revoked ACL) is
   retried with backoff for as long as it takes; meanwhile ``health`` says why, the worker is
   not ready and ``touchstream_output_retries_total`` counts the attempts.
@@ -42,6 +52,11 @@ from aiokafka.errors import (
 
 from touchstream import metrics
 from touchstream.schemas.dlq import dlq_record
+from touchstream.streams.size_limits import (
+    MAX_RECORD_OVERHEAD,
+    RECORD_BATCH_OVERHEAD,
+    SizeLimits,
+)
 from touchstream.streams.timer_index import partition_for
 
 log = logging.getLogger(__name__)
@@ -55,6 +70,8 @@ RECORD_ERRORS = (
     CorruptRecordException,
     InvalidTimestampError,
 )
+TOO_LARGE = (MessageSizeTooLargeError, RecordListTooLargeError, RecordTooLargeError)
+SIZE_LIMIT = "SizeLimit"  # the error label of a record refused when it was added
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
 
@@ -85,7 +102,7 @@ class Lane:
 
     async def submit(self, producer: Any, records: list[Record]) -> list[Batch]:
         batches = []
-        for chunk in _chunks(producer, records):
+        for chunk in _chunks(producer, records, self.outbox.limits.limit(self.topic)):
             batch = Batch(chunk)
             self.queue.append(batch)
             batches.append(batch)
@@ -186,6 +203,8 @@ class Lane:
         key, value = failed.records[0]
         error = failed.error
         assert error is not None
+        if isinstance(error, TOO_LARGE):
+            self.outbox.limits.refresh_soon()  # lowered while running? the next adds know
         metrics.OUTPUT_REFUSED.labels(self.outbox.base_name(self.topic), type(error).__name__).inc()
         log.error(
             "the broker refused a record of %d bytes for %s[%d] (%r): dead-lettered",
@@ -197,7 +216,13 @@ class Lane:
         self.queue.remove(failed)
         failed.ok = True
         # acknowledged once its dead-letter record is: no commit passes it before that
-        letters = await self.outbox.dead_letter(self.topic, self.partition, key, value, error)
+        letters = await self.outbox.dead_letter(
+            self.topic,
+            self.partition,
+            key,
+            value,
+            f"the broker refused this output record: {error!r}",
+        )
         self.outbox.watch(_all_acked(letters, failed.acked))
 
 
@@ -207,26 +232,40 @@ async def _all_acked(parts: list[Batch], whole: asyncio.Future[None]) -> None:
         whole.set_result(None)
 
 
-def _chunks(producer: Any, records: list[Record]) -> list[list[Record]]:
-    """The records in runs that each fit one of the producer's batches."""
+def _chunks(producer: Any, records: list[Record], limit: int | None) -> list[list[Record]]:
+    """The records in runs that each fit one of the producer's batches and, counting each
+    record at its largest overhead, the topic's ``limit``."""
     chunks: list[list[Record]] = []
     builder = producer.create_batch()
     current: list[Record] = []
+    size = RECORD_BATCH_OVERHEAD
     for key, value in records:
-        if builder.append(key=key, value=value, timestamp=None) is None:
+        grows = MAX_RECORD_OVERHEAD + len(key or b"") + len(value or b"")
+        over = limit is not None and current and size + grows > limit
+        if over or builder.append(key=key, value=value, timestamp=None) is None:
             chunks.append(current)
-            builder, current = producer.create_batch(), []
+            builder, current, size = producer.create_batch(), [], RECORD_BATCH_OVERHEAD
             builder.append(key=key, value=value, timestamp=None)
         current.append((key, value))
+        size += grows
     if current:
         chunks.append(current)
     return chunks
 
 
 class Outbox:
-    def __init__(self, app: Any, dlq_topic: str | None = None, prefix: str = "") -> None:
+    def __init__(
+        self,
+        app: Any,
+        dlq_topic: str | None = None,
+        prefix: str = "",
+        limits: SizeLimits | None = None,
+    ) -> None:
         self._app = app
         self._records: dict[tuple[str, int | None], list[Record]] = defaultdict(list)
+        # records over their topic's limit when added: dead-lettered by the next flush
+        self._oversized: list[tuple[str, int | None, Record, str, dict[str, int]]] = []
+        self.limits = limits if limits is not None else SizeLimits()
         self._partitions: dict[str, int] = {}
         self._lanes: dict[tuple[str, int], Lane] = {}
         self._dlq_topic = dlq_topic
@@ -239,6 +278,16 @@ class Outbox:
     def add(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> None:
+        over = self.limits.over(topic, key, value)
+        if over is not None and topic != self._dlq_topic:
+            size, limit = over
+            why = (
+                f"output record of {size} bytes (as a record batch) over the {limit} bytes"
+                f" {topic} takes ({self.limits.describe(topic)}): not sent"
+            )
+            sizes = {"record_batch_bytes": size, "limit_bytes": limit}
+            self._oversized.append((topic, partition, (key, value), why, sizes))
+            return
         self._records[(topic, partition)].append((key, value))
 
     def on_sent(self, topic: str, callback: Callable[[Any, int], None]) -> None:
@@ -267,9 +316,13 @@ class Outbox:
     async def flush(self, delivered: bool = False) -> None:
         """Hand every collected record to the producer; returns once they are queued, or with
         ``delivered`` once the broker acknowledged them, however many retries that takes."""
-        if not self._records:
+        if not (self._records or self._oversized):
             return
         producer = self._app.producer._ensure_producer()
+        batches: list[Batch] = []
+        oversized, self._oversized = self._oversized, []
+        for topic, partition, record, why, sizes in oversized:
+            batches += await self._refuse(producer, topic, partition, record, why, sizes)
         placed: dict[tuple[str, int], list[Record]] = defaultdict(list)
         for (topic, partition), records in self._records.items():
             if partition is not None:
@@ -280,7 +333,6 @@ class Outbox:
                 slot = partition_for(key, count) if key is not None else 0
                 placed[(topic, slot)].append((key, value))
         self._records.clear()
-        batches: list[Batch] = []
         for (topic, partition), records in placed.items():
             batches += await self._lane(topic, partition).submit(producer, records)
         if delivered:
@@ -302,20 +354,40 @@ class Outbox:
                 return
             await asyncio.gather(*waiting)
 
+    async def _refuse(
+        self,
+        producer: Any,
+        topic: str,
+        partition: int | None,
+        record: Record,
+        why: str,
+        sizes: dict[str, int],
+    ) -> list[Batch]:
+        """A record over its topic's limit when added: dead-lettered, never sent."""
+        key, value = record
+        if partition is None:
+            count = await self._partition_count(producer, topic)
+            partition = partition_for(key, count) if key is not None else 0
+        metrics.OUTPUT_REFUSED.labels(self.base_name(topic), SIZE_LIMIT).inc()
+        log.error("%s[%d]: %s; dead-lettered", topic, partition, why)
+        return await self.dead_letter(topic, partition, key, value, why, **sizes)
+
     async def dead_letter(
         self,
         topic: str,
         partition: int,
         key: bytes | None,
         value: bytes | None,
-        error: BaseException,
+        why: str,
+        **extra: int,
     ) -> list[Batch]:
-        """A bounded record on the DLQ in place of output the broker refuses for good."""
+        """A bounded record on the DLQ in place of output the broker refuses for good (or
+        that is over its topic's limit: ``extra`` says by how much)."""
         if self._dlq_topic is None or topic == self._dlq_topic:
             return []  # a dead-letter record is bounded by construction; nothing more to do
         record = dlq_record(
             "output_refused",
-            f"the broker refused this output record: {error!r}",
+            why,
             topic,
             partition,
             -1,
@@ -323,6 +395,7 @@ class Outbox:
             key,
             value,
             output_topic=topic,
+            **extra,
         )
         producer = self._app.producer._ensure_producer()
         count = await self._partition_count(producer, self._dlq_topic)

@@ -37,6 +37,7 @@ from aiokafka.errors import (
 from touchstream.config.settings import Settings
 from touchstream.errors import TopicError
 from touchstream.streams.kafka_client import security_kwargs
+from touchstream.streams.size_limits import Limits
 from touchstream.streams.topic_specs import Difference, TopicSpec, compare, missing_problem
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,8 @@ DENIED = (TopicAuthorizationFailedError.errno, ClusterAuthorizationFailedError.e
 NOT_YET = (UnknownTopicOrPartitionError.errno, LeaderNotAvailableError.errno)
 METADATA_WAIT_S = 15.0
 CONNECT_BACKOFF_MAX_S = 5.0
+MAX_MESSAGE_BYTES = "max.message.bytes"  # a topic's limit
+MESSAGE_MAX_BYTES = "message.max.bytes"  # the broker's
 
 
 def prepare_topics(settings: Settings, specs: Sequence[TopicSpec]) -> list[Difference]:
@@ -201,3 +204,50 @@ async def _configs(admin: AIOKafkaAdminClient, names: list[str]) -> dict[str, di
                 continue
             configs[name] = {e[0]: e[1] for e in entries if e[1] is not None}
     return configs
+
+
+def read_size_limits_now(settings: Settings, names: Sequence[str]) -> Limits:
+    """``read_size_limits`` before Faust starts (its own loop, as ``prepare_topics``)."""
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(read_size_limits(settings, names))
+    finally:
+        loop.close()
+
+
+async def read_size_limits(settings: Settings, names: Sequence[str]) -> Limits:
+    """The broker's ``message.max.bytes`` (the smallest of the brokers') and each topic's
+    ``max.message.bytes``, by DescribeConfigs; what the broker will not say is left out."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers(),
+        client_id=f"{settings.app_id}-limits",
+        **security_kwargs(settings),
+    )
+    await _start(admin, settings)
+    try:
+        limits = Limits()
+        configs = await _configs(admin, list(names))
+        for name, config in configs.items():
+            if MAX_MESSAGE_BYTES in config:
+                limits.topics[name] = int(config[MAX_MESSAGE_BYTES])
+        brokers = [
+            ConfigResource(ConfigResourceType.BROKER, str(b.nodeId), {MESSAGE_MAX_BYTES: None})
+            for b in admin._client.cluster.brokers()
+        ]
+        try:
+            responses: list[Any] = await admin.describe_configs(brokers) if brokers else []
+        except KafkaError as exc:
+            log.warning("broker message.max.bytes not read (%r)", exc)
+            responses = []
+        values = [
+            int(entry[1])
+            for response in responses
+            for code, _msg, _type, _name, entries in response.resources
+            if code == 0
+            for entry in entries
+            if entry[0] == MESSAGE_MAX_BYTES and entry[1] is not None
+        ]
+        limits.broker = min(values) if values else None
+        return limits
+    finally:
+        await admin.close()

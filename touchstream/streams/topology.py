@@ -42,7 +42,9 @@ from touchstream.streams.delivery import Routes, stream_agent
 from touchstream.streams.kafka_access import Need, worker_needs
 from touchstream.streams.kafka_client import kafka_ssl_context
 from touchstream.streams.outbox import Outbox
+from touchstream.streams.size_limits import SizeLimits
 from touchstream.streams.timer_index import TimerIndex, partition_for
+from touchstream.streams.topic_admin import read_size_limits
 from touchstream.streams.topic_specs import Changelog, TopicSpec, topic_specs
 from touchstream.streams.transport import transport_for
 from touchstream.tables.activity import Activity
@@ -141,8 +143,14 @@ class Topology:
             settings.probe_end_offsets,
             self.routes,
         )
+        # every record is checked against its topic's limit when added (streams/size_limits.py)
+        limits = SizeLimits(
+            self.app.conf.producer_max_request_size,
+            lambda names: read_size_limits(settings, names),
+            prefix=settings.topic_prefix,
+        )
         self.outbox = self.routes.outbox = Outbox(
-            self.app, settings.topic(topics.DLQ), settings.topic_prefix
+            self.app, settings.topic(topics.DLQ), settings.topic_prefix, limits
         )
         self.access = AccessWatch(settings, self.access_needs)
         self.routes.refused = self.access.refused
@@ -171,6 +179,7 @@ class Topology:
         ):
             self.routes.add(topic.get_topic_name(), handler)
             self.app.agent(topic, name=name)(stream_agent(handler, self.routes))
+        limits.watched = self.written_topics()
         register_views(self)
         self._sync_task: asyncio.Task[None] | None = None
         self.app.task(self._start_services)
@@ -181,6 +190,7 @@ class Topology:
         self.app.timer(RECOVERY_CHECK_S)(self._observe_recovery)
         self.app.timer(settings.kafka_access_check_s)(self.access.check)
         self.app.timer(GROUP_ERRORS_CHECK_S)(self._take_group_errors)
+        self.app.timer(settings.output_limits_refresh_s)(self._refresh_limits)
         self._assigned_at: float | None = None
         self._lag_labels: set[tuple[str, str]] = set()
         self._resync_due = True
@@ -218,13 +228,26 @@ class Topology:
         changelogs = [t.changelog_topic.get_topic_name() for t in self.app.tables.values()]
         leader = self.app._leader_assignor._leader_topic_name  # type: ignore[attr-defined]
         reads = [*self.routes.handlers, *changelogs, leader]
-        writes = [
-            self.customer_events.get_topic_name(),
-            *(t.get_topic_name() for t in self.outputs.values()),
-            self.profiles_updates.get_topic_name(),
-            *changelogs,
-        ]
+        writes = self.written_topics()
         return worker_needs(self.settings.app_id, reads, writes, [*reads, *writes])
+
+    def written_topics(self) -> list[str]:
+        """Every topic this worker produces to (outputs, internal topic, changelogs)."""
+        changelogs = [t.changelog_topic.get_topic_name() for t in self.app.tables.values()]
+        return list(
+            dict.fromkeys(
+                [
+                    self.customer_events.get_topic_name(),
+                    *(t.get_topic_name() for t in self.outputs.values()),
+                    self.profiles_updates.get_topic_name(),
+                    *changelogs,
+                ]
+            )
+        )
+
+    async def _refresh_limits(self) -> None:
+        """The brokers' and topics' size limits read again: an operator may change them."""
+        await self.outbox.limits.refresh()
 
     def _topic(self, name: str) -> faust.TopicT:
         # streams/topic_admin.py creates every topic with its settings before Faust starts;

@@ -1,10 +1,14 @@
 """Erasure and access requests on the pure core: nothing of the customer survives, records in
 flight at the erasure are dropped, and the same identifiers seen later start afresh."""
 
+import orjson
+import pytest
+
 from touchstream.config.rules import load_rules
 from touchstream.domain.identity import home_of, mint_customer_id
 from touchstream.domain.linking import is_erased
 from touchstream.domain.offline import OfflineStage
+from touchstream.domain.privacy import export_parts, reassemble
 from touchstream.simulator.factory import internal
 
 RULES = load_rules(None)
@@ -96,3 +100,52 @@ def test_access_request_exports_the_full_state_of_the_linked_customer():
     assert sorted(export["identifiers"]) == ["device_id", "email", "loyalty_id"]
     assert export["carts"]["C-1"]["value"] == 900
     assert export["profile"]["points"] == 50
+
+
+# -- access exports in parts ---------------------------------------------------------------
+
+HOSTILE = 'quote " backslash \\ newline \n nul \x00 tab \t é ü 漢字 🛒 </script>'
+
+
+def big_export(orders: int) -> dict:
+    return {
+        "request_id": "req-1",
+        "customer_id": "c-1",
+        "profile": {"name": HOSTILE},
+        "ledger": {
+            "points": 10,
+            "orders": {
+                f"O-{i}": {"total_minor": i, "note": HOSTILE * (i % 7)} for i in range(orders)
+            },
+        },
+        "at": T0,
+    }
+
+
+@pytest.mark.parametrize("budget", [2_048, 10_000, 1_000_000])
+def test_a_huge_export_is_split_into_parts_within_budget_that_reassemble(budget: int) -> None:
+    export = big_export(20_000)  # several MB of JSON, escapes and multi-byte text included
+    parts = export_parts(export, budget)
+    whole = len(orjson.dumps(export))
+    assert whole > 3 * 1_000_000
+    assert len(parts) >= whole // budget
+    for number, part in enumerate(parts, start=1):
+        assert len(orjson.dumps(part)) <= budget
+        assert (part["request_id"], part["customer_id"]) == ("req-1", "c-1")
+        assert (part["part"], part["parts"]) == (number, len(parts))
+    assert reassemble(list(reversed(parts)) + parts[:3]) == export
+
+
+def test_a_small_export_is_one_part_holding_it_whole() -> None:
+    export = big_export(2)
+    (part,) = export_parts(export, 1_000_000)
+    assert (part["part"], part["parts"]) == (1, 1)
+    assert orjson.loads(part["data"]) == export
+
+
+def test_the_parts_are_the_same_on_replay_and_a_missing_one_is_noticed() -> None:
+    export = big_export(500)
+    parts = export_parts(export, 4_096)
+    assert parts == export_parts(export, 4_096)
+    with pytest.raises(ValueError, match="missing"):
+        reassemble(parts[:-1])
