@@ -43,6 +43,7 @@ from touchstream.streams.kafka_access import Need, worker_needs
 from touchstream.streams.kafka_client import kafka_ssl_context
 from touchstream.streams.outbox import Outbox
 from touchstream.streams.timer_index import TimerIndex, partition_for
+from touchstream.streams.topic_identity import TopicIdentities
 from touchstream.streams.topic_specs import Changelog, TopicSpec, topic_specs
 from touchstream.streams.transport import transport_for
 from touchstream.tables.activity import Activity
@@ -134,6 +135,9 @@ class Topology:
             Table=OutboxTable,
         )
         self.routes = Routes()
+        # input topics' identities for the per-customer stage's offset memory (domain.customer)
+        self.topic_identities = TopicIdentities(settings)
+        self.routes.restarted = self._input_restarted
         self.app.transport = transport_for(
             self.app,
             settings.fetch_max_wait_ms,
@@ -192,12 +196,20 @@ class Topology:
         async def _assigned(consumer: Any, assigned: Any, **kwargs: Any) -> None:
             self._resync_due = True
             self.timers.stale = True
+            self.topic_identities.forget()  # a topic created again comes back as an assignment
             metrics.REBALANCES.inc()
             self._assigned_at = time.monotonic()
 
         @self.app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def _stop_services(app: faust.App, **kwargs: Any) -> None:
             await self.redis_sync.stop()
+            await self.topic_identities.close()
+
+    async def _input_restarted(self, tp: Any) -> bool:
+        # only the input topic: the internal topics are this deployment's own
+        if tp.topic != self.touchpoints.get_topic_name():
+            return False
+        return await self.topic_identities.restarted(tp)
 
     def topic_specs(self) -> list[TopicSpec]:
         """Every topic this worker owns and the settings it must have: the changelogs as
