@@ -104,32 +104,24 @@ _REQUEST_TOPICS = (
 )
 
 
+# Metadata v10 and v12 (Kafka's clients/src/main/resources/common/message/Metadata*.json):
+# v11 dropped the cluster's authorized operations, v12 only made a topic's name nullable
+_HEAD = (("throttle_time_ms", Int32), _BROKERS, ("cluster_id", CompactString("utf-8")))
+_RESPONSE_V12 = (*_HEAD, ("controller_id", Int32), _TOPICS)
+_REQUEST_V12 = (_REQUEST_TOPICS, ("allow_auto_topic_creation", Boolean))
+_TAGS = ("tags", TaggedFields)
+
+
 class MetadataResponse_v10(Response):
     API_KEY = 3
     API_VERSION = 10
-    SCHEMA = Schema(
-        ("throttle_time_ms", Int32),
-        _BROKERS,
-        ("cluster_id", CompactString("utf-8")),
-        ("controller_id", Int32),
-        _TOPICS,
-        ("cluster_authorized_operations", Int32),
-        ("tags", TaggedFields),
-    )
+    SCHEMA = Schema(*_RESPONSE_V12, ("cluster_authorized_operations", Int32), _TAGS)
 
 
 class MetadataResponse_v12(Response):
-    # v11 dropped the cluster's authorized operations; v12 only made the name nullable
     API_KEY = 3
     API_VERSION = 12
-    SCHEMA = Schema(
-        ("throttle_time_ms", Int32),
-        _BROKERS,
-        ("cluster_id", CompactString("utf-8")),
-        ("controller_id", Int32),
-        _TOPICS,
-        ("tags", TaggedFields),
-    )
+    SCHEMA = Schema(*_RESPONSE_V12, _TAGS)
 
 
 class MetadataRequest_v10(RequestStruct):
@@ -138,25 +130,17 @@ class MetadataRequest_v10(RequestStruct):
     API_VERSION = 10
     RESPONSE_TYPE = MetadataResponse_v10
     SCHEMA = Schema(
-        _REQUEST_TOPICS,
-        ("allow_auto_topic_creation", Boolean),
+        *_REQUEST_V12,
         ("include_cluster_authorized_operations", Boolean),
         ("include_topic_authorized_operations", Boolean),
-        ("tags", TaggedFields),
+        _TAGS,
     )
 
 
-class MetadataRequest_v12(RequestStruct):
-    FLEXIBLE_VERSION = True
-    API_KEY = 3
+class MetadataRequest_v12(MetadataRequest_v10):
     API_VERSION = 12
     RESPONSE_TYPE = MetadataResponse_v12
-    SCHEMA = Schema(
-        _REQUEST_TOPICS,
-        ("allow_auto_topic_creation", Boolean),
-        ("include_topic_authorized_operations", Boolean),
-        ("tags", TaggedFields),
-    )
+    SCHEMA = Schema(*_REQUEST_V12, ("include_topic_authorized_operations", Boolean), _TAGS)
 
 
 TopicIdRequestStruct: TypeAlias = MetadataRequest_v10 | MetadataRequest_v12
