@@ -13,7 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from touchstream.runtime.kafka_io import ensure_topics, produce
 from touchstream.runtime.stack import Stack
 from touchstream.simulator.factory import purchase
-from touchstream.streams.topic_identity import lookup
+from touchstream.streams.topic_identity import identity_of
 
 pytestmark = pytest.mark.integration
 
@@ -36,15 +36,6 @@ def wait_for_profile(stack: Stack, customer_id: str, version: int, timeout_s: fl
             return profile
         time.sleep(0.2)
     raise AssertionError(f"profile {customer_id} not at version {version}: {profile}")
-
-
-async def identity_of(bootstrap: str, name: str) -> str | None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        return (await lookup(admin._client, [name])).get(name)
-    finally:
-        await admin.close()
 
 
 async def recreate(bootstrap: str, name: str, partitions: int) -> None:

@@ -198,6 +198,18 @@ async def lookup(client: AIOKafkaClient, topics: list[str]) -> dict[str, str]:
     return identities_from(response)
 
 
+async def identity_of(bootstrap: str, topic: str, **security: Any) -> str | None:
+    """One topic's identity with a client of its own (tools, tests, the chaos oracle)."""
+    client = AIOKafkaClient(
+        bootstrap_servers=bootstrap, client_id="touchstream-topic-ids", **security
+    )
+    await client.bootstrap()
+    try:
+        return (await lookup(client, [topic])).get(topic)
+    finally:
+        await client.close()
+
+
 class TopicIdentities:
     """The identity of each input topic, cached; ``forget`` makes the next batch ask again."""
 
