@@ -60,6 +60,10 @@ GROUP_ERRORS_CHECK_S = 1.0
 LAG_CHECK_S = 0.25  # the gauge the bench waits on to call a worker settled
 RESYNC_CHUNK = 1000  # profiles re-synced between two looks at the stages and the sync queue
 TICK_KEY = b"~tick"  # not a customer id: ticks carry no customer
+# How often the consumer refreshes its metadata (aiokafka's default: 5 minutes). An input topic
+# deleted and created again leaves the group's assignment until the consumer's metadata lists
+# it again: 30 s bounds that pause for one small request per worker (docs/operations.md).
+CONSUMER_METADATA_MAX_AGE_MS = 30_000
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +136,7 @@ class Topology:
             producer_max_batch_size=settings.producer_max_batch_bytes,
             stream_buffer_maxsize=8192,
             broker_max_poll_records=2000,
+            consumer_metadata_max_age_ms=CONSUMER_METADATA_MAX_AGE_MS,
             Table=OutboxTable,
         )
         self.routes = Routes()
