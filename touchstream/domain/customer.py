@@ -109,20 +109,24 @@ def event_fingerprint(event_id: str) -> str:
 def seen_entries(seen: list[Any], at: int) -> list[list[Any]]:
     """``seen`` as [fingerprint, event time remembered at] pairs, oldest first. A bare
     fingerprint (the format before spans: the 64 latest ids) counts as seen at ``at``."""
+    if not seen or isinstance(seen[0], list):
+        return seen  # the current format throughout (it is written whole, never mixed)
     return [e if isinstance(e, list) else [e, at] for e in seen]
 
 
-def remember(entries: list[list[Any]], fingerprints: list[list[Any]]) -> tuple[list[Any], int]:
-    """``entries`` with ``fingerprints`` added (both oldest first), those older than the span
-    forgotten and the oldest beyond SEEN_CAP pushed out; also how many of those pushed out were
-    still inside the span."""
-    kept = [*entries, *fingerprints]
+def remember(entries: list[list[Any]], added: list[list[Any]]) -> tuple[list[Any], int]:
+    """``entries`` with ``added`` (both ordered by the time remembered), those older than the
+    span forgotten and the oldest beyond SEEN_CAP pushed out; also how many of those pushed
+    out were still inside the span. A new list: the old state may still be read."""
+    kept = [*entries, *added]
     if not kept:
         return kept, 0
-    horizon = max(e[1] for e in kept) - SEEN_SPAN_MS
-    kept = [e for e in kept if e[1] >= horizon]
-    evicted = max(0, len(kept) - SEEN_CAP)
-    return kept[evicted:], evicted
+    horizon = kept[-1][1] - SEEN_SPAN_MS
+    start = 0
+    while kept[start][1] < horizon:  # the newest is never older than the horizon
+        start += 1
+    evicted = max(0, len(kept) - start - SEEN_CAP)
+    return kept[start + evicted :], evicted
 
 
 def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> Outcome:
