@@ -16,6 +16,7 @@ from touchstream.domain.customer import (
 )
 from touchstream.domain.fold import fold
 from touchstream.simulator.factory import internal
+from touchstream.tables.state_codec import decode, encode
 
 RULES = load_rules(None)
 CID = "ts-0123456789abcdef01234567"
@@ -145,3 +146,22 @@ def test_folding_an_old_format_profile_keeps_its_ids_and_routes_with_their_topic
 
     assert {f for f, _ in merged["seen"]} == {event_fingerprint("e1"), event_fingerprint("lost")}
     assert merged["src"] == {f"{OLD_TOPIC}:0": 0, f"{OTHER}/3": 40, f"{OTHER}/{OLD_TOPIC}:1": 7}
+
+
+def test_old_changelog_value_read_by_the_new_worker_keeps_judging_duplicates():
+    # a customers-changelog value as the worker before topic identities wrote it
+    old = run([buy("e1", 3, topic=None, partition=1), buy("e2", 4, topic=None, partition=1)])
+    old["seen"] = [event_fingerprint("e1"), event_fingerprint("e2")]
+    stored = encode(old)
+
+    state = decode(stored)
+    redelivered = apply(state, buy("e2", 4, partition=1), RULES)
+    resent = apply(state, buy("e1", 9, partition=1), RULES)
+    new = apply(state, buy("e3", 5, partition=1), RULES)
+
+    assert redelivered.duplicate and resent.duplicate
+    assert not new.duplicate and new.state["points"] == 300
+    assert decode(encode(new.state)) == new.state
+    # and from then on the offsets are the topic's: the topic created again starts at 0
+    recreated = apply(new.state, buy("e4", 0, topic=NEW_TOPIC, partition=1), RULES)
+    assert not recreated.duplicate and recreated.state["points"] == 400
