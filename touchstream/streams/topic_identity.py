@@ -48,6 +48,7 @@ from touchstream.streams.kafka_client import client_kwargs
 
 log = logging.getLogger(__name__)
 RETRY_S = (0.2, 5.0)  # first and longest wait between failed look-ups
+KEEP_AFTER_ATTEMPTS = 3  # failed look-ups before a batch goes on with the identity known before
 ZERO_ID = bytes(16)
 
 
@@ -231,7 +232,7 @@ class TopicIdentities:
         if before is None:
             return False
         self.forget(tp.topic)
-        return await self.get(tp.topic) != before
+        return await self.get(tp.topic, keep=False) != before
 
     def forget(self, topic: str | None = None) -> None:
         """Ask again before the next batch: of ``topic``, or of every topic (an assignment)."""
@@ -240,20 +241,35 @@ class TopicIdentities:
     def cached(self, topic: str) -> str | None:
         return None if topic in self._stale else self._known.get(topic)
 
-    async def get(self, topic: str) -> str:
+    async def get(self, topic: str, keep: bool = True) -> str:
         """The topic's identity: from the cache, or asked until the broker answers (the
-        batch waits, as it would for its output; a wrong identity would drop events)."""
+        batch waits, as it would for its output; a wrong identity would drop events). With
+        ``keep``, after KEEP_AFTER_ATTEMPTS failed look-ups the identity known before is
+        kept: a broker slow to answer after a rebalance does not hold the batch for ever."""
         known = self.cached(topic)
         if known is not None:
             return known
         backoff = RETRY_S[0]
+        attempt = 0
         while True:
+            attempt += 1
             try:
                 found = await lookup(await self._started(), [topic])
             except Exception as exc:  # a broker away or restarting: ask again
                 log.warning("cannot look up the identity of topic %s (%r); retrying", topic, exc)
                 found = {}
             identity = found.get(topic)
+            previous = self._known.get(topic)
+            if (
+                identity is None
+                and keep
+                and previous is not None
+                and attempt >= KEEP_AFTER_ATTEMPTS
+            ):
+                # asked again only as a precaution (an assignment): the records in hand were
+                # read from the topic the last answer named, unless it was re-created just now
+                self._stale.discard(topic)
+                return previous
             if identity is not None:
                 if self._known.get(topic, identity) != identity:
                     log.warning(
