@@ -20,6 +20,11 @@ EVENTS_APPLIED = Counter(
 DUPLICATES = Counter(
     "touchstream_duplicates_skipped_total", "Redelivered or duplicate events skipped", ["stage"]
 )
+SEEN_EVICTED = Counter(
+    "touchstream_dedup_ids_evicted_total",
+    "Event ids pushed out of a customer's duplicate memory by its cap (SEEN_CAP) while still "
+    "inside its span of event time: a re-send of one of them would be applied again",
+)
 DECISION_LATENCY = Histogram(
     "touchstream_event_to_decision_seconds",
     "Wall time from the inbound record's timestamp to its state update and outputs",

@@ -43,6 +43,7 @@ from touchstream.serving.keys import ALIAS_PREFIX, PROFILE_PREFIX, alias_key
 from touchstream.simulator.traffic import Record
 from touchstream.streams import topics
 from touchstream.streams.size_limits import KAFKA_DEFAULT_MESSAGE_MAX_BYTES, largest_value  # noqa: F401
+from touchstream.streams.topic_identity import identity_of
 
 LONG = os.environ.get("TOUCHSTREAM_CHAOS", "short") == "long"
 PARTITIONS = 4
@@ -119,8 +120,13 @@ def arrival_order(inbound: list[Out]) -> list[Out]:
     return list(heapq.merge(*by_partition.values(), key=lambda r: r.timestamp))
 
 
-def oracle(inbound: list[Out], rules: Rules) -> tuple[OfflineStage, list[Out], int]:
+def oracle(
+    inbound: list[Out], rules: Rules, topic_id: str | None = None
+) -> tuple[OfflineStage, list[Out], int]:
     """The customer stage replayed offline over the inbound records in partition/offset order.
+
+    ``topic_id``: the inbound topic's identity, as the ingest agent puts it on each internal
+    event (``streams.topic_identity``), so the oracle keys its duplicate memory as live does.
 
     Returns the stage, the records ingest refuses (they belong in the DLQ) and the number of
     distinct valid events.
@@ -137,7 +143,11 @@ def oracle(inbound: list[Out], rules: Rules) -> tuple[OfflineStage, list[Out], i
     for r in arrival_order(inbound):
         try:
             ev = ingest.normalise(
-                decode(r.value or b"", defaults.max_event_bytes), now_ms, r.partition, r.offset
+                decode(r.value or b"", defaults.max_event_bytes),
+                now_ms,
+                r.partition,
+                r.offset,
+                topic_id,
             )
         except PoisonEvent:
             refused.append(r)
@@ -389,7 +399,8 @@ def settle_and_compare(
         stack.broker.bootstrap, topic(stack, "touchpoints"), expect=expect_inbound, timeout_s=60
     )
     assert len(inbound) == expect_inbound, f"{len(inbound)} inbound records of {expect_inbound}"
-    expected, refused, distinct = oracle(inbound, rules)
+    touchpoints_id = asyncio.run(identity_of(stack.broker.bootstrap, topic(stack, "touchpoints")))
+    expected, refused, distinct = oracle(inbound, rules, touchpoints_id)
     tally.events_in = len(inbound)
     tally.distinct_valid = distinct
     tally.customers = len(expected.live())

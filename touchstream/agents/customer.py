@@ -142,6 +142,8 @@ def _execute(
     if step.duplicate:
         tally.inc(metrics.DUPLICATES, "customer")
         return
+    for _ in range(step.seen_evicted):
+        tally.inc(metrics.SEEN_EVICTED)
     for decision in step.decisions:
         _publish(t, tally, decision, before)
     if step.store is None or step.delete:

@@ -27,14 +27,25 @@ def make_ingest_handler(t: Topology) -> Handler:
     source_name = t.touchpoints.get_topic_name()
     target = t.settings.topic(topics.CUSTOMER_EVENTS)
     outbox = t.outbox
+    identities = t.topic_identities
+    last_offsets: dict[Any, int] = {}
 
     async def handle_batch(tp: Any, messages: list[Any]) -> Finisher | None:
+        # the inbound topic's identity (streams.topic_identity), asked again when the
+        # partition's offsets went backwards: a topic created again reads from 0
+        if last_offsets.get(tp, -1) >= messages[0].offset:
+            identities.forget(tp.topic)
+        last_offsets[tp] = messages[-1].offset
+        topic_id = identities.cached(tp.topic) or await identities.get(tp.topic)
+        identities.stamp(tp, topic_id)
         now_ms = int(time.time() * 1000)
         tally = metrics.Tally()
         for message in messages:
             try:
                 decoded = decode(message.value, max_bytes)
-                internal = ingest.normalise(decoded, now_ms, message.partition, message.offset)
+                internal = ingest.normalise(
+                    decoded, now_ms, message.partition, message.offset, topic_id
+                )
                 internal["rt"] = int(message.timestamp * 1000) if message.timestamp else now_ms
                 value = orjson.dumps(internal)
             except PoisonEvent as exc:

@@ -2,8 +2,9 @@
 
 State is a plain dict (it is the Faust table value, serialised with orjson). Idempotency is
 part of the record itself, so the changelog carries the effect and its guard atomically:
-``src`` holds the highest inbound offset applied per inbound partition (redelivery, rewinds),
-``seen`` the most recent event ids (a producer sending the same event twice), and the ledger
+``src`` holds the highest inbound offset applied per inbound topic identity and partition
+(redelivery, rewinds), ``seen`` the event ids of a span of event time (a producer sending the
+same event twice), and the ledger
 (``orders``, ``returns``, ``redemptions``) the orders, refunds and redemptions already counted
 by their own ids (``domain.loyalty``).
 """
@@ -16,10 +17,18 @@ from typing import Any
 
 from touchstream.config.rules import Rules
 from touchstream.domain import carts, consent, loyalty, rfm, sessions
+from touchstream.domain.clock import MS_PER_DAY
 from touchstream.domain.decision import Decision
 from touchstream.domain.identity import PRIORITY, strongest
 
-SEEN_LIMIT = 64
+# Event ids are remembered for SEEN_SPAN_MS of the profile's event time after they were seen:
+# the input topic's retention (7 days) plus the DLQ's (7 days), the longest a copy of an
+# applied event can still come back from Kafka (a mirrored or re-created input topic read from
+# its start, a parked copy replayed from the DLQ), where the offset memory cannot help. At most
+# SEEN_CAP ids are kept (about 30 KB of state); the cap pushing out an id still inside the span
+# is counted (``Outcome.seen_evicted``, touchstream_dedup_ids_evicted_total) and alerted.
+SEEN_SPAN_MS = 14 * MS_PER_DAY
+SEEN_CAP = 1024
 REFUSED_LIMIT = 16  # refused links remembered, so each is reported once
 ASKED_LIMIT = 16  # links asked for and not joined yet; one pushed out is only asked again
 
@@ -29,6 +38,7 @@ class Outcome:
     state: dict[str, Any]
     decisions: list[Decision] = field(default_factory=list)
     duplicate: bool = False
+    seen_evicted: int = 0  # event ids still inside the span pushed out by SEEN_CAP
 
 
 def new_state(
@@ -78,17 +88,45 @@ def new_state(
     }
 
 
-def src_key(home: str, customer_id: str, partition: int) -> str:
-    """Dedup key of an event's route: inbound partition, plus its home when forwarded.
+def src_key(home: str, customer_id: str, partition: int, topic: str | None = None) -> str:
+    """Dedup key of an event's route: inbound topic identity and partition, plus its home when
+    forwarded.
 
     Events reach a profile in inbound-offset order per route (per home they were sent to), not
-    overall: a high-watermark per route stays exact when redirects forward events.
+    overall: a high-watermark per route stays exact when redirects forward events. ``topic``
+    is the inbound topic's identity (``streams.topic_identity``): a re-created, mirrored or
+    second input topic starts its own offsets, never compared with another topic's. Keys
+    without it (``None``) are those of states and events written before identities existed.
     """
-    return str(partition) if home == customer_id else f"{home}/{partition}"
+    route = str(partition) if topic is None else f"{topic}:{partition}"
+    return route if home == customer_id else f"{home}/{route}"
 
 
 def event_fingerprint(event_id: str) -> str:
     return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
+
+
+def seen_entries(seen: list[Any], at: int) -> list[list[Any]]:
+    """``seen`` as [fingerprint, event time remembered at] pairs, oldest first. A bare
+    fingerprint (the format before spans: the 64 latest ids) counts as seen at ``at``."""
+    if not seen or isinstance(seen[0], list):
+        return seen  # the current format throughout (it is written whole, never mixed)
+    return [e if isinstance(e, list) else [e, at] for e in seen]
+
+
+def remember(entries: list[list[Any]], added: list[list[Any]]) -> tuple[list[Any], int]:
+    """``entries`` with ``added`` (both ordered by the time remembered), those older than the
+    span forgotten and the oldest beyond SEEN_CAP pushed out; also how many of those pushed
+    out were still inside the span. A new list: the old state may still be read."""
+    kept = [*entries, *added]
+    if not kept:
+        return kept, 0
+    horizon = kept[-1][1] - SEEN_SPAN_MS
+    start = 0
+    while kept[start][1] < horizon:  # the newest is never older than the horizon
+        start += 1
+    evicted = max(0, len(kept) - start - SEEN_CAP)
+    return kept[start + evicted :], evicted
 
 
 def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> Outcome:
@@ -96,16 +134,32 @@ def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> 
     if state is None:
         kind = strongest(event["ids"])
         state = new_state(event["cid"], kind, event["ids"][kind], event["at"])
-    partition, offset = event["in"]
+    partition, offset, *identity = event["in"]
+    topic = identity[0] if identity else None
     src: dict[str, int] = state["src"]
-    pkey = src_key(event["cid"], state["customer_id"], partition)
-    if src.get(pkey, -1) >= offset:
+    pkey = src_key(event["cid"], state["customer_id"], partition, topic)
+    high = src.get(pkey)
+    legacy = None
+    if high is None and topic is not None:
+        # a state from before topic identities: its partition's offset belongs to the topic
+        # the first event carrying an identity comes from (the input topic of the upgrade)
+        legacy = src_key(event["cid"], state["customer_id"], partition)
+        high = src.get(legacy)
+    if high is not None and high >= offset:
         return Outcome(state, duplicate=True)
-    state = dict(state, src=dict(src, **{pkey: offset}))
+    routes = dict(src)
+    if legacy is not None:
+        routes.pop(legacy, None)
+    routes[pkey] = offset
+    state = dict(state, src=routes)
     fingerprint = event_fingerprint(event["id"])
-    if fingerprint in state["seen"]:
+    entries = seen_entries(state["seen"], max(event["at"], state["last_event_at"] or 0))
+    if any(e[0] == fingerprint for e in entries):
         return Outcome(state, duplicate=True)
-    state["seen"] = [*state["seen"][-(SEEN_LIMIT - 1) :], fingerprint]
+    # remembered at the latest event time the memory holds: an id stays for the span after
+    # the profile's clock saw it, however late the event itself was
+    stamp = max([event["at"], *(e[1] for e in entries[-1:])])
+    state["seen"], evicted = remember(entries, [[fingerprint, stamp]])
 
     decisions: list[Decision] = []
     sessions.track(state, event, rules, decisions)
@@ -117,7 +171,7 @@ def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> 
             loyalty.rewards(state, event["at"], rules, decisions)
     _track(state, event)
     state["version"] += 1
-    return Outcome(state, decisions)
+    return Outcome(state, decisions, seen_evicted=evicted)
 
 
 def _track(state: dict[str, Any], event: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from touchstream.config.rules import Rules
 from touchstream.domain import loyalty
 from touchstream.domain.carts import fold_carts
 from touchstream.domain.consent import fold_consent
-from touchstream.domain.customer import ASKED_LIMIT, REFUSED_LIMIT, SEEN_LIMIT
+from touchstream.domain.customer import ASKED_LIMIT, REFUSED_LIMIT, remember, seen_entries
 from touchstream.domain.identity import held_marks
 from touchstream.domain.rfm import fold_rfm
 from touchstream.domain.sessions import fold_session
@@ -50,16 +50,21 @@ def _max(name: str) -> Folder:
 def _src(w: State, lo: State, out: State, rules: Rules) -> dict[str, int]:
     # the loser's own routes (bare partition keys) now arrive forwarded, named by their home
     merged = dict(w["src"])
-    for key, offset in lo["src"].items():
+    for key, offset in lo["src"].items():  # "partition" or "topic-identity:partition"
         route = key if "/" in key else f"{lo['customer_id']}/{key}"
         merged[route] = max(offset, merged.get(route, -1))
     return merged
 
 
-def _seen(w: State, lo: State, out: State, rules: Rules) -> list[str]:
-    seen = list(w["seen"])
-    seen.extend(f for f in lo["seen"] if f not in seen)
-    return seen[-SEEN_LIMIT:]
+def _seen(w: State, lo: State, out: State, rules: Rules) -> list[Any]:
+    # both memories as one, each id at the later time either remembered it, oldest first, then
+    # the span and the cap applied as to one profile's memory (ties keep a fixed order)
+    stamps: dict[str, int] = {}
+    for s in (w, lo):
+        for fingerprint, at in seen_entries(s["seen"], s["last_event_at"] or 0):
+            stamps[fingerprint] = max(at, stamps.get(fingerprint, at))
+    merged = sorted(([f, at] for f, at in stamps.items()), key=lambda e: (e[1], e[0]))
+    return remember([], merged)[0]
 
 
 def _points(w: State, lo: State, out: State, rules: Rules) -> int:

@@ -55,8 +55,15 @@ class Ingest:
         self._future_ms = future_tolerance_ms
 
     def normalise(
-        self, event: dict[str, Any], now_ms: int, partition: int, offset: int
+        self,
+        event: dict[str, Any],
+        now_ms: int,
+        partition: int,
+        offset: int,
+        topic: str | None = None,
     ) -> dict[str, Any]:
+        """``topic`` is the inbound topic's identity (``streams.topic_identity``), carried
+        with the partition and offset so offsets of different topics are never compared."""
         ids = self._ids.normalise(event["identity"])
         props = self._money(event["type"], event.get("properties") or {})
         # after conversion: a line's value is bounded in the program currency
@@ -70,9 +77,10 @@ class Ingest:
             "ids": ids,
             "cid": mint_customer_id(ids),
             "props": props,
-            # inbound partition/offset: the per-customer stage skips anything at or below
-            # the highest offset it applied from that partition (redelivery, rewinds)
-            "in": [partition, offset],
+            # inbound partition/offset/topic identity: the per-customer stage skips anything
+            # at or below the highest offset it applied from that partition of that topic
+            # (redelivery, rewinds); a re-created or second input topic has its own offsets
+            "in": [partition, offset] if topic is None else [partition, offset, topic],
             "ts": now_ms,
         }
 

@@ -128,6 +128,7 @@ def _event(target: str, state: State | None, ev: dict[str, Any], rules: Rules) -
     outcome = apply(state, ev, rules)
     step = Step(store=outcome.state, decisions=list(outcome.decisions))
     step.identifiers_changed = created
+    step.seen_evicted = outcome.seen_evicted
     if outcome.duplicate:
         step.duplicate = True
         if outcome.state is state and not created:

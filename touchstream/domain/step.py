@@ -18,6 +18,7 @@ class Step:
     sends: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     duplicate: bool = False
+    seen_evicted: int = 0  # event ids inside the span the memory's cap pushed out
     forwarded: bool = False
     identifiers_changed: bool = False
     delete: bool = False  # remove the record (a tombstone in the changelog)

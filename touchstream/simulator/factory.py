@@ -59,9 +59,12 @@ def internal(
     offset: int,
     partition: int = 0,
     at: int = 0,
+    *,
+    topic: str | None = None,
     **props: Any,
 ) -> dict[str, Any]:
-    """An event as ingest hands it to the per-customer stage (unit tests of the pure core)."""
+    """An event as ingest hands it to the per-customer stage (unit tests of the pure core);
+    ``topic``: the inbound topic's identity (None: an event of the format before identities)."""
     return {
         "id": event_id,
         "type": type_,
@@ -71,6 +74,6 @@ def internal(
         "ids": ids,
         "cid": cid,
         "props": props,
-        "in": [partition, offset],
+        "in": [partition, offset] if topic is None else [partition, offset, topic],
         "ts": at + 1_000,
     }

@@ -23,6 +23,7 @@ tables write their changelog to that partition, as they do inside an agent.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
@@ -34,6 +35,7 @@ from faust.streams import _current_event
 
 from touchstream.streams.outbox import Outbox
 
+log = logging.getLogger(__name__)
 Finisher = Callable[[bool], None]  # called with whether the fetch's output was delivered
 Handler = Callable[[Any, list[Any]], Awaitable[Finisher | None]]
 AUTHORIZATION_ERRORS = (GroupAuthorizationFailedError, TopicAuthorizationFailedError)
@@ -58,6 +60,9 @@ class Routes:
         self.in_flight: asyncio.Future[None] | None = None
         # told of each authorization error the consumer backs off from (streams.access_watch)
         self.refused: Callable[[str, BaseException], None] | None = None
+        # asked when a routed partition hands back offsets below those already read: whether
+        # its topic is another topic now (deleted and created again: streams.topic_identity)
+        self.restarted: Callable[[Any], Awaitable[bool]] | None = None
 
     def add(self, topic: str, handler: Handler) -> None:
         self.handlers[topic] = handler
@@ -172,6 +177,10 @@ async def _deliver(
     assigned = consumer.assignment()
     work = []
     for tp, messages in batches.items():
+        if not _fresh(consumer, tp, messages[0].offset) and await _log_restarted(
+            consumer, tp, routes
+        ):
+            _forget_log(consumer, tp)
         fresh = [m for m in messages if _fresh(consumer, tp, m.offset)]
         if fresh and tp in assigned:
             work.append((routes.handlers[tp.topic], tp, fresh))
@@ -200,6 +209,24 @@ async def _deliver(
     if commit_every is not None and consumer._n_acked >= commit_every:
         consumer._n_acked = 0
         await consumer.commit()
+
+
+async def _log_restarted(consumer: Any, tp: Any, routes: Routes) -> bool:
+    """Offsets below those read: a stale fetch (dropped, as Faust does), or the first records
+    of a topic deleted and created again under the same name, which the consumer reads from
+    its start once its old position is out of range (they must be handled, not dropped)."""
+    return routes.restarted is not None and await routes.restarted(tp)
+
+
+def _forget_log(consumer: Any, tp: Any) -> None:
+    """Faust's bookkeeping of the partition's old log dropped (what a revocation drops): the
+    new log's records are read, acknowledged and committed from its first offset."""
+    log.warning("%s[%d] is a new log (its topic was created again): reading it", *tp)
+    consumer._read_offset.pop(tp, None)
+    consumer._committed_offset.pop(tp, None)
+    consumer._acked.pop(tp, None)
+    consumer._acked_index.pop(tp, None)
+    consumer._gap.pop(tp, None)
 
 
 def _fresh(consumer: Any, tp: Any, offset: int) -> bool:

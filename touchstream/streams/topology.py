@@ -45,6 +45,7 @@ from touchstream.streams.outbox import Outbox
 from touchstream.streams.size_limits import SizeLimits
 from touchstream.streams.timer_index import TimerIndex, partition_for
 from touchstream.streams.topic_admin import read_size_limits
+from touchstream.streams.topic_identity import TopicIdentities
 from touchstream.streams.topic_specs import Changelog, TopicSpec, topic_specs
 from touchstream.streams.transport import transport_for
 from touchstream.tables.activity import Activity
@@ -61,6 +62,10 @@ GROUP_ERRORS_CHECK_S = 1.0
 LAG_CHECK_S = 0.25  # the gauge the bench waits on to call a worker settled
 RESYNC_CHUNK = 1000  # profiles re-synced between two looks at the stages and the sync queue
 TICK_KEY = b"~tick"  # not a customer id: ticks carry no customer
+# How often the consumer refreshes its metadata (aiokafka's default: 5 minutes). An input topic
+# deleted and created again leaves the group's assignment until the consumer's metadata lists
+# it again: 30 s bounds that pause for one small request per worker (docs/operations.md).
+CONSUMER_METADATA_MAX_AGE_MS = 30_000
 
 log = logging.getLogger(__name__)
 
@@ -133,9 +138,13 @@ class Topology:
             producer_max_batch_size=settings.producer_max_batch_bytes,
             stream_buffer_maxsize=8192,
             broker_max_poll_records=2000,
+            consumer_metadata_max_age_ms=CONSUMER_METADATA_MAX_AGE_MS,
             Table=OutboxTable,
         )
         self.routes = Routes()
+        # input topics' identities for the per-customer stage's offset memory (domain.customer)
+        self.topic_identities = TopicIdentities(settings)
+        self.routes.restarted = self._input_restarted
         self.app.transport = transport_for(
             self.app,
             settings.fetch_max_wait_ms,
@@ -202,12 +211,20 @@ class Topology:
         async def _assigned(consumer: Any, assigned: Any, **kwargs: Any) -> None:
             self._resync_due = True
             self.timers.stale = True
+            self.topic_identities.forget()  # a topic created again comes back as an assignment
             metrics.REBALANCES.inc()
             self._assigned_at = time.monotonic()
 
         @self.app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def _stop_services(app: faust.App, **kwargs: Any) -> None:
             await self.redis_sync.stop()
+            await self.topic_identities.close()
+
+    async def _input_restarted(self, tp: Any) -> bool:
+        # only the input topic: the internal topics are this deployment's own
+        if tp.topic != self.touchpoints.get_topic_name():
+            return False
+        return await self.topic_identities.restarted(tp)
 
     def topic_specs(self) -> list[TopicSpec]:
         """Every topic this worker owns and the settings it must have: the changelogs as

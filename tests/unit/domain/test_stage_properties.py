@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 
 from touchstream.config.rules import load_rules
 from touchstream.domain.clock import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
+from touchstream.domain.customer import SEEN_SPAN_MS
 from touchstream.domain.identity import home_of
 from touchstream.domain.loyalty import published
 from touchstream.domain.offline import OfflineStage, partition_of
@@ -420,9 +421,12 @@ def test_the_whole_input_delivered_twice_gives_what_once_gives(histories, picks,
     once = records(arrivals, offsets)
     if mode == "rewind":  # the consumer reads it all again at the same offsets
         again = once
-    else:  # a producer sends every record again, later, at new offsets
+    else:  # a producer sends every record again, later, at new offsets: every one the event
+        # id memory still holds (SEEN_SPAN_MS of event time; older ones are new events by then)
         later = max(r["ts"] for r in once)
-        again = [dict(r, ts=later + n) for n, r in enumerate(records(arrivals, offsets), 1)]
+        horizon = max(r["at"] for r in once) - SEEN_SPAN_MS
+        recent = [e for e in arrivals if e["at"] >= horizon]
+        again = [dict(r, ts=later + n) for n, r in enumerate(records(recent, offsets), 1)]
 
     assert_nothing_changed(run(once, histories), run(once + again, histories), list(histories))
 
@@ -441,11 +445,14 @@ def test_every_record_delivered_again_later_gives_what_once_gives(histories, pic
     offsets: dict[int, int] = defaultdict(int)
     twice: list[Event] = []
     first: dict[int, Event] = {}
+    clock = 0  # a re-sent id is caught while the memory holds it (SEEN_SPAN_MS of event time)
     for k in range(len(arrivals)):
         first[k] = records([arrivals[k]], offsets)[0]
         twice.append(first[k])
+        clock = max(clock, arrivals[k]["at"])
         for i in data.draw(st.permutations(again_after[k]), label=f"after {k}"):
-            if data.draw(st.booleans(), label=f"{i} at a new offset"):
+            held = arrivals[i]["at"] >= clock - SEEN_SPAN_MS
+            if data.draw(st.booleans(), label=f"{i} at a new offset") and held:
                 resent = records([arrivals[i]], offsets)[0]
                 twice.append(dict(resent, ts=max(resent["ts"], first[k]["ts"])))
             else:
