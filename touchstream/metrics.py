@@ -125,6 +125,19 @@ PARTITION_CLOCK = Gauge(
     "passes their due time; it stands still when neither events nor idle ticks arrive)",
     ["partition"],
 )
+EVENT_TIME_SKEW = Gauge(
+    "touchstream_event_time_skew_seconds",
+    "Largest amount by which an event's claimed time (occurred_at) was ahead of the time its "
+    "record reached the broker, per customer-stage partition this worker owns, over the last "
+    "one to two minutes (0 when none was ahead); the partition clock moves at most "
+    "TOUCHSTREAM_MAX_CLOCK_SKEW_S past the broker time",
+    ["partition"],
+)
+EVENT_TIME_CAPPED = Counter(
+    "touchstream_event_time_capped_total",
+    "Events dated more than TOUCHSTREAM_MAX_CLOCK_SKEW_S after their record reached the broker: "
+    "the partition clock moved only that far (the event itself keeps its claimed time)",
+)
 REBALANCES = Counter("touchstream_rebalances_total", "Partition assignments this worker received")
 RECOVERY_SECONDS = Histogram(
     "touchstream_recovery_seconds",

@@ -152,9 +152,11 @@ def oracle(
         except PoisonEvent:
             refused.append(r)
             continue
-        ev["rt"] = r.timestamp
+        ev["rt"] = min(r.timestamp, now_ms)  # as ingest: a CreateTime ahead is not believed
         internal.append(ev)
-    stage = OfflineStage(rules, partitions=PARTITIONS)
+    stage = OfflineStage(
+        rules, partitions=PARTITIONS, max_clock_skew_ms=defaults.max_clock_skew_s * 1000
+    )
     stage.submit(internal)
     # (a merge leaves the merged ledger due at once: the live stage fires it with its next tick)
     stage = stage.drain().tick(0, now_ms)

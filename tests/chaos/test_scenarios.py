@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import time
 
+import orjson
 import pytest
 from aiokafka.errors import MessageSizeTooLargeError
 
@@ -18,6 +19,7 @@ from tests.chaos.harness import (
     largest_value,
     max_message_bytes,
     metric,
+    partition_clocks,
     records_for,
     rewind_group,
     send_chunks,
@@ -27,6 +29,7 @@ from tests.chaos.harness import (
 )
 from tests.conftest import start_test_kafka
 from touchstream.config.rules import load_rules
+from touchstream.config.settings import Settings
 from touchstream.runtime.embedded import start_redis
 from touchstream.runtime.kafka_io import produce, read_topic
 from touchstream.runtime.stack import Stack, WorkerProcess
@@ -254,3 +257,32 @@ def test_the_broker_killed_and_restarted_on_its_log_directory(stack: Stack) -> N
         assert all(w.child.alive() for w in workers), "a worker died with the broker"
     finally:
         own.stop()
+
+
+def test_future_dated_events_mixed_into_the_traffic(stack: Stack) -> None:
+    """Events whose devices' clocks run hours ahead (within the day ingest accepts), mixed into
+    normal traffic: each is applied at its claimed time, and no partition clock ever runs
+    more than TOUCHSTREAM_MAX_CLOCK_SKEW_S past the broker time, so no other timer fires
+    early (before the cap, the clocks jumped hours ahead and the carts of every partition
+    were reminded at once)."""
+    started = time.monotonic()
+    rng = random.Random(95)
+    workers = _started(stack, "w1", "w2")
+    records = records_for(Traffic(customers=CUSTOMERS, seed=14), EVENTS, STEP_MS)
+    now = int(time.time() * 1000)
+    future = 0
+    for i, record in enumerate(records):
+        if rng.random() < 0.02:
+            event = orjson.loads(record.value)
+            event["occurred_at"] = now + rng.randint(1, 23 * 60) * 60_000
+            records[i] = Record(record.key, orjson.dumps(event))
+            future += 1
+
+    send_chunks(stack, records, 2, lambda i: None)
+    tally = Tally(f"{future} events dated 1 min..23 h ahead")
+    settle_and_compare(stack, RULES, tally, workers, len(records), started)
+    clocks = partition_clocks(workers)
+    ahead = max(clocks.values()) - int(time.time() * 1000)
+    assert ahead <= Settings().max_clock_skew_s * 1000, f"a partition clock ran {ahead} ms ahead"
+    assert metric(workers, "touchstream_event_time_capped_total") >= 1
+    assert all(w.child.alive() for w in workers)

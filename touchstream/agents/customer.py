@@ -24,7 +24,7 @@ from touchstream.domain.timers import fire, next_due, pending
 from touchstream.serving.keys import alias_key, profile_key
 from touchstream.streams import topics
 from touchstream.streams.delivery import Finisher, Handler
-from touchstream.streams.timer_index import partition_for
+from touchstream.streams.timer_index import partition_for, resume_clock
 from touchstream.tables.customers import StateCache, decode_state
 
 if TYPE_CHECKING:
@@ -76,7 +76,9 @@ def _apply_batch(
             continue
         wall = time.time()
         if kind == "ev":  # timers due by the event's time fire before it is applied
-            clock = index.advance(partition, msg["at"], int(wall * 1000))
+            clock = index.advance_event(partition, msg, int(wall * 1000))  # at most skew past rt
+            if clock < msg["at"]:
+                tally.inc(metrics.EVENT_TIME_CAPPED)
             _fire_due(t, cache, tally, partition, clock, msg)
         state = cache.get(key)
         step = handle(key.decode(), state, msg, rules)
@@ -167,6 +169,7 @@ def _rebuild_index(t: Topology, unwritten: list[StateCache]) -> None:
     partitions = t.settings.partitions
     entries = []
     clocks: dict[int, int] = {}
+    wall_ms = int(time.time() * 1000)
     states = {key: decode_state(raw) for key, raw in t.customers.items()}
     for cache in unwritten:
         states.update(cache.unwritten())  # None if deleted in this fetch
@@ -177,10 +180,10 @@ def _rebuild_index(t: Topology, unwritten: list[StateCache]) -> None:
         partition = partition_for(key, partitions)
         if due is not None:
             entries.append((partition, due, key.decode()))
-        seen = state.get("last_event_at") if state else None
+        seen = resume_clock(state, t.timers.max_skew_ms, wall_ms)
         if seen is not None and seen > clocks.get(partition, -1):
             clocks[partition] = seen
-    t.timers.reset(entries, clocks, int(time.time() * 1000))
+    t.timers.reset(entries, clocks, wall_ms)
 
 
 def _send(t: Topology, name: str, key: str, record: dict[str, Any]) -> None:

@@ -46,7 +46,11 @@ def make_ingest_handler(t: Topology) -> Handler:
                 internal = ingest.normalise(
                     decoded, now_ms, message.partition, message.offset, topic_id
                 )
-                internal["rt"] = int(message.timestamp * 1000) if message.timestamp else now_ms
+                # when the record reached the broker: a producer's CreateTime ahead of this
+                # worker's clock is not believed (it would let a future-dated event move the
+                # partition clock, see streams.timer_index)
+                stamp = int(message.timestamp * 1000) if message.timestamp else now_ms
+                internal["rt"] = min(stamp, now_ms)
                 value = orjson.dumps(internal)
             except PoisonEvent as exc:
                 _dead_letter(t, tally, exc.reason, exc.message, source_name, message)

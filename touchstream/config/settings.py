@@ -58,6 +58,10 @@ class Settings:
     heartbeat_interval_s: float = 3.0
     max_event_bytes: int = 65536
     future_tolerance_s: int = 86400
+    # how far past the time its record reached the broker an event may move its partition's
+    # event-time clock (the timers of the partition fire by that clock): an event dated
+    # further ahead is applied at its claimed time, but the clock waits
+    max_clock_skew_s: int = 300
     redis_flush_interval_ms: int = 20
     idle_fallback_s: float = 5.0
     # aiokafka keeps one produce request in flight per broker, holding one batch per
@@ -187,6 +191,7 @@ class Settings:
             ("input_retention_hours", 1, 87_600),
             ("output_retention_hours", 1, 87_600),
             ("changelog_compaction_lag_hours", 1, MAX_COMPACTION_LAG_HOURS),
+            ("max_clock_skew_s", 0, 86_400),
         ):
             value = getattr(self, name)
             if not low <= value <= high:

@@ -54,3 +54,16 @@ def iso(ms: int) -> str:
 @lru_cache(maxsize=1 << 16)  # events of the same second share it; most timestamps are new
 def _second(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+def clock_time(at: int, rt: int | None, max_skew_ms: int) -> int:
+    """The time an event moves its partition's event-time clock to: its claimed time ``at``,
+    but never more than ``max_skew_ms`` past ``rt``, the time its record reached the broker.
+
+    A timestamp of the record, never the processing wall clock: the offline replay of the
+    same records makes the same decision. An event without ``rt`` (written before ingest
+    recorded it) moves the clock to its claimed time, as before.
+    """
+    if rt is None:
+        return at
+    return min(at, rt + max_skew_ms)

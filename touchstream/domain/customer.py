@@ -74,6 +74,9 @@ def new_state(
         "last_purchase_at": None,
         "first_seen_at": None,
         "last_event_at": None,
+        # the highest time an applied event moved its partition's clock to (its claimed time,
+        # capped past its broker timestamp: streams.timer_index); the clock resumes from it
+        "clock_at": None,
         "events": {},
         "carts": {},
         "carts_closed_until": None,
@@ -180,6 +183,9 @@ def _track(state: dict[str, Any], event: dict[str, Any]) -> None:
         state["first_seen_at"] = at
     if state["last_event_at"] is None or at > state["last_event_at"]:
         state["last_event_at"] = at
+    capped = event.get("ct")
+    if capped is not None and (state.get("clock_at") is None or capped > state["clock_at"]):
+        state["clock_at"] = capped
     events = dict(state["events"])
     events[event["type"]] = events.get(event["type"], 0) + 1
     state["events"] = events

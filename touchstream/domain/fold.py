@@ -214,6 +214,9 @@ FOLDERS: dict[str, Folder] = {
     "loyalty": _loyalty,
     "first_seen_at": _min("first_seen_at"),
     "last_event_at": _max("last_event_at"),
+    "clock_at": lambda w, lo, out, rules: max(
+        (v for v in (w.get("clock_at"), lo.get("clock_at")) if v is not None), default=None
+    ),
     "events": _events,
     "carts": lambda w, lo, out, rules: fold_carts(w, lo),
     "carts_closed_until": _max("carts_closed_until"),

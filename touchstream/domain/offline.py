@@ -19,7 +19,7 @@ from touchstream.domain.customer import Decision
 from touchstream.domain.linking import handle, is_erased, is_redirect
 from touchstream.domain.step import Step
 from touchstream.domain.timers import fire, next_due
-from touchstream.streams.timer_index import TimerIndex, partition_for
+from touchstream.streams.timer_index import DEFAULT_MAX_SKEW_MS, TimerIndex, partition_for
 
 
 def partition_of(customer_id: str, partitions: int) -> int:
@@ -32,6 +32,9 @@ class OfflineStage:
     rules: Rules
     partitions: int = 4
     seed: int | None = None
+    # TOUCHSTREAM_MAX_CLOCK_SKEW_S in ms: how far past its broker timestamp (``rt``) an event
+    # moves its partition's clock, as in the live stage
+    max_clock_skew_ms: int = DEFAULT_MAX_SKEW_MS
     table: dict[str, dict[str, Any]] = field(default_factory=dict)
     decisions: list[Decision] = field(default_factory=list)
     _queues: list[deque[tuple[str, dict[str, Any]]]] = field(default_factory=list)
@@ -39,7 +42,7 @@ class OfflineStage:
     def __post_init__(self) -> None:
         self._queues = [deque() for _ in range(self.partitions)]
         self._random = random.Random(self.seed)
-        self._timers = TimerIndex()
+        self._timers = TimerIndex(self.max_clock_skew_ms)
         self._timers.stale = False
 
     def submit(self, events: Iterable[dict[str, Any]]) -> None:
@@ -59,7 +62,8 @@ class OfflineStage:
         partition = self._random.choice(ready) if self.seed is not None else ready[0]
         target, msg = self._queues[partition].popleft()
         if msg.get("k", "ev") == "ev":  # as the agent: timers due by the event's time first
-            self._fire(partition, self._timers.advance(partition, msg["at"]), int(msg.get("ts", 0)))
+            now_ms = int(msg.get("ts", 0))
+            self._fire(partition, self._timers.advance_event(partition, msg, now_ms), now_ms)
         self._apply(partition, target, handle(target, self.table.get(target), msg, self.rules))
         return True
 

@@ -7,9 +7,12 @@ when they come up, so a stale entry (the cart was bought, the profile was active
 nothing. Timers run while the agent handles a record of the same partition, so their table
 writes go to the right changelog partition.
 
-The clock of a partition is the highest event time it has seen. When it has seen no event for
-the idle interval, the worker sends it a tick record carrying the clock advanced by the wall
-time elapsed since its last event (PRODUCT.md section 5, idle fallback).
+The clock of a partition is the highest event time it has seen, each event counting for its
+claimed time but never more than ``max_skew_ms`` past the time its record reached the broker
+(``domain.clock.clock_time``, TOUCHSTREAM_MAX_CLOCK_SKEW_S): one event dated hours ahead must
+not fire every timer of its partition early. When it has seen no event for the idle interval,
+the worker sends it a tick record carrying the clock advanced by the wall time elapsed since
+its last event (PRODUCT.md section 5, idle fallback).
 """
 
 from __future__ import annotations
@@ -17,8 +20,14 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterable
 from functools import lru_cache
+from typing import Any
 
 from aiokafka.partitioner import murmur2
+
+from touchstream.domain.clock import clock_time
+
+DEFAULT_MAX_SKEW_MS = 300_000  # TOUCHSTREAM_MAX_CLOCK_SKEW_S's default (config/settings.py)
+SKEW_WINDOW_MS = 60_000  # the skew reported is the largest of this window and the one before
 
 
 @lru_cache(maxsize=1 << 16)  # aiokafka's murmur2 is pure Python; keys repeat (hot customers)
@@ -27,8 +36,25 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
+def resume_clock(state: dict[str, Any] | None, max_skew_ms: int, wall_ms: int) -> int | None:
+    """What a profile tells of its partition's clock when the index is rebuilt: the highest
+    capped event time it applied (``clock_at``), never a future-dated event's claimed time. A
+    state written before ``clock_at`` existed gives its latest event time, but not more than
+    ``max_skew_ms`` past the wall clock."""
+    if state is None:
+        return None
+    capped = state.get("clock_at")
+    if capped is not None:
+        return int(capped)
+    seen = state.get("last_event_at")
+    return None if seen is None else min(int(seen), wall_ms + max_skew_ms)
+
+
 class TimerIndex:
-    def __init__(self) -> None:
+    def __init__(self, max_skew_ms: int = DEFAULT_MAX_SKEW_MS) -> None:
+        self.max_skew_ms = max_skew_ms
+        # per partition: (window, largest at - rt of the window, of the window before)
+        self._skew: dict[int, tuple[int, int | None, int | None]] = {}
         self._heaps: dict[int, list[tuple[int, str]]] = {}
         self._clocks: dict[int, int] = {}
         # per partition: (wall ms, clock) when it last saw an event, for the idle fallback
@@ -62,6 +88,37 @@ class TimerIndex:
         if wall_ms is not None:
             self._seen[partition] = (wall_ms, clock)
         return clock
+
+    def advance_event(self, partition: int, msg: dict[str, Any], wall_ms: int) -> int:
+        """Move the partition's clock for an event: to its claimed time ``msg["at"]``, capped
+        at ``max_skew_ms`` past its record's broker timestamp ``msg["rt"]``. The capped time
+        goes into ``msg["ct"]`` (the core keeps the highest in the state, where the index is
+        rebuilt from); the event itself keeps its claimed time."""
+        at: int = msg["at"]
+        rt: int | None = msg.get("rt")
+        to = clock_time(at, rt, self.max_skew_ms)
+        msg["ct"] = to
+        if rt is not None:
+            self._note_skew(partition, at - rt, wall_ms)
+        return self.advance(partition, to, wall_ms)
+
+    def _note_skew(self, partition: int, skew: int, wall_ms: int) -> None:
+        window = wall_ms // SKEW_WINDOW_MS
+        last, now, before = self._skew.get(partition, (window, None, None))
+        if window != last:
+            now, before = None, (now if window == last + 1 else None)
+        self._skew[partition] = (window, skew if now is None else max(now, skew), before)
+
+    def skew(self, partition: int, wall_ms: int) -> int | None:
+        """The largest amount (ms) by which an event's claimed time was ahead of its record's
+        broker timestamp on this partition, over the last one to two minutes of wall time;
+        None if it saw no event then."""
+        last, now, before = self._skew.get(partition, (0, None, None))
+        window = wall_ms // SKEW_WINDOW_MS
+        seen = [
+            v for v, w in ((now, last), (before, last - 1)) if v is not None and w >= window - 1
+        ]
+        return max(seen) if seen else None
 
     def clock(self, partition: int) -> int | None:
         return self._clocks.get(partition)

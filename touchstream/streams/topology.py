@@ -175,7 +175,7 @@ class Topology:
         self.redis = redis_client(settings)
         self.activity = Activity(self.app, settings.partitions)
         self.ledger = Ledger(self.app, settings.partitions, self.rules.program.timezone)
-        self.timers = TimerIndex()
+        self.timers = TimerIndex(settings.max_clock_skew_s * 1000)
         rocksdb = rocksdb_options(settings, len(self.app.tables))
         for table in self.app.tables.values():
             table.use_outbox(self.outbox)
@@ -346,6 +346,7 @@ class Topology:
         now = int(time.time() * 1000)
         idle_ms = int(self.settings.idle_fallback_s * 1000)
         metrics.PARTITION_CLOCK.clear()  # a revoked partition's clock is its new owner's now
+        metrics.EVENT_TIME_SKEW.clear()
         ticks = []
         for tp in self.app.assignor.assigned_actives():
             if tp.topic != topic:
@@ -353,6 +354,10 @@ class Topology:
             clock = self.timers.clock(tp.partition)
             if clock is not None:
                 metrics.PARTITION_CLOCK.labels(partition=str(tp.partition)).set(clock / 1000)
+            skew = self.timers.skew(tp.partition, now)
+            metrics.EVENT_TIME_SKEW.labels(partition=str(tp.partition)).set(
+                max(skew or 0, 0) / 1000
+            )
             at = self.timers.idle_tick(tp.partition, now, idle_ms)
             if at is not None:
                 ticks.append((tp.partition, {"k": "tick", "at": at, "ts": now}))

@@ -300,3 +300,11 @@ def test_empty_secrets_are_shown_as_empty():
     text = repr(Settings(env="development"))
 
     assert "kafka_sasl_password=''" in text
+
+
+def test_the_clock_skew_defaults_to_five_minutes_and_is_bounded_naming_it():
+    assert load_settings(DEV).max_clock_skew_s == 300
+    assert load_settings({**DEV, "TOUCHSTREAM_MAX_CLOCK_SKEW_S": "0"}).max_clock_skew_s == 0
+    for raw in ("-1", "86401"):
+        error = refused({**DEV, "TOUCHSTREAM_MAX_CLOCK_SKEW_S": raw})
+        assert "TOUCHSTREAM_MAX_CLOCK_SKEW_S" in str(error)

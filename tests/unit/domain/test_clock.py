@@ -131,3 +131,14 @@ def test_iso_names_the_same_instant(ms):
 def test_known_millisecond_is_not_lost_to_float_rounding():
     # 2004-06-25T08:30:14.593Z: seconds * 1000 in floating point gives ...592.99999
     assert parse("2004-06-25T08:30:14.593Z") == 1_088_152_214_593
+
+
+def test_an_event_moves_the_clock_to_its_claimed_time_within_the_skew_of_its_broker_time():
+    from touchstream.domain.clock import clock_time
+
+    skew = 300_000
+    assert clock_time(T, T + 5_000, skew) == T  # the usual: it happened before it arrived
+    assert clock_time(T + skew, T, skew) == T + skew  # exactly at the bound
+    assert clock_time(T + DAY, T, skew) == T + skew  # a day ahead: the clock waits
+    assert clock_time(T + DAY, T, 0) == T
+    assert clock_time(T + DAY, None, skew) == T + DAY  # written before ingest recorded rt

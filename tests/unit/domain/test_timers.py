@@ -36,11 +36,14 @@ class Run:
         if consent:
             self.send("consent_updated", T0 - HOUR, purposes={"email_marketing": True})
 
-    def send(self, type_, at, ids=IDS, **props):
+    def send(self, type_, at, ids=IDS, rt=None, **props):
         self.n += 1
         cid = home_of(*next(iter(ids.items())))
         ev = internal(cid, ids, type_, f"e{self.n}", self.n, at=at, **props)
         ev["ts"] = at + 1_000  # ingest saw it live
+        if rt is not None:  # the record's broker timestamp, as ingest records it
+            ev["rt"] = rt
+            ev["ts"] = rt + 1_000
         self.stage.submit([ev])
         self.stage.drain()
         return self
@@ -50,8 +53,8 @@ class Run:
             "add_to_cart", at, cart_id=cart, sku=sku, quantity=qty, unit_price_minor=price
         )
 
-    def bystander(self, at):
-        return self.send("page_view", at, ids=OTHER, url="/")
+    def bystander(self, at, rt=None):
+        return self.send("page_view", at, ids=OTHER, rt=rt, url="/")
 
     def decided(self, kind_prefix="trigger"):
         return [d for d in self.stage.decisions if d.kind.startswith(kind_prefix)]
@@ -265,3 +268,46 @@ def test_session_summaries_and_timer_triggers_follow_the_published_schemas():
     assert {d.payload["type"] for d in sent} == {"abandoned_cart", "browse_abandoned"}
     for decision in sent:
         trigger(decision.payload)
+
+
+def test_a_future_dated_event_of_another_shopper_does_not_fire_a_cart_reminder_early():
+    # issue 27: one event dated hours ahead moved the partition clock there, and every cart
+    # reminder of the partition went out at once. The clock now waits: at most
+    # TOUCHSTREAM_MAX_CLOCK_SKEW_S (5 minutes) past the time the record reached the broker.
+    run = Run().add(T0, qty=2)
+    run.bystander(T0 + 23 * HOUR, rt=T0 + 2 * MIN)  # a device whose clock is a day off
+    run.bystander(T0 + 50 * MIN, rt=T0 + 50 * MIN)
+    assert run.triggers() == []  # 50 minutes after the add: no reminder yet
+
+    run.bystander(T0 + 60 * MIN, rt=T0 + 60 * MIN + 500)
+    (reminder,) = run.triggers()
+    assert reminder["occurred_at"] == "2026-11-19T11:20:00.000Z"
+    # the future-dated event itself was applied at its claimed time
+    assert run.stage.table[home_of("loyalty_id", "L-OTHER")]["last_event_at"] == T0 + 23 * HOUR
+
+
+def test_a_future_dated_cart_gets_its_reminder_when_the_clock_reaches_its_own_time():
+    run = Run().add(T0, cart="C-0", sku="A")  # a cart of now; another shopper's claims 10 h on
+    future = {"loyalty_id": "L-FUTURE"}
+    run.send("consent_updated", T0 - HOUR, ids=future, purposes={"email_marketing": True})
+    run.send(
+        "add_to_cart",
+        T0 + 10 * HOUR,
+        ids=future,
+        rt=T0 + MIN,
+        cart_id="C-1",
+        sku="B",
+        quantity=1,
+        unit_price_minor=2_500,
+    )
+    run.bystander(T0 + 50 * MIN, rt=T0 + 50 * MIN)
+    assert run.triggers() == []
+    carts = run.stage.table[home_of("loyalty_id", "L-FUTURE")]["carts"]
+    assert carts["C-1"]["at"] == T0 + 10 * HOUR  # applied at its claimed time
+    run.bystander(T0 + HOUR, rt=T0 + HOUR)
+    assert [t["evidence"]["cart_id"] for t in run.triggers()] == ["C-0"]
+    run.bystander(T0 + 11 * HOUR - 1, rt=T0 + 11 * HOUR - 1)
+    assert len(run.triggers()) == 1
+    run.bystander(T0 + 11 * HOUR, rt=T0 + 11 * HOUR)
+    assert [t["evidence"]["cart_id"] for t in run.triggers()] == ["C-0", "C-1"]
+    assert run.triggers()[1]["occurred_at"] == "2026-11-19T21:20:00.000Z"

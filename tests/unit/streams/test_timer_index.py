@@ -1,0 +1,82 @@
+"""The timer index: a partition's event-time clock never runs more than the configured skew
+past the broker time of the records that move it, so a future-dated event fires no timer of
+its partition early."""
+
+from touchstream.streams.timer_index import SKEW_WINDOW_MS, TimerIndex, resume_clock
+
+MIN = 60_000
+HOUR = 60 * MIN
+T0 = 1_795_083_600_000  # 2026-11-19T10:20:00Z
+SKEW = 5 * MIN
+
+
+def event(at: int, rt: int | None) -> dict:
+    msg: dict = {"k": "ev", "at": at}
+    if rt is not None:
+        msg["rt"] = rt
+    return msg
+
+
+def test_a_future_dated_event_moves_the_clock_only_to_its_broker_time_plus_the_skew():
+    index = TimerIndex(SKEW)
+    index.track(0, T0 + HOUR, "cart-owner")  # a cart reminder an hour away
+    index.advance_event(0, event(T0, T0 + 1_000), T0 + 2_000)
+
+    msg = event(T0 + 23 * HOUR, T0 + 2_000)  # another shopper, dated 23 hours ahead
+    clock = index.advance_event(0, msg, T0 + 3_000)
+
+    assert clock == T0 + 2_000 + SKEW
+    assert msg["ct"] == T0 + 2_000 + SKEW and msg["at"] == T0 + 23 * HOUR
+    assert index.due(0) == []  # the reminder waits for its hour
+    index.advance_event(0, event(T0 + HOUR, T0 + HOUR + 500), T0 + HOUR + 1_000)
+    assert index.due(0) == ["cart-owner"]
+
+
+def test_the_clock_never_moves_back_and_other_partitions_keep_their_own():
+    index = TimerIndex(SKEW)
+    index.advance_event(0, event(T0 + 10 * MIN, T0 + 10 * MIN), T0)
+    assert index.advance_event(0, event(T0 + HOUR, T0), T0) == T0 + 10 * MIN
+    assert index.advance_event(1, event(T0 + HOUR, T0), T0) == T0 + SKEW
+    assert index.clock(0) == T0 + 10 * MIN
+
+
+def test_an_idle_tick_moves_on_from_the_capped_clock_not_the_claimed_time():
+    index = TimerIndex(SKEW)
+    index.advance_event(0, event(T0 + 24 * HOUR, T0), T0)
+    assert index.idle_tick(0, T0 + 10_000, 5_000) == T0 + SKEW + 10_000
+
+
+def test_an_event_without_a_broker_time_moves_the_clock_to_its_claimed_time():
+    index = TimerIndex(SKEW)
+    assert index.advance_event(0, event(T0 + HOUR, None), T0) == T0 + HOUR
+
+
+def test_the_skew_reported_is_the_largest_of_the_last_minute_or_two():
+    index = TimerIndex(SKEW)
+    wall = (T0 // SKEW_WINDOW_MS) * SKEW_WINDOW_MS
+    assert index.skew(0, wall) is None
+    index.advance_event(0, event(T0 + HOUR, T0), wall)
+    index.advance_event(0, event(T0 - 1_000, T0), wall + 1_000)
+    assert index.skew(0, wall + 2_000) == HOUR
+    assert index.skew(0, wall + SKEW_WINDOW_MS + 1) == HOUR  # the window before still counts
+    index.advance_event(0, event(T0, T0 + 2_000), wall + SKEW_WINDOW_MS + 5)
+    assert index.skew(0, wall + 2 * SKEW_WINDOW_MS) == -2_000  # the hour-ahead one aged out
+    assert index.skew(0, wall + 5 * SKEW_WINDOW_MS) is None
+    assert index.skew(1, wall) is None
+
+
+def test_a_rebuilt_clock_resumes_from_the_capped_time_never_a_future_claim():
+    state = {"last_event_at": T0 + 24 * HOUR, "clock_at": T0 + SKEW}
+    assert resume_clock(state, SKEW, T0 + MIN) == T0 + SKEW
+    index = TimerIndex(SKEW)
+    index.track(0, T0 + HOUR, "cart-owner")
+    index.reset([(0, T0 + HOUR, "cart-owner")], {0: resume_clock(state, SKEW, T0 + MIN)}, T0)
+    assert index.due(0) == []
+
+
+def test_a_state_from_before_the_capped_time_resumes_no_further_than_the_skew_past_now():
+    old = {"last_event_at": T0 + 24 * HOUR}
+    assert resume_clock(old, SKEW, T0) == T0 + SKEW
+    assert resume_clock({"last_event_at": T0 - HOUR}, SKEW, T0) == T0 - HOUR
+    assert resume_clock({"last_event_at": None}, SKEW, T0) is None
+    assert resume_clock(None, SKEW, T0) is None
