@@ -137,10 +137,10 @@ def after() -> list[dict[str, Any]]:
             ANN,
             "return",
             return_id="ret-2",
-            order_id="order-3",
+            order_id="order-15",
             refund_minor=1_000,
             reason="damaged",
-        ),  # an old order, still within reach
+        ),  # an older order (80 days), inside the windows
         ev("e-red-3", later + 4 * MIN, ANN, "redemption", redemption_id="red-3", points=100),
         cart("e-c3", later + 5 * MIN, ANN, "cart-2", "SKU-5", 3),
     ]
