@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from touchstream.config.rules import Rules
-from touchstream.domain import carts, consent, loyalty, rfm, sessions
+from touchstream.domain import bounds, carts, consent, loyalty, rfm, sessions
 from touchstream.domain.decision import Decision
 from touchstream.domain.identity import PRIORITY, strongest
+from touchstream.domain.migrate import FORMAT
 
 SEEN_LIMIT = 64
 REFUSED_LIMIT = 16  # refused links remembered, so each is reported once
@@ -43,6 +44,7 @@ def new_state(
     identifiers = {kind: [value]} if kind is not None and value is not None else {}
     prio = PRIORITY[kind] if kind is not None else len(PRIORITY)
     return {
+        "fmt": FORMAT,  # domain.migrate: the state's format version
         "customer_id": customer_id,
         "rank": [prio, at, customer_id],
         "merged": [],
@@ -56,7 +58,9 @@ def new_state(
         "qualifying_spend_minor": 0,
         "orders": {},
         "returns": {},
-        "redemptions": {},
+        "redemptions": {},  # redemption id -> [points taken, event time] (domain.bounds)
+        "past": bounds.empty_past(),  # orders folded out of the windows (domain.bounds)
+        "ids": bounds.empty_ids(),  # ids of folded orders and returns, kept for ID_SPAN
         "loyalty": loyalty.initial(),
         "rfm": rfm.initial(),
         "signup_bonus_at": None,
@@ -142,6 +146,7 @@ def _purchase(
     if state["last_purchase_at"] is None or at > state["last_purchase_at"]:
         state["last_purchase_at"] = at
     carts.close_by_purchase(state, event)
+    bounds.compact(state, at, rules, decisions)
     loyalty.evaluate(state, at, rules, decisions)
     decisions.extend(rfm.evaluate(state, at, rules))
 
@@ -149,7 +154,9 @@ def _purchase(
 def _return(
     state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
 ) -> None:
-    if loyalty.refund(state, event, rules, decisions):
+    applied = loyalty.refund(state, event, rules, decisions)
+    bounds.compact(state, event["at"], rules, decisions)
+    if applied:
         loyalty.evaluate(state, event["at"], rules, decisions)
         decisions.extend(rfm.evaluate(state, event["at"], rules))
 
@@ -157,7 +164,9 @@ def _return(
 def _redemption(
     state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
 ) -> None:
-    if loyalty.redeem(state, event, rules, decisions):
+    applied = loyalty.redeem(state, event, rules, decisions)
+    bounds.compact(state, event["at"], rules, decisions)
+    if applied:
         loyalty.evaluate(state, event["at"], rules, decisions)
 
 
@@ -171,13 +180,13 @@ def _loyalty_signup(
 def _add_to_cart(
     state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
 ) -> None:
-    carts.change(state, event, +1)
+    carts.change(state, event, +1, decisions)
 
 
 def _remove_from_cart(
     state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
 ) -> None:
-    carts.change(state, event, -1)
+    carts.change(state, event, -1, decisions)
 
 
 def _consent_updated(
