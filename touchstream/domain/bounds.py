@@ -53,6 +53,28 @@ def empty_ids() -> dict[str, dict[str, int]]:
     return {"o": {}, "r": {}}
 
 
+# both are null in the state until something is folded (most customers, ever): every
+# changelog record and every encode carries fewer bytes
+def past_of(state: State) -> dict[str, Any]:
+    past: dict[str, Any] | None = state.get("past")
+    return past if past is not None else empty_past()
+
+
+def ids_of(state: State) -> dict[str, dict[str, int]]:
+    ids: dict[str, dict[str, int]] | None = state.get("ids")
+    return ids if ids is not None else empty_ids()
+
+
+def folded_order(state: State, order_id: str) -> bool:
+    ids = state.get("ids")
+    return ids is not None and order_id in ids["o"]
+
+
+def folded_return(state: State, return_id: str) -> bool:
+    ids = state.get("ids")
+    return ids is not None and return_id in ids["r"]
+
+
 def needed_ms(rules: Rules) -> int:
     """How far back from the customer's clock live history must reach."""
     loyalty = rules.loyalty
@@ -85,8 +107,9 @@ def held(order: dict[str, Any]) -> int:
 def _fold_orders(state: State, gone: list[str]) -> None:
     """Fold these orders (and the returns on them) into ``past``, keeping their ids."""
     orders = dict(state["orders"])
-    past = dict(state["past"])
-    ids = {"o": dict(state["ids"]["o"]), "r": dict(state["ids"]["r"])}
+    past = dict(past_of(state))
+    known = ids_of(state)
+    ids = {"o": dict(known["o"]), "r": dict(known["r"])}
     for order_id in gone:
         order = orders.pop(order_id)
         past["orders"] += 1
@@ -142,12 +165,13 @@ def compact(state: State, at: int, rules: Rules, decisions: list[Decision]) -> N
         waiting = sorted(set(waiting) | set(over))
     if waiting:
         returns = dict(state["returns"])
-        ids_r = dict(state["ids"]["r"])
+        known = ids_of(state)
+        ids_r = dict(known["r"])
         for at_, rid in waiting:
             returns.pop(rid)
             ids_r[rid] = at_
         state["returns"] = returns
-        state["ids"] = {**state["ids"], "r": ids_r}
+        state["ids"] = {**known, "r": ids_r}
     _bound_ids(state, now, decisions)
     _bound_redemptions(state, now, decisions)
 
@@ -167,15 +191,15 @@ def _within(
 
 
 def _bound_ids(state: State, now: int, decisions: list[Decision]) -> None:
-    ids = state["ids"]
-    if not ids["o"] and not ids["r"]:
+    ids = state.get("ids")
+    if ids is None:
         return
     out = {}
     for kind, name in (("o", "order_ids"), ("r", "return_ids")):
         out[kind], dropped = _within(ids[kind], now - ID_SPAN, IDS_MAX, lambda v: v)
         if dropped:
             _capped(state, name, dropped, now, decisions)
-    state["ids"] = out
+    state["ids"] = out if out["o"] or out["r"] else None
 
 
 def _bound_redemptions(state: State, now: int, decisions: list[Decision]) -> None:

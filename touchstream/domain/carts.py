@@ -77,6 +77,8 @@ def change(
 
 def _bounded_open(carts: dict[str, Any]) -> dict[str, Any]:
     """The carts without the least recently active open ones beyond ``OPEN_CARTS_MAX``."""
+    if len(carts) <= OPEN_CARTS_MAX:  # the usual case: a handful of carts in all
+        return carts
     open_ = sorted((c["at"], cid) for cid, c in carts.items() if c["closed_at"] is None)
     if len(open_) <= OPEN_CARTS_MAX:
         return carts

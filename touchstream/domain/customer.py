@@ -59,8 +59,8 @@ def new_state(
         "orders": {},
         "returns": {},
         "redemptions": {},  # redemption id -> [points taken, event time] (domain.bounds)
-        "past": bounds.empty_past(),  # orders folded out of the windows (domain.bounds)
-        "ids": bounds.empty_ids(),  # ids of folded orders and returns, kept for ID_SPAN
+        "past": None,  # aggregates of orders folded out of the windows (domain.bounds)
+        "ids": None,  # ids of folded orders and returns, kept for ID_SPAN (domain.bounds)
         "loyalty": loyalty.initial(),
         "rfm": rfm.initial(),
         "signup_bonus_at": None,

@@ -82,10 +82,12 @@ def _points(w: State, lo: State, out: State, rules: Rules) -> int:
 
 def _spend(w: State, lo: State, out: State, rules: Rules) -> int:
     live = sum(o["net"] - o.get("ref", 0) for o in out["orders"].values())
-    return int(live + out["past"]["spend"])
+    return int(live + bounds.past_of(out)["spend"])
 
 
-def _past(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
+def _past(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any] | None:
+    if w["past"] is None or lo["past"] is None:
+        return w["past"] or lo["past"]
     a, b = w["past"], lo["past"]
     firsts = [t for t in (a["first"], b["first"]) if t is not None]
     lasts = [t for t in (a["last"], b["last"]) if t is not None]
@@ -96,12 +98,16 @@ def _past(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
     }
 
 
-def _ids(w: State, lo: State, out: State, rules: Rules) -> dict[str, dict[str, int]]:
+def _ids(w: State, lo: State, out: State, rules: Rules) -> dict[str, dict[str, int]] | None:
+    if w["ids"] is None or lo["ids"] is None:
+        return w["ids"] or lo["ids"]
     return {kind: {**lo["ids"][kind], **w["ids"][kind]} for kind in ("o", "r")}
 
 
 def _returns(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
     merged = {**lo["returns"], **w["returns"]}
+    if out["ids"] is None:
+        return merged
     return {rid: r for rid, r in merged.items() if rid not in out["ids"]["r"]}
 
 
@@ -110,8 +116,8 @@ def _orders(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
     before it (in event time), exactly as one profile that had seen them all would have; a
     return either profile holds is applied to its order once."""
     union = {**lo["orders"], **w["orders"]}
-    folded = out["ids"]["o"]
-    union = {k: o for k, o in union.items() if k not in folded}  # counted in ``past``
+    if out["ids"] is not None:  # counted in ``past``
+        union = {k: o for k, o in union.items() if k not in out["ids"]["o"]}
     refunded: dict[str, int] = {}
     for ret in out["returns"].values():
         refunded[ret["order"]] = refunded.get(ret["order"], 0) + ret["refund"]

@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from touchstream.domain import bounds
-
 State = dict[str, Any]
 FORMAT = 2
 
@@ -23,8 +21,8 @@ def _to_2(state: State) -> None:
     """Format 2 (bounded state, issue 27): ``past`` aggregates of folded orders, ``ids`` of
     folded orders and returns, and each redemption id with its event time (format 1 kept the
     points only: the profile's clock stands in, so the id lives a full ``ID_SPAN`` on)."""
-    state["past"] = bounds.empty_past()
-    state["ids"] = bounds.empty_ids()
+    state["past"] = None
+    state["ids"] = None
     at = int(state["last_event_at"] or 0)
     state["redemptions"] = {
         rid: v if isinstance(v, list) else [v, at] for rid, v in state["redemptions"].items()
