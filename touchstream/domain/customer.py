@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from touchstream.config.rules import Rules
-from touchstream.domain import bounds, carts, consent, loyalty, rfm, sessions
+from touchstream.domain import carts, consent, loyalty, rfm, sessions, state_bounds
 from touchstream.domain.decision import Decision
 from touchstream.domain.identity import PRIORITY, strongest
 from touchstream.domain.migrate import FORMAT
@@ -58,9 +58,9 @@ def new_state(
         "qualifying_spend_minor": 0,
         "orders": {},
         "returns": {},
-        "redemptions": {},  # redemption id -> [points taken, event time] (domain.bounds)
-        "past": None,  # aggregates of orders folded out of the windows (domain.bounds)
-        "ids": None,  # ids of folded orders and returns, kept for ID_SPAN (domain.bounds)
+        "redemptions": {},  # redemption id -> [points taken, event time] (domain.state_bounds)
+        "past": None,  # aggregates of orders folded out of the windows (domain.state_bounds)
+        "ids": None,  # ids of folded orders and returns, kept for ID_SPAN (domain.state_bounds)
         "loyalty": loyalty.initial(),
         "rfm": rfm.initial(),
         "signup_bonus_at": None,
@@ -146,7 +146,7 @@ def _purchase(
     if state["last_purchase_at"] is None or at > state["last_purchase_at"]:
         state["last_purchase_at"] = at
     carts.close_by_purchase(state, event)
-    bounds.compact(state, at, rules, decisions)
+    state_bounds.compact(state, at, rules, decisions)
     loyalty.evaluate(state, at, rules, decisions)
     decisions.extend(rfm.evaluate(state, at, rules))
 
@@ -155,7 +155,7 @@ def _return(
     state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
 ) -> None:
     applied = loyalty.refund(state, event, rules, decisions)
-    bounds.compact(state, event["at"], rules, decisions)
+    state_bounds.compact(state, event["at"], rules, decisions)
     if applied:
         loyalty.evaluate(state, event["at"], rules, decisions)
         decisions.extend(rfm.evaluate(state, event["at"], rules))
@@ -165,7 +165,7 @@ def _redemption(
     state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
 ) -> None:
     applied = loyalty.redeem(state, event, rules, decisions)
-    bounds.compact(state, event["at"], rules, decisions)
+    state_bounds.compact(state, event["at"], rules, decisions)
     if applied:
         loyalty.evaluate(state, event["at"], rules, decisions)
 

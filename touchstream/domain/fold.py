@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from touchstream.config.rules import Rules
-from touchstream.domain import bounds, loyalty
+from touchstream.domain import loyalty, state_bounds
 from touchstream.domain.carts import fold_carts
 from touchstream.domain.consent import fold_consent
 from touchstream.domain.customer import ASKED_LIMIT, REFUSED_LIMIT, SEEN_LIMIT
@@ -82,7 +82,7 @@ def _points(w: State, lo: State, out: State, rules: Rules) -> int:
 
 def _spend(w: State, lo: State, out: State, rules: Rules) -> int:
     live = sum(o["net"] - o.get("ref", 0) for o in out["orders"].values())
-    return int(live + bounds.past_of(out)["spend"])
+    return int(live + state_bounds.past_of(out)["spend"])
 
 
 def _past(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any] | None:
@@ -136,7 +136,7 @@ def _orders(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
 
 
 def _redemptions(w: State, lo: State, out: State, rules: Rules) -> dict[str, list[int]]:
-    return {**lo["redemptions"], **w["redemptions"]}  # bounded by ``fold`` (domain.bounds)
+    return {**lo["redemptions"], **w["redemptions"]}  # bounded by ``fold`` (domain.state_bounds)
 
 
 def _loyalty(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
@@ -276,7 +276,7 @@ def fold_mark(state: State) -> str:
 def fold(
     winner: State, loser: State, rules: Rules, decisions: list[Decision] | None = None
 ) -> State:
-    """The merged profile, within the state's bounds (``domain.bounds``); a cap the merge
+    """The merged profile, within the state's bounds (``domain.state_bounds``); a cap the merge
     reaches is reported in ``decisions``. Either side may be of an older format (a fold
     message written before an upgrade): both are migrated first."""
     winner, loser = migrate(dict(winner)), migrate(dict(loser))
@@ -285,5 +285,5 @@ def fold(
         out[name] = folder(winner, loser, out, rules)
     times = [t for t in (winner["last_event_at"], loser["last_event_at"]) if t is not None]
     if times:
-        bounds.compact(out, max(times), rules, decisions if decisions is not None else [])
+        state_bounds.compact(out, max(times), rules, decisions if decisions is not None else [])
     return out

@@ -287,7 +287,7 @@ def _fold(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -
         state = new_state(target, at=msg["at"])
     if fold_mark(loser) in state["merged"]:
         return Step(duplicate=True)
-    capped: list[Decision] = []  # a cap the merged history reaches (domain.bounds)
+    capped: list[Decision] = []  # a cap the merged history reaches (domain.state_bounds)
     merged = fold(state, loser, rules, capped)  # also settles the reservation made for the loser
     record = {
         "survivor": target,

@@ -22,13 +22,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from touchstream.config.rules import Rules
-from touchstream.domain import bounds, triggers
+from touchstream.domain import state_bounds, triggers
 from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.decision import Decision
 
 State = dict[str, Any]
 # redemption, order and return ids are remembered for a span of event time with a hard cap
-# (domain.bounds: ID_SPAN_DAYS, REDEMPTIONS_MAX, IDS_MAX)
+# (domain.state_bounds: ID_SPAN_DAYS, REDEMPTIONS_MAX, IDS_MAX)
 
 
 def initial() -> dict[str, Any]:
@@ -537,7 +537,7 @@ def purchase(state: State, event: dict[str, Any], rules: Rules, decisions: list[
     """Earn on an order once; a return that arrived before its order is applied now."""
     props = event["props"]
     order_id = props["order_id"]
-    if order_id in state["orders"] or bounds.folded_order(state, order_id):
+    if order_id in state["orders"] or state_bounds.folded_order(state, order_id):
         return False  # each order earns once, whatever the event id it arrives under
     at = event["at"]
     net = max(props["total_minor"] - props.get("discount_minor", 0), 0)
@@ -590,12 +590,14 @@ def refund(state: State, event: dict[str, Any], rules: Rules, decisions: list[De
     """
     props = event["props"]
     return_id = props["return_id"]
-    if return_id in state["returns"] or bounds.folded_return(state, return_id):
+    if return_id in state["returns"] or state_bounds.folded_return(state, return_id):
         return False
     entry = {"order": props["order_id"], "at": event["at"], "refund": props["refund_minor"]}
-    folded = bounds.folded_order(state, props["order_id"])  # into ``past`` (domain.bounds)
+    folded = state_bounds.folded_order(
+        state, props["order_id"]
+    )  # into ``past`` (domain.state_bounds)
     if folded:  # nothing to apply it to, ever: only its id is kept
-        known = bounds.ids_of(state)
+        known = state_bounds.ids_of(state)
         state["ids"] = {**known, "r": {**known["r"], return_id: event["at"]}}
     else:
         state["returns"] = dict(state["returns"], **{return_id: entry})

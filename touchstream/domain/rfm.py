@@ -81,7 +81,7 @@ def _counted(state: State) -> list[dict[str, Any]]:
 
 
 def _lifetime(state: State, counted: list[dict[str, Any]]) -> int:
-    """Counted orders ever: the live ones and those folded into ``past`` (domain.bounds)."""
+    """Counted orders ever: the live ones and those folded into ``past`` (domain.state_bounds)."""
     past = state.get("past")
     return len(counted) + (past["counted"] if past else 0)
 

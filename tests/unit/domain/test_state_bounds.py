@@ -7,7 +7,7 @@ from typing import Any
 
 from touchstream.config.rules import QuietHours, load_rules
 from touchstream.config.settings import Settings
-from touchstream.domain import bounds, carts, sessions, triggers
+from touchstream.domain import carts, sessions, state_bounds, triggers
 from touchstream.domain.customer import apply, new_state
 from touchstream.domain.fold import fold
 from touchstream.domain.loyalty import held_points
@@ -88,7 +88,7 @@ def with_orders(
 def test_the_id_span_covers_the_input_topics_retention_plus_the_dlqs():
     settings = Settings()
     hours = settings.input_retention_hours + settings.dlq_retention_hours
-    assert hours <= bounds.ID_SPAN_DAYS * 24
+    assert hours <= state_bounds.ID_SPAN_DAYS * 24
 
 
 def test_orders_beyond_every_window_are_folded_and_the_profile_stays_the_same():
@@ -99,7 +99,7 @@ def test_orders_beyond_every_window_are_folded_and_the_profile_stays_the_same():
         "return", T0 + 29 * 30 * DAY + HOUR, return_id="r-1", order_id="order-29", refund_minor=500
     )
 
-    kept = bounds.needed_ms(RULES)
+    kept = state_bounds.needed_ms(RULES)
     horizon = c.state["last_event_at"] - kept
     assert all(o["at"] >= horizon for o in c.state["orders"].values())
     assert len(c.state["orders"]) < 30  # the oldest went into the aggregates
@@ -118,16 +118,16 @@ def test_orders_beyond_every_window_are_folded_and_the_profile_stays_the_same():
 
 
 def test_live_orders_are_capped_and_the_oldest_folded_with_a_state_capped_outcome():
-    c = with_orders(bounds.ORDERS_MAX, T0, 10 * 60_000)  # a week of orders: a bot
+    c = with_orders(state_bounds.ORDERS_MAX, T0, 10 * 60_000)  # a week of orders: a bot
     last = c.state["last_event_at"]
 
     c.buy("one-more", 1000, last + HOUR)
 
-    assert len(c.state["orders"]) == bounds.ORDERS_MAX
+    assert len(c.state["orders"]) == state_bounds.ORDERS_MAX
     assert "o00000" not in c.state["orders"] and c.state["past"]["orders"] == 1
-    assert project(c.state, RULES)["orders"] == bounds.ORDERS_MAX + 1
+    assert project(c.state, RULES)["orders"] == state_bounds.ORDERS_MAX + 1
     earned = c.outcomes("points_earned")[-1]["points"]
-    assert c.state["points"] == 10 * bounds.ORDERS_MAX + earned  # the folded order's too
+    assert c.state["points"] == 10 * state_bounds.ORDERS_MAX + earned  # the folded order's too
     (out,) = c.outcomes("state_capped")
     assert (out["capped"], out["dropped"]) == ("orders", 1)
     # the folded order's id is still known: a replay under a new event id earns nothing
@@ -137,7 +137,7 @@ def test_live_orders_are_capped_and_the_oldest_folded_with_a_state_capped_outcom
 
 
 def test_a_return_for_an_order_folded_away_is_reported_and_changes_nothing():
-    c = with_orders(bounds.ORDERS_MAX, T0, 10 * 60_000)
+    c = with_orders(state_bounds.ORDERS_MAX, T0, 10 * 60_000)
     c.buy("one-more", 1000, c.state["last_event_at"] + HOUR)
     points = c.state["points"]
 
@@ -154,13 +154,13 @@ def test_live_returns_are_capped():
     c = Customer()
     c.state["returns"] = {
         f"r{i:05d}": {"order": f"gone-{i}", "at": T0 + i * 60_000, "refund": 100}
-        for i in range(bounds.RETURNS_MAX)
+        for i in range(state_bounds.RETURNS_MAX)
     }
-    c.state["last_event_at"] = T0 + bounds.RETURNS_MAX * 60_000
+    c.state["last_event_at"] = T0 + state_bounds.RETURNS_MAX * 60_000
 
     c.send("return", c.state["last_event_at"], return_id="r-new", order_id="x", refund_minor=1)
 
-    assert len(c.state["returns"]) == bounds.RETURNS_MAX
+    assert len(c.state["returns"]) == state_bounds.RETURNS_MAX
     assert "r00000" not in c.state["returns"] and "r00000" in c.state["ids"]["r"]
     (out,) = c.outcomes("state_capped")
     assert (out["capped"], out["dropped"]) == ("returns", 1)
@@ -174,7 +174,9 @@ def test_redemption_ids_are_remembered_for_the_span_whatever_their_number():
         c.send("redemption", T0 + i * 1000, redemption_id=f"red-{i}", points=1)
     balance = c.state["points"]
 
-    c.send("redemption", T0 + (bounds.ID_SPAN_DAYS - 1) * DAY, redemption_id="red-0", points=1)
+    c.send(
+        "redemption", T0 + (state_bounds.ID_SPAN_DAYS - 1) * DAY, redemption_id="red-0", points=1
+    )
 
     assert c.state["points"] == balance  # still a duplicate 13 days on
     assert len(c.outcomes("points_redeemed")) == 300
@@ -185,34 +187,34 @@ def test_redemption_ids_older_than_the_span_are_forgotten():
     c.send("loyalty_signup", T0)
     c.send("redemption", T0, redemption_id="red-0", points=1)
 
-    c.send("redemption", T0 + bounds.ID_SPAN + DAY, redemption_id="red-1", points=1)
+    c.send("redemption", T0 + state_bounds.ID_SPAN + DAY, redemption_id="red-1", points=1)
 
     assert list(c.state["redemptions"]) == ["red-1"]
 
 
 def test_redemption_ids_beyond_the_hard_cap_are_forgotten_counted_and_reported():
     c = Customer()
-    c.state["redemptions"] = {f"red-{i}": [0, T0 + i] for i in range(bounds.REDEMPTIONS_MAX)}
-    c.state["last_event_at"] = T0 + bounds.REDEMPTIONS_MAX
+    c.state["redemptions"] = {f"red-{i}": [0, T0 + i] for i in range(state_bounds.REDEMPTIONS_MAX)}
+    c.state["last_event_at"] = T0 + state_bounds.REDEMPTIONS_MAX
 
     c.send("redemption", T0 + HOUR, redemption_id="red-new", points=1)
 
-    assert len(c.state["redemptions"]) == bounds.REDEMPTIONS_MAX
+    assert len(c.state["redemptions"]) == state_bounds.REDEMPTIONS_MAX
     assert "red-0" not in c.state["redemptions"] and "red-new" in c.state["redemptions"]
     (out,) = c.outcomes("state_capped")
     assert (out["capped"], out["dropped"]) == ("redemption_ids", 1)
 
 
 def test_ids_of_folded_orders_are_capped():
-    c = with_orders(bounds.ORDERS_MAX, T0, 60_000)
+    c = with_orders(state_bounds.ORDERS_MAX, T0, 60_000)
     c.state["ids"] = {
-        "o": {f"x{i}": c.state["last_event_at"] for i in range(bounds.IDS_MAX)},
+        "o": {f"x{i}": c.state["last_event_at"] for i in range(state_bounds.IDS_MAX)},
         "r": {},
     }
 
     c.buy("one-more", 1000, c.state["last_event_at"] + 1)
 
-    assert len(c.state["ids"]["o"]) == bounds.IDS_MAX
+    assert len(c.state["ids"]["o"]) == state_bounds.IDS_MAX
     assert [o["capped"] for o in c.outcomes("state_capped")] == ["orders", "order_ids"]
 
 
@@ -278,12 +280,12 @@ def test_merging_two_long_histories_stays_bounded_and_sums_right(monkeypatch):
     out = fold(a.state, b.state, RULES, decisions)
     again = fold(out, c.state, RULES)
 
-    assert len(out["orders"]) == bounds.ORDERS_MAX
+    assert len(out["orders"]) == state_bounds.ORDERS_MAX
     assert out["past"]["orders"] == 400
     assert [(d.payload["capped"], d.payload["dropped"]) for d in decisions] == [("orders", 400)]
-    assert len(again["orders"]) == bounds.ORDERS_MAX
+    assert len(again["orders"]) == state_bounds.ORDERS_MAX
     # the totals are those of the same merges with no cap at all
-    monkeypatch.setattr(bounds, "ORDERS_MAX", 10**6)
+    monkeypatch.setattr(state_bounds, "ORDERS_MAX", 10**6)
     a, b, c = three_histories()
     whole = fold(a.state, b.state, RULES)
     whole_again = fold(whole, c.state, RULES)
