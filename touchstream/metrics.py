@@ -97,6 +97,13 @@ LOYALTY_OUTCOMES = Counter(
     "Ledger outcomes published on loyalty.outcomes (earned, reversed, redeemed, rejected, ...)",
     ["outcome"],
 )
+STATE_CAPPED = Counter(
+    "touchstream_state_capped_total",
+    "A per-customer state cap reached (README, State bounds): oldest history folded into the "
+    "lifetime aggregates or ids forgotten (orders, returns, *_ids: also a state_capped outcome "
+    "on loyalty.outcomes), or input not kept (cart_lines, open_carts, session_added, deferred)",
+    ["capped"],
+)
 TIMERS_FIRED = Counter(
     "touchstream_timers_fired_total",
     "Customers whose event-time timers fired (cart reminders, session ends, expiry, deferred)",

@@ -222,10 +222,14 @@ def _publish(
         t.activity.record(payload)
     elif decision.kind == "loyalty":
         tally.inc(metrics.LOYALTY_OUTCOMES, payload["outcome"])
+        if payload["outcome"] == "state_capped":
+            tally.inc(metrics.STATE_CAPPED, payload["capped"])
         _send(t, topics.LOYALTY_OUTCOMES, payload["customer_id"], loyalty.published(payload))
         t.ledger.record(payload)
     elif decision.kind == "trigger_deferred":
         tally.inc(metrics.TRIGGERS_DEFERRED, payload["type"])
+    elif decision.kind == "state_capped":  # a bound of the state that publishes nothing
+        tally.inc(metrics.STATE_CAPPED, payload["capped"])
     elif decision.kind == "expired":
         tally.inc(metrics.ANONYMOUS_EXPIRED)
     elif decision.kind == "erased":

@@ -19,7 +19,14 @@ from touchstream.domain.bounds import MAX_MONEY_MINOR
 from touchstream.domain.clock import MS_PER_MINUTE, iso
 from touchstream.domain.decision import Decision
 
-CLOSED_KEPT = 8
+CLOSED_KEPT = 8  # closed carts remembered (a late event cannot reopen them)
+CART_LINES_MAX = 100  # distinct SKUs per cart: a line beyond it is not added (counted)
+OPEN_CARTS_MAX = 20  # open carts per customer: the least recently active one beyond is dropped
+
+
+def capped(state: dict[str, Any], what: str, at: int) -> Decision:
+    """A cap of the state was reached (not a ledger one): counted, nothing published."""
+    return Decision("state_capped", {"customer_id": state["customer_id"], "capped": what, "at": at})
 
 
 def _cart(state: dict[str, Any], cart_id: str) -> dict[str, Any] | None:
@@ -40,12 +47,18 @@ def _store(state: dict[str, Any], cart_id: str, cart: dict[str, Any]) -> None:
     state["carts"] = {**state["carts"], cart_id: cart}
 
 
-def change(state: dict[str, Any], event: dict[str, Any], sign: int) -> None:
+def change(
+    state: dict[str, Any], event: dict[str, Any], sign: int, decisions: list[Decision] | None = None
+) -> None:
     props = event["props"]
     cart_id, at = props["cart_id"], event["at"]
     cart = _cart(state, cart_id)
     if cart is None:
         cart = {"items": {}, "at": at, "since": at, "closed_at": None, "reminded": None}
+    if props["sku"] not in cart["items"] and len(cart["items"]) >= CART_LINES_MAX:
+        if decisions is not None:
+            decisions.append(capped(state, "cart_lines", at))
+        return
     # a bought cart keeps counting its items (a late event may show another cart was the one
     # bought, and reopen this one); a closed cart's items are in no open value
     # quantities add up signed: a removal read before its addition (another partition, the
@@ -62,6 +75,27 @@ def change(state: dict[str, Any], event: dict[str, Any], sign: int) -> None:
     bought = state["carts_closed_until"]
     if bought is not None and at <= bought:
         _settle_unnamed_purchase(state, bought)
+    if _prune_open(state) and decisions is not None:
+        decisions.append(capped(state, "open_carts", at))
+
+
+def _bounded_open(carts: dict[str, Any]) -> dict[str, Any]:
+    """The carts without the least recently active open ones beyond ``OPEN_CARTS_MAX``."""
+    if len(carts) <= OPEN_CARTS_MAX:  # the usual case: a handful of carts in all
+        return carts
+    open_ = sorted((c["at"], cid) for cid, c in carts.items() if c["closed_at"] is None)
+    if len(open_) <= OPEN_CARTS_MAX:
+        return carts
+    gone = {cid for _, cid in open_[: len(open_) - OPEN_CARTS_MAX]}
+    return {k: v for k, v in carts.items() if k not in gone}
+
+
+def _prune_open(state: dict[str, Any]) -> bool:
+    bounded = _bounded_open(state["carts"])
+    if bounded is state["carts"]:
+        return False
+    state["carts"] = bounded
+    return True
 
 
 def _since(cart: dict[str, Any]) -> int:
@@ -150,6 +184,8 @@ def fold_carts(winner: dict[str, Any], loser: dict[str, Any]) -> dict[str, Any]:
         items = {sku: list(entry) for sku, entry in mine["items"].items()}
         for sku, (qty, unit) in theirs["items"].items():
             known = items.get(sku)
+            if known is None and len(items) >= CART_LINES_MAX:
+                continue  # the line cap holds for a merged cart too
             items[sku] = [qty + known[0], unit] if known else [qty, unit]
         closed = [c for c in (mine["closed_at"], theirs["closed_at"]) if c is not None]
         merged = {
@@ -170,7 +206,9 @@ def fold_carts(winner: dict[str, Any], loser: dict[str, Any]) -> dict[str, Any]:
     # (bought in store before the login linked the card: the cart the other profile brings)
     for bought in sorted({s["carts_closed_until"] for s in (winner, loser)} - {None}):
         carts = _settled(carts, bought)
-    return carts
+    closed = sorted((c["closed_at"], cid) for cid, c in carts.items() if c["closed_at"] is not None)
+    gone = {cid for _, cid in closed[:-CLOSED_KEPT]}
+    return _bounded_open({k: v for k, v in carts.items() if k not in gone})
 
 
 def digest(items: dict[str, list[int]]) -> str:

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from touchstream.config.rules import Rules
-from touchstream.domain import carts, consent, loyalty, rfm, sessions
+from touchstream.domain import carts, consent, loyalty, rfm, sessions, state_bounds
 from touchstream.domain.clock import MS_PER_DAY
 from touchstream.domain.decision import Decision
 from touchstream.domain.identity import PRIORITY, strongest
+from touchstream.domain.migrate import FORMAT
 
 # Event ids are remembered for SEEN_SPAN_MS of the profile's event time after they were seen:
 # the input topic's retention (7 days) plus the DLQ's (7 days), the longest a copy of an
@@ -53,6 +54,7 @@ def new_state(
     identifiers = {kind: [value]} if kind is not None and value is not None else {}
     prio = PRIORITY[kind] if kind is not None else len(PRIORITY)
     return {
+        "fmt": FORMAT,  # domain.migrate: the state's format version
         "customer_id": customer_id,
         "rank": [prio, at, customer_id],
         "merged": [],
@@ -66,7 +68,9 @@ def new_state(
         "qualifying_spend_minor": 0,
         "orders": {},
         "returns": {},
-        "redemptions": {},
+        "redemptions": {},  # redemption id -> [points taken, event time] (domain.state_bounds)
+        "past": None,  # aggregates of orders folded out of the windows (domain.state_bounds)
+        "ids": None,  # ids of folded orders and returns, kept for ID_SPAN (domain.state_bounds)
         "loyalty": loyalty.initial(),
         "rfm": rfm.initial(),
         "signup_bonus_at": None,
@@ -202,6 +206,7 @@ def _purchase(
     if state["last_purchase_at"] is None or at > state["last_purchase_at"]:
         state["last_purchase_at"] = at
     carts.close_by_purchase(state, event)
+    state_bounds.compact(state, at, rules, decisions)
     loyalty.evaluate(state, at, rules, decisions)
     decisions.extend(rfm.evaluate(state, at, rules))
 
@@ -209,7 +214,9 @@ def _purchase(
 def _return(
     state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
 ) -> None:
-    if loyalty.refund(state, event, rules, decisions):
+    applied = loyalty.refund(state, event, rules, decisions)
+    state_bounds.compact(state, event["at"], rules, decisions)
+    if applied:
         loyalty.evaluate(state, event["at"], rules, decisions)
         decisions.extend(rfm.evaluate(state, event["at"], rules))
 
@@ -217,7 +224,9 @@ def _return(
 def _redemption(
     state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
 ) -> None:
-    if loyalty.redeem(state, event, rules, decisions):
+    applied = loyalty.redeem(state, event, rules, decisions)
+    state_bounds.compact(state, event["at"], rules, decisions)
+    if applied:
         loyalty.evaluate(state, event["at"], rules, decisions)
 
 
@@ -231,13 +240,13 @@ def _loyalty_signup(
 def _add_to_cart(
     state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
 ) -> None:
-    carts.change(state, event, +1)
+    carts.change(state, event, +1, decisions)
 
 
 def _remove_from_cart(
     state: dict[str, Any], event: dict[str, Any], rules: Rules, decisions: list[Decision]
 ) -> None:
-    carts.change(state, event, -1)
+    carts.change(state, event, -1, decisions)
 
 
 def _consent_updated(

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from touchstream.config.rules import Rules
-from touchstream.domain import loyalty
+from touchstream.domain import loyalty, state_bounds
 from touchstream.domain.carts import fold_carts
 from touchstream.domain.consent import fold_consent
 from touchstream.domain.customer import ASKED_LIMIT, REFUSED_LIMIT, remember, seen_entries
+from touchstream.domain.decision import Decision
 from touchstream.domain.identity import held_marks
+from touchstream.domain.migrate import FORMAT, migrate
 from touchstream.domain.rfm import fold_rfm
 from touchstream.domain.sessions import fold_session
 from touchstream.domain.triggers import fold_deferred, fold_delivered
@@ -75,18 +77,43 @@ def _points(w: State, lo: State, out: State, rules: Rules) -> int:
     )
     if w["signup_bonus_at"] is not None and lo["signup_bonus_at"] is not None:
         outside -= rules.loyalty.signup_bonus
-    for rid, spent in lo["redemptions"].items():
+    for rid, (spent, _) in lo["redemptions"].items():
         if rid in w["redemptions"]:
             outside += spent  # the same redemption, seen by both: spent once
+    # an order one profile folded into ``past`` and the other still holds: its points are in
+    # the folding profile's ``past`` (so in ``outside``) and leave the merged order book
     return int(outside + sum(loyalty.held_points(o) for o in out["orders"].values()))
 
 
 def _spend(w: State, lo: State, out: State, rules: Rules) -> int:
-    return sum(o["net"] - o.get("ref", 0) for o in out["orders"].values())
+    live = sum(o["net"] - o.get("ref", 0) for o in out["orders"].values())
+    return int(live + state_bounds.past_of(out)["spend"])
+
+
+def _past(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any] | None:
+    if w["past"] is None or lo["past"] is None:
+        return w["past"] or lo["past"]
+    a, b = w["past"], lo["past"]
+    firsts = [t for t in (a["first"], b["first"]) if t is not None]
+    lasts = [t for t in (a["last"], b["last"]) if t is not None]
+    return {
+        **{k: a[k] + b[k] for k in ("orders", "counted", "spend", "held")},
+        "first": min(firsts) if firsts else None,
+        "last": max(lasts) if lasts else None,
+    }
+
+
+def _ids(w: State, lo: State, out: State, rules: Rules) -> dict[str, dict[str, int]] | None:
+    if w["ids"] is None or lo["ids"] is None:
+        return w["ids"] or lo["ids"]
+    return {kind: {**lo["ids"][kind], **w["ids"][kind]} for kind in ("o", "r")}
 
 
 def _returns(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
-    return {**lo["returns"], **w["returns"]}
+    merged = {**lo["returns"], **w["returns"]}
+    if out["ids"] is None:
+        return merged
+    return {rid: r for rid, r in merged.items() if rid not in out["ids"]["r"]}
 
 
 def _orders(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
@@ -94,20 +121,27 @@ def _orders(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
     before it (in event time), exactly as one profile that had seen them all would have; a
     return either profile holds is applied to its order once."""
     union = {**lo["orders"], **w["orders"]}
+    if out["ids"] is not None:  # counted in ``past``
+        union = {k: o for k, o in union.items() if k not in out["ids"]["o"]}
     refunded: dict[str, int] = {}
     for ret in out["returns"].values():
         refunded[ret["order"]] = refunded.get(ret["order"], 0) + ret["refund"]
+    # a return folded away (a capped return book) stays in its order's ``ref``
+    known = {
+        k: max(s["orders"][k].get("ref", 0) for s in (w, lo) if k in s["orders"]) for k in union
+    }
     return {
         order_id: dict(
-            union[order_id], pts=points, ref=min(union[order_id]["net"], refunded.get(order_id, 0))
+            union[order_id],
+            pts=points,
+            ref=min(union[order_id]["net"], max(refunded.get(order_id, 0), known[order_id])),
         )
         for order_id, (points, _) in loyalty.priced(union, out["returns"], rules).items()
     }
 
 
-def _redemptions(w: State, lo: State, out: State, rules: Rules) -> dict[str, int]:
-    merged = {**lo["redemptions"], **w["redemptions"]}
-    return dict(list(merged.items())[-loyalty.REDEMPTIONS_KEPT :])
+def _redemptions(w: State, lo: State, out: State, rules: Rules) -> dict[str, list[int]]:
+    return {**lo["redemptions"], **w["redemptions"]}  # bounded by ``fold`` (domain.state_bounds)
 
 
 def _loyalty(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
@@ -195,6 +229,7 @@ def _version(w: State, lo: State, out: State, rules: Rules) -> int:
 
 
 FOLDERS: dict[str, Folder] = {
+    "fmt": lambda w, lo, out, rules: FORMAT,  # both are migrated first
     "customer_id": _keep("customer_id"),
     "rank": _keep("rank"),
     "merged": _merged,
@@ -203,6 +238,8 @@ FOLDERS: dict[str, Folder] = {
     "version": _version,
     "src": _src,
     "seen": _seen,
+    "ids": _ids,  # before returns and orders: what either profile folded away stays folded
+    "past": _past,
     "returns": _returns,  # before orders: the merged returns apply to the merged orders
     "orders": _orders,  # before points: the balance is priced from the merged order book
     "redemptions": _redemptions,
@@ -244,8 +281,17 @@ def fold_mark(state: State) -> str:
     return f"{state['customer_id']}@{state['version']}"
 
 
-def fold(winner: State, loser: State, rules: Rules) -> State:
+def fold(
+    winner: State, loser: State, rules: Rules, decisions: list[Decision] | None = None
+) -> State:
+    """The merged profile, within the state's bounds (``domain.state_bounds``); a cap the merge
+    reaches is reported in ``decisions``. Either side may be of an older format (a fold
+    message written before an upgrade): both are migrated first."""
+    winner, loser = migrate(dict(winner)), migrate(dict(loser))
     out: State = {}
     for name, folder in FOLDERS.items():
         out[name] = folder(winner, loser, out, rules)
+    times = [t for t in (winner["last_event_at"], loser["last_event_at"]) if t is not None]
+    if times:
+        state_bounds.compact(out, max(times), rules, decisions if decisions is not None else [])
     return out

@@ -288,7 +288,8 @@ def _fold(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -
         state = new_state(target, at=msg["at"])
     if fold_mark(loser) in state["merged"]:
         return Step(duplicate=True)
-    merged = fold(state, loser, rules)  # also settles the reservation made for the loser
+    capped: list[Decision] = []  # a cap the merged history reaches (domain.state_bounds)
+    merged = fold(state, loser, rules, capped)  # also settles the reservation made for the loser
     record = {
         "survivor": target,
         "absorbed": loser["customer_id"],
@@ -296,7 +297,8 @@ def _fold(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -
         "at": msg["at"],
         "event_id": msg["id"],
     }
-    return Step(store=merged, decisions=[Decision("merged", record)], identifiers_changed=True)
+    decisions = [Decision("merged", record), *capped]
+    return Step(store=merged, decisions=decisions, identifiers_changed=True)
 
 
 def _refusal(

@@ -22,12 +22,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from touchstream.config.rules import Rules
-from touchstream.domain import triggers
+from touchstream.domain import state_bounds, triggers
 from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.decision import Decision
 
 State = dict[str, Any]
-REDEMPTIONS_KEPT = 256  # redemption ids remembered for idempotency (oldest dropped first)
+# redemption, order and return ids are remembered for a span of event time with a hard cap
+# (domain.state_bounds: ID_SPAN_DAYS, REDEMPTIONS_MAX, IDS_MAX)
 
 
 def initial() -> dict[str, Any]:
@@ -536,7 +537,7 @@ def purchase(state: State, event: dict[str, Any], rules: Rules, decisions: list[
     """Earn on an order once; a return that arrived before its order is applied now."""
     props = event["props"]
     order_id = props["order_id"]
-    if order_id in state["orders"]:
+    if order_id in state["orders"] or state_bounds.folded_order(state, order_id):
         return False  # each order earns once, whatever the event id it arrives under
     at = event["at"]
     net = max(props["total_minor"] - props.get("discount_minor", 0), 0)
@@ -589,11 +590,18 @@ def refund(state: State, event: dict[str, Any], rules: Rules, decisions: list[De
     """
     props = event["props"]
     return_id = props["return_id"]
-    if return_id in state["returns"]:
+    if return_id in state["returns"] or state_bounds.folded_return(state, return_id):
         return False
     entry = {"order": props["order_id"], "at": event["at"], "refund": props["refund_minor"]}
-    state["returns"] = dict(state["returns"], **{return_id: entry})
-    if props["order_id"] not in state["orders"]:
+    folded = state_bounds.folded_order(
+        state, props["order_id"]
+    )  # into ``past`` (domain.state_bounds)
+    if folded:  # nothing to apply it to, ever: only its id is kept
+        known = state_bounds.ids_of(state)
+        state["ids"] = {**known, "r": {**known["r"], return_id: event["at"]}}
+    else:
+        state["returns"] = dict(state["returns"], **{return_id: entry})
+    if folded or props["order_id"] not in state["orders"]:
         decisions.append(
             outcome(
                 state,
@@ -603,7 +611,7 @@ def refund(state: State, event: dict[str, Any], rules: Rules, decisions: list[De
                 return_id=return_id,
                 order_id=props["order_id"],
                 refund_minor=props["refund_minor"],
-                reason="unknown_order",
+                reason="order_compacted" if folded else "unknown_order",
             )
         )
         return False
@@ -643,8 +651,8 @@ def redeem(state: State, event: dict[str, Any], rules: Rules, decisions: list[De
     if rid in state["redemptions"]:
         return False  # decided once, accepted or not
     accepted = points <= state["points"]
-    kept = list(state["redemptions"].items())[-(REDEMPTIONS_KEPT - 1) :]
-    state["redemptions"] = dict(kept, **{rid: points if accepted else 0})
+    taken = [points if accepted else 0, event["at"]]
+    state["redemptions"] = dict(state["redemptions"], **{rid: taken})
     if accepted:
         state["points"] -= points
         decisions.append(

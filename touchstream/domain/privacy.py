@@ -81,6 +81,9 @@ def export(state: State, ev: dict[str, Any], profile: dict[str, Any]) -> dict[st
             "points": state["points"],
             "signup_bonus_at": state["signup_bonus_at"],
             "orders": state["orders"],
+            "orders_folded": state.get("past"),  # older orders, as aggregates (domain.state_bounds)
+            "returns": state["returns"],
+            "redemptions": state["redemptions"],
         },
         "carts": state["carts"],
         "first_seen_at": state["first_seen_at"],

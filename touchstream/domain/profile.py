@@ -25,7 +25,7 @@ def project(state: dict[str, Any], rules: Rules) -> dict[str, Any]:
         "qualifying_spend_minor": marks["spend"],
         "tier_downgrade_at": iso(downgrade) if downgrade is not None else "",
         "points_expire_at": iso(expiry[2]) if expiry is not None else "",
-        "orders": len(state["orders"]),
+        "orders": len(state["orders"]) + (state["past"] or {"orders": 0})["orders"],
         "last_purchase_at": iso(last_purchase) if last_purchase is not None else "",
         "open_cart_value_minor": open_value(state),
         **rfm.project(state, rules),

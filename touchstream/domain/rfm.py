@@ -76,7 +76,14 @@ def counts(order: dict[str, Any]) -> bool:
 
 
 def _counted(state: State) -> list[dict[str, Any]]:
+    """The live counted orders (those folded into ``past`` are outside every window)."""
     return [o for o in state["orders"].values() if counts(o)]
+
+
+def _lifetime(state: State, counted: list[dict[str, Any]]) -> int:
+    """Counted orders ever: the live ones and those folded into ``past`` (domain.state_bounds)."""
+    past = state.get("past")
+    return len(counted) + (past["counted"] if past else 0)
 
 
 def _in_window(counted: list[dict[str, Any]], at: int, rules: Rules) -> list[dict[str, Any]]:
@@ -139,7 +146,7 @@ def scores(state: State, at: int, rules: Rules) -> dict[str, Any] | None:
     """
     counted = _counted(state)
     last = state["last_purchase_at"]
-    if not counted or last is None:
+    if not _lifetime(state, counted) or last is None:
         return None
     window = _in_window(counted, at, rules)
     r = r_score(last, at, rules)
@@ -156,9 +163,13 @@ def figures(state: State, at: int, rules: Rules) -> dict[str, Any]:
     window = _in_window(counted, at, rules)
     spend = _spend(window)
     gap = None
-    if len(counted) >= 2:
+    n = _lifetime(state, counted)
+    if n >= 2:
         times = [o["at"] for o in counted]
-        gap = round((max(times) - min(times)) / (len(counted) - 1) / MS_PER_DAY, 1)
+        past = state.get("past")
+        if past and past["counted"]:
+            times += [past["first"], past["last"]]
+        gap = round((max(times) - min(times)) / (n - 1) / MS_PER_DAY, 1)
     return {
         "orders_365": len(window),
         "spend_365_minor": spend,
@@ -172,7 +183,7 @@ def _armed(state: State, counted: list[dict[str, Any]], rules: Rules) -> bool:
     last = state["last_purchase_at"]
     return (
         last is not None
-        and len(counted) >= rules.rfm.win_back_min_orders
+        and _lifetime(state, counted) >= rules.rfm.win_back_min_orders
         and _rfm(state)["lapse"] != last
     )
 
@@ -192,7 +203,7 @@ def next_change(state: State, after: int, rules: Rules) -> int | None:
     """
     counted = _counted(state)
     last = state["last_purchase_at"]
-    if not counted or last is None:
+    if not _lifetime(state, counted) or last is None:
         return None
     window = rules.rfm.window_days * MS_PER_DAY
     candidates = [o["at"] for o in counted] + [o["at"] + window for o in counted]
@@ -246,10 +257,10 @@ def _win_back(state: State, counted: list[dict[str, Any]], rules: Rules) -> Deci
         "win_back",
         f"lapse:{last}",
         when,
-        f"No purchase for {days} days after {len(counted)} orders.",
+        f"No purchase for {days} days after {_lifetime(state, counted)} orders.",
         {
             "last_purchase_at": iso(last),
-            "orders": len(counted),
+            "orders": _lifetime(state, counted),
             "days_since_last_purchase": days,
             "spend_365_minor": _spend(_in_window(counted, when, rules)),
             "segment": then["segment"] if then is not None else None,

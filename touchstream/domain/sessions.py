@@ -42,6 +42,7 @@ COUNTED = {
     "add_to_cart": "cart_adds",
 }
 VIEWS_KEPT = 32  # distinct products counted per session: bounds the state of a long session
+ADDED_KEPT = 64  # distinct products added to a cart remembered per session (beyond: not kept)
 
 
 def _gap(rules: Rules) -> int:
@@ -102,7 +103,15 @@ def track(state: State, ev: dict[str, Any], rules: Rules, decisions: list[Decisi
             views[props["sku"]] = views.get(props["sku"], 0) + 1
         session["views"] = views
     elif ev["type"] == "add_to_cart" and props["sku"] not in session["added"]:
-        session["added"] = [*session["added"], props["sku"]]
+        if len(session["added"]) < ADDED_KEPT:
+            session["added"] = [*session["added"], props["sku"]]
+        else:
+            decisions.append(
+                Decision(
+                    "state_capped",
+                    {"customer_id": state["customer_id"], "capped": "session_added", "at": at},
+                )
+            )
     elif ev["type"] == "purchase":
         session["converted"] = True
     state["session"] = session
@@ -183,5 +192,8 @@ def fold_session(winner: State, loser: State) -> State | None:
         **{f: a[f] + b[f] for f in COUNTED.values()},
         "converted": a["converted"] or b["converted"],
         "views": views,
-        "added": sorted(set(a["added"]) | set(b["added"])),
+        # those viewed first: only they can hold a browse_abandoned proposal back
+        "added": sorted(set(a["added"]) | set(b["added"]), key=lambda k: (k not in views, k))[
+            :ADDED_KEPT
+        ],
     }

@@ -24,7 +24,8 @@ from touchstream.domain.decision import Decision
 
 SCHEMA_VERSION = 1
 HOUR_MS = 3_600_000
-DELIVERED_KEPT = 32
+DELIVERED_KEPT = 32  # delivered triggers remembered (duplicate, frequency cap, cool-down)
+DEFERRED_MAX = 32  # triggers held back by quiet hours per customer; beyond, the latest due go
 # marketing channels and the consent purpose each needs
 CHANNELS = (("email", "email_marketing"), ("sms", "sms_marketing"), ("push", "push_marketing"))
 
@@ -178,7 +179,20 @@ def emit(state: State, proposal: Decision, now_ms: int, rules: Rules) -> Decisio
         until = quiet_until(payload["at"], rules)
         if until is not None:
             deferred = dict(payload, due=until, released=True)
-            state["deferred"] = [*state["deferred"], deferred]
+            held = [*state["deferred"], deferred]
+            if len(held) > DEFERRED_MAX:
+                held = sorted(held, key=lambda d: (d["due"], d["at"], d["type"], d["cause"]))
+                held = held[:DEFERRED_MAX]
+            state["deferred"] = held
+            if deferred not in held:  # beyond DEFERRED_MAX and due last: not held (counted)
+                return Decision(
+                    "state_capped",
+                    {
+                        "customer_id": state["customer_id"],
+                        "capped": "deferred",
+                        "at": payload["at"],
+                    },
+                )
             return Decision("trigger_deferred", deferred)
     envelope, suppressed = guard(state, payload, now_ms, rules)
     if suppressed is None:
@@ -200,7 +214,11 @@ def release(state: State, index: int) -> Decision:
 
 def fold_deferred(winner: State, loser: State) -> list[dict[str, Any]]:
     seen = {(d["type"], d["cause"]) for d in winner["deferred"]}
-    return [
+    held = [
         *winner["deferred"],
         *(d for d in loser["deferred"] if (d["type"], d["cause"]) not in seen),
     ]
+    if len(held) > DEFERRED_MAX:
+        held = sorted(held, key=lambda d: (d["due"], d["at"], d["type"], d["cause"]))
+        held = held[:DEFERRED_MAX]
+    return held

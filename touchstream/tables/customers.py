@@ -7,6 +7,7 @@ from typing import Any
 
 import faust
 
+from touchstream.domain.migrate import migrate
 from touchstream.tables import state_codec
 from touchstream.tables.store import store_reader
 
@@ -27,8 +28,9 @@ def customers_table(app: faust.App, partitions: int) -> Any:
 
 
 def decode_state(raw: bytes | None) -> State | None:
-    """A state as the table stores it (either format ``state_codec`` reads)."""
-    return None if raw is None else state_codec.decode(raw)
+    """A state as the table stores it (either byte format ``state_codec`` reads), brought up
+    to the current state format (``domain.migrate``)."""
+    return None if raw is None else migrate(state_codec.decode(raw))
 
 
 class LiveStates:

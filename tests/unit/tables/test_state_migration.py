@@ -1,0 +1,64 @@
+"""A customers-table value written before the state format had a version (format 1, the
+fixture in ``state_v1/``, made by that code) is read by this worker: it serves the same profile
+and then behaves exactly as format 1 did (the same decisions, the same profiles after)."""
+
+import base64
+from pathlib import Path
+
+import orjson
+
+from tests.unit.tables.state_v1 import journey
+from touchstream.domain.migrate import FORMAT, migrate, version
+from touchstream.domain.profile import view
+from touchstream.tables.customers import decode_state
+from touchstream.tables.state_codec import encode, unpack
+
+HERE = Path(__file__).parent / "state_v1"
+
+
+def old_table() -> dict[str, bytes]:
+    stored = orjson.loads((HERE / "table.bin").read_bytes())
+    return {k: base64.b64decode(v) for k, v in stored.items()}
+
+
+def expected() -> dict:
+    return orjson.loads((HERE / "expected.json").read_bytes())
+
+
+def normal(value):
+    return orjson.loads(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+
+
+def test_the_fixture_is_of_format_one():
+    raw = [orjson.loads(unpack(v)) for v in old_table().values()]
+    assert any("orders" in s for s in raw)  # a live profile, and the redirect of its device
+    assert all("fmt" not in s for s in raw)
+    assert all(version(s) == 1 for s in raw)
+
+
+def test_an_old_changelog_value_is_read_as_the_current_format_and_serves_the_same_profile():
+    table = {k: decode_state(v) for k, v in old_table().items()}
+
+    assert {k: view(s, journey.RULES) for k, s in table.items()} == expected()["profiles"]
+    live = [s for s in table.values() if "orders" in s]
+    assert all(s["fmt"] == FORMAT for s in live)
+    assert all(isinstance(v, list) for s in live for v in s["redemptions"].values())
+
+
+def test_an_old_changelog_value_behaves_as_format_one_did_afterwards():
+    table = {k: decode_state(v) for k, v in old_table().items()}
+    stage = journey.stage_with(table)
+
+    journey.replay_after(stage)
+
+    want = expected()
+    assert normal([[d.kind, d.payload] for d in stage.decisions]) == want["decisions"]
+    after = {cid: view(s, journey.RULES) for cid, s in stage.table.items()}
+    assert normal(after) == want["profiles_after"]
+
+
+def test_a_migrated_state_survives_another_round_trip_unchanged():
+    for raw in old_table().values():
+        state = decode_state(raw)
+        assert decode_state(encode(state)) == state
+        assert migrate(dict(state)) == state
