@@ -89,35 +89,45 @@ async def produce_stream(bootstrap: str, events: int, customers: int) -> float:
     return time.monotonic() - began
 
 
-async def newest_published(bootstrap: str) -> dict[str, dict[str, Any]]:
-    """The newest version of each customer on profiles.updates (an erasure notice included)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        fetch_max_bytes=32 * 2**20,
-    )
-    await consumer.start()
-    newest: dict[str, dict[str, Any]] = {}
-    try:
+class Published:
+    """The newest version of each customer on profiles.updates (an erasure notice included),
+    read up to the topic's end at each ``catch_up``: the worker goes on publishing after the
+    traffic (timers fire as its idle ticks move the clocks on)."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.newest: dict[str, dict[str, Any]] = {}
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+            fetch_max_bytes=32 * 2**20,
+        )
+
+    async def start(self) -> None:
+        await self._consumer.start()
         tps = [TopicPartition(topics.PROFILES_UPDATES, p) for p in range(phases.PARTITIONS)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        ends = await consumer.end_offsets(tps)
+        self._consumer.assign(tps)
+        await self._consumer.seek_to_beginning(*tps)
+
+    async def catch_up(self) -> None:
+        consumer = self._consumer
+        ends = await consumer.end_offsets(list(consumer.assignment()))
         while [tp for tp, end in ends.items() if await consumer.position(tp) < end]:
             batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
             for records in batch.values():
                 for r in records:
                     update = orjson.loads(r.value)
-                    held = newest.get(update["customer_id"])
+                    held = self.newest.get(update["customer_id"])
                     if held is None or update["version"] >= held["version"]:
-                        newest[update["customer_id"]] = update
-    finally:
-        await consumer.stop()
-    return newest
+                        self.newest[update["customer_id"]] = update
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
 
 
 def differing(client: redis.Redis, newest: dict[str, dict[str, Any]]) -> list[str]:
+    """Customers whose Redis profile is missing, older than their newest publication, or of
+    the same version with other fields (a newer one was published after the topic was read)."""
     problems = []
     ids = list(newest)
     for start in range(0, len(ids), 5_000):
@@ -131,6 +141,11 @@ def differing(client: redis.Redis, newest: dict[str, dict[str, Any]]) -> list[st
                 if stored:
                     problems.append(f"{cid}: erased, still in Redis")
                 continue
+            if not stored:
+                problems.append(f"{cid}: not in Redis")
+                continue
+            if int(stored["version"]) > update["version"]:
+                continue  # published after the topic was read: compared on the next round
             want = {
                 k: v if type(v) is str else "" if v is None else str(v)
                 for k, v in update.items()
@@ -186,15 +201,19 @@ async def main(events: int, customers: int, max_pending: int | None) -> None:
         os.kill(store.child.proc.pid, signal.SIGCONT)
         frozen = False
         thawed = time.monotonic()
-        newest = await newest_published(bootstrap)
+        published = Published(bootstrap)
+        await published.start()
+        await published.catch_up()
         client = redis.Redis.from_url(store.url(0), decode_responses=True)
-        problems = differing(client, newest)
+        problems = differing(client, published.newest)
         while problems and time.monotonic() - thawed < CONVERGE_TIMEOUT_S:
             await asyncio.sleep(5)
-            problems = differing(client, newest)
+            await published.catch_up()
+            problems = differing(client, published.newest)
             print(f"  {len(problems):,} differing, e.g. {problems[:2]}", flush=True)
+        await published.stop()
         print(
-            f"Redis converged after {time.monotonic() - thawed:,.0f} s: {len(newest):,} "
+            f"Redis converged after {time.monotonic() - thawed:,.0f} s: {len(published.newest):,} "
             f"customers published, {len(problems):,} differing in Redis "
             f"{problems[:5]}; peak RSS at the end {phases.read_vmhwm_mib(child.pid):,.0f} MiB; "
             f"re-syncs {sampler.metric('touchstream_redis_resyncs_total'):,.0f}",
