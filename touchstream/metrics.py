@@ -39,6 +39,11 @@ REDIS_SYNC_ERRORS = Counter(
 REDIS_SYNC_PENDING = Gauge(
     "touchstream_redis_sync_pending", "Profiles waiting to be written to Redis"
 )
+REDIS_SYNC_OVERFLOWS = Counter(
+    "touchstream_redis_sync_overflows_total",
+    "Times the profiles waiting for Redis reached TOUCHSTREAM_REDIS_MAX_PENDING: they were "
+    "dropped and every profile is re-synced from the table once Redis answers",
+)
 REDIS_SYNC_LAG = Gauge(
     "touchstream_redis_sync_lag_seconds", "Age of the oldest profile change not yet in Redis"
 )

@@ -64,11 +64,11 @@ def _apply_batch(
     rules = t.rules
     index = t.timers
     tally = metrics.Tally()
+    if index.stale or index.unbuilt():
+        _rebuild_index(t, unwritten, partition)
     for message in messages:
         key: bytes = message.key
         msg = orjson.loads(message.value)
-        if index.stale:
-            _rebuild_index(t, unwritten)
         kind = msg.get("k", "ev")
         if kind == "tick":  # an idle partition's clock moving on (PRODUCT.md section 5)
             clock = index.advance(partition, msg["at"])
@@ -163,27 +163,56 @@ def _execute(
     tally.inc(metrics.PROFILE_UPDATES)
 
 
-def _rebuild_index(t: Topology, unwritten: list[StateCache]) -> None:
-    """The timer index from the table, as the fetch's states not written yet amend it."""
-    t.live_states.clear()  # the first batch after an assignment: recovery changed the table
+def _rebuild_index(t: Topology, unwritten: list[StateCache], partition: int) -> None:
+    """The timer index from the table, as the fetch's states not written yet amend it: after
+    an assignment, this batch's partition and one more of this worker's, each read key by key,
+    never the whole table decoded at once (idle partitions get theirs before their ticks)."""
+    index = t.timers
     partitions = t.settings.partitions
-    entries = []
-    clocks: dict[int, int] = {}
-    wall_ms = int(time.time() * 1000)
-    states = {key: decode_state(raw) for key, raw in t.customers.items()}
+    if index.stale:  # the first batch after an assignment: recovery changed the table
+        t.live_states.clear()
+        owned = t._owned_partitions() | {partition}
+        planned: dict[int, list[bytes]] = {p: [] for p in owned}
+        for key in t.customers:
+            keys = planned.get(partition_for(key, partitions))
+            if keys is not None:
+                keys.append(key)
+        index.plan(planned)
+    todo = [p for p in index.unbuilt() if p != partition][:1]
+    if not index.built(partition):
+        todo.insert(0, partition)
+    for p in todo:
+        _load_partition(t, unwritten, p)
+
+
+def _load_partition(t: Topology, unwritten: list[StateCache], partition: int) -> None:
+    partitions = t.settings.partitions
+    amended: dict[bytes, Any] = {}
     for cache in unwritten:
-        states.update(cache.unwritten())  # None if deleted in this fetch
-    for key, state in states.items():
+        for key, state in cache.unwritten().items():  # None if deleted in this fetch
+            if partition_for(key, partitions) == partition:
+                amended[key] = state
+    entries: list[tuple[int, str]] = []
+    clock: int | None = None
+    wall_ms = int(time.time() * 1000)
+
+    def add(key: bytes, state: dict[str, Any] | None) -> None:
+        nonlocal clock
         if state is None:
-            continue
+            return
         due = next_due(state, t.rules)
-        partition = partition_for(key, partitions)
         if due is not None:
-            entries.append((partition, due, key.decode()))
+            entries.append((due, key.decode()))
         seen = resume_clock(state, t.timers.max_skew_ms, wall_ms)
-        if seen is not None and seen > clocks.get(partition, -1):
-            clocks[partition] = seen
-    t.timers.reset(entries, clocks, wall_ms)
+        if seen is not None and (clock is None or seen > clock):
+            clock = seen
+
+    for key in t.timers.keys_of(partition):
+        if key not in amended:
+            add(key, decode_state(t.customers.get(key)))
+    for key, state in amended.items():
+        add(key, state)
+    t.timers.load(partition, entries, clock, wall_ms)
 
 
 def _send(t: Topology, name: str, key: str, record: dict[str, Any]) -> None:

@@ -63,6 +63,9 @@ class Settings:
     # further ahead is applied at its claimed time, but the clock waits
     max_clock_skew_s: int = 300
     redis_flush_interval_ms: int = 20
+    # profiles waiting for Redis (an outage) before they are dropped for a re-sync from the
+    # table once Redis is back: the bound on the sync's memory (docs/operations.md)
+    redis_max_pending: int = 50_000
     idle_fallback_s: float = 5.0
     # aiokafka keeps one produce request in flight per broker, holding one batch per
     # partition: a flush bigger than a batch waits a broker round trip per batch (issue 10).
@@ -183,6 +186,7 @@ class Settings:
             ("web_port", 0, 65535),
             ("max_event_bytes", 1024, 16 * 1024 * 1024),
             ("redis_flush_interval_ms", 1, 10_000),
+            ("redis_max_pending", 1, 10_000_000),
             ("producer_max_batch_bytes", 1, 64 * 1024 * 1024),
             ("fetch_max_wait_ms", 1, 30_000),
             ("rocksdb_memory_mb", 64, 1024 * 1024),

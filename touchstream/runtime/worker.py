@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -23,6 +24,10 @@ from touchstream.streams.topology import Topology
 # and scans the survivors far less often (issue 10: the collector was about a quarter of the
 # pure core's time replayed offline).
 GC_THRESHOLDS = (50_000, 20, 100)
+# present in the data directory while a worker runs; removed when it stops cleanly
+RUNNING_MARKER = "touchstream.running"
+
+log = logging.getLogger(__name__)
 
 
 def run_worker(settings: Settings, rules: Rules) -> None:
@@ -45,7 +50,35 @@ def run_worker(settings: Settings, rules: Rules) -> None:
     # (py-spy, issue 10). The worker is a service; nothing watches a spinner.
     worker.spinner = None
     tune_gc()
-    worker.execute_from_commandline()
+    marker = discard_unclean_state(settings, Path(topology.app.conf.tabledir))
+    clean = False
+    try:
+        worker.execute_from_commandline()
+        clean = True
+    except SystemExit as exc:
+        clean = not exc.code
+        raise
+    finally:
+        if clean:
+            marker.unlink(missing_ok=True)
+
+
+def discard_unclean_state(settings: Settings, tabledir: Path) -> Path:
+    """RocksDB's local tables are written when a batch's states are stored, their changelog
+    records only with the outbox's next flush: a worker killed in between leaves local state
+    ahead of its changelog (and of its committed input offsets, so the records replayed would
+    then be skipped as duplicates and never reach the changelog). A worker that did not stop
+    cleanly (its marker is still there) reads its tables from the changelog again instead,
+    as Kafka Streams wipes a store after an unclean shutdown. Returns the marker, now set."""
+    marker = Path(settings.data_dir) / RUNNING_MARKER
+    if settings.store == "rocksdb" and marker.exists() and tabledir.exists():
+        log.warning(
+            "unclean shutdown found (%s): local tables discarded, recovering from the changelogs",
+            marker,
+        )
+        shutil.rmtree(tabledir)
+    marker.touch()
+    return marker
 
 
 def tune_gc() -> None:

@@ -5,6 +5,14 @@ batches through one pipeline. A write only lands if its version is newer than th
 so a replay or a late retry never moves a profile backwards. A failed batch stays pending
 (newer versions replace older ones) and is retried with backoff: a Redis outage delays the
 view, it never loses an update.
+
+Memory stays bounded through an outage of any length: at most ``max_pending`` profiles wait
+(one per customer, the newest wins). One more and every waiting profile is dropped and the
+sync asks for a re-sync (``resync_needed``): the worker rewrites every profile from its table
+once Redis answers again (streams/topology.py). Removals (drops and erasures) wait apart, are
+never dropped (an erased customer is no longer in the table, so a re-sync could not remove
+its keys) and are written before any profile: a customer created again after its removal is
+written after the removal.
 """
 
 from __future__ import annotations
@@ -74,11 +82,18 @@ MAX_BACKOFF_S = 2.0
 
 
 class RedisSync:
-    def __init__(self, client: aioredis.Redis, flush_interval_s: float) -> None:
+    def __init__(
+        self, client: aioredis.Redis, flush_interval_s: float, max_pending: int = 50_000
+    ) -> None:
         self._client = client
         self._interval = flush_interval_s
-        # a None profile means: remove the profile and these aliases
-        self._pending: dict[str, tuple[dict[str, Any] | None, list[tuple[str, str]], float]] = {}
+        self._max_pending = max_pending
+        # customer id -> (profile, alias keys to point at it, when it started waiting)
+        self._pending: dict[str, tuple[dict[str, Any], list[tuple[str, str]], float]] = {}
+        # customer id -> (alias keys to remove if they still point at it, since when)
+        self._removals: dict[str, tuple[list[tuple[str, str]], float]] = {}
+        # monotonic time of the first profile dropped since the last re-sync began, or None
+        self._dropped_since: float | None = None
         self._script = client.register_script(WRITE_IF_NEWER)
         self._delete_aliases = client.register_script(DELETE_ALIASES)
         self._wake = asyncio.Event()
@@ -86,7 +101,18 @@ class RedisSync:
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        """Profiles and removals waiting to be written."""
+        return len(self._pending) + len(self._removals)
+
+    @property
+    def resync_needed(self) -> bool:
+        """Profiles were dropped at the cap: only a re-sync from the table brings them back."""
+        return self._dropped_since is not None
+
+    def begin_resync(self) -> None:
+        """The caller is about to rewrite every profile from a settled table: what was
+        dropped is in it, and profiles are queued again from here on."""
+        self._dropped_since = None
 
     def submit(
         self,
@@ -95,7 +121,12 @@ class RedisSync:
         aliases: list[tuple[str, str]] | None = None,
     ) -> None:
         """Queue the newest profile; ``aliases`` are (kind, value) keys to point at it."""
+        if self._dropped_since is not None:
+            return  # the re-sync that follows writes it from the table
         previous = self._queue(customer_id)
+        if previous is None and len(self._pending) >= self._max_pending:
+            self._overflow()
+            return
         merged_aliases = list(previous[1]) if previous else []
         merged_aliases.extend(a for a in aliases or () if a not in merged_aliases)
         self._pending[customer_id] = (profile, merged_aliases, self._since(previous))
@@ -105,8 +136,25 @@ class RedisSync:
     def remove(self, customer_id: str, aliases: list[tuple[str, str]]) -> None:
         """Queue the removal of a profile (dropped or erased) and of its alias keys."""
         previous = self._queue(customer_id)
-        self._pending[customer_id] = (None, list(aliases), self._since(previous))
+        removal = self._removals.pop(customer_id, None)
+        gone = list(removal[0]) if removal else []
+        gone.extend(a for a in aliases if a not in gone)
+        since = min(self._since(previous), removal[1]) if removal else self._since(previous)
+        self._removals[customer_id] = (gone, since)
         self._wake.set()
+
+    def _overflow(self) -> None:
+        log.warning(
+            "%d profiles waiting for Redis, the cap: dropped, re-synced from the table once "
+            "Redis answers",
+            len(self._pending),
+        )
+        metrics.REDIS_SYNC_OVERFLOWS.inc()
+        self._dropped_since = min(
+            (entry[2] for entry in self._pending.values()), default=time.monotonic()
+        )
+        self._pending.clear()
+        self._observe()
 
     def _queue(self, customer_id: str) -> Any:
         # taken out and re-inserted at the end: batches flush in submission order, so when a
@@ -120,7 +168,7 @@ class RedisSync:
 
     async def run(self) -> None:
         backoff = 0.05
-        while not self._stopping or self._pending:
+        while not self._stopping or self.pending:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
             self._wake.clear()
@@ -140,49 +188,63 @@ class RedisSync:
         self._stopping = True
         self._wake.set()
         deadline = time.monotonic() + timeout_s
-        while self._pending and time.monotonic() < deadline:
+        while self.pending and time.monotonic() < deadline:
             try:
                 await self.flush()
             except (RedisError, OSError):
                 await asyncio.sleep(0.1)
 
     async def flush(self) -> None:
-        while self._pending:
-            batch = list(self._pending.items())[:MAX_BATCH]
-            keys: list[str] = []
-            writes: list[Any] = []
-            async with self._client.pipeline(transaction=False) as pipe:
-                for customer_id, (profile, _, _) in batch:
-                    if profile is not None:
-                        keys.append(profile_key(customer_id))
-                        redirect = int("merged_into" in profile)
-                        writes.append((profile["version"], redirect, _strings(profile)))
-                if keys:  # profiles first: an alias never names a profile not in Redis yet
-                    await self._script(keys=keys, args=[orjson.dumps(writes)], client=pipe)
-                for customer_id, (profile, aliases, _) in batch:
-                    if profile is None:
-                        pipe.delete(profile_key(customer_id))
-                        gone = [alias_key(kind, value) for kind, value in aliases]
-                        if gone:
-                            await self._delete_aliases(keys=gone, args=[customer_id], client=pipe)
-                        continue
-                    for kind, value in aliases:
-                        pipe.set(alias_key(kind, value), customer_id)
-                results = await pipe.execute()
-            for customer_id, entry in batch:
-                if self._pending.get(customer_id) is entry:
-                    del self._pending[customer_id]
-            written = int(results[0]) if keys else 0
-            metrics.REDIS_WRITES.labels("written").inc(written)
-            metrics.REDIS_WRITES.labels("older_version_kept").inc(len(keys) - written)
+        # removals first: a profile queued after a removal of the same customer (created
+        # again) was queued later, and a removal only deletes alias keys still naming it
+        while self._removals or self._pending:
+            if self._removals:
+                await self._flush_removals()
+            else:
+                await self._flush_profiles()
+
+    async def _flush_removals(self) -> None:
+        removals = list(self._removals.items())[:MAX_BATCH]
+        async with self._client.pipeline(transaction=False) as pipe:
+            for customer_id, (aliases, _) in removals:
+                pipe.delete(profile_key(customer_id))
+                gone = [alias_key(kind, value) for kind, value in aliases]
+                if gone:
+                    await self._delete_aliases(keys=gone, args=[customer_id], client=pipe)
+            await pipe.execute()
+        for customer_id, removal in removals:
+            if self._removals.get(customer_id) is removal:
+                del self._removals[customer_id]
+
+    async def _flush_profiles(self) -> None:
+        batch = list(self._pending.items())[:MAX_BATCH]
+        keys: list[str] = []
+        writes: list[Any] = []
+        async with self._client.pipeline(transaction=False) as pipe:
+            for customer_id, (profile, _, _) in batch:
+                keys.append(profile_key(customer_id))
+                redirect = int("merged_into" in profile)
+                writes.append((profile["version"], redirect, _strings(profile)))
+            # profiles first: an alias never names a profile not in Redis yet
+            await self._script(keys=keys, args=[orjson.dumps(writes)], client=pipe)
+            for customer_id, (_, aliases, _) in batch:
+                for kind, value in aliases:
+                    pipe.set(alias_key(kind, value), customer_id)
+            results = await pipe.execute()
+        for customer_id, entry in batch:
+            if self._pending.get(customer_id) is entry:
+                del self._pending[customer_id]
+        written = int(results[0])
+        metrics.REDIS_WRITES.labels("written").inc(written)
+        metrics.REDIS_WRITES.labels("older_version_kept").inc(len(keys) - written)
 
     def _observe(self) -> None:
-        metrics.REDIS_SYNC_PENDING.set(len(self._pending))
-        if self._pending:
-            oldest = min(entry[2] for entry in self._pending.values())
-            metrics.REDIS_SYNC_LAG.set(time.monotonic() - oldest)
-        else:
-            metrics.REDIS_SYNC_LAG.set(0)
+        metrics.REDIS_SYNC_PENDING.set(self.pending)
+        waiting = [entry[2] for entry in self._pending.values()]
+        waiting.extend(entry[1] for entry in self._removals.values())
+        if self._dropped_since is not None:  # dropped profiles are waiting for the re-sync
+            waiting.append(self._dropped_since)
+        metrics.REDIS_SYNC_LAG.set(time.monotonic() - min(waiting) if waiting else 0)
 
 
 def _strings(profile: dict[str, Any]) -> dict[str, str]:

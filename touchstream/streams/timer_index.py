@@ -1,8 +1,11 @@
 """Which customers have a timer due, per partition of the customer-events topic, and each
 partition's event-time clock.
 
-A cache derived from the customers table (rebuilt from it after every assignment), never
-state of its own: due times are kept in a heap per partition and checked against the table
+A cache derived from the customers table (rebuilt from it after every assignment, one
+partition at a time: ``plan`` sorts the keys by partition, ``load`` fills one partition from
+the states of its keys, decoded one by one; the customer stage loads a partition before its
+first record and one more partition per batch, so no stage decodes the whole table at once),
+never state of its own: due times are kept in a heap per partition and checked against the table
 when they come up, so a stale entry (the cart was bought, the profile was active again) costs
 nothing. Timers run while the agent handles a record of the same partition, so their table
 writes go to the right changelog partition.
@@ -59,23 +62,36 @@ class TimerIndex:
         self._clocks: dict[int, int] = {}
         # per partition: (wall ms, clock) when it last saw an event, for the idle fallback
         self._seen: dict[int, tuple[int, int]] = {}
-        self.stale = True  # rebuild from the table before the next use
+        self.stale = True  # plan a rebuild from the table before the next use
+        self._todo: dict[int, list[bytes]] = {}  # partitions planned, not loaded yet: their keys
 
-    def reset(
-        self, entries: Iterable[tuple[int, int, str]], clocks: dict[int, int], wall_ms: int
+    def plan(self, keys_by_partition: dict[int, list[bytes]]) -> None:
+        """The partitions to load again (this worker's, after an assignment) and their keys."""
+        self._todo = dict(keys_by_partition)
+        self.stale = False
+
+    def built(self, partition: int) -> bool:
+        return partition not in self._todo
+
+    def unbuilt(self) -> list[int]:
+        return sorted(self._todo)
+
+    def keys_of(self, partition: int) -> list[bytes]:
+        return self._todo.get(partition, [])
+
+    def load(
+        self, partition: int, entries: Iterable[tuple[int, str]], clock: int | None, wall_ms: int
     ) -> None:
-        """(partition, due, customer_id) of every pending timer held locally, and a clock per
-        partition to resume from (the latest event time its profiles have seen)."""
-        self._heaps = {}
-        for partition, due, customer_id in entries:
-            self._heaps.setdefault(partition, []).append((due, customer_id))
-        for heap in self._heaps.values():
-            heapq.heapify(heap)
-        for partition, clock in clocks.items():
+        """One partition's (due, customer_id) timers and the clock to resume from (the latest
+        event time its profiles have seen), replacing what the index held for it."""
+        heap = list(entries)
+        heapq.heapify(heap)
+        self._heaps[partition] = heap
+        if clock is not None:
             resumed = max(self._clocks.get(partition, clock), clock)
             self._clocks[partition] = resumed
             self._seen[partition] = (wall_ms, resumed)
-        self.stale = False
+        self._todo.pop(partition, None)
 
     def track(self, partition: int, due: int, customer_id: str) -> None:
         heapq.heappush(self._heaps.setdefault(partition, []), (due, customer_id))
@@ -126,7 +142,7 @@ class TimerIndex:
     def idle_tick(self, partition: int, wall_ms: int, idle_ms: int) -> int | None:
         """The event time a tick should move an idle partition's clock to, or None."""
         seen = self._seen.get(partition)
-        if seen is None or wall_ms - seen[0] < idle_ms:
+        if seen is None or partition in self._todo or wall_ms - seen[0] < idle_ms:
             return None
         return seen[1] + (wall_ms - seen[0])
 

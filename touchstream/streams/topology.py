@@ -181,7 +181,9 @@ class Topology:
             table.use_outbox(self.outbox)
             if rocksdb is not None:
                 table.options = rocksdb  # read when the store opens, after start-up
-        self.redis_sync = RedisSync(self.redis, settings.redis_flush_interval_ms / 1000)
+        self.redis_sync = RedisSync(
+            self.redis, settings.redis_flush_interval_ms / 1000, settings.redis_max_pending
+        )
         for topic, name, handler in (
             (self.touchpoints, "ingest", make_ingest_handler(self)),
             (self.customer_events, "customer", make_customer_handler(self)),
@@ -371,8 +373,10 @@ class Topology:
     async def _resync_redis_if_needed(self) -> None:
         """Rewrite every local profile to Redis after a recovery or when Redis lost its data.
 
-        Redis is a projection of the table: a crash can lose writes still pending, and a Redis
-        restarted empty loses everything. The versioned write keeps newer profiles untouched.
+        Redis is a projection of the table: a crash can lose writes still pending, a Redis
+        restarted empty loses everything, and a long outage makes the sync drop its waiting
+        profiles at its cap (``redis_max_pending``). The versioned write keeps newer profiles
+        untouched.
         """
         if not self.ready():
             return
@@ -380,25 +384,32 @@ class Topology:
             lost = not await self.redis.exists(self._marker)
         except (RedisError, OSError):
             return  # the sync loop reports and retries; check again on the next tick
-        if not (self._resync_due or lost):
+        overflowed = self.redis_sync.resync_needed
+        if not (self._resync_due or lost or overflowed):
             return
         if not await self._settled_and_ready():
             return
         self._resync_due = False
+        # every profile dropped so far is in the settled table; the ones changed from here on
+        # are queued again
+        self.redis_sync.begin_resync()
+        chunk = max(1, min(RESYNC_CHUNK, self.settings.redis_max_pending // 2))
         count = 0
         owned = self._owned_partitions()
         partitions = self.settings.partitions
         # a standby copy may lag its changelog: its owner writes those profiles
         keys = [k for k in self.customers if partition_for(k, partitions) in owned]
-        for start in range(0, len(keys), RESYNC_CHUNK):
+        for start in range(0, len(keys), chunk):
             # in chunks: queued profiles are dicts of several KiB (a million of them took 6 GiB
             # at once in bench/restart.py), and the stages run between chunks
-            while self.redis_sync.pending > RESYNC_CHUNK:
+            while self.redis_sync.pending > chunk and not self.redis_sync.resync_needed:
                 await asyncio.sleep(0.01)
+            if self.redis_sync.resync_needed:
+                return  # Redis went away again and the cap was hit: the next tick starts over
             if not await self._settled_and_ready():
                 self._resync_due = True  # a rebalance began: the next assignment starts again
                 return
-            for key in keys[start : start + RESYNC_CHUNK]:
+            for key in keys[start : start + chunk]:
                 state = decode_state(self.customers.get(key))
                 profile = self.profile_of(state) if state is not None else None
                 if state is not None and profile is not None:
@@ -409,7 +420,8 @@ class Topology:
         except (RedisError, OSError):
             self._resync_due = True
         metrics.REDIS_RESYNCS.inc()
-        log.info("re-synced %d profiles to Redis (%s)", count, "data lost" if lost else "recovery")
+        why = "data lost" if lost else "dropped at the cap" if overflowed else "recovery"
+        log.info("re-synced %d profiles to Redis (%s)", count, why)
 
     async def _settled_and_ready(self) -> bool:
         """Waits until no batch is in flight; then, until the next await, the table is settled.

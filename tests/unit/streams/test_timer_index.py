@@ -70,7 +70,7 @@ def test_a_rebuilt_clock_resumes_from_the_capped_time_never_a_future_claim():
     assert resume_clock(state, SKEW, T0 + MIN) == T0 + SKEW
     index = TimerIndex(SKEW)
     index.track(0, T0 + HOUR, "cart-owner")
-    index.reset([(0, T0 + HOUR, "cart-owner")], {0: resume_clock(state, SKEW, T0 + MIN)}, T0)
+    index.load(0, [(T0 + HOUR, "cart-owner")], resume_clock(state, SKEW, T0 + MIN), T0)
     assert index.due(0) == []
 
 
