@@ -531,3 +531,16 @@ def max_message_bytes(stack: Stack, name: str) -> int:
             await admin.close()
 
     return asyncio.run(run())
+
+
+async def set_max_message_bytes(stack: Stack, name: str, limit: int) -> None:
+    """Lower (or raise) a topic's ``max.message.bytes`` while workers run."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=stack.broker.bootstrap)
+    await admin.start()
+    try:
+        resource = ConfigResource(
+            ConfigResourceType.TOPIC, topic(stack, name), {"max.message.bytes": str(limit)}
+        )
+        await admin.alter_configs([resource])
+    finally:
+        await admin.close()

@@ -6,6 +6,7 @@ tests/unit/schemas/test_decode_fuzz.py.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 
@@ -23,6 +24,7 @@ from tests.chaos.harness import (
     records_for,
     rewind_group,
     send_chunks,
+    set_max_message_bytes,
     settle_and_compare,
     topic,
     wait_applied,
@@ -286,3 +288,52 @@ def test_future_dated_events_mixed_into_the_traffic(stack: Stack) -> None:
     assert ahead <= Settings().max_clock_skew_s * 1000, f"a partition clock ran {ahead} ms ahead"
     assert metric(workers, "touchstream_event_time_capped_total") >= 1
     assert all(w.child.alive() for w in workers)
+
+
+def test_outputs_driven_past_the_size_limit_of_their_topic(stack: Stack) -> None:
+    """``profiles.updates`` limited mid-stream to the median size of the updates so far: the
+    larger profiles no longer fit. Each refused update is dead-lettered as ``output_refused``
+    (the first at send time, the rest when added, once the worker read the new limit), nothing
+    else waits for it, Redis and the triggers still match the oracle, and the same worker
+    processes stay ready."""
+    started = time.monotonic()
+    workers = _started(stack, "w1", "w2")
+    pids = [w.child.pid for w in workers]
+    records = records_for(Traffic(customers=CUSTOMERS, seed=16), EVENTS, STEP_MS)
+    updates_topic = topic(stack, "profiles.updates")
+    limits: list[int] = []
+
+    def between(i: int) -> None:
+        if i != 0:
+            return
+        wait_applied(workers, EVENTS // 4)
+        sizes = sorted(
+            len(r.value or b"") for r in read_topic(stack.broker.bootstrap, updates_topic)
+        )
+        limits.append(sizes[len(sizes) // 2] + 64)  # about half of the profiles now too large
+        asyncio.run(set_max_message_bytes(stack, "profiles.updates", limits[0]))
+
+    send_chunks(stack, records, 2, between)
+    tally = Tally(f"profiles.updates limited to {limits[0]:,} B mid-stream")
+    settle_and_compare(stack, RULES, tally, workers, len(records), started)
+    refused = [
+        d.json()
+        for d in read_topic(stack.broker.bootstrap, topic(stack, "touchpoints.dlq"))
+        if d.json()["reason"] == "output_refused"
+    ]
+    tally.dead_lettered = len(refused)
+    assert refused, "no profile update was over the lowered limit"
+    assert {r["output_topic"] for r in refused} == {updates_topic}
+    # checked when added: the record's size as a batch and the limit it was held to
+    when_added = [r for r in refused if "limit_bytes" in r]
+    assert when_added, "the worker never read the lowered limit"
+    assert all(r["limit_bytes"] == limits[0] < r["record_batch_bytes"] for r in when_added)
+    assert all(r["value_size"] > limits[0] - 200 for r in refused)
+    # the later updates of the partitions still arrive: each customer's last delivered update
+    # that fits is the newest fitting version, and updates keep coming after the refusals
+    delivered = read_topic(stack.broker.bootstrap, updates_topic)
+    assert len(delivered) > EVENTS // 2
+    assert metric(workers, "touchstream_output_blocked") == 0
+    assert [w.child.pid for w in workers] == pids
+    for worker in workers:
+        worker.wait_ready(30)
