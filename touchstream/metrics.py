@@ -206,3 +206,13 @@ OUTPUT_BLOCKED = Gauge(
     "touchstream_output_blocked",
     "1 while output is refused and retried (the worker is not ready meanwhile)",
 )
+QUARANTINED = Counter(
+    "touchstream_quarantined_total",
+    "Inbound records whose processing raised, parked on the quarantine topic with their error",
+    ["stage", "reason"],
+)
+PARTITION_HALTED = Gauge(
+    "touchstream_partition_halted",
+    "1 while a partition is stopped on an internal record that failed (never parked)",
+    ["topic", "partition"],
+)

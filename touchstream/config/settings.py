@@ -70,6 +70,10 @@ class Settings:
     # and phones among them: the DLQ keeps them 7 days (a weekend to look and replay) and the
     # privacy promise caps it at 30.
     dlq_retention_hours: int = 168
+    # TEST ONLY, empty (off) in every deployment: "stage:event_id,..." makes the named stage
+    # raise for those events (stages: ingest, codec, core, projection, output), so tests can
+    # exercise each path of the quarantine (agents.isolation)
+    faults: str = ""
     # touchpoints and touchstream.customer-events: records are needed until the stages read
     # them, seconds in normal operation; 7 days outlives any outage we plan to recover from
     input_retention_hours: int = 168

@@ -42,6 +42,7 @@ from aiokafka.errors import (
 
 from touchstream import metrics
 from touchstream.schemas.dlq import dlq_record
+from touchstream.streams.isolation import Undo
 from touchstream.streams.timer_index import partition_for
 
 log = logging.getLogger(__name__)
@@ -235,11 +236,18 @@ class Outbox:
         self.health: str | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self._unknown: dict[str, str] = {}  # topics the producer has no metadata for, why
+        # while a batch of the customer stage runs, the records it queued, to take back if
+        # one of its records raises (streams.isolation)
+        self.undo = Undo()
 
     def add(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> None:
-        self._records[(topic, partition)].append((key, value))
+        records = self._records[(topic, partition)]
+        records.append((key, value))
+        undo = self.undo.entries
+        if undo is not None:
+            undo.append(records.pop)
 
     def on_sent(self, topic: str, callback: Callable[[Any, int], None]) -> None:
         """Call ``callback(tp, offset)`` with the last offset of each batch the broker took."""

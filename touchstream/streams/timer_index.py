@@ -15,10 +15,12 @@ time elapsed since its last event (PRODUCT.md section 5, idle fallback).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable
-from functools import lru_cache
+from collections.abc import Callable, Iterable
+from functools import lru_cache, partial
 
 from aiokafka.partitioner import murmur2
+
+from touchstream.streams.isolation import Undo
 
 
 @lru_cache(maxsize=1 << 16)  # aiokafka's murmur2 is pure Python; keys repeat (hot customers)
@@ -34,6 +36,7 @@ class TimerIndex:
         # per partition: (wall ms, clock) when it last saw an event, for the idle fallback
         self._seen: dict[int, tuple[int, int]] = {}
         self.stale = True  # rebuild from the table before the next use
+        self.undo = Undo()  # shared with the outbox by the topology (streams.isolation)
 
     def reset(
         self, entries: Iterable[tuple[int, int, str]], clocks: dict[int, int], wall_ms: int
@@ -52,11 +55,18 @@ class TimerIndex:
         self.stale = False
 
     def track(self, partition: int, due: int, customer_id: str) -> None:
-        heapq.heappush(self._heaps.setdefault(partition, []), (due, customer_id))
+        heap = self._heaps.setdefault(partition, [])
+        heapq.heappush(heap, (due, customer_id))
+        undo = self.undo.entries
+        if undo is not None:
+            undo.append(lambda: _remove(heap, (due, customer_id)))
 
     def advance(self, partition: int, at: int, wall_ms: int | None = None) -> int:
         """Move the partition's clock to ``at`` if later; ``wall_ms`` marks a real event (a
         tick passes None), which restarts the idle interval."""
+        undo = self.undo.entries
+        if undo is not None:
+            undo.append(self._restorer(partition))
         clock = max(self._clocks.get(partition, at), at)
         self._clocks[partition] = clock
         if wall_ms is not None:
@@ -77,11 +87,36 @@ class TimerIndex:
         heap = self._heaps.get(partition)
         clock = self._clocks.get(partition)
         out: list[str] = []
+        undo = self.undo.entries
         while heap and clock is not None and heap[0][0] <= clock:
-            customer_id = heapq.heappop(heap)[1]
+            entry = heapq.heappop(heap)
+            if undo is not None:
+                undo.append(partial(heapq.heappush, heap, entry))
+            customer_id = entry[1]
             if customer_id not in out:
                 out.append(customer_id)
         return out
 
+    def _restorer(self, partition: int) -> Callable[[], None]:
+        clock, seen = self._clocks.get(partition), self._seen.get(partition)
+
+        def restore() -> None:
+            if clock is None:
+                self._clocks.pop(partition, None)
+            else:
+                self._clocks[partition] = clock
+            if seen is None:
+                self._seen.pop(partition, None)
+            else:
+                self._seen[partition] = seen
+
+        return restore
+
     def __len__(self) -> int:
         return sum(len(h) for h in self._heaps.values())
+
+
+def _remove(heap: list[tuple[int, str]], entry: tuple[int, str]) -> None:
+    if entry in heap:
+        heap.remove(entry)
+        heapq.heapify(heap)

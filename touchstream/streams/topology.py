@@ -39,6 +39,7 @@ from touchstream.serving.redis_sync import RedisSync
 from touchstream.streams import topics
 from touchstream.streams.access_watch import AccessWatch
 from touchstream.streams.delivery import Routes, stream_agent
+from touchstream.streams.isolation import Faults
 from touchstream.streams.kafka_access import Need, worker_needs
 from touchstream.streams.kafka_client import kafka_ssl_context
 from touchstream.streams.outbox import Outbox
@@ -144,6 +145,7 @@ class Topology:
         self.outbox = self.routes.outbox = Outbox(
             self.app, settings.topic(topics.DLQ), settings.topic_prefix
         )
+        self.faults = Faults(settings.faults)  # test only: empty, falsy, in a deployment
         self.access = AccessWatch(settings, self.access_needs)
         self.routes.refused = self.access.refused
         self.touchpoints = self._topic(topics.TOUCHPOINTS)
@@ -159,12 +161,14 @@ class Topology:
         self.activity = Activity(self.app, settings.partitions)
         self.ledger = Ledger(self.app, settings.partitions, self.rules.program.timezone)
         self.timers = TimerIndex()
+        self.timers.undo = self.outbox.undo  # one journal for a batch's side effects
         rocksdb = rocksdb_options(settings, len(self.app.tables))
         for table in self.app.tables.values():
             table.use_outbox(self.outbox)
             if rocksdb is not None:
                 table.options = rocksdb  # read when the store opens, after start-up
         self.redis_sync = RedisSync(self.redis, settings.redis_flush_interval_ms / 1000)
+        self.redis_sync.undo = self.outbox.undo
         for topic, name, handler in (
             (self.touchpoints, "ingest", make_ingest_handler(self)),
             (self.customer_events, "customer", make_customer_handler(self)),
@@ -192,6 +196,7 @@ class Topology:
         async def _assigned(consumer: Any, assigned: Any, **kwargs: Any) -> None:
             self._resync_due = True
             self.timers.stale = True
+            self.routes.resume_all(self.app.consumer)
             metrics.REBALANCES.inc()
             self._assigned_at = time.monotonic()
 
@@ -389,4 +394,9 @@ class Topology:
     def ready(self) -> bool:
         """Partitions assigned, tables recovered, the broker allowing what the worker needs,
         and output reaching it."""
-        return self.recovered() and self.access.problem is None and self.outbox.health is None
+        return (
+            self.recovered()
+            and self.access.problem is None
+            and self.outbox.health is None
+            and not self.routes.halted
+        )
