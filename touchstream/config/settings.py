@@ -145,6 +145,13 @@ class Settings:
             )
 
     def _check_worker(self) -> None:
+        if self.faults:
+            from touchstream.streams.isolation import Faults  # test only, off by default
+
+            try:
+                Faults(self.faults)
+            except ValueError as exc:
+                raise ConfigError(key("faults"), str(exc)) from None
         parts = urlsplit(self.redis_url)
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
             raise ConfigError(key("redis_url"), "expected redis://HOST:PORT/DB or rediss://...")

@@ -12,6 +12,7 @@ import pytest
 
 from touchstream.config.rules import load_rules
 from touchstream.config.settings import load_settings
+from touchstream.errors import ConfigError
 from touchstream.simulator.factory import purchase
 from touchstream.streams import topics
 from touchstream.streams.delivery import partition_event
@@ -168,3 +169,8 @@ async def test_an_internal_record_that_raises_halts_its_partition_not_parked() -
     state = decode_state(t.customers.get(CUSTOMER))
     assert state is not None
     assert sorted(state["orders"]) == ["o-0"]  # before the failed record only
+
+
+def test_a_fault_plan_naming_no_known_stage_is_refused_at_start() -> None:
+    with pytest.raises(ConfigError, match="TOUCHSTREAM_FAULTS"):
+        load_settings({"TOUCHSTREAM_ENV": "development", "TOUCHSTREAM_FAULTS": "kore:e1"})
