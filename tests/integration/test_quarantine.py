@@ -118,3 +118,41 @@ def test_quarantined_records_replayed_where_they_came_from_once_fixed(stack: Sta
     time.sleep(1.0)
     assert profile(stack)["orders"] == held["orders"] == "9"
     assert held["points"] == "90"
+
+
+def test_an_internal_record_that_raises_halts_its_partition_and_is_not_lost(
+    stack: Stack,
+) -> None:
+    prefix = stack.settings["topic_prefix"]
+    bootstrap = stack.broker.bootstrap
+    halting = stack.start_worker(faults="internal:e-link", name="halting")
+    halting.wait_ready()
+    pid = halting.child.pid
+    identity = {"customer_id": "crm-h", "email": "h@example.com"}
+    # applied at the customer id's home, which then asks the email's home to merge: that
+    # merge message raises
+    link = purchase(identity, "o-h", 2_000, event_id="e-link")
+    produce(bootstrap, prefix + "touchpoints", [(b"crm-h", link)])
+
+    deadline = time.monotonic() + 30
+    status, body = halting.get("/readyz")
+    while status == 200 and time.monotonic() < deadline:
+        time.sleep(0.2)
+        status, body = halting.get("/readyz")
+    ready = orjson.loads(body)
+    assert status == 503 and ready["checks"]["no_partition_halted"] is False
+    assert list(ready["halted"]) and all("customer-events" in tp for tp in ready["halted"])
+    assert halting.metrics()["touchstream_partition_halted"] == 1
+    email = "/customers/lookup?kind=email&value=h%40example.com"
+    assert halting.get(email)[0] == 404  # the link waits, parked nowhere
+    home = halting.poll("/customers/lookup?kind=customer_id&value=crm-h", lambda v: True)
+    assert home["orders"] == 1  # the event before it was applied
+    time.sleep(2.0)
+    assert halting.child.pid == pid and halting.child.alive()  # no crash loop
+    assert read_topic(bootstrap, prefix + "touchstream.quarantine", timeout_s=2) == []
+    halting.stop()
+
+    fixed = stack.start_worker(name="fixed")
+    fixed.wait_ready()
+    linked = fixed.poll(email, lambda v: v["orders"] == 1)
+    assert linked["customer_id"] == home["customer_id"]

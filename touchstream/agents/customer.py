@@ -151,7 +151,7 @@ def _apply_batch(
             stage.now = "core"
             step = handle(key.decode(), state, msg, rules)
             if faults:  # after the core changed the state in place: that must not survive
-                faults.check("core", msg.get("id"))
+                faults.check("core" if kind in EXTERNAL_KINDS else "internal", msg.get("id"))
             _execute(t, cache, tally, key, partition, step, msg, state)
         except Exception as exc:
             internal = kind not in EXTERNAL_KINDS

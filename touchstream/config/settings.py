@@ -71,8 +71,9 @@ class Settings:
     # privacy promise caps it at 30.
     dlq_retention_hours: int = 168
     # TEST ONLY, empty (off) in every deployment: "stage:event_id,..." makes the named stage
-    # raise for those events (stages: ingest, codec, core, projection, output), so tests can
-    # exercise each path of the quarantine (agents.isolation)
+    # raise for those events (stages: ingest, codec, core, projection, output; internal: the
+    # identity messages an event causes), so tests can exercise each path of the quarantine
+    # and the halt (streams.isolation)
     faults: str = ""
     # touchpoints and touchstream.customer-events: records are needed until the stages read
     # them, seconds in normal operation; 7 days outlives any outage we plan to recover from

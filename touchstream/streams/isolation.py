@@ -33,7 +33,8 @@ from touchstream.schemas.dlq import message_record
 REASON = "processing_failed"
 # record kinds of the customer-events topic that came from outside and may be parked
 EXTERNAL_KINDS = frozenset(("ev", "tick"))
-STAGES = ("ingest", "codec", "core", "projection", "output")
+# "internal": an identity message caused by the event (never parked: its partition halts)
+STAGES = ("ingest", "codec", "core", "projection", "output", "internal")
 EXCEPTION_MAX_CHARS = 500
 
 
