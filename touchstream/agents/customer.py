@@ -57,12 +57,15 @@ def make_customer_handler(t: Topology) -> Handler:
         while True:
             cache = StateCache(t.customers, t.live_states)
             unwritten.append(cache)
+            mark, clock = t.outbox.mark(), t.timers.checkpoint(partition)
             undo.begin()
             try:
                 _apply_batch(t, cache, partition, messages, skip)
             except RecordFailed as failed:
                 # nothing of this run survives; the table still holds the batch's start
                 undo.rollback()
+                t.outbox.take_back(mark)
+                t.timers.restore(partition, clock)
                 unwritten.remove(cache)
                 failure = failed.failure
                 if failure.internal:
@@ -73,6 +76,8 @@ def make_customer_handler(t: Topology) -> Handler:
                 continue
             except BaseException:
                 undo.rollback()
+                t.outbox.take_back(mark)
+                t.timers.restore(partition, clock)
                 unwritten.remove(cache)
                 raise
             undo.commit()

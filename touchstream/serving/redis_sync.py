@@ -98,7 +98,9 @@ class RedisSync:
     ) -> None:
         """Queue the newest profile; ``aliases`` are (kind, value) keys to point at it."""
         previous = self._queue(customer_id)
-        self._journal(customer_id, previous)
+        undo = self.undo.entries if self.undo is not None else None
+        if undo is not None:
+            undo.append((self._put_back, customer_id, previous))
         merged_aliases = list(previous[1]) if previous else []
         merged_aliases.extend(a for a in aliases or () if a not in merged_aliases)
         self._pending[customer_id] = (profile, merged_aliases, self._since(previous))
@@ -108,23 +110,17 @@ class RedisSync:
     def remove(self, customer_id: str, aliases: list[tuple[str, str]]) -> None:
         """Queue the removal of a profile (dropped or erased) and of its alias keys."""
         previous = self._queue(customer_id)
-        self._journal(customer_id, previous)
+        undo = self.undo.entries if self.undo is not None else None
+        if undo is not None:
+            undo.append((self._put_back, customer_id, previous))
         self._pending[customer_id] = (None, list(aliases), self._since(previous))
         self._wake.set()
 
-    def _journal(self, customer_id: str, previous: Any) -> None:
-        """Inside a batch that may be undone: how to put the queue entry back as it was."""
-        undo = self.undo.entries if self.undo is not None else None
-        if undo is None:
-            return
-        pending = self._pending
-
-        def restore() -> None:
-            pending.pop(customer_id, None)
-            if previous is not None:
-                pending[customer_id] = previous  # the batch runs again and queues the rest anew
-
-        undo.append(restore)
+    def _put_back(self, customer_id: str, previous: Any) -> None:
+        """Undo a batch's submit (streams.isolation): the queue entry as it was before it."""
+        self._pending.pop(customer_id, None)
+        if previous is not None:
+            self._pending[customer_id] = previous  # the batch runs again, queues the rest anew
 
     def _queue(self, customer_id: str) -> Any:
         # taken out and re-inserted at the end: batches flush in submission order, so when a

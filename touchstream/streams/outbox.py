@@ -236,18 +236,24 @@ class Outbox:
         self.health: str | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self._unknown: dict[str, str] = {}  # topics the producer has no metadata for, why
-        # while a batch of the customer stage runs, the records it queued, to take back if
-        # one of its records raises (streams.isolation)
+        # while a batch of the customer stage runs, how to undo its table writes, Redis writes
+        # and timer changes if one of its records raises (streams.isolation); its records
+        # are taken back with ``mark``/``take_back``
         self.undo = Undo()
 
     def add(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> None:
-        records = self._records[(topic, partition)]
-        records.append((key, value))
-        undo = self.undo.entries
-        if undo is not None:
-            undo.append(records.pop)
+        self._records[(topic, partition)].append((key, value))
+
+    def mark(self) -> dict[tuple[str, int | None], int]:
+        """Where the collected records end now, to take back what is added after it."""
+        return {slot: len(records) for slot, records in self._records.items()}
+
+    def take_back(self, mark: dict[tuple[str, int | None], int]) -> None:
+        """Forget the records added since ``mark`` (a batch that raised: streams.isolation)."""
+        for slot, records in self._records.items():
+            del records[mark.get(slot, 0) :]
 
     def on_sent(self, topic: str, callback: Callable[[Any, int], None]) -> None:
         """Call ``callback(tp, offset)`` with the last offset of each batch the broker took."""

@@ -15,8 +15,8 @@ time elapsed since its last event (PRODUCT.md section 5, idle fallback).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable
-from functools import lru_cache, partial
+from collections.abc import Iterable
+from functools import lru_cache
 
 from aiokafka.partitioner import murmur2
 
@@ -59,14 +59,11 @@ class TimerIndex:
         heapq.heappush(heap, (due, customer_id))
         undo = self.undo.entries
         if undo is not None:
-            undo.append(lambda: _remove(heap, (due, customer_id)))
+            undo.append((_remove, heap, (due, customer_id)))
 
     def advance(self, partition: int, at: int, wall_ms: int | None = None) -> int:
         """Move the partition's clock to ``at`` if later; ``wall_ms`` marks a real event (a
         tick passes None), which restarts the idle interval."""
-        undo = self.undo.entries
-        if undo is not None:
-            undo.append(self._restorer(partition))
         clock = max(self._clocks.get(partition, at), at)
         self._clocks[partition] = clock
         if wall_ms is not None:
@@ -91,26 +88,26 @@ class TimerIndex:
         while heap and clock is not None and heap[0][0] <= clock:
             entry = heapq.heappop(heap)
             if undo is not None:
-                undo.append(partial(heapq.heappush, heap, entry))
+                undo.append((heapq.heappush, heap, entry))
             customer_id = entry[1]
             if customer_id not in out:
                 out.append(customer_id)
         return out
 
-    def _restorer(self, partition: int) -> Callable[[], None]:
-        clock, seen = self._clocks.get(partition), self._seen.get(partition)
+    def checkpoint(self, partition: int) -> tuple[int | None, tuple[int, int] | None]:
+        """The partition's clock and last sighting, to ``restore`` if its batch is undone."""
+        return self._clocks.get(partition), self._seen.get(partition)
 
-        def restore() -> None:
-            if clock is None:
-                self._clocks.pop(partition, None)
-            else:
-                self._clocks[partition] = clock
-            if seen is None:
-                self._seen.pop(partition, None)
-            else:
-                self._seen[partition] = seen
-
-        return restore
+    def restore(self, partition: int, point: tuple[int | None, tuple[int, int] | None]) -> None:
+        clock, seen = point
+        if clock is None:
+            self._clocks.pop(partition, None)
+        else:
+            self._clocks[partition] = clock
+        if seen is None:
+            self._seen.pop(partition, None)
+        else:
+            self._seen[partition] = seen
 
     def __len__(self) -> int:
         return sum(len(h) for h in self._heaps.values())

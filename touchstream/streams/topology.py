@@ -145,7 +145,7 @@ class Topology:
         self.outbox = self.routes.outbox = Outbox(
             self.app, settings.topic(topics.DLQ), settings.topic_prefix
         )
-        self.faults = Faults(settings.faults)  # test only: empty, falsy, in a deployment
+        self.faults = Faults.parse(settings.faults)  # test only: None in a deployment
         self.access = AccessWatch(settings, self.access_needs)
         self.routes.refused = self.access.refused
         self.touchpoints = self._topic(topics.TOUCHPOINTS)
