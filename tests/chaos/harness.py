@@ -118,8 +118,11 @@ def arrival_order(inbound: list[Out]) -> list[Out]:
     return list(heapq.merge(*by_partition.values(), key=lambda r: r.timestamp))
 
 
-def oracle(inbound: list[Out], rules: Rules) -> tuple[OfflineStage, list[Out], int]:
-    """The customer stage replayed offline over the inbound records in partition/offset order.
+def oracle(
+    inbound: list[Out], rules: Rules, excluded: frozenset[str] = frozenset()
+) -> tuple[OfflineStage, list[Out], int]:
+    """The customer stage replayed offline over the inbound records in partition/offset order,
+    without the events whose ids are ``excluded`` (quarantined by the system).
 
     Returns the stage, the records ingest refuses (they belong in the DLQ) and the number of
     distinct valid events.
@@ -142,6 +145,8 @@ def oracle(inbound: list[Out], rules: Rules) -> tuple[OfflineStage, list[Out], i
             refused.append(r)
             continue
         ev["rt"] = r.timestamp
+        if ev["id"] in excluded:
+            continue
         internal.append(ev)
     stage = OfflineStage(rules, partitions=PARTITIONS)
     stage.submit(internal)
@@ -382,13 +387,14 @@ def settle_and_compare(
     workers: Sequence[WorkerProcess],
     expect_inbound: int,
     started: float,
+    excluded: frozenset[str] = frozenset(),
 ) -> tuple[OfflineStage, list[Out]]:
     """Wait for the lag to drain, then hold the system to the oracle; fills the tally."""
     inbound = read_topic(
         stack.broker.bootstrap, topic(stack, "touchpoints"), expect=expect_inbound, timeout_s=60
     )
     assert len(inbound) == expect_inbound, f"{len(inbound)} inbound records of {expect_inbound}"
-    expected, refused, distinct = oracle(inbound, rules)
+    expected, refused, distinct = oracle(inbound, rules, excluded)
     tally.events_in = len(inbound)
     tally.distinct_valid = distinct
     tally.customers = len(expected.live())
