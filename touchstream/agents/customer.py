@@ -30,7 +30,9 @@ from touchstream.streams.isolation import (
     REASON,
     Failure,
     RecordFailed,
+    TimerFailed,
     quarantine_record,
+    timer_quarantine_record,
 )
 from touchstream.streams.timer_index import partition_for
 from touchstream.tables.customers import StateCache, decode_state
@@ -54,13 +56,15 @@ def make_customer_handler(t: Topology) -> Handler:
         if t.timers.stale:
             _rebuild_index(t, unwritten)
         skip: dict[int, Failure] = {}
+        timer_faults: dict[int, set[str]] = {}  # per record: customers whose timers raised
+        parked_timers: list[tuple[Any, Failure]] = []
         while True:
             cache = StateCache(t.customers, t.live_states)
             unwritten.append(cache)
             mark, clock = t.outbox.mark(), t.timers.checkpoint(partition)
             undo.begin()
             try:
-                _apply_batch(t, cache, partition, messages, skip)
+                _apply_batch(t, cache, partition, messages, skip, timer_faults)
             except RecordFailed as failed:
                 # nothing of this run survives; the table still holds the batch's start
                 undo.rollback()
@@ -68,7 +72,10 @@ def make_customer_handler(t: Topology) -> Handler:
                 t.timers.restore(partition, clock)
                 unwritten.remove(cache)
                 failure = failed.failure
-                if failure.internal:
+                if failure.timer is not None:
+                    timer_faults.setdefault(failure.index, set()).add(failure.timer)
+                    parked_timers.append((messages[failure.index], failure))
+                elif failure.internal:
                     t.routes.halt(tp, messages[failure.index].offset, failure.describe())
                     messages = messages[: failure.index]  # applied; nothing from it on
                 else:
@@ -84,6 +91,9 @@ def make_customer_handler(t: Topology) -> Handler:
             break
         for index, failure in skip.items():
             _quarantine(t, source, messages[index], failure)
+        for message, failure in parked_timers:
+            if message.offset in {m.offset for m in messages}:  # not cut off by a halt
+                _quarantine(t, source, message, failure)
 
         def write_states(delivered: bool) -> None:
             unwritten.remove(cache)
@@ -106,8 +116,13 @@ def _quarantine(t: Topology, source: str, message: Any, failure: Failure) -> Non
         exc_info=failure.error,
     )
     metrics.QUARANTINED.labels(failure.stage, REASON).inc()
-    record = quarantine_record(message, source, failure.stage, failure.error)
-    t.outbox.add(t.settings.topic(topics.QUARANTINE), message.key, record)
+    if failure.timer is not None:
+        record = timer_quarantine_record(message, source, failure.timer, failure.error)
+        key = failure.timer.encode()
+    else:
+        record = quarantine_record(message, source, failure.stage, failure.error)
+        key = message.key
+    t.outbox.add(t.settings.topic(topics.QUARANTINE), key, record)
 
 
 class _Stage:
@@ -123,7 +138,12 @@ STAGE = _Stage()
 
 
 def _apply_batch(
-    t: Topology, cache: StateCache, partition: int, messages: list[Any], skip: dict[int, Any]
+    t: Topology,
+    cache: StateCache,
+    partition: int,
+    messages: list[Any],
+    skip: dict[int, Any],
+    timer_faults: dict[int, set[str]],
 ) -> None:
     """Each record through the pure core, in offset order: its states into ``cache``, its
     output into the outbox. A record that raises stops the run with ``RecordFailed``."""
@@ -145,12 +165,12 @@ def _apply_batch(
                 faults.check("codec", msg.get("id"))
             if kind == "tick":  # an idle partition's clock moving on (PRODUCT.md section 5)
                 clock = index.advance(partition, msg["at"])
-                _fire_due(t, cache, tally, partition, clock, msg)
+                _fire_due(t, cache, tally, partition, clock, msg, timer_faults.get(position))
                 continue
             wall = time.time()
             if kind == "ev":  # timers due by the event's time fire before it is applied
                 clock = index.advance(partition, msg["at"], int(wall * 1000))
-                _fire_due(t, cache, tally, partition, clock, msg)
+                _fire_due(t, cache, tally, partition, clock, msg, timer_faults.get(position))
             stage.now = "codec"
             state = cache.get(key)
             stage.now = "core"
@@ -158,6 +178,9 @@ def _apply_batch(
             if faults:  # after the core changed the state in place: that must not survive
                 faults.check("core" if kind in EXTERNAL_KINDS else "internal", msg.get("id"))
             _execute(t, cache, tally, key, partition, step, msg, state)
+        except TimerFailed as exc:
+            failure = Failure(position, "timer", exc.error, False, exc.customer_id)
+            raise RecordFailed(failure) from exc.error
         except Exception as exc:
             internal = kind not in EXTERNAL_KINDS
             raise RecordFailed(Failure(position, stage.now, exc, internal)) from exc
@@ -175,17 +198,26 @@ def _fire_due(
     partition: int,
     clock: int,
     msg: dict[str, Any],
+    failed: set[str] | None = None,
 ) -> None:
+    """Each customer's due timers; one whose timers raise is reported as ``TimerFailed`` (the
+    batch runs again leaving it out: ``failed``), not as the record's fault."""
     now = int(msg.get("ts", 0))
+    faults = t.faults
     for customer_id in t.timers.due(partition):
-        ckey = customer_id.encode()
-        STAGE.now = "codec"
-        old = cache.get(ckey)
-        STAGE.now = "core"
-        step = fire(customer_id, old, clock, now, t.rules)
-        if step.store is not None or step.delete:
-            tally.inc(metrics.TIMERS_FIRED)
-        _execute(t, cache, tally, ckey, partition, step, msg, old)
+        if failed and customer_id in failed:
+            continue  # its entry is gone; its state unchanged
+        try:
+            ckey = customer_id.encode()
+            old = cache.get(ckey)
+            step = fire(customer_id, old, clock, now, t.rules)
+            if faults:
+                faults.check("timer", customer_id)
+            if step.store is not None or step.delete:
+                tally.inc(metrics.TIMERS_FIRED)
+            _execute(t, cache, tally, ckey, partition, step, msg, old)
+        except Exception as exc:
+            raise TimerFailed(customer_id, exc) from exc
 
 
 def _execute(

@@ -72,7 +72,8 @@ class Settings:
     dlq_retention_hours: int = 168
     # TEST ONLY, empty (off) in every deployment: "stage:event_id,..." makes the named stage
     # raise for those events (stages: ingest, codec, core, projection, output; internal: the
-    # identity messages an event causes), so tests can exercise each path of the quarantine
+    # identity messages an event causes; timer:<customer_id>: that customer's due timers), so
+    # tests can exercise each path of the quarantine
     # and the halt (streams.isolation)
     faults: str = ""
     # touchpoints and touchstream.customer-events: records are needed until the stages read

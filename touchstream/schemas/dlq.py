@@ -94,8 +94,9 @@ def is_whole(record: dict[str, Any]) -> bool:
 
 def replayable(record: dict[str, Any]) -> bool:
     """An inbound record kept whole: ``dlq replay`` can send it to touchpoints again. Output
-    the broker refused (``output_topic`` set) was never inbound and is not replayed."""
-    return is_whole(record) and "output_topic" not in record
+    the broker refused (``output_topic`` set) was never inbound and is not replayed, nor is a
+    quarantined timer firing (``replayable`` false: it has no record of its own)."""
+    return is_whole(record) and "output_topic" not in record and record.get("replayable", True)
 
 
 def original_bytes(record: dict[str, Any]) -> tuple[bytes | None, bytes | None]:

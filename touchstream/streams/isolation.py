@@ -27,13 +27,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from touchstream.errors import TouchstreamError
-from touchstream.schemas.dlq import message_record
+from touchstream.schemas.dlq import dlq_record, message_record
 
 REASON = "processing_failed"
 # record kinds of the customer-events topic that came from outside and may be parked
 EXTERNAL_KINDS = frozenset(("ev", "tick"))
-# "internal": an identity message caused by the event (never parked: its partition halts)
-STAGES = ("ingest", "codec", "core", "projection", "output", "internal")
+# "internal": an identity message caused by the event (never parked: its partition halts);
+# "timer": a customer's due timers firing (named by customer id, not event id)
+STAGES = ("ingest", "codec", "core", "projection", "output", "internal", "timer")
 EXCEPTION_MAX_CHARS = 500
 
 
@@ -94,9 +95,19 @@ class Failure:
     stage: str
     error: BaseException
     internal: bool  # an identity message: never parked, its partition halts
+    # a customer whose due timers raised while this record fired them: the record is not at
+    # fault, that customer's timers are left out (its state unchanged) and the record applied
+    timer: str | None = None
 
     def describe(self) -> str:
         return f"{type(self.error).__name__}: {self.error}"[:EXCEPTION_MAX_CHARS]
+
+
+class TimerFailed(TouchstreamError):
+    def __init__(self, customer_id: str, error: BaseException) -> None:
+        super().__init__(f"timers of {customer_id}: {error!r}")
+        self.customer_id = customer_id
+        self.error = error
 
 
 class RecordFailed(TouchstreamError):
@@ -116,4 +127,29 @@ def quarantine_record(message: Any, topic: str, stage: str, error: BaseException
         stage=stage,
         exception_type=type(error).__name__[:200],
         exception=text,
+    )
+
+
+def timer_quarantine_record(
+    message: Any, topic: str, customer_id: str, error: BaseException
+) -> bytes:
+    """A customer's timers that raised, fired by ``message``: no original record to send
+    back (``replayable`` false); the customer's state is as it was, its timers fire again the
+    next time its state is written."""
+    text = f"{type(error).__name__}: {error}"[:EXCEPTION_MAX_CHARS]
+    timestamp = int(message.timestamp * 1000) if message.timestamp else None
+    return dlq_record(
+        REASON,
+        f"the timers of {customer_id} raised: {text}",
+        topic,
+        message.partition,
+        message.offset,
+        timestamp,
+        customer_id.encode(),
+        None,
+        stage="timer",
+        customer_id=customer_id,
+        exception_type=type(error).__name__[:200],
+        exception=text,
+        replayable=False,
     )

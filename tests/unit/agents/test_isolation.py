@@ -13,6 +13,7 @@ import pytest
 from touchstream.config.rules import load_rules
 from touchstream.config.settings import load_settings
 from touchstream.errors import ConfigError
+from touchstream.schemas.dlq import replayable
 from touchstream.simulator.factory import purchase
 from touchstream.streams import topics
 from touchstream.streams.delivery import partition_event
@@ -174,3 +175,24 @@ async def test_an_internal_record_that_raises_halts_its_partition_not_parked() -
 def test_a_fault_plan_naming_no_known_stage_is_refused_at_start() -> None:
     with pytest.raises(ConfigError, match="TOUCHSTREAM_FAULTS"):
         load_settings({"TOUCHSTREAM_ENV": "development", "TOUCHSTREAM_FAULTS": "kore:e1"})
+
+
+async def test_timers_that_raise_are_parked_without_blaming_the_record_that_fired_them() -> None:
+    messages = await ingested(shop(2))
+    t = topology("timer:crm-1")
+    await run_customer(t, messages)
+    before = t.customers.get(CUSTOMER)
+    assert len(t.timers) > 0  # the shopper has timers pending (tiers, RFM, ...)
+    taken(t, topics.PROFILES_UPDATES)
+    later = NOW + 400 * 24 * 3600 * 1000  # past every timer
+    tick = orjson.dumps({"k": "tick", "at": later, "ts": later})
+    topic = messages[0].topic
+    await run_customer(t, [Message(topic, 0, 2, b"~tick", tick, None)])
+
+    (parked,) = [q for _k, q in taken(t, topics.QUARANTINE)]
+    assert (parked["stage"], parked["customer_id"], parked["offset"]) == ("timer", "crm-1", 2)
+    assert parked["replayable"] is False and not replayable(parked)
+    assert t.customers.get(CUSTOMER) == before  # nothing of the firing survived
+    assert t.timers.clock(0) == later  # the tick itself was applied
+    assert taken(t, topics.PROFILES_UPDATES) == []
+    assert not t.routes.halted
