@@ -242,3 +242,13 @@ OUTPUT_SIZE_LIMIT = Gauge(
     " max_request_size, the broker's message.max.bytes and the topic's max.message.bytes",
     ["topic"],
 )
+QUARANTINED = Counter(
+    "touchstream_quarantined_total",
+    "Inbound records whose processing raised, parked on the quarantine topic with their error",
+    ["stage", "reason"],
+)
+PARTITION_HALTED = Gauge(
+    "touchstream_partition_halted",
+    "1 while a partition is stopped on an internal record that failed (never parked)",
+    ["topic", "partition"],
+)

@@ -121,9 +121,13 @@ def arrival_order(inbound: list[Out]) -> list[Out]:
 
 
 def oracle(
-    inbound: list[Out], rules: Rules, topic_id: str | None = None
+    inbound: list[Out],
+    rules: Rules,
+    topic_id: str | None = None,
+    excluded: frozenset[str] = frozenset(),
 ) -> tuple[OfflineStage, list[Out], int]:
-    """The customer stage replayed offline over the inbound records in partition/offset order.
+    """The customer stage replayed offline over the inbound records in partition/offset order,
+    without the events whose ids are ``excluded`` (quarantined by the system).
 
     ``topic_id``: the inbound topic's identity, as the ingest agent puts it on each internal
     event (``streams.topic_identity``), so the oracle keys its duplicate memory as live does.
@@ -153,6 +157,8 @@ def oracle(
             refused.append(r)
             continue
         ev["rt"] = min(r.timestamp, now_ms)  # as ingest: a CreateTime ahead is not believed
+        if ev["id"] in excluded:
+            continue
         internal.append(ev)
     stage = OfflineStage(
         rules, partitions=PARTITIONS, max_clock_skew_ms=defaults.max_clock_skew_s * 1000
@@ -395,6 +401,7 @@ def settle_and_compare(
     workers: Sequence[WorkerProcess],
     expect_inbound: int,
     started: float,
+    excluded: frozenset[str] = frozenset(),
 ) -> tuple[OfflineStage, list[Out]]:
     """Wait for the lag to drain, then hold the system to the oracle; fills the tally."""
     inbound = read_topic(
@@ -402,7 +409,7 @@ def settle_and_compare(
     )
     assert len(inbound) == expect_inbound, f"{len(inbound)} inbound records of {expect_inbound}"
     touchpoints_id = asyncio.run(identity_of(stack.broker.bootstrap, topic(stack, "touchpoints")))
-    expected, refused, distinct = oracle(inbound, rules, touchpoints_id)
+    expected, refused, distinct = oracle(inbound, rules, touchpoints_id, excluded)
     tally.events_in = len(inbound)
     tally.distinct_valid = distinct
     tally.customers = len(expected.live())

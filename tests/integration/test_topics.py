@@ -88,7 +88,8 @@ def test_the_worker_creates_every_topic_it_owns_with_explicit_settings(stack: St
     changelogs = [f"{app}-{t}-changelog" for t in (*COMPACTED, *WINDOWED)]
     leader = f"{app}-__assignor-__leader"
     inputs = [prefix + "touchpoints", prefix + "touchstream.customer-events"]
-    owned = [*inputs, prefix + "touchpoints.dlq", *(prefix + o for o in OUTPUTS), *changelogs]
+    parked = [prefix + "touchpoints.dlq", prefix + "touchstream.quarantine"]
+    owned = [*inputs, *parked, *(prefix + o for o in OUTPUTS), *changelogs]
 
     # nothing of this deployment was left to the broker's defaults or its auto-creation
     cluster = admin_call(stack.broker.bootstrap, lambda admin: admin.list_topics())
@@ -100,8 +101,9 @@ def test_the_worker_creates_every_topic_it_owns_with_explicit_settings(stack: St
         assert partitions == 4, name  # TOUCHSTREAM_PARTITIONS of the stack
     assert topics[leader][0] == 1
 
-    dlq = topics[prefix + "touchpoints.dlq"][1]
-    assert (dlq["cleanup.policy"], dlq["retention.ms"]) == ("delete", str(2 * DAY_MS))
+    for name in parked:  # original bytes: the quarantine keeps them as long as the DLQ
+        config = topics[name][1]
+        assert (config["cleanup.policy"], config["retention.ms"]) == ("delete", str(2 * DAY_MS))
     for name in [*inputs, *(prefix + o for o in OUTPUTS)]:
         config = topics[name][1]
         assert (config["cleanup.policy"], config["retention.ms"]) == ("delete", str(7 * DAY_MS))

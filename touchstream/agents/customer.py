@@ -8,6 +8,7 @@ go to the outbox; the states go to the table once the fetch's output is delivere
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -24,27 +25,75 @@ from touchstream.domain.timers import fire, next_due, pending
 from touchstream.serving.keys import alias_key, profile_key
 from touchstream.streams import topics
 from touchstream.streams.delivery import Finisher, Handler
+from touchstream.streams.isolation import (
+    EXTERNAL_KINDS,
+    REASON,
+    Failure,
+    RecordFailed,
+    TimerFailed,
+    quarantine_record,
+    timer_quarantine_record,
+)
 from touchstream.streams.timer_index import partition_for, resume_clock
 from touchstream.tables.customers import StateCache, decode_state
 
 if TYPE_CHECKING:
     from touchstream.streams.topology import Topology
 
+log = logging.getLogger(__name__)
+
 
 def make_customer_handler(t: Topology) -> Handler:
     """One partition's records of a fetch, in offset order; its states are written by the
-    finisher it returns, once the fetch's output is delivered."""
+    finisher it returns, once the fetch's output is delivered. A record that raises is parked
+    on the quarantine topic, or halts its partition if internal (streams.isolation)."""
     unwritten: list[StateCache] = []  # states of this fetch not in the table yet
+    undo = t.outbox.undo
+    source = t.customer_events.get_topic_name()
 
     async def handle_batch(tp: Any, messages: list[Any]) -> Finisher:
         partition: int = tp.partition
-        cache = StateCache(t.customers, t.live_states)
-        unwritten.append(cache)
-        try:
-            _apply_batch(t, cache, unwritten, partition, messages)
-        except BaseException:
-            unwritten.remove(cache)
-            raise
+        if t.timers.stale or t.timers.unbuilt():
+            _rebuild_index(t, unwritten, partition)
+        skip: dict[int, Failure] = {}
+        timer_faults: dict[int, set[str]] = {}  # per record: customers whose timers raised
+        parked_timers: list[tuple[Any, Failure]] = []
+        while True:
+            cache = StateCache(t.customers, t.live_states)
+            unwritten.append(cache)
+            mark, clock = t.outbox.mark(), t.timers.checkpoint(partition)
+            undo.begin()
+            try:
+                _apply_batch(t, cache, partition, messages, skip, timer_faults)
+            except RecordFailed as failed:
+                # nothing of this run survives; the table still holds the batch's start
+                undo.rollback()
+                t.outbox.take_back(mark)
+                t.timers.restore(partition, clock)
+                unwritten.remove(cache)
+                failure = failed.failure
+                if failure.timer is not None:
+                    timer_faults.setdefault(failure.index, set()).add(failure.timer)
+                    parked_timers.append((messages[failure.index], failure))
+                elif failure.internal:
+                    t.routes.halt(tp, messages[failure.index].offset, failure.describe())
+                    messages = messages[: failure.index]  # applied; nothing from it on
+                else:
+                    skip[failure.index] = failure
+                continue
+            except BaseException:
+                undo.rollback()
+                t.outbox.take_back(mark)
+                t.timers.restore(partition, clock)
+                unwritten.remove(cache)
+                raise
+            undo.commit()
+            break
+        for index, failure in skip.items():
+            _quarantine(t, source, messages[index], failure)
+        for message, failure in parked_timers:
+            if message.offset in {m.offset for m in messages}:  # not cut off by a halt
+                _quarantine(t, source, message, failure)
 
         def write_states(delivered: bool) -> None:
             unwritten.remove(cache)
@@ -56,33 +105,87 @@ def make_customer_handler(t: Topology) -> Handler:
     return handle_batch
 
 
+def _quarantine(t: Topology, source: str, message: Any, failure: Failure) -> None:
+    log.error(
+        "record %s[%d]@%d raised in stage %s (%s): quarantined",
+        source,
+        message.partition,
+        message.offset,
+        failure.stage,
+        failure.describe(),
+        exc_info=failure.error,
+    )
+    metrics.QUARANTINED.labels(failure.stage, REASON).inc()
+    if failure.timer is not None:
+        record = timer_quarantine_record(message, source, failure.timer, failure.error)
+        key = failure.timer.encode()
+    else:
+        record = quarantine_record(message, source, failure.stage, failure.error)
+        key = message.key
+    t.outbox.add(t.settings.topic(topics.QUARANTINE), key, record)
+
+
+class _Stage:
+    """Which stage the record being handled is in, for its quarantine record."""
+
+    __slots__ = ("now",)
+
+    def __init__(self) -> None:
+        self.now = "codec"
+
+
+STAGE = _Stage()
+
+
 def _apply_batch(
-    t: Topology, cache: StateCache, unwritten: list[StateCache], partition: int, messages: list[Any]
+    t: Topology,
+    cache: StateCache,
+    partition: int,
+    messages: list[Any],
+    skip: dict[int, Any],
+    timer_faults: dict[int, set[str]],
 ) -> None:
     """Each record through the pure core, in offset order: its states into ``cache``, its
-    output into the outbox."""
+    output into the outbox. A record that raises stops the run with ``RecordFailed``."""
     rules = t.rules
     index = t.timers
+    faults = t.faults
     tally = metrics.Tally()
-    if index.stale or index.unbuilt():
-        _rebuild_index(t, unwritten, partition)
-    for message in messages:
-        key: bytes = message.key
-        msg = orjson.loads(message.value)
-        kind = msg.get("k", "ev")
-        if kind == "tick":  # an idle partition's clock moving on (PRODUCT.md section 5)
-            clock = index.advance(partition, msg["at"])
-            _fire_due(t, cache, tally, partition, clock, msg)
+    stage = STAGE
+    for position, message in enumerate(messages):
+        if position in skip:
             continue
-        wall = time.time()
-        if kind == "ev":  # timers due by the event's time fire before it is applied
-            clock = index.advance_event(partition, msg, int(wall * 1000))  # at most skew past rt
-            if clock < msg["at"]:
-                tally.inc(metrics.EVENT_TIME_CAPPED)
-            _fire_due(t, cache, tally, partition, clock, msg)
-        state = cache.get(key)
-        step = handle(key.decode(), state, msg, rules)
-        _execute(t, cache, tally, key, partition, step, msg, state)
+        kind: str | None = None
+        stage.now = "codec"
+        try:
+            key: bytes = message.key
+            msg = orjson.loads(message.value)
+            kind = msg.get("k", "ev")
+            if faults:
+                faults.check("codec", msg.get("id"))
+            if kind == "tick":  # an idle partition's clock moving on (PRODUCT.md section 5)
+                clock = index.advance(partition, msg["at"])
+                _fire_due(t, cache, tally, partition, clock, msg, timer_faults.get(position))
+                continue
+            wall = time.time()
+            if kind == "ev":  # timers due by the event's time fire before it is applied
+                clock = index.advance_event(partition, msg, int(wall * 1000))  # skew past rt
+                if clock < msg["at"]:
+                    tally.inc(metrics.EVENT_TIME_CAPPED)
+                _fire_due(t, cache, tally, partition, clock, msg, timer_faults.get(position))
+            stage.now = "codec"
+            state = cache.get(key)
+            stage.now = "core"
+            step = handle(key.decode(), state, msg, rules)
+            if faults:  # after the core changed the state in place: that must not survive
+                faults.check("core" if kind in EXTERNAL_KINDS else "internal", msg.get("id"))
+            _execute(t, cache, tally, key, partition, step, msg, state)
+        except TimerFailed as exc:
+            failure = Failure(position, "timer", exc.error, False, exc.customer_id)
+            raise RecordFailed(failure) from exc.error
+        except Exception as exc:
+            internal = kind not in EXTERNAL_KINDS
+            raise RecordFailed(Failure(position, stage.now, exc, internal)) from exc
         if "rt" in msg and not (step.forwarded or step.duplicate or step.dropped):
             tally.inc(metrics.EVENTS_APPLIED, msg["type"])
             tally.observe(metrics.DECISION_LATENCY, max(wall - msg["rt"] / 1000, 0.0))
@@ -97,15 +200,26 @@ def _fire_due(
     partition: int,
     clock: int,
     msg: dict[str, Any],
+    failed: set[str] | None = None,
 ) -> None:
+    """Each customer's due timers; one whose timers raise is reported as ``TimerFailed`` (the
+    batch runs again leaving it out: ``failed``), not as the record's fault."""
     now = int(msg.get("ts", 0))
+    faults = t.faults
     for customer_id in t.timers.due(partition):
-        ckey = customer_id.encode()
-        old = cache.get(ckey)
-        step = fire(customer_id, old, clock, now, t.rules)
-        if step.store is not None or step.delete:
-            tally.inc(metrics.TIMERS_FIRED)
-        _execute(t, cache, tally, ckey, partition, step, msg, old)
+        if failed and customer_id in failed:
+            continue  # its entry is gone; its state unchanged
+        try:
+            ckey = customer_id.encode()
+            old = cache.get(ckey)
+            step = fire(customer_id, old, clock, now, t.rules)
+            if faults:
+                faults.check("timer", customer_id)
+            if step.store is not None or step.delete:
+                tally.inc(metrics.TIMERS_FIRED)
+            _execute(t, cache, tally, ckey, partition, step, msg, old)
+        except Exception as exc:
+            raise TimerFailed(customer_id, exc) from exc
 
 
 def _execute(
@@ -127,6 +241,7 @@ def _execute(
         if msg.get("k") in ("drop", "forget"):  # a stale alias may still name this home
             gone.append((msg["via"][0], msg["via"][1]))
         t.redis_sync.remove(key.decode(), gone)
+    STAGE.now = "core"
     if step.delete:
         cache.delete(key)
     elif step.store is not None:
@@ -134,6 +249,7 @@ def _execute(
         due = next_due(step.store, t.rules)
         if due is not None:
             t.timers.track(partition, due, key.decode())
+    STAGE.now = "output"
     for target, out in step.sends:
         if out.get("k") == "merge" and msg.get("k", "ev") == "ev":
             tally.inc(metrics.IDENTITY_LINKS)
@@ -150,6 +266,7 @@ def _execute(
         _publish(t, tally, decision, before)
     if step.store is None or step.delete:
         return
+    STAGE.now = "projection"
     profile = t.profile_of(step.store)
     customer_id = key.decode()
     if profile is None:  # erased: downstream copies must go too
@@ -158,8 +275,14 @@ def _execute(
         return
     new_aliases = aliases(step.store) if step.identifiers_changed else None
     t.redis_sync.submit(profile["customer_id"], profile, new_aliases)
+    faults = t.faults
+    if faults:  # after the Redis write was queued: it must not survive
+        faults.check("projection", msg.get("id"))
+    STAGE.now = "output"
     update = dict(profile, event_id=msg.get("id", ""))
     _send(t, topics.PROFILES_UPDATES, customer_id, update)
+    if faults:  # after the profile update was queued: it must not leave
+        faults.check("output", msg.get("id"))
     tally.inc(metrics.PROFILE_UPDATES)
 
 

@@ -1,4 +1,7 @@
-"""Ingest: decode and validate inbound records, send poison to the DLQ, re-key by customer."""
+"""Ingest: decode and validate inbound records, send poison to the DLQ, re-key by customer.
+
+A record whose handling raises (a bug, not the contract) goes to the quarantine topic
+(streams.isolation) with the exception and its original bytes."""
 
 from __future__ import annotations
 
@@ -11,9 +14,10 @@ import orjson
 from touchstream import metrics
 from touchstream.errors import PoisonEvent
 from touchstream.schemas.decode import decode
-from touchstream.schemas.dlq import dlq_record
+from touchstream.schemas.dlq import message_record
 from touchstream.streams import topics
 from touchstream.streams.delivery import Finisher, Handler
+from touchstream.streams.isolation import REASON, quarantine_record
 
 if TYPE_CHECKING:
     from touchstream.streams.topology import Topology
@@ -29,6 +33,8 @@ def make_ingest_handler(t: Topology) -> Handler:
     outbox = t.outbox
     identities = t.topic_identities
     last_offsets: dict[Any, int] = {}
+    faults = t.faults
+    quarantine = t.settings.topic(topics.QUARANTINE)
 
     async def handle_batch(tp: Any, messages: list[Any]) -> Finisher | None:
         # the inbound topic's identity (streams.topic_identity), asked again when the
@@ -43,6 +49,8 @@ def make_ingest_handler(t: Topology) -> Handler:
         for message in messages:
             try:
                 decoded = decode(message.value, max_bytes)
+                if faults:
+                    faults.check("ingest", decoded.get("event_id"))
                 internal = ingest.normalise(
                     decoded, now_ms, message.partition, message.offset, topic_id
                 )
@@ -55,11 +63,16 @@ def make_ingest_handler(t: Topology) -> Handler:
             except PoisonEvent as exc:
                 _dead_letter(t, tally, exc.reason, exc.message, source_name, message)
                 continue
-            except Exception as exc:  # a bug must not stop the stream: park the record, say why
+            except Exception as exc:  # a bug must not stop the stream: quarantine the record
                 log.exception(
-                    "ingest failed on %s[%d]@%d", source_name, message.partition, message.offset
+                    "ingest raised on %s[%d]@%d: quarantined",
+                    source_name,
+                    message.partition,
+                    message.offset,
                 )
-                _dead_letter(t, tally, "internal_error", repr(exc)[:300], source_name, message)
+                tally.inc(metrics.QUARANTINED, "ingest", REASON)
+                record = quarantine_record(message, source_name, "ingest", exc)
+                outbox.add(quarantine, message.key, record)
                 continue
             tally.inc(metrics.EVENTS_IN, internal["type"], internal["ch"])
             outbox.add(target, internal["cid"].encode(), value)
@@ -72,16 +85,6 @@ def make_ingest_handler(t: Topology) -> Handler:
 def _dead_letter(
     t: Topology, tally: metrics.Tally, reason: str, text: str, topic: str, message: Any
 ) -> None:
-    timestamp = int(message.timestamp * 1000) if message.timestamp else None
-    record = dlq_record(
-        reason,
-        text,
-        topic,
-        message.partition,
-        message.offset,
-        timestamp,
-        message.key,
-        message.value,
-    )
+    record = message_record(reason, text, topic, message)
     tally.inc(metrics.DLQ, reason)
     t.outbox.add(t.settings.topic(topics.DLQ), message.key, record)

@@ -77,6 +77,12 @@ class Settings:
     # and phones among them: the DLQ keeps them 7 days (a weekend to look and replay) and the
     # privacy promise caps it at 30.
     dlq_retention_hours: int = 168
+    # TEST ONLY, empty (off) in every deployment: "stage:event_id,..." makes the named stage
+    # raise for those events (stages: ingest, codec, core, projection, output; internal: the
+    # identity messages an event causes; timer:<customer_id>: that customer's due timers), so
+    # tests can exercise each path of the quarantine
+    # and the halt (streams.isolation)
+    faults: str = ""
     # touchpoints and touchstream.customer-events: records are needed until the stages read
     # them, seconds in normal operation; 7 days outlives any outage we plan to recover from
     input_retention_hours: int = 168
@@ -152,6 +158,13 @@ class Settings:
             )
 
     def _check_worker(self) -> None:
+        if self.faults:
+            from touchstream.streams.isolation import Faults  # test only, off by default
+
+            try:
+                Faults(self.faults)
+            except ValueError as exc:
+                raise ConfigError(key("faults"), str(exc)) from None
         parts = urlsplit(self.redis_url)
         if parts.scheme not in ("redis", "rediss") or not parts.hostname:
             raise ConfigError(key("redis_url"), "expected redis://HOST:PORT/DB or rediss://...")

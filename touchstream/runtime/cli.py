@@ -159,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("--max", type=int, default=None, help="at most this many records")
     replay.add_argument(
+        "--from",
+        dest="source",
+        choices=("dlq", "quarantine"),
+        default="dlq",
+        help="dlq (default): touchpoints.dlq to touchpoints; quarantine: "
+        "touchstream.quarantine, each record back to the topic and partition it came from",
+    )
+    replay.add_argument(
         "--dry-run",
         action="store_true",
         help="only check the records against the current validation and report; "

@@ -1,5 +1,8 @@
 """``touchstream dlq replay``: re-submit dead-lettered records to touchpoints.
 
+``--from quarantine`` re-submits quarantined records (``streams.isolation``) instead, each to
+the topic and partition it was read from (touchpoints or touchstream.customer-events).
+
 After a producer fix or a contract change, the original bytes go back to the inbound topic.
 The consumer group remembers what was replayed, so running it twice does not submit a record
 twice; a record that is still bad simply lands in the DLQ again, with its reason.
@@ -34,6 +37,8 @@ from touchstream.streams.kafka_client import security_kwargs
 from touchstream.streams.transport import probe_end_offsets
 
 QUIET_S = 2.0
+# topics a quarantined record may be sent back to (names before the prefix): the worker's inputs
+QUARANTINE_SOURCES = (topics.TOUCHPOINTS, topics.CUSTOMER_EVENTS)
 PASS = "pass"
 
 
@@ -44,6 +49,9 @@ def run_replay(args: argparse.Namespace) -> int:
     bootstrap = settings.bootstrap_servers()
     security = security_kwargs(settings)
     reasons = set(args.reason or ())
+    source = getattr(args, "source", "dlq")
+    if source == "quarantine":
+        return _replay_quarantine(args, settings, reasons)
     dlq_topic = settings.topic(topics.DLQ)
     group = f"{settings.app_id}-dlq-replay-{'-'.join(sorted(reasons)) or 'all'}"
     if args.dry_run:
@@ -83,6 +91,60 @@ def run_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_quarantine(args: argparse.Namespace, settings: Settings, reasons: set[str]) -> int:
+    """Quarantined records go back where they came from: the topic (touchpoints or
+    customer-events) and partition their quarantine record names."""
+    if args.dry_run:
+        raise SystemExit("--dry-run checks DLQ records against the contract; not --from quarantine")
+    source = settings.topic(topics.QUARANTINE)
+    allowed = {settings.topic(name) for name in QUARANTINE_SOURCES}
+    group = f"{settings.app_id}-quarantine-replay-{'-'.join(sorted(reasons)) or 'all'}"
+    replayed, skipped = asyncio.run(
+        replay(
+            settings.bootstrap_servers(),
+            source,
+            None,
+            group,
+            reasons,
+            args.max,
+            settings.probe_end_offsets,
+            security_kwargs(settings),
+            allowed,
+        )
+    )
+    print(
+        f"replayed {replayed} quarantined records to the topics they came from"
+        f" ({skipped} left: other reasons, other topics, or originals kept only in part)"
+    )
+    return 0
+
+
+def requeued(value: bytes | None) -> bytes | None:
+    """A quarantined record as it goes back. An event of the customer stage keeps its event
+    id, but its inbound position moves to a route of its own (``q<partition>``): events of
+    that inbound partition applied since have a higher offset, and the stage would take it
+    for a redelivery. Replaying it twice is still recognised (same route and offset, and the
+    event id). Anything else (a touchpoint, a tick) goes back byte for byte."""
+    if value is None:
+        return value
+    try:
+        msg = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value
+    if (
+        not isinstance(msg, dict)
+        or msg.get("k", "ev") != "ev"
+        or "in" not in msg
+        or "cid" not in msg
+    ):
+        return value
+    partition, offset = msg["in"]
+    if str(partition).startswith("q"):
+        return value
+    msg["in"] = [f"q{partition}", offset]
+    return orjson.dumps(msg)
+
+
 def ingest_for(settings: Settings) -> Ingest:
     """The ``Ingest`` a worker with these settings builds (see ``streams.topology``). Whether
     a record passes does not depend on the HMAC secret, only the digests it computes do, and
@@ -102,7 +164,7 @@ def revalidate(value: bytes | None, ingest: Ingest, max_bytes: int, now_ms: int)
         ingest.normalise(decode(value, max_bytes), now_ms, 0, 0)
     except PoisonEvent as exc:
         return exc.reason
-    except Exception:  # the ingest agent parks these as internal_error too
+    except Exception:  # the ingest agent quarantines these (streams.isolation)
         return "internal_error"
     return PASS
 
@@ -176,7 +238,11 @@ def _consumer(
 
 
 async def _selection(
-    consumer: AIOKafkaConsumer, reasons: set[str], limit: int | None, probe: str | None
+    consumer: AIOKafkaConsumer,
+    reasons: set[str],
+    limit: int | None,
+    probe: str | None,
+    topics_allowed: set[str] | None = None,
 ) -> AsyncIterator[tuple[list[dict[str, Any]], int, dict[TopicPartition, int]]]:
     """Batches of what the DLQ holds now, from the group's position: (records taken,
     records left for other reasons or not replayable, next offset per partition to commit once handled).
@@ -208,7 +274,11 @@ async def _selection(
                     break
                 handled[tp] = record.offset + 1
                 entry = orjson.loads(record.value or b"{}")
-                if (reasons and entry.get("reason") not in reasons) or not replayable(entry):
+                if (
+                    (reasons and entry.get("reason") not in reasons)
+                    or not replayable(entry)
+                    or (topics_allowed is not None and entry.get("topic") not in topics_allowed)
+                ):
                     skipped += 1
                     continue
                 entries.append(entry)
@@ -220,14 +290,17 @@ async def _selection(
 async def replay(
     bootstrap: str,
     dlq_topic: str,
-    target: str,
+    target: str | None,
     group: str,
     reasons: set[str],
     limit: int | None,
     probe_end: bool = False,
     security: Mapping[str, Any] | None = None,
+    topics_allowed: set[str] | None = None,
 ) -> tuple[int, int]:
-    """``security``: aiokafka login arguments (``kafka_client.security_kwargs``)."""
+    """``security``: aiokafka login arguments (``kafka_client.security_kwargs``). ``target``
+    None: each record back to the topic and partition it names (the quarantine), if one of
+    ``topics_allowed``."""
     consumer = _consumer(bootstrap, dlq_topic, group, security)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
@@ -240,10 +313,17 @@ async def replay(
     replayed = skipped = 0
     try:
         probe = bootstrap if probe_end else None
-        async for entries, other, handled in _selection(consumer, reasons, limit, probe):
+        selection = _selection(consumer, reasons, limit, probe, topics_allowed)
+        async for entries, other, handled in selection:
             for entry in entries:
                 key, value = original_bytes(entry)
-                await producer.send(target, value, key=key)
+                if target is None:
+                    value = requeued(value)
+                    await producer.send(
+                        entry["topic"], value, key=key, partition=entry["partition"]
+                    )
+                else:
+                    await producer.send(target, value, key=key)
             await producer.flush()
             if handled:  # only after the records are safely in the target topic
                 await consumer.commit(handled)

@@ -71,6 +71,22 @@ def dlq_record(
     return orjson.dumps(record)
 
 
+def message_record(reason: str, text: str, topic: str, message: Any, **extra: Any) -> bytes:
+    """The record of a consumed ``message`` (an aiokafka/Faust record) read from ``topic``."""
+    timestamp = int(message.timestamp * 1000) if message.timestamp else None
+    return dlq_record(
+        reason,
+        text,
+        topic,
+        message.partition,
+        message.offset,
+        timestamp,
+        message.key,
+        message.value,
+        **extra,
+    )
+
+
 def is_whole(record: dict[str, Any]) -> bool:
     """Whether the record holds its original key and value whole (so it can be replayed)."""
     return not (record.get("key_truncated") or record.get("value_truncated"))
@@ -78,8 +94,9 @@ def is_whole(record: dict[str, Any]) -> bool:
 
 def replayable(record: dict[str, Any]) -> bool:
     """An inbound record kept whole: ``dlq replay`` can send it to touchpoints again. Output
-    the broker refused (``output_topic`` set) was never inbound and is not replayed."""
-    return is_whole(record) and "output_topic" not in record
+    the broker refused (``output_topic`` set) was never inbound and is not replayed, nor is a
+    quarantined timer firing (``replayable`` false: it has no record of its own)."""
+    return is_whole(record) and "output_topic" not in record and record.get("replayable", True)
 
 
 def original_bytes(record: dict[str, Any]) -> tuple[bytes | None, bytes | None]:

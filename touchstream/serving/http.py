@@ -34,6 +34,7 @@ def register_views(t: Topology) -> None:
             "output_delivered": t.outbox.health is None,
             "redis": await _redis_ok(t),
             "kafka_access": refused is None,
+            "no_partition_halted": not t.routes.halted,
         }
         status = 200 if all(checks.values()) else 503
         body: dict[str, object] = {"ready": status == 200, "checks": checks}
@@ -41,6 +42,8 @@ def register_views(t: Topology) -> None:
             body["output"] = t.outbox.health
         if refused is not None:
             body["kafka_access"] = refused
+        if t.routes.halted:  # an internal record failed there (streams.isolation)
+            body["halted"] = {f"{tp.topic}[{tp.partition}]": o for tp, o in t.routes.halted.items()}
         return self.json(body, status=status)
 
     @app.page("/metrics")

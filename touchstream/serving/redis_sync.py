@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 
 from touchstream import metrics
 from touchstream.serving.keys import alias_key, profile_key
+from touchstream.streams.isolation import Undo
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ class RedisSync:
         self._delete_aliases = client.register_script(DELETE_ALIASES)
         self._wake = asyncio.Event()
         self._stopping = False
+        self.undo: Undo | None = None  # the topology's, shared with the outbox
 
     @property
     def pending(self) -> int:
@@ -127,6 +129,9 @@ class RedisSync:
         if previous is None and len(self._pending) >= self._max_pending:
             self._overflow()
             return
+        undo = self.undo.entries if self.undo is not None else None
+        if undo is not None:
+            undo.append((self._put_back, customer_id, previous))
         merged_aliases = list(previous[1]) if previous else []
         merged_aliases.extend(a for a in aliases or () if a not in merged_aliases)
         self._pending[customer_id] = (profile, merged_aliases, self._since(previous))
@@ -137,6 +142,9 @@ class RedisSync:
         """Queue the removal of a profile (dropped or erased) and of its alias keys."""
         previous = self._queue(customer_id)
         removal = self._removals.pop(customer_id, None)
+        undo = self.undo.entries if self.undo is not None else None
+        if undo is not None:
+            undo.append((self._take_back_removal, customer_id, previous, removal))
         gone = list(removal[0]) if removal else []
         gone.extend(a for a in aliases if a not in gone)
         since = min(self._since(previous), removal[1]) if removal else self._since(previous)
@@ -155,6 +163,20 @@ class RedisSync:
         )
         self._pending.clear()
         self._observe()
+
+    def _put_back(self, customer_id: str, previous: Any) -> None:
+        """Undo a batch's submit (streams.isolation): the queue entry as it was before it."""
+        self._pending.pop(customer_id, None)
+        if previous is not None:
+            self._pending[customer_id] = previous  # the batch runs again, queues the rest anew
+
+    def _take_back_removal(self, customer_id: str, previous: Any, removal: Any) -> None:
+        """Undo a batch's remove: the profile it superseded waits again, and the removal
+        waiting before it (if any) is as it was."""
+        self._put_back(customer_id, previous)
+        self._removals.pop(customer_id, None)
+        if removal is not None:
+            self._removals[customer_id] = removal
 
     def _queue(self, customer_id: str) -> Any:
         # taken out and re-inserted at the end: batches flush in submission order, so when a

@@ -33,6 +33,7 @@ from typing import Any
 from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 from faust.streams import _current_event
 
+from touchstream import metrics
 from touchstream.streams.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -63,6 +64,33 @@ class Routes:
         # asked when a routed partition hands back offsets below those already read: whether
         # its topic is another topic now (deleted and created again: streams.topic_identity)
         self.restarted: Callable[[Any], Awaitable[bool]] | None = None
+        # partitions stopped on an internal record that raised (streams.isolation): the
+        # offset of that record, nothing from it on is handled or acknowledged
+        self.halted: dict[Any, int] = {}
+
+    def halt(self, tp: Any, offset: int, why: str) -> None:
+        """Stop ``tp`` at ``offset``: an internal record failed and must never be parked."""
+        if tp in self.halted:
+            return
+        self.halted[tp] = offset
+        metrics.PARTITION_HALTED.labels(tp.topic, str(tp.partition)).set(1)
+        log.critical(
+            "HALTED %s[%d] at offset %d: an internal record failed (%s). It is not parked "
+            "(that would lose points or undo an erasure); the partition waits, not ready, "
+            "until it is assigned again (docs/operations.md, TouchstreamPartitionHalted)",
+            tp.topic,
+            tp.partition,
+            offset,
+            why,
+        )
+
+    def resume_all(self, consumer: Any) -> None:
+        """A new assignment: halted partitions are read again from their committed offset."""
+        if self.halted and consumer is not None:
+            consumer.resume_partitions(list(self.halted))
+        for tp in self.halted:
+            metrics.PARTITION_HALTED.labels(tp.topic, str(tp.partition)).set(0)
+        self.halted.clear()
 
     def add(self, topic: str, handler: Handler) -> None:
         self.handlers[topic] = handler
@@ -176,12 +204,15 @@ async def _deliver(
         return
     assigned = consumer.assignment()
     work = []
+    halted = routes.halted
     for tp, messages in batches.items():
         if not _fresh(consumer, tp, messages[0].offset) and await _log_restarted(
             consumer, tp, routes
         ):
             _forget_log(consumer, tp)
         fresh = [m for m in messages if _fresh(consumer, tp, m.offset)]
+        if tp in halted:
+            fresh = []  # what was fetched before the pause took effect
         if fresh and tp in assigned:
             work.append((routes.handlers[tp.topic], tp, fresh))
     if not work:
@@ -201,6 +232,10 @@ async def _deliver(
     for _handler, tp, fresh in work:
         if tp not in assigned:
             continue
+        stop = halted.get(tp)
+        if stop is not None:
+            consumer.pause_partitions([tp])
+            fresh = [m for m in fresh if m.offset < stop]
         for message in fresh:
             await _mind_gap(consumer, tp, message.offset, acks_enabled_for)
             consumer._read_offset[tp] = message.offset

@@ -52,6 +52,7 @@ from aiokafka.errors import (
 
 from touchstream import metrics
 from touchstream.schemas.dlq import dlq_record
+from touchstream.streams.isolation import Undo
 from touchstream.streams.size_limits import (
     MAX_RECORD_OVERHEAD,
     RECORD_BATCH_OVERHEAD,
@@ -274,6 +275,10 @@ class Outbox:
         self.health: str | None = None
         self._tasks: set[asyncio.Future[Any]] = set()
         self._unknown: dict[str, str] = {}  # topics the producer has no metadata for, why
+        # while a batch of the customer stage runs, how to undo its table writes, Redis writes
+        # and timer changes if one of its records raises (streams.isolation); its records
+        # are taken back with ``mark``/``take_back``
+        self.undo = Undo()
 
     def add(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
@@ -289,6 +294,18 @@ class Outbox:
             self._oversized.append((topic, partition, (key, value), why, sizes))
             return
         self._records[(topic, partition)].append((key, value))
+
+    def mark(self) -> tuple[dict[tuple[str, int | None], int], int]:
+        """Where the collected records end now, to take back what is added after it."""
+        return {slot: len(records) for slot, records in self._records.items()}, len(self._oversized)
+
+    def take_back(self, mark: tuple[dict[tuple[str, int | None], int], int]) -> None:
+        """Forget the records added since ``mark`` (a batch that raised: streams.isolation),
+        the oversized ones set aside for the DLQ among them."""
+        slots, oversized = mark
+        for slot, records in self._records.items():
+            del records[slots.get(slot, 0) :]
+        del self._oversized[oversized:]
 
     def on_sent(self, topic: str, callback: Callable[[Any, int], None]) -> None:
         """Call ``callback(tp, offset)`` with the last offset of each batch the broker took."""

@@ -28,6 +28,7 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 from touchstream.domain.clock import clock_time
+from touchstream.streams.isolation import Undo
 
 DEFAULT_MAX_SKEW_MS = 300_000  # TOUCHSTREAM_MAX_CLOCK_SKEW_S's default (config/settings.py)
 SKEW_WINDOW_MS = 60_000  # the skew reported is the largest of this window and the one before
@@ -64,6 +65,7 @@ class TimerIndex:
         self._seen: dict[int, tuple[int, int]] = {}
         self.stale = True  # plan a rebuild from the table before the next use
         self._todo: dict[int, list[bytes]] = {}  # partitions planned, not loaded yet: their keys
+        self.undo = Undo()  # shared with the outbox by the topology (streams.isolation)
 
     def plan(self, keys_by_partition: dict[int, list[bytes]]) -> None:
         """The partitions to load again (this worker's, after an assignment) and their keys."""
@@ -94,7 +96,11 @@ class TimerIndex:
         self._todo.pop(partition, None)
 
     def track(self, partition: int, due: int, customer_id: str) -> None:
-        heapq.heappush(self._heaps.setdefault(partition, []), (due, customer_id))
+        heap = self._heaps.setdefault(partition, [])
+        heapq.heappush(heap, (due, customer_id))
+        undo = self.undo.entries
+        if undo is not None:
+            undo.append((_remove, heap, (due, customer_id)))
 
     def advance(self, partition: int, at: int, wall_ms: int | None = None) -> int:
         """Move the partition's clock to ``at`` if later; ``wall_ms`` marks a real event (a
@@ -150,11 +156,36 @@ class TimerIndex:
         heap = self._heaps.get(partition)
         clock = self._clocks.get(partition)
         out: list[str] = []
+        undo = self.undo.entries
         while heap and clock is not None and heap[0][0] <= clock:
-            customer_id = heapq.heappop(heap)[1]
+            entry = heapq.heappop(heap)
+            if undo is not None:
+                undo.append((heapq.heappush, heap, entry))
+            customer_id = entry[1]
             if customer_id not in out:
                 out.append(customer_id)
         return out
 
+    def checkpoint(self, partition: int) -> tuple[int | None, tuple[int, int] | None]:
+        """The partition's clock and last sighting, to ``restore`` if its batch is undone."""
+        return self._clocks.get(partition), self._seen.get(partition)
+
+    def restore(self, partition: int, point: tuple[int | None, tuple[int, int] | None]) -> None:
+        clock, seen = point
+        if clock is None:
+            self._clocks.pop(partition, None)
+        else:
+            self._clocks[partition] = clock
+        if seen is None:
+            self._seen.pop(partition, None)
+        else:
+            self._seen[partition] = seen
+
     def __len__(self) -> int:
         return sum(len(h) for h in self._heaps.values())
+
+
+def _remove(heap: list[tuple[int, str]], entry: tuple[int, str]) -> None:
+    if entry in heap:
+        heap.remove(entry)
+        heapq.heapify(heap)

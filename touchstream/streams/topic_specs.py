@@ -126,8 +126,9 @@ def topic_specs(
         ),
     ]
     for name in topics.OUTPUTS:
-        if name == topics.DLQ:
-            specs.append(spec(settings.topic(name), _deleting(settings.dlq_retention_hours), "dlq"))
+        if name in (topics.DLQ, topics.QUARANTINE):  # original bytes: the DLQ's retention
+            role = "dlq" if name == topics.DLQ else "quarantine"
+            specs.append(spec(settings.topic(name), _deleting(settings.dlq_retention_hours), role))
         else:
             specs.append(
                 spec(settings.topic(name), _deleting(settings.output_retention_hours), "output")

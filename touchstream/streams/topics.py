@@ -4,6 +4,9 @@ from touchstream.config.rules import TRIGGER_TYPES
 
 TOUCHPOINTS = "touchpoints"
 DLQ = "touchpoints.dlq"
+# records whose processing raised (a bug, not a contract violation), parked with the error
+# and their original bytes; `touchstream dlq replay --from quarantine` sends them back
+QUARANTINE = "touchstream.quarantine"
 # internal: valid, normalised events keyed by customer id (the per-customer stage's input)
 CUSTOMER_EVENTS = "touchstream.customer-events"
 PROFILES_UPDATES = "profiles.updates"
@@ -19,6 +22,7 @@ TRIGGER_TOPICS = {kind: f"triggers.{kind}" for kind in TRIGGER_TYPES}
 
 OUTPUTS = (
     DLQ,
+    QUARANTINE,
     PROFILES_UPDATES,
     PROFILES_MERGES,
     IDENTITY_REFUSALS,

@@ -39,6 +39,7 @@ from touchstream.serving.redis_sync import RedisSync
 from touchstream.streams import topics
 from touchstream.streams.access_watch import AccessWatch
 from touchstream.streams.delivery import Routes, stream_agent
+from touchstream.streams.isolation import Faults
 from touchstream.streams.kafka_access import Need, worker_needs
 from touchstream.streams.kafka_client import kafka_ssl_context
 from touchstream.streams.outbox import Outbox
@@ -161,6 +162,7 @@ class Topology:
         self.outbox = self.routes.outbox = Outbox(
             self.app, settings.topic(topics.DLQ), settings.topic_prefix, limits
         )
+        self.faults = Faults.parse(settings.faults)  # test only: None in a deployment
         self.access = AccessWatch(settings, self.access_needs)
         self.routes.refused = self.access.refused
         self.touchpoints = self._topic(topics.TOUCHPOINTS)
@@ -176,6 +178,7 @@ class Topology:
         self.activity = Activity(self.app, settings.partitions)
         self.ledger = Ledger(self.app, settings.partitions, self.rules.program.timezone)
         self.timers = TimerIndex(settings.max_clock_skew_s * 1000)
+        self.timers.undo = self.outbox.undo  # one journal for a batch's side effects
         rocksdb = rocksdb_options(settings, len(self.app.tables))
         for table in self.app.tables.values():
             table.use_outbox(self.outbox)
@@ -184,6 +187,7 @@ class Topology:
         self.redis_sync = RedisSync(
             self.redis, settings.redis_flush_interval_ms / 1000, settings.redis_max_pending
         )
+        self.redis_sync.undo = self.outbox.undo
         for topic, name, handler in (
             (self.touchpoints, "ingest", make_ingest_handler(self)),
             (self.customer_events, "customer", make_customer_handler(self)),
@@ -214,6 +218,7 @@ class Topology:
             self._resync_due = True
             self.timers.stale = True
             self.topic_identities.forget()  # a topic created again comes back as an assignment
+            self.routes.resume_all(self.app.consumer)
             metrics.REBALANCES.inc()
             self._assigned_at = time.monotonic()
 
@@ -446,4 +451,9 @@ class Topology:
     def ready(self) -> bool:
         """Partitions assigned, tables recovered, the broker allowing what the worker needs,
         and output reaching it."""
-        return self.recovered() and self.access.problem is None and self.outbox.health is None
+        return (
+            self.recovered()
+            and self.access.problem is None
+            and self.outbox.health is None
+            and not self.routes.halted
+        )

@@ -37,6 +37,8 @@ class OutboxTable(faust.Table):
     def on_key_set(self, key: Any, value: Any) -> None:
         if self.outbox is None:
             return super().on_key_set(key, value)
+        if self.outbox.undo.entries is not None:
+            self._journal(key)
         partition = self._changelog_add(key, value, self.value_serializer)
         self._maybe_set_key_ttl(key, partition)
         self._sensor_on_set(self, key, value)
@@ -44,9 +46,19 @@ class OutboxTable(faust.Table):
     def on_key_del(self, key: Any) -> None:
         if self.outbox is None:
             return super().on_key_del(key)
+        if self.outbox.undo.entries is not None:
+            self._journal(key)
         partition = self._changelog_add(key, None, "raw")
         self._maybe_del_key_ttl(key, partition)
         self._sensor_on_del(self, key)
+
+    def _journal(self, key: Any) -> None:
+        """Called before the store changes: inside a batch that may be undone
+        (streams.isolation), remember how to put the key's value back, without a changelog
+        record (the outbox takes back the one this change queues)."""
+        assert self.outbox is not None and self.outbox.undo.entries is not None
+        data = self.data
+        self.outbox.undo.entries.append((_restore, data, key, data.get(key, _ABSENT)))
 
     def _changelog_add(self, key: Any, value: Any, value_serializer: Any) -> int:
         partition = self.partition_for_key(key)
@@ -73,6 +85,15 @@ class OutboxTable(faust.Table):
 
 
 _JSON = codecs.get_codec("json")
+_ABSENT = object()
+
+
+def _restore(data: Any, key: Any, old: Any) -> None:
+    if old is _ABSENT:
+        if key in data:
+            del data[key]
+    else:
+        data[key] = old
 
 
 def _raw(data: Any, serializer: Any) -> bool:

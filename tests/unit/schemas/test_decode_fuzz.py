@@ -1,8 +1,8 @@
 """Fuzzing the inbound path on bytes: whatever a producer sends, ``decode`` returns an event or
 refuses it with a PoisonEvent whose reason is one of the DLQ reasons of the contract (PRODUCT.md
 section 2), and the ingest normalisation of an accepted event refuses only with a PoisonEvent too.
-Anything else escapes the poison path: the ingest agent parks it as ``internal_error``, a reason
-the contract does not have.
+Anything else escapes the poison path: the ingest agent quarantines it (stage ``ingest``,
+streams/isolation.py), a bug rather than a contract violation.
 
 ``TOUCHSTREAM_FUZZ_EXAMPLES`` sets the number of examples per test (default 300), so a long fuzz
 is ``TOUCHSTREAM_FUZZ_EXAMPLES=20000 pytest tests/unit/schemas/test_decode_fuzz.py``.
@@ -440,7 +440,7 @@ def test_documented_fields_of_any_type_are_an_event_or_poison(raw):
 # --- what the agent sends on: crashes found by this fuzzing (fixed) -----------------------------
 
 # What ingest accepts, the agent must be able to encode with orjson.dumps to send it on (an
-# encoding failure would only be parked as ``internal_error``, a reason the contract lacks).
+# encoding failure would only be quarantined, stage ``ingest``: a bug, not a contract reason).
 #
 # Depth: orjson serialises at most 255 levels of nesting but parses 1024, so a schema-valid event
 # with an unknown property nested 253 deep (a 789-byte page_view with "x": [[[...]]]) was accepted
