@@ -33,9 +33,11 @@ from tests.chaos.harness import (
 from tests.conftest import start_test_kafka
 from touchstream.config.rules import load_rules
 from touchstream.config.settings import Settings
+from touchstream.domain.bounds import MAX_LINE_MINOR, MAX_MONEY_MINOR, MAX_QUANTITY
 from touchstream.runtime.embedded import start_redis
 from touchstream.runtime.kafka_io import produce, read_topic
 from touchstream.runtime.stack import Stack, WorkerProcess
+from touchstream.simulator.factory import event as factory_event
 from touchstream.simulator.traffic import MALFORMED_KINDS, Record, Traffic
 from touchstream.streams.isolation import STAGES as ALL_STAGES
 
@@ -362,12 +364,17 @@ def test_a_fault_in_each_stage_is_quarantined_and_nothing_else_changes(stack: St
     chosen = rng.sample(candidates, 2 * len(STAGES))
     stage_of = {event_id: STAGES[i // 2] for i, event_id in enumerate(chosen)}
     plan = ",".join(f"{stage}:{event_id}" for event_id, stage in stage_of.items())
+    # hostile but valid records mixed in: every number, length and count at its bound
+    # (domain/bounds.py); they must be applied like any other, never quarantined
+    hostile = hostile_records(rng, [e["identity"] for e in events], records_for_time(records))
+    for record in hostile:
+        records.insert(rng.randrange(len(records) + 1), record)
     workers = [stack.start_worker(name=name, faults=plan) for name in ("w1", "w2")]
     for worker in workers:
         worker.wait_ready()
     pids = [w.child.pid for w in workers]
     send_chunks(stack, records, 2, lambda i: None)
-    tally = Tally(f"a fault in each stage ({len(chosen)} events)")
+    tally = Tally(f"faults in each stage ({len(chosen)}), {len(hostile)} at the bounds")
     settle_and_compare(stack, RULES, tally, workers, len(records), started, frozenset(chosen))
 
     bootstrap = stack.broker.bootstrap
@@ -396,3 +403,62 @@ def test_a_fault_in_each_stage_is_quarantined_and_nothing_else_changes(stack: St
     assert found == stage_of
     assert metric(workers, "touchstream_quarantined_total") == len(chosen)
     assert [w.child.pid for w in workers] == pids and all(w.child.alive() for w in workers)
+
+
+def records_for_time(records: list[Record]) -> int:
+    """The event time (ms) of the middle of the traffic."""
+    return int(orjson.loads(records[len(records) // 2].value)["occurred_at"])
+
+
+def hostile_records(rng: random.Random, identities: list[dict[str, str]], at: int) -> list[Record]:
+    """Valid events at every bound the contract sets: 128-character ids, 2,048-character URLs,
+    the most lines an order may have at the largest quantity and line value, for new shoppers
+    with identifiers of the longest length and for shoppers of the traffic."""
+    long_id = "H" * 120
+    line_price = MAX_LINE_MINOR // MAX_QUANTITY
+    out = []
+    for i in range(12):
+        if i % 2:
+            ident = rng.choice(identities)
+        else:
+            ident = {
+                "customer_id": f"{long_id}{i:08d}",
+                "email": f"{'e' * 60}{i:04d}@{'d' * 200}.example",
+            }
+        sku = f"{i:04d}" + "S" * 124
+        lines = [
+            {
+                "sku": f"{n:04d}" + "S" * 124,
+                "quantity": MAX_QUANTITY,
+                "unit_price_minor": line_price,
+            }
+            for n in range(120)
+        ]
+        kinds = [
+            (
+                "purchase",
+                {
+                    "order_id": "O" * 118 + f"{i:010d}",
+                    "total_minor": MAX_MONEY_MINOR,
+                    "currency": "EUR",
+                    "items": lines,
+                },
+            ),
+            (
+                "add_to_cart",
+                {
+                    "cart_id": "C" * 118 + f"{i:010d}",
+                    "sku": sku,
+                    "quantity": MAX_QUANTITY,
+                    "unit_price_minor": line_price,
+                    "currency": "EUR",
+                },
+            ),
+            ("page_view", {"url": "https://shop.example/" + "p" * 2020 + f"{i:07d}"}),
+        ]
+        event_type, props = kinds[i % 3]
+        ev = factory_event(
+            event_type, ident, props, event_id="E" * 118 + f"{i:010d}", occurred_at=at + i
+        )
+        out.append(Record(orjson.dumps(ident), orjson.dumps(ev)))
+    return out
