@@ -91,6 +91,7 @@ def test_ready_worker_answers_health_readiness_and_metrics(stack: Stack) -> None
         "output_delivered": True,
         "redis": True,
         "kafka_access": True,
+        "no_partition_halted": True,
     }
     status, body = worker.get("/metrics")
     assert status == 200 and b"touchstream_events_in_total" in body

@@ -138,10 +138,10 @@ def requeued(value: bytes | None) -> bytes | None:
         or "cid" not in msg
     ):
         return value
-    partition, offset = msg["in"]
+    partition, offset, *topic = msg["in"]  # the topic identity, if ingest had one
     if str(partition).startswith("q"):
         return value
-    msg["in"] = [f"q{partition}", offset]
+    msg["in"] = [f"q{partition}", offset, *topic]
     return orjson.dumps(msg)
 
 
