@@ -97,11 +97,15 @@ class SizeLimits:
         self.watched = list(topics)  # the topics to ask about
         self.prefix = prefix  # left out of the gauge's topic label
         self._refreshing: asyncio.Task[None] | None = None
+        # per topic: the limit less the most a one-record batch adds to its key and value, so
+        # the hot path is one dict look-up and a comparison (cleared by ``update``)
+        self._room: dict[str, int | None] = {}
 
     def update(self, limits: Limits) -> None:
         if limits.broker is not None:
             self.broker = limits.broker
         self.topics.update(limits.topics)
+        self._room.clear()
         for topic in self.watched:
             limit = self.limit(topic)
             if limit is not None:
@@ -120,12 +124,18 @@ class SizeLimits:
 
     def over(self, topic: str, key: bytes | None, value: bytes | None) -> tuple[int, int] | None:
         """(record batch size, limit) when the record alone is over ``topic``'s limit."""
-        limit = self.limit(topic)
-        if limit is None:
+        try:
+            room = self._room[topic]
+        except KeyError:
+            limit = self.limit(topic)
+            room = self._room[topic] = (
+                None if limit is None else limit - RECORD_BATCH_OVERHEAD - MAX_RECORD_OVERHEAD
+            )
+        if room is None:
             return None
-        rough = len(key or b"") + len(value or b"")
-        if rough + RECORD_BATCH_OVERHEAD + MAX_RECORD_OVERHEAD <= limit:
+        if (len(key) if key else 0) + (len(value) if value else 0) <= room:
             return None  # the hot path: far below
+        limit = room + RECORD_BATCH_OVERHEAD + MAX_RECORD_OVERHEAD
         size = batch_size(key, value)
         return (size, limit) if size > limit else None
 
