@@ -26,7 +26,6 @@ import redis
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
 from prometheus_client.parser import text_string_to_metric_families
 
 from touchstream.config.rules import Rules
@@ -350,45 +349,59 @@ def send_chunks(
         between(i)
 
 
-class _FaustProtocol(RoundRobinPartitionAssignor):
-    """Joins a Faust group: the broker refuses a member whose assignor protocol differs."""
-
-    name = "faust"
-
-
 def rewind_group(stack: Stack, name: str, back: int) -> int:
-    """Move the workers' committed offsets on ``name`` back by ``back`` records in all.
+    """Move the workers' group back by ``back`` records in all on ``name``; returns how many
+    records, already applied, the next workers will read again.
 
-    The workers must be stopped: this joins their group as its only member (the broker waits
-    for the stopped members' sessions to expire), commits the earlier offsets and leaves.
+    The workers must be stopped. This waits until the broker reports their group empty (a
+    worker that had to be killed stays a member until its session expires), then commits
+    the earlier offsets for every partition without joining the group: the broker accepts
+    such a commit only while the group is empty, so nothing can race it. A partition with
+    nothing committed yet (a worker stopped within its first commit interval, or right after
+    a rebalance) is read again from its beginning anyway, so it is left as it is.
     """
+    group = stack.settings["app_id"]
 
     async def run() -> int:
         full = topic(stack, name)
+        await _wait_empty(stack.broker.bootstrap, group)
         consumer = AIOKafkaConsumer(
-            full,
-            bootstrap_servers=stack.broker.bootstrap,
-            group_id=stack.settings["app_id"],
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            partition_assignment_strategy=(_FaustProtocol,),
+            bootstrap_servers=stack.broker.bootstrap, group_id=group, enable_auto_commit=False
         )
         await consumer.start()
         try:
-            deadline = time.monotonic() + REWIND_TIMEOUT_S
-            while not consumer.assignment():
-                assert time.monotonic() < deadline, "could not join the workers' group"
-                await consumer.getmany(timeout_ms=500)
-            tps = sorted(consumer.assignment())
-            committed = {tp: await consumer.committed(tp) or 0 for tp in tps}
+            cluster = await consumer._client.fetch_all_metadata()
+            tps = [
+                TopicPartition(full, p) for p in sorted(cluster.partitions_for_topic(full) or ())
+            ]
+            assert tps, f"{full} has no partitions"
+            consumer.assign(tps)
+            ends = await consumer.end_offsets(tps)
             per = -(-back // len(tps))
-            target = {tp: max(0, offset - per) for tp, offset in committed.items()}
-            await consumer.commit(target)
-            return sum(committed.values()) - sum(target.values())
+            resume = {tp: await consumer.committed(tp) or 0 for tp in tps}
+            target = {tp: min(resume[tp], max(0, ends[tp] - per)) for tp in tps}
+            await consumer.commit({tp: o for tp, o in target.items() if o < resume[tp]})
+            return sum(ends[tp] - target[tp] for tp in tps)
         finally:
             await consumer.stop()
 
     return asyncio.run(run())
+
+
+async def _wait_empty(bootstrap: str, group: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        deadline = time.monotonic() + REWIND_TIMEOUT_S
+        while True:
+            [response] = await admin.describe_consumer_groups([group])
+            error_code, _, state, *_ = response.groups[0]
+            if not error_code and state in ("Empty", "Dead"):
+                return
+            assert time.monotonic() < deadline, f"group {group} still {state!r}"
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()
 
 
 # -- the verdict ----------------------------------------------------------------------------

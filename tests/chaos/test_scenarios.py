@@ -131,7 +131,7 @@ def test_producer_duplicates_and_a_rewound_consumer_group(stack: Stack) -> None:
     send_chunks(stack, records, 2, lambda i: None)
     wait_applied(workers, len(unique), timeout_s=120)
     for worker in workers:
-        worker.stop()  # graceful: offsets committed, the group empties
+        worker.stop(timeout_s=60)  # graceful: offsets committed, the group empties
     back = 10_000 if LONG else 1_500
     rewound = rewind_group(stack, "touchpoints", back)
     assert rewound >= min(back, len(records)) * 0.9, f"rewound {rewound} records"
