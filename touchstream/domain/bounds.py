@@ -45,7 +45,8 @@ def _at_most(field: str, value: int, bound: int, unit: str = "") -> None:
 def check_line(field: str, line: dict[str, Any], currency: str) -> None:
     """``field`` is ``properties`` or ``properties.items[i]``: a quantity and a unit price."""
     quantity = line["quantity"]
-    _at_most(f"{field}.quantity", quantity, MAX_QUANTITY)
+    if quantity > MAX_QUANTITY:  # (the message built only on the way out: once per line)
+        _at_most(f"{field}.quantity", quantity, MAX_QUANTITY)
     value = quantity * line["unit_price_minor"]
     if value > MAX_LINE_MINOR:
         raise SchemaViolation(
@@ -57,11 +58,15 @@ def check_line(field: str, line: dict[str, Any], currency: str) -> None:
 def check(event_type: str, props: dict[str, Any]) -> None:
     """Refuse a schema-valid event's ``properties`` that exceed a bound, naming the field. The
     money amounts themselves are bounded where ingest converts them (``domain.ingest``)."""
-    currency = str(props.get("currency", ""))
     if event_type in CART_TYPES:
-        check_line("properties", props, currency)
+        check_line("properties", props, str(props.get("currency", "")))
     elif event_type in TYPES_WITH_LINES:
+        currency = str(props.get("currency", ""))
         for i, line in enumerate(props.get("items", ())):
-            check_line(f"properties.items[{i}]", line, currency)
+            if (
+                line["quantity"] > MAX_QUANTITY
+                or line["quantity"] * line["unit_price_minor"] > MAX_LINE_MINOR
+            ):
+                check_line(f"properties.items[{i}]", line, currency)
     elif event_type == "redemption":
         _at_most("properties.points", props["points"], MAX_POINTS)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from touchstream.config.rules import Rules
@@ -63,7 +64,7 @@ def new_state(
         "pending": {},
         "version": 0,
         "src": {},
-        "seen": [],
+        "seen": {},
         "points": 0,
         "qualifying_spend_minor": 0,
         "orders": {},
@@ -113,27 +114,35 @@ def event_fingerprint(event_id: str) -> str:
     return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
 
 
-def seen_entries(seen: list[Any], at: int) -> list[list[Any]]:
-    """``seen`` as [fingerprint, event time remembered at] pairs, oldest first. A bare
-    fingerprint (the format before spans: the 64 latest ids) counts as seen at ``at``."""
-    if not seen or isinstance(seen[0], list):
-        return seen  # the current format throughout (it is written whole, never mixed)
-    return [e if isinstance(e, list) else [e, at] for e in seen]
+def seen_entries(seen: dict[str, int] | list[Any], at: int) -> dict[str, int]:
+    """``seen`` as {fingerprint: event time remembered at}, oldest first (a dict: one look-up
+    per event, whatever its size). Earlier formats were lists, of [fingerprint, time] pairs or
+    of bare fingerprints (the 64 latest ids, before spans), which count as seen at ``at``."""
+    if isinstance(seen, dict):
+        return seen
+    return (
+        {e[0]: e[1] for e in seen}
+        if seen and isinstance(seen[0], list)
+        else dict.fromkeys(seen, at)
+    )
 
 
-def remember(entries: list[list[Any]], added: list[list[Any]]) -> tuple[list[Any], int]:
-    """``entries`` with ``added`` (both ordered by the time remembered), those older than the
-    span forgotten and the oldest beyond SEEN_CAP pushed out; also how many of those pushed
-    out were still inside the span. A new list: the old state may still be read."""
-    kept = [*entries, *added]
+def forget_old(kept: dict[str, int]) -> int:
+    """Forget the ids of ``kept`` (a new dict, oldest first) older than the span before its
+    newest, then push out the oldest beyond SEEN_CAP; how many of those pushed out were still
+    inside the span."""
     if not kept:
-        return kept, 0
-    horizon = kept[-1][1] - SEEN_SPAN_MS
-    start = 0
-    while kept[start][1] < horizon:  # the newest is never older than the horizon
-        start += 1
-    evicted = max(0, len(kept) - start - SEEN_CAP)
-    return kept[start + evicted :], evicted
+        return 0
+    horizon = next(reversed(kept.values())) - SEEN_SPAN_MS
+    stale = 0
+    for at in kept.values():  # the newest is never older than the horizon
+        if at >= horizon:
+            break
+        stale += 1
+    evicted = max(0, len(kept) - stale - SEEN_CAP)
+    for fingerprint in list(islice(kept, stale + evicted)):
+        del kept[fingerprint]
+    return evicted
 
 
 def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> Outcome:
@@ -147,7 +156,7 @@ def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> 
     pkey = src_key(event["cid"], state["customer_id"], partition, topic)
     high = src.get(pkey)
     legacy = None
-    if high is None and topic is not None:
+    if high is None and topic is not None and src:  # (a new state has no routes at all)
         # a state from before topic identities: its partition's offset belongs to the topic
         # the first event carrying an identity comes from (the input topic of the upgrade)
         legacy = src_key(event["cid"], state["customer_id"], partition)
@@ -160,13 +169,20 @@ def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> 
     routes[pkey] = offset
     state = dict(state, src=routes)
     fingerprint = event_fingerprint(event["id"])
-    entries = seen_entries(state["seen"], max(event["at"], state["last_event_at"] or 0))
-    if any(e[0] == fingerprint for e in entries):
+    seen = state["seen"]
+    if not isinstance(seen, dict):
+        seen = seen_entries(seen, max(event["at"], state["last_event_at"] or 0))
+    if fingerprint in seen:
         return Outcome(state, duplicate=True)
     # remembered at the latest event time the memory holds: an id stays for the span after
     # the profile's clock saw it, however late the event itself was
-    stamp = max([event["at"], *(e[1] for e in entries[-1:])])
-    state["seen"], evicted = remember(entries, [[fingerprint, stamp]])
+    stamp = event["at"]
+    if seen:
+        stamp = max(stamp, next(reversed(seen.values())))
+    kept = dict(seen)  # a new dict: the state before this event may still be read
+    kept[fingerprint] = stamp
+    evicted = forget_old(kept)
+    state["seen"] = kept
 
     decisions: list[Decision] = []
     sessions.track(state, event, rules, decisions)

@@ -16,7 +16,7 @@ from touchstream.config.rules import Rules
 from touchstream.domain import loyalty, state_bounds
 from touchstream.domain.carts import fold_carts
 from touchstream.domain.consent import fold_consent
-from touchstream.domain.customer import ASKED_LIMIT, REFUSED_LIMIT, remember, seen_entries
+from touchstream.domain.customer import ASKED_LIMIT, REFUSED_LIMIT, forget_old, seen_entries
 from touchstream.domain.decision import Decision
 from touchstream.domain.identity import held_marks
 from touchstream.domain.migrate import FORMAT, migrate
@@ -58,15 +58,16 @@ def _src(w: State, lo: State, out: State, rules: Rules) -> dict[str, int]:
     return merged
 
 
-def _seen(w: State, lo: State, out: State, rules: Rules) -> list[Any]:
+def _seen(w: State, lo: State, out: State, rules: Rules) -> dict[str, int]:
     # both memories as one, each id at the later time either remembered it, oldest first, then
     # the span and the cap applied as to one profile's memory (ties keep a fixed order)
     stamps: dict[str, int] = {}
     for s in (w, lo):
-        for fingerprint, at in seen_entries(s["seen"], s["last_event_at"] or 0):
+        for fingerprint, at in seen_entries(s["seen"], s["last_event_at"] or 0).items():
             stamps[fingerprint] = max(at, stamps.get(fingerprint, at))
-    merged = sorted(([f, at] for f, at in stamps.items()), key=lambda e: (e[1], e[0]))
-    return remember([], merged)[0]
+    merged = dict(sorted(stamps.items(), key=lambda e: (e[1], e[0])))
+    forget_old(merged)
+    return merged
 
 
 def _points(w: State, lo: State, out: State, rules: Rules) -> int:

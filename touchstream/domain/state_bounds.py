@@ -75,8 +75,20 @@ def folded_return(state: State, return_id: str) -> bool:
     return ids is not None and return_id in ids["r"]
 
 
+_needed: tuple[Rules | None, int] = (None, 0)  # the last rules asked about, and their answer
+
+
 def needed_ms(rules: Rules) -> int:
-    """How far back from the customer's clock live history must reach."""
+    """How far back from the customer's clock live history must reach (per purchase, return
+    and redemption: the answer for the rules of the last call is kept)."""
+    global _needed
+    if _needed[0] is rules:
+        return _needed[1]
+    _needed = (rules, _needed_ms(rules))
+    return _needed[1]
+
+
+def _needed_ms(rules: Rules) -> int:
     loyalty = rules.loyalty
     grace = loyalty.grace_days * MS_PER_DAY
     if loyalty.tier_mode == "calendar_year":

@@ -254,6 +254,9 @@ def _chunks(producer: Any, records: list[Record], limit: int | None) -> list[lis
     return chunks
 
 
+_UNKNOWN = -1  # a topic SizeLimits.over has not seen yet (or one with no room): over() decides
+
+
 class Outbox:
     def __init__(
         self,
@@ -283,6 +286,12 @@ class Outbox:
     def add(
         self, topic: str, key: bytes | None, value: bytes | None, partition: int | None = None
     ) -> None:
+        room = self.limits.rooms.get(topic, _UNKNOWN)  # the hot path: a look-up, no call
+        if room is None or (
+            room is not _UNKNOWN and (len(key) if key else 0) + (len(value) if value else 0) <= room
+        ):
+            self._records[(topic, partition)].append((key, value))
+            return
         over = self.limits.over(topic, key, value)
         if over is not None and topic != self._dlq_topic:
             size, limit = over

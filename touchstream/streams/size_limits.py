@@ -99,13 +99,13 @@ class SizeLimits:
         self._refreshing: asyncio.Task[None] | None = None
         # per topic: the limit less the most a one-record batch adds to its key and value, so
         # the hot path is one dict look-up and a comparison (cleared by ``update``)
-        self._room: dict[str, int | None] = {}
+        self.rooms: dict[str, int | None] = {}  # read by Outbox.add before it calls ``over``
 
     def update(self, limits: Limits) -> None:
         if limits.broker is not None:
             self.broker = limits.broker
         self.topics.update(limits.topics)
-        self._room.clear()
+        self.rooms.clear()
         for topic in self.watched:
             limit = self.limit(topic)
             if limit is not None:
@@ -125,10 +125,10 @@ class SizeLimits:
     def over(self, topic: str, key: bytes | None, value: bytes | None) -> tuple[int, int] | None:
         """(record batch size, limit) when the record alone is over ``topic``'s limit."""
         try:
-            room = self._room[topic]
+            room = self.rooms[topic]
         except KeyError:
             limit = self.limit(topic)
-            room = self._room[topic] = (
+            room = self.rooms[topic] = (
                 None if limit is None else limit - RECORD_BATCH_OVERHEAD - MAX_RECORD_OVERHEAD
             )
         if room is None:

@@ -121,8 +121,20 @@ class TimerIndex:
         to = clock_time(at, rt, self.max_skew_ms)
         msg["ct"] = to
         if rt is not None:
-            self._note_skew(partition, at - rt, wall_ms)
-        return self.advance(partition, to, wall_ms)
+            noted = self._skew.get(partition)  # per event: a new window or a new high only
+            if (
+                noted is None
+                or noted[1] is None
+                or at - rt > noted[1]
+                or noted[0] != wall_ms // SKEW_WINDOW_MS
+            ):
+                self._note_skew(partition, at - rt, wall_ms)
+        clock = self._clocks.get(partition, to)  # advance(), inlined: once per event
+        if to > clock:
+            clock = to
+        self._clocks[partition] = clock
+        self._seen[partition] = (wall_ms, clock)
+        return clock
 
     def _note_skew(self, partition: int, skew: int, wall_ms: int) -> None:
         window = wall_ms // SKEW_WINDOW_MS

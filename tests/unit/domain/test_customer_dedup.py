@@ -118,8 +118,8 @@ def test_event_id_resent_within_the_span_is_a_duplicate_after_many_other_events(
 def test_event_id_older_than_the_span_is_forgotten():
     state = run([buy("e1", 0, at=T0), buy("e2", 1, at=T0 + SEEN_SPAN_MS + MS_PER_DAY)])
 
-    assert event_fingerprint("e1") not in [f for f, _ in state["seen"]]
-    assert [f for f, _ in state["seen"]] == [event_fingerprint("e2")]
+    assert event_fingerprint("e1") not in state["seen"]
+    assert list(state["seen"]) == [event_fingerprint("e2")]
 
 
 def test_cap_pushing_out_an_id_inside_the_span_is_reported():
@@ -131,8 +131,23 @@ def test_cap_pushing_out_an_id_inside_the_span_is_reported():
 
     assert out.seen_evicted == 1
     assert len(out.state["seen"]) == SEEN_CAP
-    assert out.state["seen"][0][0] == event_fingerprint("e1")  # e0 pushed out
+    assert next(iter(out.state["seen"])) == event_fingerprint("e1")  # e0 pushed out
     assert apply(state, buy("e0", SEEN_CAP + 1, at=T0 + SEEN_CAP), RULES).seen_evicted == 0
+
+
+def test_state_of_the_pair_list_format_keeps_its_ids_and_their_times():
+    # the memory as [fingerprint, time] pairs (written before it became a dict)
+    old = run([buy("e1", 0, at=T0), buy("e2", 1, at=T0 + 1)])
+    old["seen"] = [[f, at] for f, at in old["seen"].items()]
+
+    resent = apply(old, buy("e1", 5, at=T0 + 2), RULES)
+    fresh = apply(old, buy("e3", 6, at=T0 + SEEN_SPAN_MS + 1), RULES)
+
+    assert resent.duplicate
+    assert fresh.state["seen"] == {
+        event_fingerprint("e2"): T0 + 1,
+        event_fingerprint("e3"): T0 + SEEN_SPAN_MS + 1,
+    }
 
 
 def test_folding_an_old_format_profile_keeps_its_ids_and_routes_with_their_topic():
@@ -144,7 +159,7 @@ def test_folding_an_old_format_profile_keeps_its_ids_and_routes_with_their_topic
 
     merged = fold(survivor, loser, RULES)
 
-    assert {f for f, _ in merged["seen"]} == {event_fingerprint("e1"), event_fingerprint("lost")}
+    assert set(merged["seen"]) == {event_fingerprint("e1"), event_fingerprint("lost")}
     assert merged["src"] == {f"{OLD_TOPIC}:0": 0, f"{OTHER}/3": 40, f"{OTHER}/{OLD_TOPIC}:1": 7}
 
 
