@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from touchstream.domain.identity import IdentityNormaliser, mint_customer_id
+from touchstream.domain.identity import HmacKeys, IdentityNormaliser, mint_customer_id, version_of
 from touchstream.errors import SchemaViolation, TouchstreamError
 
 SECRET = "unit-test-hmac-secret-0123456789abcdef"
@@ -197,3 +197,47 @@ def test_email_shaped_input_is_idempotent_and_raises_only_its_own_error(local, d
             continue
         if once is not None:
             assert ids.canonical("email", once) == once
+
+
+# --- the versioned HMAC key set -------------------------------------------------------------
+
+NEW_KEY = "new-hmac-key-after-rotation-0123456789"
+
+
+def test_version_1_of_a_key_set_is_the_single_secret_of_before():
+    keyed = IdentityNormaliser({1: SECRET}, default_country_code="49")
+
+    assert keyed.normalise_value("email", "Ann@Example.com") == LEGACY[("email", "Ann@Example.com")]
+
+
+def test_a_digest_carries_its_key_version():
+    rotated = IdentityNormaliser({1: SECRET, 2: NEW_KEY})
+    digest = rotated.normalise_value("email", "ann@example.com")
+
+    assert digest is not None and digest.startswith("v2:")
+    assert version_of(digest) == 2
+    assert version_of(LEGACY[("email", "Ann@Example.com")]) == 1
+
+
+def test_a_stored_digest_is_rekeyed_with_the_new_key_alone_to_what_the_new_set_computes():
+    stored = LEGACY[("email", "Ann@Example.com")]  # written before the rotation
+    without_old_key = HmacKeys({1: "the-old-key-is-not-needed-here-0000000", 2: NEW_KEY})
+    rotated = IdentityNormaliser({1: SECRET, 2: NEW_KEY})
+
+    assert without_old_key.rekey(stored, 2) == rotated.normalise_value("email", " ann@example.com")
+
+
+def test_a_rotated_digest_cannot_be_computed_with_the_old_key_alone():
+    old_only = IdentityNormaliser(SECRET)
+    rotated = IdentityNormaliser({1: SECRET, 2: NEW_KEY})
+
+    assert old_only.normalise_value("email", "ann@example.com") != rotated.normalise_value(
+        "email", "ann@example.com"
+    )
+
+
+def test_rekeying_a_digest_of_the_wrong_version_is_refused():
+    keys = HmacKeys({1: SECRET, 2: NEW_KEY})
+
+    with pytest.raises(ValueError, match="version"):
+        keys.rekey(keys.digest("email", "ann@example.com"), 2)
