@@ -1,76 +1,99 @@
-"""HMAC key rotation on a real Redis (issue 28): after `touchstream keys rotate`, a lookup by a
-known email or phone, computed with the new key set as the HTTP lookup computes it, finds the
-same customer as before the rotation; a second run changes nothing.
-
-DB 0 of the session Redis (the stacks of other tests use DBs 1-15), emptied first.
-"""
+"""HMAC key rotation on Apache Kafka and a real Redis (issue 28): after `touchstream keys
+rotate` and a restart on the new key set, the same email and phone find the same customers by
+lookup, and a new purchase under the new key is applied to the same profile in the stream (one
+profile, both orders), not to a new one; no alias under the old key is left in Redis."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
+import time
+from urllib.parse import urlencode
 
+import pytest
 import redis
 
-from touchstream.domain.identity import IdentityNormaliser
-from touchstream.runtime.embedded import EmbeddedRedis
-from touchstream.serving.keys import alias_key
+from touchstream.domain.identity import home_of
+from touchstream.runtime.kafka_io import produce, read_topic
+from touchstream.runtime.stack import Stack, worker_env
+from touchstream.simulator.factory import purchase
 
-OLD_KEY = "old-hmac-key-before-rotation-0123456789"
+pytestmark = pytest.mark.integration
+
 NEW_KEY = "new-hmac-key-after-rotation-0123456789"
-CUSTOMERS = {
-    ("email", "Ann@Example.com"): "ts-0123456789abcdef01234567",
-    ("phone", "+49 170 1234567"): "ts-0123456789abcdef01234567",
-    ("email", "bo@example.com"): "CRM-778",
-}
+T0 = int(time.time() * 1000) - 3_600_000
 
 
-def rotate(server: EmbeddedRedis) -> subprocess.CompletedProcess[str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "TOUCHSTREAM_ENV": "development",
-        "TOUCHSTREAM_REDIS_URL": server.url(0),
-        "TOUCHSTREAM_HMAC_SECRET": OLD_KEY,
-        "TOUCHSTREAM_HMAC_KEYS": f"v2:{NEW_KEY}",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "touchstream.runtime.cli", "keys", "rotate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+def topic(stack: Stack, name: str) -> str:
+    return stack.settings["topic_prefix"] + name
+
+
+def lookup(kind: str, value: str) -> str:
+    return "/customers/lookup?" + urlencode({"kind": kind, "value": value})
+
+
+def send(stack: Stack, events: list[dict[str, object]]) -> None:
+    produce(
+        stack.broker.bootstrap,
+        topic(stack, "touchpoints"),
+        [(str(e["event_id"]).encode(), e) for e in events],
     )
 
 
-def test_after_rotation_a_known_identifier_finds_the_same_customer(
-    redis_server: EmbeddedRedis,
+def rotate(stack: Stack) -> subprocess.CompletedProcess[str]:
+    env = worker_env(
+        stack.broker.url,
+        stack.redis.url(stack.redis_db),
+        0,
+        str(stack.workdir / "rotate"),
+        embedded_broker=stack.broker.kind == "embedded",
+        **stack.settings,
+        hmac_keys=f"v2:{NEW_KEY}",  # version 1: the development secret the workers ran on
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "touchstream", "keys", "rotate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_after_rotation_the_same_email_finds_the_same_customer_in_lookups_and_the_stream(
+    stack: Stack,
 ) -> None:
-    before = IdentityNormaliser(OLD_KEY)
-    after = IdentityNormaliser({1: OLD_KEY, 2: NEW_KEY})
-    client = redis.Redis.from_url(redis_server.url(0), decode_responses=True)
-    try:
-        client.flushdb()
-        for (kind, raw), customer_id in CUSTOMERS.items():  # as the stream wrote them before
-            client.set(alias_key(kind, before.normalise_value(kind, raw) or ""), customer_id)
-        client.set(alias_key("loyalty_id", "L-1"), "CRM-778")  # not hashed: not touched
+    old = stack.start_worker()
+    old.wait_ready()
+    ann = {"email": "Ann.Lee@example.com"}
+    bo = {"loyalty_id": "LC-2002", "phone": "+49 170 1234567"}
+    send(stack, [purchase(ann, "W-1", 12_000, channel="web", occurred_at=T0)])
+    send(stack, [purchase(bo, "S-1", 5_500, occurred_at=T0 + 60_000)])
+    before = old.poll(lookup("email", "ann.lee@example.com"), lambda v: v["orders"] == 1)
+    bo_id = home_of("loyalty_id", "LC-2002")
+    old.poll(lookup("phone", "+491701234567"), lambda v: v["customer_id"] == bo_id)
 
-        result = rotate(redis_server)
+    result = rotate(stack)
 
-        assert result.returncode == 0, result.stderr
-        assert "moved to v2: 3" in result.stdout
-        for (kind, raw), customer_id in CUSTOMERS.items():
-            digest = after.normalise_value(kind, raw) or ""
-            assert digest.startswith("v2:")
-            assert client.get(alias_key(kind, digest)) == customer_id
-            # the digest under the old key alone names nobody any more
-            assert client.get(alias_key(kind, before.normalise_value(kind, raw) or "")) is None
-        assert client.get(alias_key("loyalty_id", "L-1")) == "CRM-778"
+    assert result.returncode == 0, result.stderr
+    assert "aliases moved to v2: 2 (rekey records sent for 2 customers)" in result.stdout
+    old.stop()
+    new = stack.start_worker(hmac_keys=f"v2:{NEW_KEY}")
+    new.wait_ready()
+    later = purchase(ann, "W-2", 3_000, channel="web", occurred_at=T0 + 120_000)
+    send(stack, [later])
 
-        again = rotate(redis_server)
-
-        assert again.returncode == 0, again.stderr
-        assert "moved to v2: 0; already there: 3" in again.stdout
-    finally:
-        client.flushdb()
-        client.close()
+    view = new.poll(
+        lookup("email", " ANN.LEE@example.com"),
+        lambda v: v["orders"] == 2 and v["customer_id"] == before["customer_id"],
+        timeout_s=60,
+    )
+    assert view["qualifying_spend_minor"] == 15_000
+    new.poll(lookup("phone", "+49 170 1234567"), lambda v: v["customer_id"] == bo_id)
+    updates = read_topic(stack.broker.bootstrap, topic(stack, "profiles.updates"))
+    applied = [u.json() for u in updates if u.json().get("event_id") == later["event_id"]]
+    assert applied and {u["customer_id"] for u in applied} == {before["customer_id"]}
+    client = redis.Redis.from_url(stack.redis.url(stack.redis_db), decode_responses=True)
+    hashed = [*client.scan_iter("ts:alias:email:*"), *client.scan_iter("ts:alias:phone:*")]
+    assert hashed and all(k.split(":", 3)[3].startswith("v2:") for k in hashed)
+    live = [k for k in client.scan_iter("ts:profile:*") if not client.hget(k, "merged_into")]
+    assert sorted(live) == sorted(f"ts:profile:{c}" for c in (before["customer_id"], bo_id))

@@ -322,7 +322,7 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     env = values.get("env", Settings.env)
     if env == "development":
         for name, value in DEVELOPMENT_DEFAULTS.items():
-            if name == "hmac_secret" and values.get("hmac_keys"):
+            if name == "hmac_secret" and _names_version_1(values.get("hmac_keys", "")):
                 continue  # the key set names its own version 1
             values.setdefault(name, value)
     settings = replace(Settings(), **values)
@@ -346,6 +346,11 @@ def _values(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[st
             values[f.name] = _parse(f.name, str(f.type), raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return values
+
+
+def _names_version_1(hmac_keys: str) -> bool:
+    entries = hmac_keys.replace("\n", ",").split(",")
+    return any(e.strip().lower().startswith("v1:") for e in entries)
 
 
 def read_secret_file(setting: str, path: str) -> str:

@@ -207,10 +207,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _keys_rotate(to: int | None) -> int:
     import asyncio
 
+    import orjson
+    from aiokafka import AIOKafkaProducer
+
     from touchstream.config.settings import key, load_settings
     from touchstream.domain.identity import HmacKeys
     from touchstream.serving.redis_client import redis_client
-    from touchstream.serving.rekey import rekey_aliases
+    from touchstream.serving.rekey import rekey
+    from touchstream.streams import topics
+    from touchstream.streams.kafka_client import client_kwargs
 
     settings = load_settings()
     keys = HmacKeys(settings.hmac_key_set())
@@ -219,15 +224,29 @@ def _keys_rotate(to: int | None) -> int:
         raise ConfigError(
             key("hmac_keys"), f"--to {version}: needs a version 2..{keys.current} of the key set"
         )
+    topic = settings.topic(topics.CUSTOMER_EVENTS)
 
     async def run() -> int:
+        producer = AIOKafkaProducer(acks="all", **client_kwargs(settings))
         client = redis_client(settings)
+        await producer.start()
         try:
-            report = await rekey_aliases(client, keys, version)
+
+            async def send(records: list[tuple[str, dict[str, object]]]) -> None:
+                futures = [
+                    await producer.send(topic, orjson.dumps(value), key=target.encode())
+                    for target, value in records
+                ]
+                for future in futures:
+                    await future
+
+            report = await rekey(client, keys, version, send)
         finally:
+            await producer.stop()
             await client.aclose()
         print(
-            f"aliases moved to v{version}: {report.moved}; already there: {report.already}; "
+            f"aliases moved to v{version}: {report.moved} (rekey records sent for "
+            f"{report.customers} customers); already there: {report.already}; "
             f"under another version (not touched): {report.other}"
         )
         return 0 if report.other == 0 else 1
