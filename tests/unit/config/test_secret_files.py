@@ -78,6 +78,7 @@ def test_a_secret_read_from_a_file_is_not_shown(tmp_path):
 
     settings = load_settings({**PRODUCTION, "TOUCHSTREAM_REDIS_PASSWORD_FILE": str(path)})
 
+    assert settings.redis_password == "do-not-print-me"
     assert "do-not-print-me" not in repr(settings)
 
 
