@@ -62,7 +62,7 @@ def test_invisible_and_compatibility_characters_do_not_split_an_email(ids, writt
 
 
 @pytest.mark.parametrize("written", ["+４９ １７０ １２３４５６７", "+⁴⁹ 170 1234567"])
-def test_full_width_and_invisible_characters_do_not_split_a_phone(ids, written):
+def test_full_width_and_superscript_digits_do_not_split_a_phone(ids, written):
     assert ids.normalise_value("phone", written) == LEGACY[("phone", "+49 170 1234567")]
 
 
