@@ -121,3 +121,32 @@ def test_without_the_rotation_the_new_key_splits_the_profile():
     stage.drain()
 
     assert len(stage.live()) == 2
+
+
+def test_a_table_written_by_an_earlier_release_is_rekeyed_and_found_under_the_new_key():
+    """The state-format-1 fixture (tests/unit/tables/state_v1, made by that code): its profile
+    holds a version-1 email digest; after the rotation an order under the new key lands on it."""
+    import base64
+    from pathlib import Path
+
+    import orjson
+
+    from tests.unit.tables.state_v1 import journey
+    from touchstream.tables.customers import decode_state
+
+    stored = orjson.loads((Path(__file__).parents[1] / "tables/state_v1/table.bin").read_bytes())
+    table = {k: decode_state(base64.b64decode(v)) for k, v in stored.items()}
+    stage = journey.stage_with(table)
+    (root,) = stage.live()
+    digest = journey.ANN["email"]  # what the normaliser of that release stored
+
+    rotate(stage)
+    new = HmacKeys({1: "the-old-key-is-not-needed-here-0000000", 2: NEW_KEY}).rekey(digest, 2)
+    event = purchase(200, {"email": "x@example.com"}, BEFORE, 900)
+    event = dict(event, ids={"email": new}, cid=mint_customer_id({"email": new}))
+    stage.submit([event])
+    stage.drain()
+
+    assert list(stage.live()) == [root]
+    assert "R-200" in stage.live()[root]["orders"]
+    assert stage.live()[root]["identifiers"]["email"] == [new]
