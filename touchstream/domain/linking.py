@@ -375,7 +375,9 @@ def _rekey(target: str, state: State | None, msg: dict[str, Any]) -> Step:
         values = identifiers.get(kind)
         if values is None or (old not in values and new not in values):
             continue
-        if old in values:
+        if old in values and new in values:  # the old digest came back with a fold
+            values.remove(old)
+        elif old in values:
             values[values.index(old)] = new
         home = {"k": "home", "into": target, "via": [kind, new], **cause(msg)}
         step.sends.append((home_of(kind, new), home))

@@ -150,3 +150,18 @@ def test_a_table_written_by_an_earlier_release_is_rekeyed_and_found_under_the_ne
     assert list(stage.live()) == [root]
     assert "R-200" in stage.live()[root]["orders"]
     assert stage.live()[root]["identifiers"]["email"] == [new]
+
+
+def test_an_old_digest_brought_back_by_a_late_fold_is_rekeyed_once_more_without_a_duplicate():
+    stage = OfflineStage(RULES)
+    stage.submit([purchase(1, {"email": "ann@example.com"}, BEFORE, 1_000)])
+    stage.drain()
+    (root,) = stage.live()
+    rotate(stage)
+    old = BEFORE.normalise_value("email", "ann@example.com") or ""
+    new = AFTER.normalise_value("email", "ann@example.com") or ""
+    stage.table[root]["identifiers"]["email"].append(old)  # as a fold in flight would
+
+    rotate(stage)
+
+    assert stage.live()[root]["identifiers"]["email"] == [new]
