@@ -13,7 +13,20 @@ from touchstream.errors import ConfigError
 
 PREFIX = "TOUCHSTREAM_"
 DEV_HMAC_SECRET = "touchstream-development-only-hmac-secret"
-SECRET_FIELDS = ("hmac_secret", "kafka_sasl_password", "redis_password")
+# every secret setting X may instead be read from the file X_FILE names (docs/security.md,
+# "Secrets from files"); a setting holding a password inside a URL counts as a secret
+SECRET_FIELDS = (
+    "hmac_secret",
+    "hmac_keys",
+    "kafka_sasl_password",
+    "kafka_ssl_key_password",
+    "redis_password",
+)
+FILE_FIELDS = (*SECRET_FIELDS, "redis_url")
+FILE_SUFFIX = "_FILE"
+# a secret file bigger than this is not a secret (a wrong path to a log or a dump)
+MAX_SECRET_FILE_BYTES = 65536
+MIN_HMAC_KEY_CHARS = 32
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN")
 # the privacy promise (docs/topics.md): raw identifiers of rejected events and erased state
@@ -33,12 +46,17 @@ class Settings:
     kafka_ssl_cafile: str = ""
     kafka_ssl_certfile: str = ""
     kafka_ssl_keyfile: str = ""
+    # the password of an encrypted kafka_ssl_keyfile; empty: the key file is not encrypted
+    kafka_ssl_key_password: str = ""
     allow_plaintext: bool = False
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_username: str = ""
     redis_password: str = ""
     redis_ssl_cafile: str = ""
     hmac_secret: str = ""
+    # the versioned key set: "v2:<key>,v1:<key>" (commas or new lines between entries);
+    # hmac_secret alone is version 1 (docs/operations.md, "Rotating the HMAC key")
+    hmac_keys: str = ""
     app_id: str = "touchstream"
     topic_prefix: str = ""
     partitions: int = 8
@@ -129,6 +147,39 @@ class Settings:
     def bootstrap_servers(self) -> str:
         return bootstrap_servers(self.broker)
 
+    def hmac_key_set(self) -> dict[int, str]:
+        """The HMAC keys by version: TOUCHSTREAM_HMAC_KEYS, with TOUCHSTREAM_HMAC_SECRET as
+        version 1 (the key of every release before key versions)."""
+        keys: dict[int, str] = {}
+        for entry in self.hmac_keys.replace("\n", ",").split(","):
+            entry = entry.strip()
+            if not entry:
+                continue
+            head, sep, secret = entry.partition(":")
+            version = head[1:] if head[:1] in ("v", "V") else ""
+            if not sep or not version.isdigit() or int(version) < 1:
+                raise ConfigError(
+                    key("hmac_keys"), "expected v<version>:<key>[,v<version>:<key>...]"
+                )
+            if int(version) in keys:
+                raise ConfigError(key("hmac_keys"), f"version {int(version)} is given twice")
+            keys[int(version)] = secret
+        if self.hmac_secret:
+            if 1 in keys:
+                raise ConfigError(
+                    key("hmac_keys"),
+                    "names version 1 while TOUCHSTREAM_HMAC_SECRET (version 1) is set: keep one",
+                )
+            keys[1] = self.hmac_secret
+        versions = sorted(keys)
+        if versions and versions != list(range(1, len(versions) + 1)):
+            raise ConfigError(
+                key("hmac_keys"),
+                f"versions must run 1..n without gaps (every digest is a chain through all of "
+                f"them), got {versions}",
+            )
+        return keys
+
     def check(self) -> None:
         if self.env not in ("development", "production"):
             raise ConfigError(key("env"), "must be 'development' or 'production'")
@@ -172,8 +223,9 @@ class Settings:
             _ = parts.port
         except ValueError as exc:
             raise ConfigError(key("redis_url"), "the port is not a number") from exc
+        keys = self.hmac_key_set()
         if not self.development:
-            if not self.hmac_secret or self.hmac_secret == DEV_HMAC_SECRET:
+            if not keys or DEV_HMAC_SECRET in keys.values():
                 raise ConfigError(
                     key("hmac_secret"),
                     "set a secret of at least 32 characters (the development default is refused)",
@@ -190,8 +242,13 @@ class Settings:
                     "plaintext Redis outside development: use rediss://,"
                     " or set TOUCHSTREAM_ALLOW_PLAINTEXT=true on a trusted network",
                 )
-        if len(self.hmac_secret) < 32:
+        if not keys:
             raise ConfigError(key("hmac_secret"), "must be at least 32 characters long")
+        for version, secret in keys.items():
+            if len(secret) < MIN_HMAC_KEY_CHARS:
+                name = "hmac_secret" if secret == self.hmac_secret else "hmac_keys"
+                which = "" if name == "hmac_secret" else f"version {version}: "
+                raise ConfigError(key(name), f"{which}must be at least 32 characters long")
         for name, low, high in (
             ("partitions", 1, 10_000),
             ("replication_factor", 1, 10),
@@ -265,6 +322,8 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
     env = values.get("env", Settings.env)
     if env == "development":
         for name, value in DEVELOPMENT_DEFAULTS.items():
+            if name == "hmac_secret" and _names_version_1(values.get("hmac_keys", "")):
+                continue  # the key set names its own version 1
             values.setdefault(name, value)
     settings = replace(Settings(), **values)
     settings.check()
@@ -275,10 +334,42 @@ def _values(environ: Mapping[str, str], overrides: Mapping[str, Any]) -> dict[st
     values: dict[str, Any] = {}
     for f in fields(Settings):
         raw = environ.get(key(f.name))
+        if f.name in FILE_FIELDS and environ.get(key(f.name) + FILE_SUFFIX) is not None:
+            if raw is not None:
+                raise ConfigError(
+                    key(f.name) + FILE_SUFFIX, f"set {key(f.name)} or {key(f.name)}_FILE, not both"
+                )
+            raw = read_secret_file(key(f.name) + FILE_SUFFIX, environ[key(f.name) + FILE_SUFFIX])
+            values[f.name] = raw  # verbatim: a secret's spaces are part of it
+            continue
         if raw is not None:
             values[f.name] = _parse(f.name, str(f.type), raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return values
+
+
+def _names_version_1(hmac_keys: str) -> bool:
+    entries = hmac_keys.replace("\n", ",").split(",")
+    return any(e.strip().lower().startswith("v1:") for e in entries)
+
+
+def read_secret_file(setting: str, path: str) -> str:
+    """A secret from a file (a Docker or Kubernetes secret): its text without one trailing
+    newline; a file that cannot be read stops start-up naming the setting."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(MAX_SECRET_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(setting, f"cannot read {path!r}: {exc.strerror or exc}") from None
+    if len(data) > MAX_SECRET_FILE_BYTES:
+        raise ConfigError(setting, f"{path!r} is larger than {MAX_SECRET_FILE_BYTES} bytes")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(setting, f"{path!r} is not UTF-8 text") from None
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text[:-1] if text.endswith("\n") else text
 
 
 def load_client_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -25,7 +25,7 @@ from touchstream.config.rules import Rules
 from touchstream.domain import privacy, triggers
 from touchstream.domain.customer import ASKED_LIMIT, REFUSED_LIMIT, Decision, apply, new_state
 from touchstream.domain.fold import fold, fold_mark
-from touchstream.domain.identity import home_of, link_mark, strongest
+from touchstream.domain.identity import PRIORITY, home_of, link_mark, strongest
 from touchstream.domain.profile import project
 from touchstream.domain.step import Step
 
@@ -99,6 +99,10 @@ def handle(target: str, state: State | None, msg: dict[str, Any], rules: Rules) 
         return _release_reservation(state, msg)
     if kind == "drop":
         return _drop(state)
+    if kind == "rekey":
+        return _rekey(target, state, msg)
+    if kind == "home":
+        return _home(target, state, msg)
     raise ValueError(f"unknown customer-stage record kind {kind!r}")
 
 
@@ -351,6 +355,49 @@ def expire(target: str, state: State | None, clock: int, rules: Rules) -> Step:
         Decision("expired", {"customer_id": target, "identifiers": state["identifiers"]})
     )
     return step
+
+
+def _rekey(target: str, state: State | None, msg: dict[str, Any]) -> Step:
+    """An HMAC key rotation (``touchstream keys rotate``): ``moves`` lists [kind, digest under
+    the old key version, digest under the new] of identifiers this profile holds. The profile
+    keeps its id and its history and holds the new digests instead; the home of each new digest
+    becomes a redirect here, so events under the new key find this profile. A redelivery finds
+    the new digests held and asks their homes again, which changes nothing."""
+    if is_redirect(state):
+        assert state is not None
+        return _forward(state, msg)
+    if state is None:
+        return Step()  # the alias it was sent by is stale: nothing lives here
+    held = state["identifiers"]
+    identifiers = {kind: list(values) for kind, values in held.items()}
+    step = Step()
+    for kind, old, new in msg["moves"]:
+        values = identifiers.get(kind)
+        if values is None or (old not in values and new not in values):
+            continue
+        if old in values and new in values:  # the old digest came back with a fold
+            values.remove(old)
+        elif old in values:
+            values[values.index(old)] = new
+        home = {"k": "home", "into": target, "via": [kind, new], **cause(msg)}
+        step.sends.append((home_of(kind, new), home))
+    if identifiers != held:
+        step.store = dict(state, identifiers=identifiers, version=state["version"] + 1)
+        step.identifiers_changed = True
+    return step
+
+
+def _home(target: str, state: State | None, msg: dict[str, Any]) -> Step:
+    """Become the home of a re-keyed identifier, a redirect to the profile that holds it. A
+    profile already here (an event under the new key came first) joins it like any link."""
+    into = msg["into"]
+    if state is None:
+        kind = msg["via"][0]
+        rank = [PRIORITY[kind], msg["at"], target]
+        return Step(store={"customer_id": target, "into": into, "rank": rank, "version": 0})
+    if is_redirect(state) or target == into:
+        return Step()  # already a home (of this profile or of the one it joined since)
+    return Step(sends=[(into, _merge_msg(target, state, msg))])
 
 
 def _drop(state: State | None) -> Step:

@@ -175,6 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="with --dry-run: the report as JSON")
     _add_rules(replay)
 
+    keys = sub.add_parser("keys", help="HMAC key set tools (docs/operations.md)")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    rotate = keys_sub.add_parser(
+        "rotate",
+        help="re-key the stored email/phone digests to the newest key version",
+        description="Move every email and phone alias in Redis from the key version before "
+        "the newest one in TOUCHSTREAM_HMAC_KEYS to the newest, with the newest key alone. "
+        "Idempotent. See docs/operations.md, 'Rotating the HMAC key'.",
+    )
+    rotate.add_argument(
+        "--to", type=int, default=None, help="the version to move to (default: the newest)"
+    )
+
     kafka = sub.add_parser(
         "kafka",
         help="Apache Kafka from Maven Central for tests, demo and bench (needs a JDK and mvn)",
@@ -189,6 +202,56 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--dir", default=None, help="log directory (default: a temporary one)")
     return parser
+
+
+def _keys_rotate(to: int | None) -> int:
+    import asyncio
+
+    import orjson
+    from aiokafka import AIOKafkaProducer
+
+    from touchstream.config.settings import key, load_settings
+    from touchstream.domain.identity import HmacKeys
+    from touchstream.serving.redis_client import redis_client
+    from touchstream.serving.rekey import rekey
+    from touchstream.streams import topics
+    from touchstream.streams.kafka_client import client_kwargs
+
+    settings = load_settings()
+    keys = HmacKeys(settings.hmac_key_set())
+    version = keys.current if to is None else to
+    if version < 2 or version not in keys.versions:
+        raise ConfigError(
+            key("hmac_keys"), f"--to {version}: needs a version 2..{keys.current} of the key set"
+        )
+    topic = settings.topic(topics.CUSTOMER_EVENTS)
+
+    async def run() -> int:
+        producer = AIOKafkaProducer(acks="all", **client_kwargs(settings))
+        client = redis_client(settings)
+        await producer.start()
+        try:
+
+            async def send(records: list[tuple[str, dict[str, object]]]) -> None:
+                futures = [
+                    await producer.send(topic, orjson.dumps(value), key=target.encode())
+                    for target, value in records
+                ]
+                for future in futures:
+                    await future
+
+            report = await rekey(client, keys, version, send)
+        finally:
+            await producer.stop()
+            await client.aclose()
+        print(
+            f"aliases moved to v{version}: {report.moved} (rekey records sent for "
+            f"{report.customers} customers); already there: {report.already}; "
+            f"under another version (not touched): {report.other}"
+        )
+        return 0 if report.other == 0 else 1
+
+    return asyncio.run(run())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -206,6 +269,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "keys":
+        return _keys_rotate(args.to)
     if args.command == "worker":
         from touchstream.config.settings import load_all
         from touchstream.runtime.worker import run_worker

@@ -151,7 +151,7 @@ def ingest_for(settings: Settings) -> Ingest:
     they are not shown: without one, the development secret is used."""
     rules = load_rules(settings.rules or None)
     normaliser = IdentityNormaliser(
-        settings.hmac_secret or DEV_HMAC_SECRET,
+        settings.hmac_key_set() or DEV_HMAC_SECRET,
         rules.identity.blocked_values,
         rules.identity.default_country_code,
     )

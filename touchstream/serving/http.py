@@ -10,6 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from touchstream.config.rules import IDENTIFIER_KINDS
+from touchstream.errors import SchemaViolation
 from touchstream.serving.keys import alias_key, decode_profile, profile_key
 
 # merges only ever point at a stronger profile, so chains are short; this bounds a bad store
@@ -60,7 +61,10 @@ def register_views(t: Topology) -> None:
                 return self.json(
                     {"error": f"kind must be one of {', '.join(IDENTIFIER_KINDS)}"}, status=400
                 )
-            normalised = t.normaliser.normalise_value(kind, value)
+            try:
+                normalised = t.normaliser.normalise_value(kind, value)
+            except SchemaViolation:  # refused (look-alikes, foreign digits): nobody's
+                normalised = None
             if normalised is None:
                 return self.json({"error": "value is blank, blocked or not usable"}, status=400)
             try:

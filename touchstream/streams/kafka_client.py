@@ -21,7 +21,11 @@ def kafka_ssl_context(settings: Settings) -> ssl.SSLContext | None:
         raise ConfigError(key("kafka_ssl_cafile"), f"cannot load the CA file: {exc}") from None
     if settings.kafka_ssl_certfile:
         try:
-            context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile or None)
+            context.load_cert_chain(
+                settings.kafka_ssl_certfile,
+                settings.kafka_ssl_keyfile or None,
+                settings.kafka_ssl_key_password or None,
+            )
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(
                 key("kafka_ssl_certfile"), f"cannot load the client certificate and key: {exc}"

@@ -109,7 +109,7 @@ class Topology:
         self.settings = settings
         self.rules = rules
         normaliser = IdentityNormaliser(
-            settings.hmac_secret,
+            settings.hmac_key_set(),
             rules.identity.blocked_values,
             rules.identity.default_country_code,
         )
