@@ -57,8 +57,12 @@ class OutboxTable(faust.Table):
         (streams.isolation), remember how to put the key's value back, without a changelog
         record (the outbox takes back the one this change queues)."""
         assert self.outbox is not None and self.outbox.undo.entries is not None
-        data = self.data
-        self.outbox.undo.entries.append((_restore, data, key, data.get(key, _ABSENT)))
+        store = self.data
+        # the memory store's own dict when there is one: Mapping.get and the store's
+        # __getitem__ are two Python calls per table write, and a KeyError for each new key
+        raw = getattr(store, "data", None)
+        target = raw if type(raw) is dict else store
+        self.outbox.undo.entries.append((_restore, target, key, target.get(key, _ABSENT)))
 
     def _changelog_add(self, key: Any, value: Any, value_serializer: Any) -> int:
         partition = self.partition_for_key(key)
