@@ -1,4 +1,4 @@
-"""``touchstream`` command line: worker, demo, simulate, bench, dlq replay, kafka."""
+"""``touchstream`` command line: worker, demo, simulate, bench, dlq replay, tokens, kafka."""
 
 from __future__ import annotations
 
@@ -175,6 +175,10 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="with --dry-run: the report as JSON")
     _add_rules(replay)
 
+    from touchstream.runtime.tokens_cli import add_parser as add_tokens
+
+    add_tokens(sub)
+
     kafka = sub.add_parser(
         "kafka",
         help="Apache Kafka from Maven Central for tests, demo and bench (needs a JDK and mvn)",
@@ -229,6 +233,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from touchstream.runtime.dlq_replay import run_replay
 
         return run_replay(args)
+    if args.command == "tokens":
+        from touchstream.runtime.tokens_cli import run_tokens
+
+        return run_tokens(args)
     if args.command == "kafka":
         from touchstream.runtime.kafka_cli import run_kafka
 
