@@ -7,6 +7,7 @@ Routes (described in serving/openapi.json, served at GET /openapi.json):
     GET  /customers/{customer_id}   scope profile:read
     POST /customers/lookup          scope lookup, {"kind": ..., "value": ...} in a JSON body
     GET  /customers/lookup          development only (the identifier would sit in URLs); 405
+                                    outside it, and for every other method
 """
 
 from __future__ import annotations
@@ -43,6 +44,9 @@ GET_LOOKUP_REFUSED = (
     "GET /customers/lookup is refused outside development: the identifier would sit in URLs, "
     'proxy and access logs. Send POST /customers/lookup with {"kind": ..., "value": ...} '
     "as a JSON body."
+)
+LOOKUP_IS_POST = (
+    'lookups are POST /customers/lookup with {"kind": ..., "value": ...} as a JSON body'
 )
 UNAVAILABLE = "the profile store is unavailable"
 
@@ -105,7 +109,8 @@ class CustomerApi:
         app = web.Application(client_max_size=MAX_BODY_BYTES)
         # /customers/lookup before /customers/{customer_id}, which would take it as an id
         app.router.add_post("/customers/lookup", self.lookup_post)
-        app.router.add_get("/customers/lookup", self.lookup_get, allow_head=False)
+        # every other method: 405 naming the POST form (GET still answers in development)
+        app.router.add_route("*", "/customers/lookup", self.lookup_other)
         app.router.add_get("/customers/{customer_id}", self.profile, allow_head=False)
         app.router.add_get("/openapi.json", self.openapi, allow_head=False)
         return app
@@ -164,9 +169,10 @@ class CustomerApi:
             return self._audited(answer, LOOKUP_ENDPOINT, who, None)
         return await self._lookup(LOOKUP_ENDPOINT, who, kind, value)
 
-    async def lookup_get(self, request: web.Request) -> web.Response:
-        if not self.settings.development:
-            answer = _error(405, GET_LOOKUP_REFUSED)
+    async def lookup_other(self, request: web.Request) -> web.Response:
+        if request.method != "GET" or not self.settings.development:
+            refused = GET_LOOKUP_REFUSED if request.method == "GET" else LOOKUP_IS_POST
+            answer = _error(405, refused)
             answer.headers["Allow"] = "POST"
             return answer
         who = await self._authorize(request, tokens.LOOKUP)
@@ -181,12 +187,10 @@ class CustomerApi:
         if kind not in IDENTIFIER_KINDS:
             answer = _error(400, f"kind must be one of {', '.join(IDENTIFIER_KINDS)}")
             return self._audited(answer, endpoint, who, None)
+        # a blank, blocked or unusable value is nobody's identifier: 404 as for an unknown one
         normalised = self.normaliser.normalise_value(kind, value)
-        if normalised is None:
-            answer = _error(400, "value is blank, blocked or not usable")
-            return self._audited(answer, endpoint, who, None, shown_kind)
         try:
-            found = await self.redis.get(alias_key(kind, normalised))
+            found = await self.redis.get(alias_key(kind, normalised)) if normalised else None
             customer_id = found.decode() if isinstance(found, bytes) else found
             profile = await resolve(self.redis, customer_id) if customer_id else None
         except RedisError:
@@ -206,7 +210,7 @@ class CustomerApi:
             if presented is None:
                 return _unauthorized("a bearer token is required (Authorization: Bearer ...)")
             try:
-                records = await self.tokens.records()
+                records = await self.tokens.records(tokens.token_id_of(presented))
             except (RedisError, OSError):
                 return _error(503, "the token store is unavailable")
             record = tokens.verify(presented, records)

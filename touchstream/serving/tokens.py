@@ -134,6 +134,10 @@ def bearer(header: str | None) -> str | None:
     return value.strip()
 
 
+# a presented token id missing from a worker's copy reads the set again, at most this often
+MISS_RELOAD_S = 1.0
+
+
 class TokenCache:
     """The token set as a worker sees it: read from Redis again once it is ``ttl_s`` old, so
     a revocation takes effect on every worker within ``ttl_s`` (plus one Redis read). When
@@ -156,15 +160,22 @@ class TokenCache:
     def _fresh(self) -> bool:
         return self._loaded_at is not None and self._clock() - self._loaded_at < self._ttl_s
 
-    async def records(self) -> dict[str, TokenRecord]:
-        if self._fresh():
+    async def records(self, wanted: str | None = None) -> dict[str, TokenRecord]:
+        """The token set; read again when older than ``ttl_s``, or when ``wanted`` (a token id
+        just presented) is not in it and the copy is at least ``MISS_RELOAD_S`` old, so that a
+        token just issued works at once without letting unknown ids cost a Redis read each."""
+        if self._fresh() and (wanted is None or wanted in self._records or self._recent()):
             return self._records
         async with self._lock:
-            if not self._fresh():
+            missing = wanted is not None and wanted not in self._records
+            if not self._fresh() or (missing and not self._recent()):
                 started = self._clock()
                 self._records = await self._load()
                 self._loaded_at = started  # the copy is as old as the moment it was asked for
         return self._records
+
+    def _recent(self) -> bool:
+        return self._loaded_at is not None and self._clock() - self._loaded_at < MISS_RELOAD_S
 
 
 class RateLimiter:
