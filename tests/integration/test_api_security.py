@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import ssl
 import subprocess
 import sys
@@ -233,6 +234,27 @@ def test_https_and_mutual_tls_on_the_customer_listener(stack: Stack, pki: Pki) -
         urllib.request.urlopen(request, context=without_cert, timeout=5).read()
     with pytest.raises((urllib.error.URLError, http.client.HTTPException, ConnectionError)):
         urllib.request.urlopen(f"http://127.0.0.1:{worker.web_port}/customers/x", timeout=5)
+
+
+def test_a_worker_whose_customer_api_cannot_listen_is_not_ready(stack: Stack) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        worker = stack.start_worker(web_port=str(port))
+        worker.wait_for("/healthz")
+        deadline = time.monotonic() + 60
+        checks: dict[str, bool] = {}
+        while time.monotonic() < deadline and not checks.get("partitions_recovered"):
+            status, body = worker.get("/readyz")
+            checks = orjson.loads(body)["checks"]
+            time.sleep(0.2)
+        assert status == 503 and checks["partitions_recovered"] is True
+        assert checks["customer_api"] is False
+        assert (
+            worker.child.log_path
+            and "the customer API cannot listen" in worker.child.log_path.read_text()
+        )
 
 
 def test_production_refuses_customer_data_on_a_public_address_without_auth(

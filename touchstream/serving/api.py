@@ -25,6 +25,8 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from touchstream.config.rules import IDENTIFIER_KINDS
+from touchstream.config.settings import key
+from touchstream.errors import ConfigError
 from touchstream.serving import tokens
 from touchstream.serving.keys import alias_key, decode_profile, profile_key
 
@@ -48,6 +50,7 @@ GET_LOOKUP_REFUSED = (
 LOOKUP_IS_POST = (
     'lookups are POST /customers/lookup with {"kind": ..., "value": ...} as a JSON body'
 )
+log = logging.getLogger(__name__)
 UNAVAILABLE = "the profile store is unavailable"
 
 
@@ -101,7 +104,16 @@ class CustomerApi:
         )
         self.limiter = tokens.RateLimiter(settings.api_rate_per_s, settings.api_rate_burst)
         self.audit = audit_logger(settings.api_audit_file)
+        try:  # at start-up, so that a bad certificate stops the worker in one line
+            self.ssl_context = server_ssl_context(settings)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                key("api_ssl_certfile"), f"cannot load the TLS files: {exc}"
+            ) from None
+        # true once the listener accepts connections: /readyz reports it (customer_api)
+        self.serving = False
         self._runner: web.AppRunner | None = None
+        self._pruned_for: object = None
 
     # -- the aiohttp application ----------------------------------------------------------
 
@@ -122,11 +134,22 @@ class CustomerApi:
             self._runner,
             self.settings.web_host,
             self.settings.web_port,
-            ssl_context=server_ssl_context(self.settings),
+            ssl_context=self.ssl_context,
         )
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            log.error(
+                "the customer API cannot listen on %s:%s: %s (the worker is not ready)",
+                self.settings.web_host,
+                self.settings.web_port,
+                exc,
+            )
+            return
+        self.serving = True
 
     async def stop(self) -> None:
+        self.serving = False
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -223,7 +246,9 @@ class CustomerApi:
                 )
                 return answer
             who = Principal(record.id, record.name)
-            self.limiter.forget_except(records)  # revoked tokens' buckets go with them
+            if records is not self._pruned_for:  # a new copy: revoked tokens' buckets go
+                self.limiter.forget_except(records)
+                self._pruned_for = records
         wait_s = self.limiter.take(who.id)
         if wait_s > 0:
             answer = _error(429, "rate limit of this token exceeded")

@@ -31,6 +31,7 @@ def register_views(t: Topology) -> None:
             "redis": await _redis_ok(t),
             "kafka_access": refused is None,
             "no_partition_halted": not t.routes.halted,
+            "customer_api": t.api.serving,
         }
         status = 200 if all(checks.values()) else 503
         body: dict[str, object] = {"ready": status == 200, "checks": checks}

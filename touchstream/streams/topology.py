@@ -467,4 +467,5 @@ class Topology:
             and self.access.problem is None
             and self.outbox.health is None
             and not self.routes.halted
+            and self.api.serving
         )
