@@ -160,7 +160,8 @@ def test_a_token_over_its_rate_limit_gets_429_with_retry_after(stack: Stack) -> 
 def test_the_audit_log_has_every_read_and_no_identifier(stack: Stack, tmp_path: Path) -> None:
     audit = tmp_path / "audit.jsonl"
     reader = token(stack, "profile:read", "lookup")
-    worker = stack.start_worker(api_audit_file=str(audit))
+    lookup_only = token(stack, "lookup")
+    worker = stack.start_worker(api_audit_log=str(audit))
     worker.wait_ready()
     customer = serve_one_customer(stack, worker)
     token_id = reader.split("_")[1]
@@ -169,6 +170,7 @@ def test_the_audit_log_has_every_read_and_no_identifier(stack: Stack, tmp_path: 
     assert worker.lookup("email", EMAIL, token=reader)[0] == 200
     assert worker.lookup("phone", "+44 7700 900123", token=reader)[0] == 404
     assert worker.request("GET", "/customers/someone@example.org", token=reader)[0] == 404
+    assert worker.request("GET", f"/customers/{customer}", token=lookup_only)[0] == 403
     assert worker.request("GET", f"/customers/{customer}", token="")[0] == 401
 
     text = audit.read_text()
@@ -182,6 +184,12 @@ def test_the_audit_log_has_every_read_and_no_identifier(stack: Stack, tmp_path: 
     ]
     assert all(e["token_name"] == "test profile:read lookup" and e["at"] for e in mine)
     assert mine[1]["kind"] == "email"
+    refused = entries[-2]  # who was refused is named, the customer is not
+    assert (refused["token_id"], refused["status"], refused["customer_id"]) == (
+        lookup_only.split("_")[1],
+        403,
+        None,
+    )
     assert entries[-1]["token_id"] is None and entries[-1]["status"] == 401
     for identifier in ("ann.shopper", "Ann.Shopper", "example.com", "7700", "someone", "@"):
         assert identifier not in text

@@ -62,7 +62,7 @@ class Settings:
     api_rate_per_s: float = 20.0
     api_rate_burst: int = 40
     # the audit log of profile reads (JSON lines, no identifiers); empty: the worker's stderr
-    api_audit_file: str = ""
+    api_audit_log: str = ""
     # TLS of the customer API listener: certificate and key (PEM) turn HTTPS on; a CA file
     # adds mutual TLS (a client certificate signed by that CA is required)
     api_ssl_certfile: str = ""

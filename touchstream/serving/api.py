@@ -103,7 +103,7 @@ class CustomerApi:
             lambda: tokens.load_records(redis), settings.api_token_cache_s
         )
         self.limiter = tokens.RateLimiter(settings.api_rate_per_s, settings.api_rate_burst)
-        self.audit = audit_logger(settings.api_audit_file)
+        self.audit = audit_logger(settings.api_audit_log)
         try:  # at start-up, so that a bad certificate stops the worker in one line
             self.ssl_context = server_ssl_context(settings)
         except (OSError, ssl.SSLError) as exc:
@@ -160,9 +160,11 @@ class CustomerApi:
         return _json(openapi_document())
 
     async def profile(self, request: web.Request) -> web.Response:
-        who = await self._authorize(request, tokens.PROFILE_READ)
-        if isinstance(who, web.Response):
-            return self._audited(who, PROFILE_ENDPOINT, None, None)
+        who, refused = await self._authorize(request, tokens.PROFILE_READ)
+        if refused is not None or who is None:
+            return self._audited(
+                refused or _error(401, "unauthorized"), PROFILE_ENDPOINT, who, None
+            )
         customer_id = request.match_info["customer_id"]
         try:
             profile = await resolve(self.redis, customer_id)
@@ -174,9 +176,9 @@ class CustomerApi:
         return self._audited(_json(profile), PROFILE_ENDPOINT, who, profile)
 
     async def lookup_post(self, request: web.Request) -> web.Response:
-        who = await self._authorize(request, tokens.LOOKUP)
-        if isinstance(who, web.Response):
-            return self._audited(who, LOOKUP_ENDPOINT, None, None)
+        who, refused = await self._authorize(request, tokens.LOOKUP)
+        if refused is not None or who is None:
+            return self._audited(refused or _error(401, "unauthorized"), LOOKUP_ENDPOINT, who, None)
         try:
             body = orjson.loads(await request.read())
         except web.HTTPRequestEntityTooLarge:
@@ -194,13 +196,15 @@ class CustomerApi:
 
     async def lookup_other(self, request: web.Request) -> web.Response:
         if request.method != "GET" or not self.settings.development:
-            refused = GET_LOOKUP_REFUSED if request.method == "GET" else LOOKUP_IS_POST
-            answer = _error(405, refused)
+            why = GET_LOOKUP_REFUSED if request.method == "GET" else LOOKUP_IS_POST
+            answer = _error(405, why)
             answer.headers["Allow"] = "POST"
             return answer
-        who = await self._authorize(request, tokens.LOOKUP)
-        if isinstance(who, web.Response):
-            return self._audited(who, LOOKUP_GET_ENDPOINT, None, None)
+        who, refused = await self._authorize(request, tokens.LOOKUP)
+        if refused is not None or who is None:
+            return self._audited(
+                refused or _error(401, "unauthorized"), LOOKUP_GET_ENDPOINT, who, None
+            )
         kind = request.query.get("kind", "")
         value = request.query.get("value", "")
         return await self._lookup(LOOKUP_GET_ENDPOINT, who, kind, value)
@@ -225,26 +229,29 @@ class CustomerApi:
 
     # -- authentication, rate limit, audit -------------------------------------------------
 
-    async def _authorize(self, request: web.Request, scope: str) -> Principal | web.Response:
+    async def _authorize(
+        self, request: web.Request, scope: str
+    ) -> tuple[Principal | None, web.Response | None]:
+        """Who asks, and the refusal to send instead of the answer (None: go ahead)."""
         if self.settings.api_auth == "none":
             who = _client_certificate(request) or Principal("anonymous", "anonymous")
         else:
             presented = tokens.bearer(request.headers.get("Authorization"))
             if presented is None:
-                return _unauthorized("a bearer token is required (Authorization: Bearer ...)")
+                return None, _unauthorized("a bearer token is required (Authorization: Bearer ...)")
             try:
                 records = await self.tokens.records(tokens.token_id_of(presented))
             except (RedisError, OSError):
-                return _error(503, "the token store is unavailable")
+                return None, _error(503, "the token store is unavailable")
             record = tokens.verify(presented, records)
             if record is None:
-                return _unauthorized("the token is unknown or revoked", "invalid_token")
+                return None, _unauthorized("the token is unknown or revoked", "invalid_token")
             if not record.allows(scope):
                 answer = _error(403, f"the token lacks the scope {scope}")
                 answer.headers["WWW-Authenticate"] = (
                     f'Bearer error="insufficient_scope", scope="{scope}"'
                 )
-                return answer
+                return Principal(record.id, record.name), answer
             who = Principal(record.id, record.name)
             if records is not self._pruned_for:  # a new copy: revoked tokens' buckets go
                 self.limiter.forget_except(records)
@@ -253,8 +260,8 @@ class CustomerApi:
         if wait_s > 0:
             answer = _error(429, "rate limit of this token exceeded")
             answer.headers["Retry-After"] = tokens.retry_after(wait_s)
-            return answer
-        return who
+            return who, answer
+        return who, None
 
     def _audited(
         self,
