@@ -140,7 +140,7 @@ def test_cli_help_documents_every_command() -> None:
         [sys.executable, "-m", "touchstream", "--help"], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0
-    for command in ("worker", "demo", "simulate", "bench", "dlq"):
+    for command in ("worker", "demo", "simulate", "bench", "dlq", "tokens"):
         assert command in result.stdout
     demo = subprocess.run(
         [sys.executable, "-m", "touchstream", "demo", "--help"],
