@@ -26,7 +26,7 @@ from redis.exceptions import RedisError
 
 from touchstream.config.rules import IDENTIFIER_KINDS
 from touchstream.config.settings import key
-from touchstream.errors import ConfigError
+from touchstream.errors import ConfigError, PoisonEvent
 from touchstream.serving import tokens
 from touchstream.serving.keys import alias_key, decode_profile, profile_key
 
@@ -215,7 +215,10 @@ class CustomerApi:
             answer = _error(400, f"kind must be one of {', '.join(IDENTIFIER_KINDS)}")
             return self._audited(answer, endpoint, who, None)
         # a blank, blocked or unusable value is nobody's identifier: 404 as for an unknown one
-        normalised = self.normaliser.normalise_value(kind, value)
+        try:
+            normalised = self.normaliser.normalise_value(kind, value)
+        except PoisonEvent:  # refused outright (look-alikes, foreign digits): nobody's either
+            normalised = None
         try:
             found = await self.redis.get(alias_key(kind, normalised)) if normalised else None
             customer_id = found.decode() if isinstance(found, bytes) else found
