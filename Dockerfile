@@ -33,19 +33,22 @@ RUN groupadd --system --gid 10001 touchstream \
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
     python -m pip install --no-index --find-links /wheels touchstream
 
-# image defaults, each overridable by the environment: serve HTTP on every interface of the
-# container, keep local table state in the directory owned by the service user
+# image defaults, each overridable by the environment: serve the customer API (6066, bearer
+# tokens) and the operations listener (6068: /metrics /healthz /readyz) on every interface of
+# the container, keep local table state in the directory owned by the service user
 ENV TOUCHSTREAM_WEB_HOST=0.0.0.0 \
     TOUCHSTREAM_WEB_PORT=6066 \
+    TOUCHSTREAM_OPS_HOST=0.0.0.0 \
+    TOUCHSTREAM_OPS_PORT=6068 \
     TOUCHSTREAM_DATA_DIR=/var/lib/touchstream
 WORKDIR /var/lib/touchstream
 # numeric, so Kubernetes' runAsNonRoot can verify it
 USER 10001:10001
-EXPOSE 6066
+EXPOSE 6066 6068
 
-# liveness only (/healthz); /readyz is 503 during every rebalance and recovery, which is no
+# liveness only (/healthz, on the operations listener); /readyz is 503 during every rebalance and recovery, which is no
 # reason to restart the container. The slim image has no curl: Python's urllib does it.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('TOUCHSTREAM_WEB_PORT', '6066'), timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/healthz' % os.environ.get('TOUCHSTREAM_OPS_PORT', '6068'), timeout=4)"]
 
 ENTRYPOINT ["touchstream", "worker"]

@@ -122,16 +122,18 @@ def test_workers_wait_for_healthy_kafka_and_redis_and_keep_their_state(
     assert len(data_dirs) == len(WORKERS), "each worker needs its own state volume"
 
 
-def test_prometheus_scrapes_every_worker_on_its_web_port(
+def test_prometheus_scrapes_every_worker_on_its_operations_port(
     compose: dict[str, Any], deploy: Path
 ) -> None:
     config = yaml.safe_load((deploy / "prometheus" / "prometheus.yml").read_text())
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "touchstream"]
     targets = {t for group in job["static_configs"] for t in group["targets"]}
-    expected = {f"{name}:{service_env(compose, name)['TOUCHSTREAM_WEB_PORT']}" for name in WORKERS}
+    expected = {f"{name}:{service_env(compose, name)['TOUCHSTREAM_OPS_PORT']}" for name in WORKERS}
     assert targets == expected
     for name in WORKERS:
-        assert service_env(compose, name)["TOUCHSTREAM_WEB_HOST"] == "0.0.0.0"
+        env = service_env(compose, name)
+        assert env["TOUCHSTREAM_OPS_HOST"] == "0.0.0.0"
+        assert env["TOUCHSTREAM_OPS_PORT"] != env["TOUCHSTREAM_WEB_PORT"]
 
 
 def test_prometheus_and_grafana_mount_the_shipped_files(

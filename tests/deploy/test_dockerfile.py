@@ -141,7 +141,7 @@ def test_dockerignore_keeps_what_the_build_copies(
 def healthcheck(stages: list[list[Instruction]], port: int) -> subprocess.CompletedProcess[str]:
     argv = exec_form(stages[-1], "HEALTHCHECK")
     assert argv[0] == "python" and "/healthz" in argv[-1]
-    env = {**clean_env(), "TOUCHSTREAM_WEB_PORT": str(port)}
+    env = {**clean_env(), "TOUCHSTREAM_OPS_PORT": str(port)}
     return subprocess.run(
         [sys.executable, *argv[1:]], capture_output=True, text=True, timeout=30, env=env
     )
@@ -154,5 +154,6 @@ def test_healthcheck_passes_on_a_live_worker_and_fails_without_one(
     assert healthcheck(stages, free_port()).returncode != 0
     worker = stack.start_worker()
     worker.wait_for("/healthz")
-    result = healthcheck(stages, worker.web_port)
+    assert healthcheck(stages, worker.web_port).returncode != 0  # the customer API has none
+    result = healthcheck(stages, worker.ops_port)
     assert result.returncode == 0, result.stderr

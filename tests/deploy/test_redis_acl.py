@@ -15,7 +15,7 @@ from redis.exceptions import AuthenticationError, NoPermissionError, ResponseErr
 from touchstream.runtime.embedded import HOST, redis_binary
 from touchstream.runtime.kafka_io import produce
 from touchstream.runtime.processes import Child, free_port, wait_for_port
-from touchstream.runtime.stack import Stack
+from touchstream.runtime.stack import Stack, issue_token
 from touchstream.simulator.factory import purchase
 
 
@@ -104,6 +104,8 @@ def test_a_worker_logged_in_as_the_service_user_serves_profiles(
         redis_username=service_user["username"],
         redis_password=service_user["password"],
     )
+    # the customer API's tokens live in the Redis the worker reads, under the same ACL
+    worker.token = issue_token(connect(acl_redis, **service_user), "acl test")
     worker.wait_ready()
     topic = stack.settings["topic_prefix"] + "touchpoints"
     produce(

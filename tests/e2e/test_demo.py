@@ -69,7 +69,10 @@ def test_demo_on_apache_kafka_processes_the_traffic_and_leaves_nothing_behind(tm
     assert summary["merged_ids_in_redis"] > 0
     assert "every malformed event is in the DLQ; caught up: yes" in result.stdout
     # Kafka, Redis and the worker are gone, and none of them still holds a file of the demo
-    for prefix in ("broker: ", "redis: redis://", "http: http://"):
+    # the demo reads a profile through the customer API with the token it issued and printed
+    assert summary["api_read"]["status"] == 200
+    assert _said(result, "token: ").startswith("ts_")
+    for prefix in ("broker: ", "redis: redis://", "http: http://", "ops: http://"):
         hostport = _said(result, prefix).split("/", 1)[0]
         assert not port_open(hostport), f"{prefix}{hostport} outlived the demo"
     assert holders_of(_said(result, "logs: ")) == []
@@ -137,7 +140,7 @@ def test_cli_help_documents_every_command() -> None:
         [sys.executable, "-m", "touchstream", "--help"], capture_output=True, text=True, timeout=30
     )
     assert result.returncode == 0
-    for command in ("worker", "demo", "simulate", "bench", "dlq"):
+    for command in ("worker", "demo", "simulate", "bench", "dlq", "tokens"):
         assert command in result.stdout
     demo = subprocess.run(
         [sys.executable, "-m", "touchstream", "demo", "--help"],

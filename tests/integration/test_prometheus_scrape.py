@@ -82,7 +82,7 @@ def scrape_config(worker: WorkerProcess) -> dict[str, Any]:
     config["global"].update(scrape_interval="1s", scrape_timeout="1s", evaluation_interval="1s")
     config["rule_files"] = [str(DEPLOY / "prometheus" / rules) for rules in config["rule_files"]]
     (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "touchstream"]
-    job["static_configs"] = [{"targets": [f"{HOST}:{worker.web_port}"]}]
+    job["static_configs"] = [{"targets": [f"{HOST}:{worker.ops_port}"]}]
     config["scrape_configs"] = [job]
     return config
 
@@ -143,7 +143,7 @@ def test_prometheus_reads_the_workers_figures(
         stack.broker.bootstrap, topic, [(None, e) for e in events] + [(None, m) for m in malformed]
     )
 
-    target = {"job": "touchstream", "instance": f"{HOST}:{worker.web_port}"}
+    target = {"job": "touchstream", "instance": f"{HOST}:{worker.ops_port}"}
     assert eventually(lambda: prometheus.value('up{job="touchstream"}'), 1.0) == 1.0
     ready = eventually(
         lambda: prometheus.by("touchstream_ready", "job", "instance"),

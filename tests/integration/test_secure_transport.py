@@ -26,7 +26,7 @@ from redis.exceptions import NoPermissionError
 from touchstream.runtime.embedded import HOST, redis_binary
 from touchstream.runtime.kafka_io import produce
 from touchstream.runtime.processes import Child, free_port, wait_for_port
-from touchstream.runtime.stack import Stack, worker_env
+from touchstream.runtime.stack import Stack, issue_token, worker_env
 from touchstream.simulator.factory import purchase
 
 from .conftest import Pki
@@ -121,6 +121,8 @@ def test_a_worker_writes_profiles_to_redis_over_tls_as_the_acl_user(
         redis_password=SERVICE_USER["password"],
         redis_ssl_cafile=str(tls_redis.ca),
     )
+    # the customer API's tokens live in the Redis the worker reads
+    worker.token = issue_token(tls_redis.client(**SERVICE_USER), "tls test")
     worker.wait_ready()
     customer = f"crm-tls-{stack.settings['topic_prefix'].rstrip('.')}"
     produce(

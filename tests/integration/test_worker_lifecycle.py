@@ -92,6 +92,7 @@ def test_ready_worker_answers_health_readiness_and_metrics(stack: Stack) -> None
         "redis": True,
         "kafka_access": True,
         "no_partition_halted": True,
+        "customer_api": True,
     }
     status, body = worker.get("/metrics")
     assert status == 200 and b"touchstream_events_in_total" in body

@@ -136,7 +136,7 @@ async def wait_for_file(path: Path, process: Child, what: str, timeout_s: float)
 
 async def wait_ready(process: Child, port: int, timeout_s: float) -> float:
     """Seconds until GET /readyz answers 200 (the same poll the demo and the tests use)."""
-    worker = WorkerProcess(process, port, data_dir="")
+    worker = WorkerProcess(process, 0, "", ops_port=port)
     try:
         return await asyncio.to_thread(worker.wait_ready, timeout_s)
     except (RuntimeError, TimeoutError) as exc:
@@ -264,7 +264,7 @@ async def wait_settled(workers: Sequence[tuple[Child, int]], timeout_s: float) -
     links travel) read 0 on ``SETTLED_POLLS`` polls in a row. The gauge is refreshed every
     0.25 s and polled as often, so the time found is up to about 0.5 s late: a settled rate
     computed from it errs low (by up to 1.5 s before the refresh went from 1 s to 0.25 s)."""
-    probes = [(child, WorkerProcess(child, port, data_dir="")) for child, port in workers]
+    probes = [(child, WorkerProcess(child, 0, "", ops_port=port)) for child, port in workers]
     deadline = time.monotonic() + timeout_s
     zero_since: float | None = None
     zeros = 0

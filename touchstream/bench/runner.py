@@ -355,7 +355,7 @@ async def _all_ready(workers: list[tuple[Child, int]]) -> float:
     while True:
         for child, port in workers:
             await phases.wait_ready(child, port, READY_TIMEOUT_S)
-        probes = [WorkerProcess(child, port, data_dir="") for child, port in workers]
+        probes = [WorkerProcess(child, 0, "", ops_port=port) for child, port in workers]
         codes = [await asyncio.to_thread(_readyz, probe) for probe in probes]
         if all(code == 200 for code in codes):
             return time.monotonic() - started
@@ -392,13 +392,15 @@ def bench_worker_env(
 ) -> dict[str, str]:
     """The environment of a measured worker: the one the demo and the tests run it with
     (runtime.stack), with Tansu's workarounds only on Tansu, so that on Apache Kafka the
-    worker measured is configured as a production worker is."""
+    worker measured is configured as a production worker is. ``port`` is its operations
+    listener (readiness, metrics); its customer API gets a free port of its own."""
     return worker_env(
         broker_url,
         redis_url,
-        port,
+        free_port(),
         data_dir,
         embedded_broker=broker_kind == brokers.EMBEDDED,
+        ops_port=port,
         partitions="8",
         log_level="warning",
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -62,8 +63,29 @@ class Settings:
     partitions: int = 8
     replication_factor: int = 1
     standby_replicas: int = 1
+    # the customer API listener (GET /customers/{id}, POST /customers/lookup): bearer tokens
+    # with scopes (serving/tokens.py), optional TLS and mutual TLS (docs/security.md)
     web_host: str = "127.0.0.1"
     web_port: int = 6066
+    # the operations listener: /metrics, /healthz, /readyz, no customer data, no token
+    ops_host: str = "127.0.0.1"
+    ops_port: int = 6068
+    # "token" (default): every customer endpoint needs a bearer token with the right scope;
+    # "none": no token (development, loopback, or behind mutual TLS only)
+    api_auth: str = "token"
+    # how long a worker trusts its copy of the token set read from Redis: a revoked token is
+    # refused by every worker at most this many seconds after `touchstream tokens revoke`
+    api_token_cache_s: float = 5.0
+    # per token and per worker: a token bucket refilled at this rate, holding at most burst
+    api_rate_per_s: float = 20.0
+    api_rate_burst: int = 40
+    # the audit log of profile reads (JSON lines, no identifiers); empty: the worker's stderr
+    api_audit_log: str = ""
+    # TLS of the customer API listener: certificate and key (PEM) turn HTTPS on; a CA file
+    # adds mutual TLS (a client certificate signed by that CA is required)
+    api_ssl_certfile: str = ""
+    api_ssl_keyfile: str = ""
+    api_ssl_cafile: str = ""
     data_dir: str = "var/touchstream"
     store: str = "memory"
     rocksdb_memory_mb: int = 1024
@@ -186,6 +208,28 @@ class Settings:
         self.check_kafka()
         self._check_worker()
 
+    def _check_api(self) -> None:
+        if self.api_auth not in ("token", "none"):
+            raise ConfigError(key("api_auth"), "must be 'token' or 'none'")
+        if self.web_port and self.web_port == self.ops_port:
+            raise ConfigError(
+                key("ops_port"), "the operations listener needs its own port (not WEB_PORT)"
+            )
+        if not 0 <= self.api_token_cache_s <= 300:
+            raise ConfigError(key("api_token_cache_s"), "must be between 0 and 300 seconds")
+        if not 0 < self.api_rate_per_s <= 1_000_000:
+            raise ConfigError(key("api_rate_per_s"), "must be > 0 (and at most 1000000)")
+        if bool(self.api_ssl_certfile) != bool(self.api_ssl_keyfile):
+            raise ConfigError(
+                key("api_ssl_keyfile" if self.api_ssl_certfile else "api_ssl_certfile"),
+                "HTTPS needs both the certificate and its key file",
+            )
+        if self.api_ssl_cafile and not self.api_ssl_certfile:
+            raise ConfigError(
+                key("api_ssl_cafile"),
+                "mutual TLS needs HTTPS: set TOUCHSTREAM_API_SSL_CERTFILE and _KEYFILE too",
+            )
+
     def check_kafka(self) -> None:
         """What a Kafka client needs: the broker list and a complete security setting."""
         for url in self.broker.split(","):
@@ -236,12 +280,21 @@ class Settings:
                     "plaintext Kafka outside development: use SSL or SASL_SSL,"
                     " or set TOUCHSTREAM_ALLOW_PLAINTEXT=true on a trusted network",
                 )
+            if self.api_auth == "none" and not self.api_ssl_cafile and not _loopback(self.web_host):
+                raise ConfigError(
+                    key("api_auth"),
+                    f"customer data on {self.web_host} without authentication outside"
+                    " development: set TOUCHSTREAM_API_AUTH=token (the default) or"
+                    " TOUCHSTREAM_API_SSL_CAFILE for mutual TLS, or bind TOUCHSTREAM_WEB_HOST"
+                    " to 127.0.0.1",
+                )
             if not self.allow_plaintext and not self.secure_redis:
                 raise ConfigError(
                     key("redis_url"),
                     "plaintext Redis outside development: use rediss://,"
                     " or set TOUCHSTREAM_ALLOW_PLAINTEXT=true on a trusted network",
                 )
+        self._check_api()
         if not keys:
             raise ConfigError(key("hmac_secret"), "must be at least 32 characters long")
         for version, secret in keys.items():
@@ -254,6 +307,8 @@ class Settings:
             ("replication_factor", 1, 10),
             ("standby_replicas", 0, 10),
             ("web_port", 0, 65535),
+            ("ops_port", 0, 65535),
+            ("api_rate_burst", 1, 1_000_000),
             ("max_event_bytes", 1024, 16 * 1024 * 1024),
             ("redis_flush_interval_ms", 1, 10_000),
             ("redis_max_pending", 1, 10_000_000),
@@ -301,6 +356,15 @@ def mask_url(url: str) -> str:
     if parts.password:
         return url.replace(f":{parts.password}@", ":***@")
     return url
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _host_port_ok(hostport: str) -> bool:
@@ -379,6 +443,17 @@ def load_client_settings(environ: Mapping[str, str] | None = None, **overrides: 
     environ = os.environ if environ is None else environ
     settings = replace(Settings(), **_values(environ, overrides))
     settings.check_kafka()
+    return settings
+
+
+def load_redis_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Settings of a Redis client tool (``touchstream tokens``): the worker's
+    TOUCHSTREAM_REDIS_* settings; the HMAC secret and Kafka are neither required nor checked."""
+    environ = os.environ if environ is None else environ
+    settings = replace(Settings(), **_values(environ, overrides))
+    parts = urlsplit(settings.redis_url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ConfigError(key("redis_url"), "expected redis://HOST:PORT/DB or rediss://...")
     return settings
 
 

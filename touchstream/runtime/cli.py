@@ -1,4 +1,4 @@
-"""``touchstream`` command line: worker, demo, simulate, bench, dlq replay, kafka."""
+"""``touchstream`` command line: worker, demo, simulate, bench, dlq replay, tokens, kafka."""
 
 from __future__ import annotations
 
@@ -187,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     rotate.add_argument(
         "--to", type=int, default=None, help="the version to move to (default: the newest)"
     )
+    from touchstream.runtime.tokens_cli import add_parser as add_tokens
+
+    add_tokens(sub)
 
     kafka = sub.add_parser(
         "kafka",
@@ -294,6 +297,10 @@ def _dispatch(args: argparse.Namespace) -> int:
         from touchstream.runtime.dlq_replay import run_replay
 
         return run_replay(args)
+    if args.command == "tokens":
+        from touchstream.runtime.tokens_cli import run_tokens
+
+        return run_tokens(args)
     if args.command == "kafka":
         from touchstream.runtime.kafka_cli import run_kafka
 

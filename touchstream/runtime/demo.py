@@ -20,7 +20,8 @@ from touchstream.config.settings import load_all
 from touchstream.runtime import brokers
 from touchstream.runtime.apache_kafka import KafkaUnavailable
 from touchstream.runtime.kafka_io import ensure_topics
-from touchstream.runtime.stack import Stack, WorkerProcess
+from touchstream.runtime.stack import Stack, WorkerProcess, issue_token
+from touchstream.serving import tokens
 from touchstream.serving.keys import PROFILE_PREFIX
 from touchstream.simulator.produce import ProduceStats, produce
 from touchstream.simulator.traffic import Traffic
@@ -58,15 +59,29 @@ def run_demo(args: argparse.Namespace) -> int:
         names = [topics.TOUCHPOINTS, topics.CUSTOMER_EVENTS, *topics.OUTPUTS]
         asyncio.run(ensure_topics(stack.broker.bootstrap, names, settings.partitions))
         worker = stack.start_worker(rules=args.rules)
+        worker.token = _demo_token(stack)
         # scripts read HOST:PORT from the first three lines, so the broker's name comes after
         say(f"broker: {stack.broker.bootstrap}")
         say(f"redis: {stack.redis.url(0)}")
         say(f"http: {worker.http}")
+        say(f"ops: {worker.ops}")
+        say(f"token: {worker.token}")
         say(f"broker software: {brokers.describe(stack.broker.kind, stack.broker.version)}")
         say(f"logs: {stack.workdir}")
         ready_s = worker.wait_ready()
         say(f"worker ready in {ready_s:.1f}s")
         if args.no_traffic:
+            say("customer API (scopes profile:read, lookup):")
+            say(
+                f'  curl -H "Authorization: Bearer {worker.token}" '
+                f"{worker.http}/customers/CUSTOMER_ID"
+            )
+            say(
+                f'  curl -H "Authorization: Bearer {worker.token}" -H "Content-Type: '
+                f'application/json" -d \'{{"kind": "email", "value": "EMAIL"}}\' '
+                f"{worker.http}/customers/lookup"
+            )
+            say(f"operations (no token): {worker.ops}/metrics /healthz /readyz")
             say("running until Ctrl-C (SIGINT) or SIGTERM")
             try:
                 while True:
@@ -144,6 +159,7 @@ async def _traffic(args: argparse.Namespace, stack: Stack, worker: WorkerProcess
     # merges started by the last events travel a few more hops after the events are applied
     await asyncio.sleep(IDENTITY_SETTLE_S)
     m = await asyncio.to_thread(_safe_metrics, worker)
+    api_read = await asyncio.to_thread(_api_sample, worker, stack.redis.url(0))
     return {
         "broker": stack.broker.kind,
         "broker_version": stack.broker.version,
@@ -159,7 +175,40 @@ async def _traffic(args: argparse.Namespace, stack: Stack, worker: WorkerProcess
         "profile_updates": outputs.profile_updates,
         **_count_profiles(stack.redis.url(0)),
         "drained": drained,
+        "api_read": api_read,
     }
+
+
+def _demo_token(stack: Stack) -> str:
+    """A token for the demo's own reads and for the user to try the API with."""
+    client = redis.Redis.from_url(stack.redis.url(stack.redis_db))
+    try:
+        return issue_token(client, "touchstream demo", tokens.PROFILE_READ, tokens.LOOKUP)
+    finally:
+        client.close()
+
+
+def _api_sample(worker: WorkerProcess, url: str) -> dict[str, Any]:
+    """One live profile read through the customer API with the demo's token."""
+    client = redis.Redis.from_url(url)
+    try:
+        for key in client.scan_iter(match=PROFILE_PREFIX + "*", count=1000):
+            if not client.hexists(key, "merged_into"):
+                customer_id = key.decode()[len(PROFILE_PREFIX) :]
+                break
+        else:
+            return {}
+    finally:
+        client.close()
+    try:
+        status, body = worker.get(f"/customers/{customer_id}")
+    except OSError:
+        return {"customer_id": customer_id, "status": None}
+    read: dict[str, Any] = {"customer_id": customer_id, "status": status}
+    if status == 200:
+        profile = orjson.loads(body)
+        read.update(points=profile.get("points"), tier=profile.get("tier"))
+    return read
 
 
 def _safe_metrics(worker: WorkerProcess) -> dict[str, float]:
@@ -284,5 +333,12 @@ def _print_summary(s: dict[str, Any], broker: str) -> None:
         if s["dlq_events"] == s["malformed_injected"]
         else "DLQ count differs from injected malformed events"
     )
+    read = s.get("api_read") or {}
+    if read:
+        say(
+            f"  customer API   GET /customers/{read['customer_id']} with the demo token -> "
+            f"{read['status']}"
+            + (f" (points {read['points']}, tier {read['tier']})" if read["status"] == 200 else "")
+        )
     say(f"  check          {verdict}; caught up: {'yes' if s['drained'] else 'no'}")
     sys.stdout.flush()

@@ -19,11 +19,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from touchstream.runtime import brokers
 from touchstream.runtime.apache_kafka import KafkaUnavailable
 from touchstream.runtime.brokers import Broker
 from touchstream.runtime.embedded import EmbeddedRedis, start_redis
 from touchstream.runtime.processes import Child, free_port
+from touchstream.serving import tokens
 
 WORKER_READY_TIMEOUT_S = 60.0
 
@@ -42,14 +45,18 @@ def worker_env(
     data_dir: str,
     /,
     embedded_broker: bool,
+    ops_port: int | None = None,
     **extra: str,
 ) -> dict[str, str]:
+    """A worker's environment; the operations listener on ``ops_port`` (a free one if None)."""
+    ops_port = free_port() if ops_port is None else ops_port
     env = clean_env()
     env.update(
         TOUCHSTREAM_ENV="development",
         TOUCHSTREAM_BROKER=broker_url,
         TOUCHSTREAM_REDIS_URL=redis_url,
         TOUCHSTREAM_WEB_PORT=str(web_port),
+        TOUCHSTREAM_OPS_PORT=str(ops_port),
         TOUCHSTREAM_DATA_DIR=data_dir,
     )
     if embedded_broker:
@@ -60,22 +67,73 @@ def worker_env(
     return env
 
 
+# served by the operations listener, without a token; every other path is the customer API's
+OPS_PATHS = ("/metrics", "/healthz", "/readyz")
+
+
+def issue_token(client: redis.Redis, name: str, *scopes: str) -> str:
+    """A bearer token stored (hashed) in ``client``'s Redis, as ``touchstream tokens issue``."""
+    token, record = tokens.new_token(name, scopes or (tokens.ADMIN,))
+    client.hset(tokens.TOKENS_KEY, record.id, record.stored())
+    return token
+
+
 @dataclass
 class WorkerProcess:
     child: Child
     web_port: int
     data_dir: str
+    ops_port: int = 0
+    # sent as the bearer token to the customer API ("" sends none)
+    token: str = ""
 
     @property
     def http(self) -> str:
+        """The customer API (bearer token)."""
         return f"http://127.0.0.1:{self.web_port}"
 
-    def get(self, path: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
+    @property
+    def ops(self) -> str:
+        """The operations listener: /metrics, /healthz, /readyz."""
+        return f"http://127.0.0.1:{self.ops_port}"
+
+    def url(self, path: str) -> str:
+        ops = path.split("?", 1)[0] in OPS_PATHS
+        return (self.ops if ops else self.http) + path
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: object = None,
+        token: str | None = None,
+        timeout_s: float = 2.0,
+    ) -> tuple[int, bytes, dict[str, str]]:
+        """Status, body and headers of one request; the worker's token on customer paths
+        unless ``token`` is given ("" for none)."""
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.url(path), data=data, method=method)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        bearer = self.token if token is None else token
+        if bearer and path.split("?", 1)[0] not in OPS_PATHS:
+            req.add_header("Authorization", f"Bearer {bearer}")
         try:
-            with urllib.request.urlopen(self.http + path, timeout=timeout_s) as resp:
-                return resp.status, resp.read()
+            with urllib.request.urlopen(req, timeout=timeout_s) as resp:
+                return resp.status, resp.read(), dict(resp.headers)
         except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
+            return exc.code, exc.read(), dict(exc.headers)
+
+    def get(self, path: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
+        status, body, _ = self.request("GET", path, timeout_s=timeout_s)
+        return status, body
+
+    def lookup(self, kind: str, value: str, token: str | None = None) -> tuple[int, bytes]:
+        """POST /customers/lookup with the identifier in the body."""
+        status, body, _ = self.request(
+            "POST", "/customers/lookup", {"kind": kind, "value": value}, token=token
+        )
+        return status, body
 
     def wait_ready(self, timeout_s: float = WORKER_READY_TIMEOUT_S) -> float:
         """Seconds until /readyz answered 200; raises with the worker's log tail otherwise."""
@@ -146,6 +204,7 @@ class Stack:
     redis_db: int = 0
     owns_servers: bool = True
     settings: dict[str, str] = field(default_factory=dict)
+    _token: str = ""
 
     @classmethod
     def start(cls, workdir: Path | None = None, broker_kind: str = brokers.EMBEDDED) -> Stack:
@@ -170,6 +229,7 @@ class Stack:
     ) -> WorkerProcess:
         name = name or f"worker-{len(self.workers) + 1}"
         port = free_port()
+        ops_port = free_port()
         data_dir = str(self.workdir / name)
         merged = {**self.settings, **settings}
         env = worker_env(
@@ -178,15 +238,27 @@ class Stack:
             port,
             data_dir,
             embedded_broker=self.broker.kind == "embedded",
+            ops_port=ops_port,
             **merged,
         )
         argv = [sys.executable, "-m", "touchstream", "worker"]
         if rules:
             argv += ["--rules", rules]
         child = Child(argv, name, env=env, log_path=self.workdir / f"{name}.log")
-        worker = WorkerProcess(child, port, data_dir)
+        worker = WorkerProcess(child, port, data_dir, ops_port, self.token)
         self.workers.append(worker)
         return worker
+
+    @property
+    def token(self) -> str:
+        """An admin token of this stack's Redis, issued on first use, which its workers send."""
+        if not self._token:
+            client = redis.Redis.from_url(self.redis.url(self.redis_db))
+            try:
+                self._token = issue_token(client, "touchstream stack")
+            finally:
+                client.close()
+        return self._token
 
     def stop(self) -> None:
         for worker in self.workers:

@@ -32,6 +32,7 @@ from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import Ingest
 from touchstream.domain.profile import aliases, view
 from touchstream.schemas.decode import load_validators
+from touchstream.serving.api import CustomerApi
 from touchstream.serving.http import register_views
 from touchstream.serving.keys import SYNC_MARKER
 from touchstream.serving.redis_client import redis_client
@@ -131,10 +132,17 @@ class Topology:
             consumer_auto_offset_reset="earliest",
             key_serializer="raw",
             value_serializer="raw",
-            web_host=settings.web_host,
-            web_port=settings.web_port,
-            web_bind=settings.web_host,
+            # Faust's web server is the operations listener: /metrics, /healthz, /readyz only.
+            # Its built-in /table views would serve customer state to anyone, /router and the
+            # statistics the cluster's layout: all off (serving/http.py, serving/api.py)
+            web_host=settings.ops_host,
+            web_port=settings.ops_port,
+            web_bind=settings.ops_host,
             web_enabled=True,
+            web_tables_enabled=False,
+            web_router_enabled=False,
+            web_stats_enabled=False,
+            web_graph_enabled=False,
             producer_acks=-1,
             producer_max_batch_size=settings.producer_max_batch_bytes,
             stream_buffer_maxsize=8192,
@@ -196,6 +204,7 @@ class Topology:
             self.app.agent(topic, name=name)(stream_agent(handler, self.routes))
         limits.watched = self.written_topics()
         register_views(self)
+        self.api = CustomerApi(settings, self.redis, normaliser)
         self._sync_task: asyncio.Task[None] | None = None
         self.app.task(self._start_services)
         self.app.timer(5.0)(self._observe_tables)
@@ -224,6 +233,7 @@ class Topology:
 
         @self.app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def _stop_services(app: faust.App, **kwargs: Any) -> None:
+            await self.api.stop()
             await self.redis_sync.stop()
             await self.topic_identities.close()
 
@@ -288,6 +298,7 @@ class Topology:
 
     async def _start_services(self) -> None:
         self._sync_task = asyncio.ensure_future(self.redis_sync.run())
+        await self.api.start()
 
     def profile_of(self, state: dict[str, Any]) -> dict[str, Any] | None:
         """The served profile of a table value, with today's activity and this month's points
@@ -456,4 +467,5 @@ class Topology:
             and self.access.problem is None
             and self.outbox.health is None
             and not self.routes.halted
+            and self.api.serving
         )

@@ -308,3 +308,52 @@ def test_the_clock_skew_defaults_to_five_minutes_and_is_bounded_naming_it():
     for raw in ("-1", "86401"):
         error = refused({**DEV, "TOUCHSTREAM_MAX_CLOCK_SKEW_S": raw})
         assert "TOUCHSTREAM_MAX_CLOCK_SKEW_S" in str(error)
+
+
+# -- the customer API (issue 28) ---------------------------------------------------------------
+
+
+def test_production_refuses_customer_data_on_a_public_address_without_authentication():
+    error = refused(
+        {**SECURE_PRODUCTION, "TOUCHSTREAM_WEB_HOST": "0.0.0.0", "TOUCHSTREAM_API_AUTH": "none"}
+    )
+
+    assert error.key == "TOUCHSTREAM_API_AUTH"
+    assert "without authentication" in error.problem and "0.0.0.0" in error.problem
+
+
+@pytest.mark.parametrize(
+    ("env", "host", "auth"),
+    [
+        ("production", "127.0.0.1", "none"),  # loopback: a sidecar in front of it
+        ("production", "0.0.0.0", "token"),  # the default
+        ("development", "0.0.0.0", "none"),
+    ],
+)
+def test_customer_api_without_tokens_only_on_loopback_or_in_development(env, host, auth):
+    environ = {
+        **SECURE_PRODUCTION,
+        "TOUCHSTREAM_ENV": env,
+        "TOUCHSTREAM_WEB_HOST": host,
+        "TOUCHSTREAM_API_AUTH": auth,
+    }
+
+    settings = load_settings(environ)
+
+    assert (settings.web_host, settings.api_auth) == (host, auth)
+
+
+def test_the_customer_api_defaults_to_tokens_on_its_own_port():
+    settings = Settings()
+
+    assert settings.api_auth == "token"
+    assert settings.web_port != settings.ops_port
+    assert refused({**SECURE_PRODUCTION, "TOUCHSTREAM_OPS_PORT": "6066"}).key == (
+        "TOUCHSTREAM_OPS_PORT"
+    )
+
+
+def test_mutual_tls_needs_the_server_certificate():
+    error = refused({**SECURE_PRODUCTION, "TOUCHSTREAM_API_SSL_CAFILE": "/etc/ts/clients-ca.pem"})
+
+    assert error.key == "TOUCHSTREAM_API_SSL_CAFILE"
