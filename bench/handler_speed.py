@@ -52,7 +52,7 @@ async def one_round(events: int, customers: int) -> tuple[float, int, dict[str, 
     )
     t = Topology(settings, load_rules(None))
     # no broker here: the input topic's identity (streams.topic_identity) as if already asked
-    t.topic_identities._known[t.touchpoints.get_topic_name()] = "AAAAAAAAAAAAAAAAAAAAAA"
+    t.topic_identities.known(t.touchpoints.get_topic_name(), "AAAAAAAAAAAAAAAAAAAAAA")
     t.timers.stale = False  # nothing to rebuild: the tables start empty
     partitions = settings.partitions
     source = t.touchpoints.get_topic_name()

@@ -49,6 +49,7 @@ def make_customer_handler(t: Topology) -> Handler:
     on the quarantine topic, or halts its partition if internal (streams.isolation)."""
     unwritten: list[StateCache] = []  # states of this fetch not in the table yet
     undo = t.outbox.undo
+    stage = Stage()  # the stage the record being handled is in, for its quarantine record
     source = t.customer_events.get_topic_name()
 
     async def handle_batch(tp: Any, messages: list[Any]) -> Finisher:
@@ -64,7 +65,7 @@ def make_customer_handler(t: Topology) -> Handler:
             mark, clock = t.outbox.mark(), t.timers.checkpoint(partition)
             undo.begin()
             try:
-                _apply_batch(t, cache, partition, messages, skip, timer_faults)
+                _apply_batch(t, cache, stage, partition, messages, skip, timer_faults)
             except RecordFailed as failed:
                 # nothing of this run survives; the table still holds the batch's start
                 undo.rollback()
@@ -125,7 +126,7 @@ def _quarantine(t: Topology, source: str, message: Any, failure: Failure) -> Non
     t.outbox.add(t.settings.topic(topics.QUARANTINE), key, record)
 
 
-class _Stage:
+class Stage:
     """Which stage the record being handled is in, for its quarantine record."""
 
     __slots__ = ("now",)
@@ -134,12 +135,10 @@ class _Stage:
         self.now = "codec"
 
 
-STAGE = _Stage()
-
-
 def _apply_batch(
     t: Topology,
     cache: StateCache,
+    stage: Stage,
     partition: int,
     messages: list[Any],
     skip: dict[int, Any],
@@ -151,7 +150,6 @@ def _apply_batch(
     index = t.timers
     faults = t.faults
     tally = metrics.Tally()
-    stage = STAGE
     for position, message in enumerate(messages):
         if position in skip:
             continue
@@ -165,21 +163,21 @@ def _apply_batch(
                 faults.check("codec", msg.get("id"))
             if kind == "tick":  # an idle partition's clock moving on (PRODUCT.md section 5)
                 clock = index.advance(partition, msg["at"])
-                _fire_due(t, cache, tally, partition, clock, msg, timer_faults.get(position))
+                _fire_due(t, cache, stage, tally, partition, clock, msg, timer_faults.get(position))
                 continue
             wall = time.time()
             if kind == "ev":  # timers due by the event's time fire before it is applied
                 clock = index.advance_event(partition, msg, int(wall * 1000))  # skew past rt
                 if clock < msg["at"]:
                     tally.inc(metrics.EVENT_TIME_CAPPED)
-                _fire_due(t, cache, tally, partition, clock, msg, timer_faults.get(position))
+                _fire_due(t, cache, stage, tally, partition, clock, msg, timer_faults.get(position))
             stage.now = "codec"
             state = cache.get(key)
             stage.now = "core"
             step = handle(key.decode(), state, msg, rules)
             if faults:  # after the core changed the state in place: that must not survive
                 faults.check("core" if kind in EXTERNAL_KINDS else "internal", msg.get("id"))
-            _execute(t, cache, tally, key, partition, step, msg, state)
+            _execute(t, cache, stage, tally, key, partition, step, msg, state)
         except TimerFailed as exc:
             failure = Failure(position, "timer", exc.error, False, exc.customer_id)
             raise RecordFailed(failure) from exc.error
@@ -196,6 +194,7 @@ def _apply_batch(
 def _fire_due(
     t: Topology,
     cache: StateCache,
+    stage: Stage,
     tally: metrics.Tally,
     partition: int,
     clock: int,
@@ -217,7 +216,7 @@ def _fire_due(
                 faults.check("timer", customer_id)
             if step.store is not None or step.delete:
                 tally.inc(metrics.TIMERS_FIRED)
-            _execute(t, cache, tally, ckey, partition, step, msg, old)
+            _execute(t, cache, stage, tally, ckey, partition, step, msg, old)
         except Exception as exc:
             raise TimerFailed(customer_id, exc) from exc
 
@@ -225,6 +224,7 @@ def _fire_due(
 def _execute(
     t: Topology,
     cache: StateCache,
+    stage: Stage,
     tally: metrics.Tally,
     key: bytes,
     partition: int,
@@ -241,7 +241,7 @@ def _execute(
         if msg.get("k") in ("drop", "forget"):  # a stale alias may still name this home
             gone.append((msg["via"][0], msg["via"][1]))
         t.redis_sync.remove(key.decode(), gone)
-    STAGE.now = "core"
+    stage.now = "core"
     if step.delete:
         cache.delete(key)
     elif step.store is not None:
@@ -249,7 +249,7 @@ def _execute(
         due = next_due(step.store, t.rules)
         if due is not None:
             t.timers.track(partition, due, key.decode())
-    STAGE.now = "output"
+    stage.now = "output"
     for target, out in step.sends:
         if out.get("k") == "merge" and msg.get("k", "ev") == "ev":
             tally.inc(metrics.IDENTITY_LINKS)
@@ -266,7 +266,7 @@ def _execute(
         _publish(t, tally, decision, before)
     if step.store is None or step.delete:
         return
-    STAGE.now = "projection"
+    stage.now = "projection"
     profile = t.profile_of(step.store)
     customer_id = key.decode()
     if profile is None:  # erased: downstream copies must go too
@@ -278,7 +278,7 @@ def _execute(
     faults = t.faults
     if faults:  # after the Redis write was queued: it must not survive
         faults.check("projection", msg.get("id"))
-    STAGE.now = "output"
+    stage.now = "output"
     update = dict(profile, event_id=msg.get("id", ""))
     _send(t, topics.PROFILES_UPDATES, customer_id, update)
     if faults:  # after the profile update was queued: it must not leave

@@ -238,6 +238,11 @@ class TopicIdentities:
         """Ask again before the next batch: of ``topic``, or of every topic (an assignment)."""
         self._stale.update(self._known if topic is None else [topic])
 
+    def known(self, topic: str, identity: str) -> None:
+        """Take ``identity`` as ``topic``'s without asking (tools and tests with no broker)."""
+        self._known[topic] = identity
+        self._stale.discard(topic)
+
     def cached(self, topic: str) -> str | None:
         return None if topic in self._stale else self._known.get(topic)
 

@@ -48,7 +48,7 @@ def topology(faults: str = "") -> Topology:
     )
     t = Topology(settings, load_rules(None))
     # no broker here: the input topic's identity (streams.topic_identity) as if already asked
-    t.topic_identities._known[t.touchpoints.get_topic_name()] = "AAAAAAAAAAAAAAAAAAAAAA"
+    t.topic_identities.known(t.touchpoints.get_topic_name(), "AAAAAAAAAAAAAAAAAAAAAA")
     return t
 
 
