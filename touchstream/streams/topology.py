@@ -128,6 +128,7 @@ class Topology:
             topic_replication_factor=settings.replication_factor,
             table_standby_replicas=settings.standby_replicas,
             broker_session_timeout=settings.session_timeout_s,
+            broker_commit_interval=settings.commit_interval_s,
             broker_heartbeat_interval=settings.heartbeat_interval_s,
             consumer_auto_offset_reset="earliest",
             key_serializer="raw",
@@ -358,7 +359,7 @@ class Topology:
         has seen no event for ``idle_fallback_s`` gets a tick record moving its event-time
         clock on by the wall time elapsed, so timers fire when traffic stops. Ticks go through
         the topic because Faust tables may only change inside stream iteration."""
-        if not self.ready() or self.timers.stale:
+        if not self.ready():
             return
         topic = self.customer_events.get_topic_name()
         now = int(time.time() * 1000)
@@ -368,6 +369,12 @@ class Topology:
         ticks = []
         for tp in self.app.assignor.assigned_actives():
             if tp.topic != topic:
+                continue
+            if self.timers.stale or not self.timers.built(tp.partition):
+                # not rebuilt since the assignment: a partition without traffic gets no batch,
+                # so its clock and timers would wait for its next event. A wake tick is a
+                # batch (it rebuilds the partition's timers); its time of 0 moves no clock.
+                ticks.append((tp.partition, {"k": "tick", "at": 0, "ts": now}))
                 continue
             clock = self.timers.clock(tp.partition)
             if clock is not None:
