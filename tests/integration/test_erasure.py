@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from touchstream.domain.identity import home_of
-from touchstream.runtime.kafka_io import produce, read_topic
+from touchstream.runtime.kafka_io import produce_inputs, read_topic
 from touchstream.runtime.stack import Stack, WorkerProcess
 from touchstream.simulator.factory import event, purchase
 
@@ -52,7 +52,7 @@ def test_an_erased_shopper_leaves_nothing_behind_and_comes_back_as_a_stranger(
         purchase(CARD, "O-80", 12_000),
         event("add_to_cart", WEB, dict(cart, currency="EUR")),
     ]
-    produce(stack.broker.bootstrap, source, [(b"eve", e) for e in before])
+    produce_inputs(stack.broker.bootstrap, source, [(b"eve", e) for e in before])
     root = home_of("loyalty_id", "LC-8080")
     body = wait_status(worker, f"/customers/{root}", 200)
     deadline = time.monotonic() + 30
@@ -61,7 +61,7 @@ def test_an_erased_shopper_leaves_nothing_behind_and_comes_back_as_a_stranger(
     assert orjson.loads(body)["points"] == 120
 
     request = event("erasure_requested", {"email": "Eve@Example.com"}, {"request_id": "DSR-1"})
-    produce(stack.broker.bootstrap, source, [(b"eve", request)])
+    produce_inputs(stack.broker.bootstrap, source, [(b"eve", request)])
 
     receipts = read_topic(
         stack.broker.bootstrap, stack.settings["topic_prefix"] + "privacy.receipts", expect=1
@@ -95,7 +95,9 @@ def test_an_erased_shopper_leaves_nothing_behind_and_comes_back_as_a_stranger(
     assert traces(client, homes) == []
 
     # her card at a till next week: a new customer, nothing of the old one
-    produce(stack.broker.bootstrap, source, [(b"eve", event("page_view", CARD, {"url": "u"}))])
+    produce_inputs(
+        stack.broker.bootstrap, source, [(b"eve", event("page_view", CARD, {"url": "u"}))]
+    )
     fresh = orjson.loads(wait_status(restarted, f"/customers/{root}", 200))
     assert fresh["points"] == 0 and fresh["orders"] == 0 and fresh["open_cart_value_minor"] == 0
     assert restarted.get(lookup("email", "eve@example.com"))[0] == 404

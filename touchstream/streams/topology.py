@@ -1,6 +1,7 @@
 """Builds the Faust app: topics, tables and agents, wired from one Settings and one Rules.
 
-touchpoints ──ingest──┬──> touchpoints.dlq                (poison, with reason)
+touchpoints ──ingest──┬──> touchpoints.dlq                (poison, with reason; privileged
+touchpoints.privileged┘                                     commands on touchpoints too)
                       └──> touchstream.customer-events    (keyed by the home of the event's
                                │      ^                    strongest identifier)
                                │      └── merge / absorb / fold / forwarded records
@@ -166,6 +167,7 @@ class Topology:
         self.access = AccessWatch(settings, self.access_needs)
         self.routes.refused = self.access.refused
         self.touchpoints = self._topic(topics.TOUCHPOINTS)
+        self.privileged = self._topic(topics.PRIVILEGED)
         self.customer_events = self._topic(topics.CUSTOMER_EVENTS)
         self.dlq = self._topic(topics.DLQ)
         self.profiles_updates = self._topic(topics.PROFILES_UPDATES)
@@ -190,6 +192,7 @@ class Topology:
         self.redis_sync.undo = self.outbox.undo
         for topic, name, handler in (
             (self.touchpoints, "ingest", make_ingest_handler(self)),
+            (self.privileged, "ingest-privileged", make_ingest_handler(self, privileged=True)),
             (self.customer_events, "customer", make_customer_handler(self)),
         ):
             self.routes.add(topic.get_topic_name(), handler)
@@ -229,7 +232,8 @@ class Topology:
 
     async def _input_restarted(self, tp: Any) -> bool:
         # only the input topic: the internal topics are this deployment's own
-        if tp.topic != self.touchpoints.get_topic_name():
+        inputs = (self.touchpoints.get_topic_name(), self.privileged.get_topic_name())
+        if tp.topic not in inputs:
             return False
         return await self.topic_identities.restarted(tp)
 
