@@ -211,7 +211,7 @@ def redis_profiles(client: redis.Redis) -> dict[str, dict[str, str]]:
     return {
         key[len(PROFILE_PREFIX) :]: value
         for key, value in zip(keys, pipe.execute(), strict=True)
-        if value
+        if value and "erased" not in value  # a tombstone of an erased profile: none
     }
 
 

@@ -10,7 +10,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
 from touchstream.config.rules import IDENTIFIER_KINDS
-from touchstream.serving.keys import alias_key, decode_profile, profile_key
+from touchstream.serving.keys import alias_key, decode_profile, is_tombstone, profile_key
 
 # merges only ever point at a stronger profile, so chains are short; this bounds a bad store
 MAX_REDIRECTS = 16
@@ -93,7 +93,7 @@ async def _resolve(t: Topology, customer_id: str) -> dict[str, object] | None:
     """The live profile of a customer id, following merges (an absorbed id, a stale alias)."""
     for _ in range(MAX_REDIRECTS):
         raw = await t.redis.hgetall(profile_key(customer_id))
-        if not raw:
+        if not raw or is_tombstone(raw):  # erased: a versioned tombstone (serving.keys)
             return None
         profile = decode_profile(raw)  # type: ignore[arg-type]
         into = profile.get("merged_into")
