@@ -221,3 +221,18 @@ def test_the_parts_are_the_same_on_replay_and_a_missing_one_is_noticed() -> None
     assert parts == export_parts(export, 4_096)
     with pytest.raises(ValueError, match="missing"):
         reassemble(parts[:-1])
+
+
+def test_an_event_naming_an_erased_identifier_does_not_link_it_to_another_profile():
+    stage = shopper()
+    stage.submit([ev(5, CARD, "erasure_requested", request_id="R-1")])
+    stage.drain()
+    other = {"device_id": "dev-other"}
+    stage.submit([ev(10, other, ts=T0 + 1_000)])  # someone else's live profile
+    stage.drain()
+    # a page view of that device with her email: the email stays erased, not linked
+    stage.submit([ev(11, {**other, **MAIL}, ts=T0 + 1_001)])
+    stage.drain()
+    (live,) = stage.live().values()
+    assert live["identifiers"] == {"device_id": ["dev-other"]}
+    assert is_erased(stage.table[home_of("email", "hash-9")])
