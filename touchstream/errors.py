@@ -72,6 +72,12 @@ class UnsupportedCurrency(PoisonEvent):
     reason = "unsupported_currency"
 
 
+class PrivilegedOnPublicInput(PoisonEvent):
+    """An erasure, access, redemption or consent grant on the ordinary input topic."""
+
+    reason = "privileged_command_on_public_input"
+
+
 class RetryableError(TouchstreamError):
     """A transient failure of a dependency; retried with backoff, never dropped."""
 

@@ -85,6 +85,27 @@ ERASED_DROPPED = Counter(
     "Records of an erased customer that were in flight at the erasure, dropped",
     ["kind"],
 )
+# issue 28, erasure that stays done (README, "Erasure"; docs/operations.md)
+ERASURE_DROPS = Counter(
+    "touchstream_erasure_drops_total",
+    "Records for an erased identifier not applied: before_erasure (event time before the "
+    "erasure, whenever it arrives), in_flight (ingested before it), suppressed (after it, "
+    "but no new sign-up or consent)",
+    ["reason"],
+)
+ERASURES_PENDING = Gauge(
+    "touchstream_erasures_pending",
+    "Erasures applied to the tables whose Redis deletion is not confirmed yet (no receipt)",
+)
+ERASURE_PENDING_AGE = Gauge(
+    "touchstream_erasure_pending_age_seconds",
+    "Time since the oldest erasure still waiting for Redis was requested (0: none waiting)",
+)
+ERASURE_LATENCY = Histogram(
+    "touchstream_erasure_latency_seconds",
+    "From the erasure request reaching ingest to its receipt on privacy.receipts",
+    buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400),
+)
 ACCESS_EXPORTS = Counter(
     "touchstream_access_exports_total", "Access requests answered on privacy.exports"
 )

@@ -33,13 +33,14 @@ from touchstream.config.settings import DEV_HMAC_SECRET, Settings
 from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import Ingest
 from touchstream.domain.offline import OfflineStage
+from touchstream.domain.privileged import requires_privilege
 from touchstream.domain.profile import project
-from touchstream.errors import PoisonEvent
+from touchstream.errors import PoisonEvent, PrivilegedOnPublicInput
 from touchstream.runtime.kafka_io import Out, produce, read_topic
 from touchstream.runtime.stack import Stack, WorkerProcess
 from touchstream.schemas.decode import decode, load_validators
 from touchstream.serving.keys import ALIAS_PREFIX, PROFILE_PREFIX, alias_key
-from touchstream.simulator.traffic import Record
+from touchstream.simulator.traffic import Record, topic_for
 from touchstream.streams import topics
 from touchstream.streams.size_limits import KAFKA_DEFAULT_MESSAGE_MAX_BYTES, largest_value  # noqa: F401
 from touchstream.streams.topic_identity import identity_of
@@ -122,14 +123,17 @@ def arrival_order(inbound: list[Out]) -> list[Out]:
 def oracle(
     inbound: list[Out],
     rules: Rules,
-    topic_id: str | None = None,
+    topic_id: str | dict[str, str] | None = None,
     excluded: frozenset[str] = frozenset(),
 ) -> tuple[OfflineStage, list[Out], int]:
     """The customer stage replayed offline over the inbound records in partition/offset order,
     without the events whose ids are ``excluded`` (quarantined by the system).
 
     ``topic_id``: the inbound topic's identity, as the ingest agent puts it on each internal
-    event (``streams.topic_identity``), so the oracle keys its duplicate memory as live does.
+    event (``streams.topic_identity``), so the oracle keys its duplicate memory as live does;
+    a dict gives each input topic's (``touchpoints`` and ``touchpoints.privileged``, whose
+    records the oracle reads alike: a privileged command on the ordinary input is refused as
+    ingest refuses it, ``domain.privileged``).
 
     Returns the stage, the records ingest refuses (they belong in the DLQ) and the number of
     distinct valid events.
@@ -144,14 +148,12 @@ def oracle(
     internal = []
     refused = []
     for r in arrival_order(inbound):
+        identity = topic_id.get(r.topic) if isinstance(topic_id, dict) else topic_id
         try:
-            ev = ingest.normalise(
-                decode(r.value or b"", defaults.max_event_bytes),
-                now_ms,
-                r.partition,
-                r.offset,
-                topic_id,
-            )
+            decoded = decode(r.value or b"", defaults.max_event_bytes)
+            if not r.topic.endswith(".privileged") and requires_privilege(decoded):
+                raise PrivilegedOnPublicInput(r.topic)
+            ev = ingest.normalise(decoded, now_ms, r.partition, r.offset, identity)
         except PoisonEvent:
             refused.append(r)
             continue
@@ -209,7 +211,7 @@ def redis_profiles(client: redis.Redis) -> dict[str, dict[str, str]]:
     return {
         key[len(PROFILE_PREFIX) :]: value
         for key, value in zip(keys, pipe.execute(), strict=True)
-        if value
+        if value and "erased" not in value  # a tombstone of an erased profile: none
     }
 
 
@@ -345,8 +347,23 @@ def send_chunks(
     touchpoints = topic(stack, "touchpoints")
     for i in range(chunks):
         part = records[i * size : (i + 1) * size]
-        produce(stack.broker.bootstrap, touchpoints, [(r.key, r.value) for r in part])
+        # privileged commands (consent grants) to the privileged input, as a deployment
+        for name in (touchpoints, f"{touchpoints}.privileged"):
+            mine = [(r.key, r.value) for r in part if topic_for(r, touchpoints) == name]
+            if mine:
+                produce(stack.broker.bootstrap, name, mine)
         between(i)
+
+
+def read_inputs(stack: Stack, records: Sequence[Record]) -> list[Out]:
+    """Every record of both inputs (``touchpoints`` and ``touchpoints.privileged``)."""
+    touchpoints = topic(stack, "touchpoints")
+    out = []
+    for name in (touchpoints, f"{touchpoints}.privileged"):
+        expect = sum(1 for r in records if topic_for(r, touchpoints) == name)
+        if expect:
+            out += read_topic(stack.broker.bootstrap, name, expect=expect, timeout_s=60)
+    return out
 
 
 def rewind_group(stack: Stack, name: str, back: int) -> int:
@@ -417,12 +434,18 @@ def settle_and_compare(
     excluded: frozenset[str] = frozenset(),
 ) -> tuple[OfflineStage, list[Out]]:
     """Wait for the lag to drain, then hold the system to the oracle; fills the tally."""
-    inbound = read_topic(
-        stack.broker.bootstrap, topic(stack, "touchpoints"), expect=expect_inbound, timeout_s=60
+    inbound = read_topic(stack.broker.bootstrap, topic(stack, "touchpoints"), timeout_s=60)
+    privileged = topic(stack, "touchpoints.privileged")
+    inbound += read_topic(
+        stack.broker.bootstrap, privileged, expect=expect_inbound - len(inbound), timeout_s=60
     )
     assert len(inbound) == expect_inbound, f"{len(inbound)} inbound records of {expect_inbound}"
-    touchpoints_id = asyncio.run(identity_of(stack.broker.bootstrap, topic(stack, "touchpoints")))
-    expected, refused, distinct = oracle(inbound, rules, touchpoints_id, excluded)
+    # both inputs, each with its own identity (the oracle reads them as the ingest stages do)
+    ids = {
+        name: asyncio.run(identity_of(stack.broker.bootstrap, name))
+        for name in (topic(stack, "touchpoints"), privileged)
+    }
+    expected, refused, distinct = oracle(inbound, rules, ids, excluded)
     tally.events_in = len(inbound)
     tally.distinct_valid = distinct
     tally.customers = len(expected.live())

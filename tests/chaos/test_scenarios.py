@@ -22,6 +22,7 @@ from tests.chaos.harness import (
     max_message_bytes,
     metric,
     partition_clocks,
+    read_inputs,
     records_for,
     rewind_group,
     send_chunks,
@@ -223,7 +224,7 @@ def test_poison_pills_go_to_the_dlq_with_their_reason(stack: Stack) -> None:
     assert max(len(d.value or b"") for d in dlq) < limit
     # each refused record once, with the reason its kind must get
     assert len(by_place) == len(dlq) == len(pills)
-    inbound = read_topic(stack.broker.bootstrap, topic(stack, "touchpoints"), expect=len(records))
+    inbound = read_inputs(stack, records)
     kind_of = {r.value: r.malformed for r in records if r.malformed}
     for out in inbound:
         kind = kind_of.get(out.value or b"")
@@ -379,9 +380,9 @@ def test_a_fault_in_each_stage_is_quarantined_and_nothing_else_changes(stack: St
 
     bootstrap = stack.broker.bootstrap
     parked = read_topic(bootstrap, topic(stack, "touchstream.quarantine"), expect=len(chosen))
-    touchpoints = {
-        (r.partition, r.offset): orjson.loads(r.value)["event_id"]
-        for r in read_topic(bootstrap, topic(stack, "touchpoints"), expect=len(records))
+    inputs = {
+        (r.topic, r.partition, r.offset): orjson.loads(r.value)["event_id"]
+        for r in read_inputs(stack, records)
     }
     customer_events = {
         (r.partition, r.offset): orjson.loads(r.value)
@@ -391,8 +392,8 @@ def test_a_fault_in_each_stage_is_quarantined_and_nothing_else_changes(stack: St
     for record in parked:
         entry = record.json()
         place = (entry["partition"], entry["offset"])
-        if entry["topic"] == topic(stack, "touchpoints"):
-            event_id = touchpoints[place]
+        if entry["topic"] in (topic(stack, "touchpoints"), topic(stack, "touchpoints.privileged")):
+            event_id = inputs[(entry["topic"], *place)]
         else:
             assert entry["topic"] == topic(stack, "touchstream.customer-events")
             assert customer_events[place].get("k", "ev") == "ev"

@@ -47,6 +47,7 @@ def mounts(service: dict[str, Any]) -> dict[str, str]:
 def test_compose_runs_the_whole_stack(compose: dict[str, Any]) -> None:
     assert set(compose["services"]) == {
         "kafka",
+        "kafka-acls",
         "redis",
         *WORKERS,
         "simulator",
@@ -109,6 +110,7 @@ def test_workers_wait_for_healthy_kafka_and_redis_and_keep_their_state(
         service = compose["services"][name]
         assert service["depends_on"] == {
             "kafka": {"condition": "service_healthy"},
+            "kafka-acls": {"condition": "service_completed_successfully"},
             "redis": {"condition": "service_healthy"},
         }
         env = service_env(compose, name)
@@ -159,7 +161,11 @@ def test_simulator_runs_a_real_cli_command_against_the_compose_kafka(
     assert args.command == "simulate"
     host, _, port = args.broker.partition(":")
     kafka = service_env(compose, "kafka")
-    assert host == "kafka" and f"PLAINTEXT://kafka:{port}" in kafka["KAFKA_ADVERTISED_LISTENERS"]
+    assert host == "kafka" and f"SASL://kafka:{port}" in kafka["KAFKA_ADVERTISED_LISTENERS"]
+    # it logs in as the loyalty service, the one principal of the stack that may write both
+    # touchpoints and touchpoints.privileged (its consent grants go there)
+    env = service_env(compose, "simulator")
+    assert env["TOUCHSTREAM_KAFKA_SASL_USERNAME"] == "loyalty"
     # the image's health check probes the worker's HTTP port, which the simulator has not
     assert simulator["healthcheck"] == {"disable": True}
 
@@ -180,3 +186,30 @@ def test_published_ports_listen_on_loopback_only(compose: dict[str, Any]) -> Non
     for name, service in compose["services"].items():
         for port in service.get("ports", []):
             assert str(port).startswith("127.0.0.1:"), f"{name} publishes {port} on all interfaces"
+
+
+def test_only_the_loyalty_and_data_request_services_may_write_the_privileged_input(
+    compose: dict[str, Any],
+) -> None:
+    kafka = service_env(compose, "kafka")
+    assert kafka["KAFKA_AUTHORIZER_CLASS_NAME"].endswith("StandardAuthorizer")
+    assert kafka["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false"
+    protocols = dict(
+        item.split(":", 1) for item in kafka["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(",")
+    )
+    # every listener a client on the network or the host reaches requires a login
+    for listener in kafka["KAFKA_LISTENERS"].split(","):
+        name, address = listener.split("://")
+        if name not in ("CONTROLLER",) and not address.startswith("localhost:"):
+            assert protocols[name].startswith("SASL_"), listener
+    script = compose["services"]["kafka-acls"]["command"][0]
+    grants = [line for line in script.splitlines() if "--allow-principal" in line]
+    privileged = [g for g in grants if "touchpoints.privileged" in g or "prefixed" in g]
+    writers = {
+        word.removeprefix("User:")
+        for g in privileged
+        if "Write" in g and ("touchpoints.privileged" in g or "--topic touchpoints " in g)
+        for word in g.split()
+        if word.startswith("User:")
+    }
+    assert writers == {"loyalty", "data-requests"}, writers

@@ -11,17 +11,22 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
 from tests.conftest import start_test_kafka
+from touchstream.domain.privileged import requires_privilege
 from touchstream.runtime.apache_kafka import HOST, KafkaBroker, Security, Tls, client_security
 from touchstream.runtime.embedded import EmbeddedRedis
-from touchstream.runtime.stack import Stack
+from touchstream.runtime.kafka_io import produce_inputs
+from touchstream.runtime.stack import Stack, WorkerProcess
 
 # SCRAM users exist from format time; PLAIN users live in the broker's JAAS configuration
 USERS = (
@@ -31,6 +36,7 @@ USERS = (
     ("SCRAM-SHA-512", "rotated", "before-rotation"),
     ("SCRAM-SHA-512", "producer", "producer-secret"),
     ("SCRAM-SHA-512", "replayer", "replayer-secret"),
+    ("SCRAM-SHA-512", "loyalty-service", "loyalty-secret"),
 )
 PASSWORDS = {user: password for _, user, password in USERS}
 MECHANISMS = {user: mechanism for mechanism, user, _ in USERS}
@@ -130,6 +136,42 @@ def grant_worker(broker: KafkaBroker, principal: str, prefix: str, app_id: str) 
 
 def grant_producer(broker: KafkaBroker, principal: str, topic: str) -> None:
     broker.acl("--add", "--allow-principal", principal, "--operation", "Write", "--topic", topic)
+
+
+def feed_in_order(
+    worker: WorkerProcess, bootstrap: str, topic: str, records: list[tuple[bytes | None, Any]]
+) -> None:
+    """Produce ``records`` to the worker's inputs (``topic``, its ``touchpoints``; privileged
+    commands to ``touchpoints.privileged``: ``kafka_io.produce_inputs``), each run of records
+    bound for one input applied before the next run is produced. The two inputs are read
+    side by side: without waiting, a consent grant on the privileged input may be applied
+    after the ordinary events produced behind it."""
+    start = 0
+    while start < len(records):
+        first = _input_of(topic, records[start][1])
+        end = start
+        while end < len(records) and _input_of(topic, records[end][1]) == first:
+            end += 1
+        before = worker.metrics().get("touchstream_events_applied_total", 0.0)
+        produce_inputs(bootstrap, topic, records[start:end])
+        deadline = time.monotonic() + 60
+        while worker.metrics().get("touchstream_events_applied_total", 0.0) < before + end - start:
+            assert time.monotonic() < deadline, f"records {start}..{end} never applied"
+            time.sleep(0.1)
+        start = end
+
+
+def _input_of(topic: str, value: Any) -> str:
+    decoded = orjson.loads(value) if isinstance(value, bytes) else value
+    return f"{topic}.privileged" if requires_privilege(decoded) else topic
+
+
+def grant_privileged_producer(broker: KafkaBroker, principal: str, prefix: str) -> None:
+    """Write on the privileged input, for the data-request and loyalty services only."""
+    broker.acl(
+        *("--add", "--allow-principal", principal, "--operation", "Write"),
+        *("--topic", f"{prefix}touchpoints.privileged"),
+    )
 
 
 def grant_replay(broker: KafkaBroker, principal: str, prefix: str, app_id: str) -> None:

@@ -9,11 +9,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import orjson
 import pytest
 
-from touchstream.runtime.kafka_io import Out, produce, read_topic
+from touchstream.runtime.kafka_io import Out, produce_inputs, read_topic
 from touchstream.runtime.stack import Stack
 from touchstream.simulator.factory import event, purchase
+
+from .conftest import feed_in_order
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +63,7 @@ def test_a_web_cart_gets_one_reminder_after_the_delay_and_one_more_later(
     worker.wait_ready()
     web = {"customer_id": "CRM-51", "device_id": "web-51"}
     source = stack.settings["topic_prefix"] + "touchpoints"
-    produce(
+    produce_inputs(
         stack.broker.bootstrap,
         source,
         [
@@ -103,9 +106,9 @@ def test_a_purchase_in_store_before_the_delay_cancels_the_web_reminder(
         opted_in(control),
         add(control, "SKU-1", 2, 2_500),
     ]
-    produce(stack.broker.bootstrap, source, [(b"s", e) for e in setup])
+    produce_inputs(stack.broker.bootstrap, source, [(b"s", e) for e in setup])
     till = purchase(card, "POS-52", 5_000, channel="pos")
-    produce(stack.broker.bootstrap, source, [(b"pos", till)])
+    produce_inputs(stack.broker.bootstrap, source, [(b"pos", till)])
 
     found = reminders(stack, expect=1)
     time.sleep(4)  # well past the delay for both carts
@@ -123,7 +126,7 @@ def test_a_changed_cart_re_arms_once_and_an_unchanged_one_survives_a_crash_unrep
     changing = {"customer_id": "CRM-54"}
     steady = {"customer_id": "CRM-55"}
     source = stack.settings["topic_prefix"] + "touchpoints"
-    produce(
+    produce_inputs(
         stack.broker.bootstrap,
         source,
         [
@@ -137,7 +140,7 @@ def test_a_changed_cart_re_arms_once_and_an_unchanged_one_survives_a_crash_unrep
         ],
     )
     assert len(distinct(reminders(stack, expect=2))) == 2  # first reminders of both
-    produce(stack.broker.bootstrap, source, [(b"c", add(changing, "SKU-2", 1, 500))])
+    produce_inputs(stack.broker.bootstrap, source, [(b"c", add(changing, "SKU-2", 1, 500))])
     after_change = distinct(reminders(stack, expect=3))
     assert [r["evidence"]["value_minor"] for r in after_change if r["customer_id"] == "CRM-54"][
         -1
@@ -175,19 +178,17 @@ def test_replaying_the_recorded_events_gives_the_same_trigger_ids(
     events = []
     for i, who in enumerate(shoppers):
         events += [opted_in(who), add(who, f"SKU-{i}", i + 1, 1_500)]
-    produce(stack.broker.bootstrap, prefix + "touchpoints", [(b"r", e) for e in events])
+    produce_inputs(stack.broker.bootstrap, prefix + "touchpoints", [(b"r", e) for e in events])
     live = {r["trigger_id"] for r in reminders(stack, expect=6)}
     assert len(live) == 6
     worker.stop()
 
-    # the recorded topic, byte for byte, into a fresh deployment
-    recorded = read_topic(stack.broker.bootstrap, prefix + "touchpoints", expect=len(events))
+    # the recorded inputs, byte for byte, into a fresh deployment, in the order they were sent
+    ordinary = read_topic(stack.broker.bootstrap, prefix + "touchpoints")
+    privileged = read_topic(stack.broker.bootstrap, prefix + "touchpoints.privileged")
+    by_id = {orjson.loads(r.value or b"")["event_id"]: r for r in [*ordinary, *privileged]}
+    recorded = [by_id[e["event_id"]] for e in events]
     replay_prefix = "replay-" + prefix
-    produce(
-        stack.broker.bootstrap,
-        replay_prefix + "touchpoints",
-        [(r.key or b"", r.value) for r in recorded],
-    )
     again = stack.start_worker(
         rules=rules,
         idle_fallback_s="1",
@@ -196,6 +197,12 @@ def test_replaying_the_recorded_events_gives_the_same_trigger_ids(
         app_id=replay_prefix + "touchstream",
     )
     again.wait_ready()
+    feed_in_order(
+        again,
+        stack.broker.bootstrap,
+        replay_prefix + "touchpoints",
+        [(r.key or b"", r.value) for r in recorded],
+    )
     topic = replay_prefix + "triggers.abandoned_cart"
     replayed = read_topic(stack.broker.bootstrap, topic, expect=6)
     assert {r.json()["trigger_id"] for r in replayed} == live

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from touchstream.runtime.kafka_io import produce, read_topic
+from touchstream.runtime.kafka_io import produce_inputs, read_topic
 from touchstream.runtime.stack import Stack
 from touchstream.simulator.factory import event
 
@@ -48,7 +48,7 @@ def test_an_event_dated_a_day_ahead_fires_no_other_shoppers_cart_reminder_early(
         add(overdue, now - 70 * MIN),
         event("page_view", future, {"url": "/"}, occurred_at=now + 23 * HOUR),
     ]
-    produce(stack.broker.bootstrap, source, [(b"k", e) for e in records])
+    produce_inputs(stack.broker.bootstrap, source, [(b"k", e) for e in records])
 
     topic = stack.settings["topic_prefix"] + "triggers.abandoned_cart"
     first = read_topic(stack.broker.bootstrap, topic, expect=1, timeout_s=60)

@@ -12,19 +12,22 @@ from collections.abc import Callable
 
 import orjson
 import pytest
+from aiokafka.errors import TopicAuthorizationFailedError
 
 from touchstream.config.settings import load_client_settings
+from touchstream.domain.identity import home_of
 from touchstream.runtime.apache_kafka import KafkaBroker
 from touchstream.runtime.kafka_io import produce, read_topic
 from touchstream.runtime.processes import free_port
 from touchstream.runtime.stack import Stack, WorkerProcess, clean_env, worker_env
-from touchstream.simulator.factory import purchase
+from touchstream.simulator.factory import event, purchase
 
 from .conftest import (
     PASSWORDS,
     REAUTH_MS,
     Pki,
     certificate_settings,
+    grant_privileged_producer,
     grant_producer,
     grant_replay,
     grant_worker,
@@ -257,6 +260,8 @@ def test_the_simulator_and_dlq_replay_log_in_with_the_worker_settings(
     prefix, app_id = secure_stack.settings["topic_prefix"], secure_stack.settings["app_id"]
     grant_worker(secure_kafka, "User:touchstream", prefix, app_id)
     grant_producer(secure_kafka, "User:producer", prefix + "touchpoints")
+    # the simulator plays the loyalty service too: its consent grants go to the privileged input
+    grant_privileged_producer(secure_kafka, "User:producer", prefix)
     grant_replay(secure_kafka, "User:replayer", prefix, app_id)
     worker = secure_stack.start_worker(**sasl_settings(secure_kafka, pki, "touchstream"))
     worker.wait_ready()
@@ -282,3 +287,38 @@ def test_the_simulator_and_dlq_replay_log_in_with_the_worker_settings(
     assert len(again) == 2 * malformed
     # the replayer's settings are client settings: the broker list and login suffice
     assert load_client_settings(replayer).hmac_secret == ""
+
+
+def test_only_the_loyalty_service_may_write_privileged_commands(
+    secure_stack: Stack, secure_kafka: KafkaBroker, pki: Pki
+) -> None:
+    """A till (an ordinary producer) cannot write the privileged input, and its redemption on
+    the ordinary input is dead-lettered; the loyalty service's redemption is applied."""
+    prefix, app_id = secure_stack.settings["topic_prefix"], secure_stack.settings["app_id"]
+    grant_worker(secure_kafka, "User:touchstream", prefix, app_id)
+    grant_producer(secure_kafka, "User:producer", prefix + "touchpoints")
+    grant_privileged_producer(secure_kafka, "User:loyalty-service", prefix)
+    worker = secure_stack.start_worker(**sasl_settings(secure_kafka, pki, "touchstream"))
+    worker.wait_ready()
+    till = load_client_settings(cli_env(**sasl_settings(secure_kafka, pki, "producer")))
+    loyalty = load_client_settings(cli_env(**sasl_settings(secure_kafka, pki, "loyalty-service")))
+    bootstrap = secure_kafka.listener("SASL_SSL")
+    card = {"loyalty_id": f"LC-{prefix.rstrip('.')}"}
+    produce(
+        bootstrap, prefix + "touchpoints", [(b"c", purchase(card, "o-1", 50_000))], settings=till
+    )
+
+    def spend(points: int) -> dict[str, object]:
+        return event("redemption", card, {"redemption_id": f"R-{points}", "points": points})
+
+    with pytest.raises(TopicAuthorizationFailedError):
+        produce(bootstrap, prefix + "touchpoints.privileged", [(b"c", spend(100))], settings=till)
+    produce(bootstrap, prefix + "touchpoints", [(b"c", spend(200))], settings=till)
+    (letter,) = read_topic(secure_kafka.bootstrap, prefix + "touchpoints.dlq", expect=1)
+    assert letter.json()["reason"] == "privileged_command_on_public_input"
+    assert "privileged input" in letter.json()["message"]
+
+    produce(bootstrap, prefix + "touchpoints.privileged", [(b"c", spend(300))], settings=loyalty)
+    customer = home_of("loyalty_id", card["loyalty_id"])
+    view = worker.poll(f"/customers/{customer}", lambda v: v.get("points") == 200, timeout_s=60)
+    assert view["points"] == 500 - 300  # the loyalty service's redemption only

@@ -22,7 +22,7 @@ from touchstream import metrics
 from touchstream.config.settings import Settings
 from touchstream.domain.identity import home_of
 from touchstream.domain.privacy import reassemble
-from touchstream.runtime.kafka_io import produce, read_topic
+from touchstream.runtime.kafka_io import produce_inputs, read_topic
 from touchstream.runtime.stack import Broker, Stack, WorkerProcess
 from touchstream.simulator.factory import event, purchase
 from touchstream.streams.outbox import Outbox
@@ -195,7 +195,7 @@ def test_a_worker_dead_letters_an_oversized_profile_update_and_stays_ready(
     worker = stack.start_worker(output_limits_refresh_s="1")
     worker.wait_ready()
     card = {"loyalty_id": "LC-7070"}
-    produce(
+    produce_inputs(
         stack.broker.bootstrap, source, [(b"k", event("page_view", card, PAGE, event_id="e-1"))]
     )
     (first,) = read_topic(stack.broker.bootstrap, updates, expect=1)
@@ -206,7 +206,7 @@ def test_a_worker_dead_letters_an_oversized_profile_update_and_stays_ready(
     while limit_gauge(worker, "profiles.updates") != limit and time.monotonic() < deadline:
         time.sleep(0.2)
     long_id = "L" * 128
-    produce(
+    produce_inputs(
         stack.broker.bootstrap,
         source,
         [
@@ -251,7 +251,7 @@ def test_a_large_access_export_arrives_in_parts_that_reassemble(stack: Stack) ->
     card = {"loyalty_id": "LC-6060"}
     orders = [purchase(card, f"ORDER-{n:04d}-" + "o" * 40, 1_000 + n) for n in range(60)]
     request = event("access_requested", card, {"request_id": "DSR-60"})
-    produce(stack.broker.bootstrap, source, [(b"k", e) for e in [*orders, request]])
+    produce_inputs(stack.broker.bootstrap, source, [(b"k", e) for e in [*orders, request]])
 
     (first, *_) = read_topic(stack.broker.bootstrap, exports, expect=1)
     total = first.json()["parts"]

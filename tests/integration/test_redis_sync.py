@@ -91,3 +91,44 @@ def test_one_flush_of_many_customers_judges_each_by_its_own_version(redis_server
             {"customer_id": cid, "points": "3", "version": "6"},
         ][i % 3]
         assert after[cid] == expected
+
+
+def test_a_stale_queued_write_never_brings_an_erased_profile_back(redis_server):
+    """The worker that owned a customer before a rebalance still has a write of her queued
+    when the new owner erases her: the tombstone refuses it, and the redirect written late,
+    and keeps her alias keys away; a profile numbered above it (a new sign-up) replaces it."""
+    seen: dict[str, Any] = {}
+
+    async def run() -> None:
+        client = aioredis.Redis.from_url(redis_server.url(0), decode_responses=True)
+        try:
+            old_owner, new_owner = RedisSync(client, 0.05), RedisSync(client, 0.05)
+            old_owner.submit(CID, live(5, 10), [("loyalty_id", "L-1")])
+            await old_owner.flush()
+            old_owner.submit(CID, live(6, 20), [("device_id", "d-1")])  # queued, not written
+            new_owner.remove(CID, [("loyalty_id", "L-1")], version=7, erased_at=1_000)
+            await new_owner.flush()
+            seen["confirmed"] = list(new_owner.confirmed)
+            await old_owner.flush()  # lands late
+            old_owner.submit(CID, redirect(6))
+            await old_owner.flush()
+            seen["buried"] = await client.hgetall(profile_key(CID))
+            seen["ttl"] = await client.ttl(profile_key(CID))
+            seen["aliases"] = await client.keys("ts:alias:*")
+            new_owner.submit(CID, live(9, 100), [("loyalty_id", "L-1")])  # signed up again
+            await new_owner.flush()
+            seen["reborn"] = await client.hgetall(profile_key(CID))
+        finally:
+            await client.aclose()
+
+    plain = redis.Redis.from_url(redis_server.url(0))
+    try:
+        plain.flushdb()
+    finally:
+        plain.close()
+    asyncio.run(run())
+    assert seen["confirmed"] == [(CID, 7, 1_000)]  # Redis confirmed the erasure's deletion
+    assert seen["buried"] == {"erased": "1", "version": "7"}
+    assert seen["ttl"] > 0  # TOUCHSTREAM_REDIS_TOMBSTONE_TTL_S
+    assert seen["aliases"] == []
+    assert seen["reborn"]["points"] == "100" and "erased" not in seen["reborn"]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from touchstream.domain.clock import MS_PER_DAY, MS_PER_HOUR, iso
-from touchstream.runtime.kafka_io import produce, read_topic
+from touchstream.runtime.kafka_io import produce_inputs, read_topic
 from touchstream.runtime.stack import Stack, WorkerProcess
 from touchstream.simulator.factory import event, purchase
 from touchstream.streams.timer_index import partition_for
@@ -45,7 +45,7 @@ def send(stack: Stack, events: list[dict[str, Any]]) -> None:
     """All through one inbound partition, in event-time order, as a live stream carries them."""
     ordered = sorted(events, key=lambda e: e["occurred_at"])
     topic = stack.settings["topic_prefix"] + "touchpoints"
-    produce(stack.broker.bootstrap, topic, [(b"shop", e) for e in ordered])
+    produce_inputs(stack.broker.bootstrap, topic, [(b"shop", e) for e in ordered])
 
 
 def view(worker: WorkerProcess, customer: str) -> dict[str, Any] | None:

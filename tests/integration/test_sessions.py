@@ -9,7 +9,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from touchstream.runtime.kafka_io import produce, read_topic
+from touchstream.runtime.kafka_io import produce_inputs, read_topic
 from touchstream.runtime.stack import Stack
 from touchstream.simulator.factory import event
 
@@ -40,7 +40,7 @@ def test_a_browsing_session_is_summarised_counted_and_erased_everywhere(
         ),
         event("search", shopper, {"query": "boots"}, occurred_at=now + 10),
     ]
-    produce(stack.broker.bootstrap, prefix + "touchpoints", [(b"s", e) for e in visit])
+    produce_inputs(stack.broker.bootstrap, prefix + "touchpoints", [(b"s", e) for e in visit])
 
     (summary,) = [
         r.json() for r in read_topic(stack.broker.bootstrap, prefix + "sessions", expect=1)
@@ -61,7 +61,7 @@ def test_a_browsing_session_is_summarised_counted_and_erased_everywhere(
     assert (profile["page_views_today"], profile["product_views_today"]) == (1, 3)
 
     erasure = event("erasure_requested", {"customer_id": "CRM-81"}, {"request_id": "E-81"})
-    produce(stack.broker.bootstrap, prefix + "touchpoints", [(b"s", erasure)])
+    produce_inputs(stack.broker.bootstrap, prefix + "touchpoints", [(b"s", erasure)])
     read_topic(stack.broker.bootstrap, prefix + "privacy.receipts", expect=1)
     for table in ("activity-hourly", "activity-daily"):
         changelog = f"{prefix}touchstream-{table}-changelog"

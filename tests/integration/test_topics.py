@@ -87,7 +87,8 @@ def test_the_worker_creates_every_topic_it_owns_with_explicit_settings(stack: St
     app = stack.settings["app_id"]
     changelogs = [f"{app}-{t}-changelog" for t in (*COMPACTED, *WINDOWED)]
     leader = f"{app}-__assignor-__leader"
-    inputs = [prefix + "touchpoints", prefix + "touchstream.customer-events"]
+    inputs = [prefix + "touchpoints", prefix + "touchpoints.privileged"]
+    inputs.append(prefix + "touchstream.customer-events")
     parked = [prefix + "touchpoints.dlq", prefix + "touchstream.quarantine"]
     owned = [*inputs, *parked, *(prefix + o for o in OUTPUTS), *changelogs]
 

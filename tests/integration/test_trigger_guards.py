@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from touchstream.runtime.kafka_io import produce, read_topic
+from touchstream.runtime.kafka_io import produce_inputs, read_topic
 from touchstream.runtime.stack import Stack
 from touchstream.simulator.factory import event, purchase
 
@@ -48,7 +48,7 @@ def topic(stack: Stack, name: str, expect: int | None = None, timeout_s: float =
 
 def send(stack: Stack, *events: dict) -> None:
     source = stack.settings["topic_prefix"] + "touchpoints"
-    produce(stack.broker.bootstrap, source, [(b"k", e) for e in events])
+    produce_inputs(stack.broker.bootstrap, source, [(b"k", e) for e in events])
 
 
 def test_no_consent_is_audited_and_an_opt_in_lets_the_next_cart_through(

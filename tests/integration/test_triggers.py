@@ -8,7 +8,7 @@ import pytest
 
 from touchstream.domain.clock import MS_PER_DAY
 from touchstream.domain.identity import home_of
-from touchstream.runtime.kafka_io import produce, read_topic
+from touchstream.runtime.kafka_io import produce_inputs, read_topic
 from touchstream.runtime.stack import Stack
 from touchstream.simulator.factory import event, purchase
 
@@ -36,7 +36,7 @@ def test_vip_status_goes_to_the_recent_gold_shopper_only(stack: Stack) -> None:
             "email_open", {"email": SHOPPER["email"]}, {"campaign_id": "vip-night"}, channel="email"
         ),
     ]
-    produce(stack.broker.bootstrap, prefix + "touchpoints", [(b"pat", e) for e in history])
+    produce_inputs(stack.broker.bootstrap, prefix + "touchpoints", [(b"pat", e) for e in history])
 
     audit = read_topic(stack.broker.bootstrap, prefix + "triggers.audit", expect=4)
     assert sorted((a.json()["type"], a.json()["suppressed_reason"]) for a in audit) == [
@@ -48,7 +48,7 @@ def test_vip_status_goes_to_the_recent_gold_shopper_only(stack: Stack) -> None:
     assert read_topic(stack.broker.bootstrap, prefix + "triggers.vip_status", timeout_s=3) == []
 
     # she buys today: 1,000.00 in the trailing 365 days makes her gold again
-    produce(
+    produce_inputs(
         stack.broker.bootstrap,
         prefix + "touchpoints",
         [

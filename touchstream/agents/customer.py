@@ -19,10 +19,10 @@ from touchstream.domain import loyalty, privacy
 from touchstream.domain.clock import iso
 from touchstream.domain.customer import Decision
 from touchstream.domain.linking import Step, handle, is_erased
+from touchstream.domain.privacy import unconfirmed
 from touchstream.domain.profile import aliases
 from touchstream.domain.sessions import published
 from touchstream.domain.timers import fire, next_due, pending
-from touchstream.serving.keys import alias_key, profile_key
 from touchstream.streams import topics
 from touchstream.streams.delivery import Finisher, Handler
 from touchstream.streams.isolation import (
@@ -234,13 +234,29 @@ def _execute(
 ) -> None:
     if step.dropped:
         tally.inc(metrics.ERASED_DROPPED, msg.get("k", "ev"))
+        tally.inc(metrics.ERASURE_DROPS, step.dropped_reason or "in_flight")
         return
     erased = step.store is not None and is_erased(step.store)
+    if erased and msg.get("k") == "confirm":  # Redis confirmed an erasure: its receipt
+        assert step.store is not None
+        cache.put(key, step.store)
+        for decision in step.decisions:
+            _publish(t, tally, decision, before)
+        return
     if step.delete or erased:
         gone = aliases(before) if before else []
         if msg.get("k") in ("drop", "forget"):  # a stale alias may still name this home
             gone.append((msg["via"][0], msg["via"][1]))
-        t.redis_sync.remove(key.decode(), gone)
+        if erased:
+            assert step.store is not None
+            waiting = unconfirmed(step.store)
+            if waiting is not None:  # the receipt waits for Redis (privacy.confirm)
+                waiting["receipt"]["removed"]["timers"] = pending(before, t.rules)
+                bury(t, key.decode(), step.store, gone)
+            else:
+                t.redis_sync.remove(key.decode(), gone, step.store["version"])
+        else:  # an anonymous profile dropped: deleted, no tombstone (seen again, it starts anew)
+            t.redis_sync.remove(key.decode(), gone)
     stage.now = "core"
     if step.delete:
         cache.delete(key)
@@ -286,6 +302,17 @@ def _execute(
     tally.inc(metrics.PROFILE_UPDATES)
 
 
+def bury(t: Topology, customer_id: str, marker: dict[str, Any], gone: Any = ()) -> None:
+    """Queue an erasure's Redis deletion (versioned tombstones of the profile and its
+    identifiers' homes, its alias keys), its confirmation asked for (privacy.confirm)."""
+    waiting = unconfirmed(marker)
+    assert waiting is not None
+    names = [(kind, value) for kind, value in waiting["aliases"]]
+    names.extend(a for a in gone if a not in names)
+    version, erased_at = marker["version"], marker["erased_at"]
+    t.redis_sync.remove(customer_id, names, version, waiting["homes"], erased_at)
+
+
 def _rebuild_index(t: Topology, unwritten: list[StateCache], partition: int) -> None:
     """The timer index from the table, as the fetch's states not written yet amend it: after
     an assignment, this batch's partition and one more of this worker's, each read key by key,
@@ -322,6 +349,10 @@ def _load_partition(t: Topology, unwritten: list[StateCache], partition: int) ->
     def add(key: bytes, state: dict[str, Any] | None) -> None:
         nonlocal clock
         if state is None:
+            return
+        if "erased_at" in state:
+            if "unconfirmed" in state:  # an erasure Redis has not confirmed: ask again
+                bury(t, key.decode(), state)
             return
         due = next_due(state, t.rules)
         if due is not None:
@@ -385,29 +416,21 @@ def _publish(
     elif decision.kind == "expired":
         tally.inc(metrics.ANONYMOUS_EXPIRED)
     elif decision.kind == "erased":
-        tally.inc(metrics.ERASURES)
         customer_id = payload["customer_id"]
         t.activity.erase(customer_id)  # its windows live on this partition, under its id
         t.ledger.erase(customer_id)
-        redis_keys = [profile_key(customer_id)]
-        redis_keys += [alias_key(k, v) for k, v in (aliases(before) if before else [])]
-        redis_keys += [profile_key(home) for home in payload["identifier_homes"]]
-        receipt = {
-            "request_id": payload["request_id"],
-            "customer_id": customer_id,
-            "completed_at": iso(int(time.time() * 1000)),
-            "occurred_at": iso(payload["at"]),
-            "removed": {
-                "tables": {"customers": 1 + len(payload["identifier_homes"])},
-                "redis_keys": redis_keys,
-                "identifiers": payload["identifiers"],
-                "orders": payload["orders"],
-                "carts": payload["carts"],
-                "timers": pending(before, t.rules),
-            },
-            "known_customer": payload["known"],
-        }
-        _send(t, topics.PRIVACY_RECEIPTS, customer_id, receipt)
+        # the receipt waits for Redis to confirm the deletion ("receipt" below)
+    elif decision.kind == "receipt":
+        tally.inc(metrics.ERASURES)
+        completed = payload["completed_at"]
+        tally.observe(metrics.ERASURE_LATENCY, max(completed - payload["requested_at"], 0) / 1000)
+        receipt = dict(
+            payload,
+            requested_at=iso(payload["requested_at"]),
+            occurred_at=iso(payload["occurred_at"]),
+            completed_at=iso(completed),
+        )
+        _send(t, topics.PRIVACY_RECEIPTS, payload["customer_id"], receipt)
     elif decision.kind == "export":
         tally.inc(metrics.ACCESS_EXPORTS)
         # numbered parts that each fit the topic's limit (README, "Access exports in parts")

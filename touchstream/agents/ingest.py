@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from touchstream import metrics
-from touchstream.errors import PoisonEvent
+from touchstream.domain.privileged import refusal, requires_privilege
+from touchstream.errors import PoisonEvent, PrivilegedOnPublicInput
 from touchstream.schemas.decode import decode
 from touchstream.schemas.dlq import message_record
 from touchstream.streams import topics
@@ -25,10 +26,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def make_ingest_handler(t: Topology) -> Handler:
+def make_ingest_handler(t: Topology, privileged: bool = False) -> Handler:
+    """``privileged``: the handler of the privileged input (domain.privileged); on the
+    ordinary input erasure, access, redemption and consent grants go to the DLQ."""
     max_bytes = t.settings.max_event_bytes
     ingest = t.ingest
-    source_name = t.touchpoints.get_topic_name()
+    source_name = (t.privileged if privileged else t.touchpoints).get_topic_name()
     target = t.settings.topic(topics.CUSTOMER_EVENTS)
     outbox = t.outbox
     identities = t.topic_identities
@@ -51,6 +54,8 @@ def make_ingest_handler(t: Topology) -> Handler:
                 decoded = decode(message.value, max_bytes)
                 if faults:
                     faults.check("ingest", decoded.get("event_id"))
+                if not privileged and requires_privilege(decoded):
+                    raise PrivilegedOnPublicInput(refusal(decoded))
                 internal = ingest.normalise(
                     decoded, now_ms, message.partition, message.offset, topic_id
                 )

@@ -4,7 +4,7 @@ Run as ``python -m touchstream.bench.naive``; configured by environment variable
 the harness starts it as a child process::
 
     TOUCHSTREAM_BENCH_BROKER    kafka://HOST:PORT
-    TOUCHSTREAM_BENCH_TOPIC     source topic (touchpoints)
+    TOUCHSTREAM_BENCH_TOPIC     source topics, comma-separated (touchpoints)
     TOUCHSTREAM_BENCH_EVENTS    N: record the wall time of the first and of the N-th event
     TOUCHSTREAM_BENCH_RESULT    where to write {"events", "t_first", "t_last"} once N is reached
     TOUCHSTREAM_BENCH_WEB_PORT  port of Faust's web server
@@ -53,7 +53,7 @@ def build_app() -> faust.App:
         web_host="127.0.0.1",
     )
     source = app.topic(
-        _env("TOPIC", "touchpoints"),
+        *_env("TOPIC", "touchpoints").split(","),
         key_type=bytes,
         value_type=bytes,
         key_serializer="raw",

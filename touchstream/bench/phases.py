@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from touchstream.runtime.kafka_io import ensure_topics
 from touchstream.runtime.processes import Child
 from touchstream.runtime.stack import WorkerProcess
-from touchstream.simulator.traffic import Record, Traffic
+from touchstream.simulator.traffic import Record, Traffic, topic_for
 
 PARTITIONS = 8
 # no new output for this long means the pipeline is stuck, not slow
@@ -72,7 +72,10 @@ async def produce_all(
         await producer.start()
 
         async def send_all() -> None:
-            pending = [await producer.send(topic, r.value, key=r.key) for r in records]
+            # privileged commands (consent grants) to the privileged input, as a deployment
+            pending = [
+                await producer.send(topic_for(r, topic), r.value, key=r.key) for r in records
+            ]
             await producer.flush()
             for future in pending:
                 future.result()  # raises if the broker refused a batch
@@ -84,10 +87,11 @@ async def produce_all(
         await producer.stop()
 
 
-async def raw_consume(bootstrap: str, topic: str, n: int, timeout_s: float) -> float:
-    """(a) The ceiling: aiokafka + orjson.loads, nothing else; events/s first to last record."""
+async def raw_consume(bootstrap: str, topics: Sequence[str], n: int, timeout_s: float) -> float:
+    """(a) The ceiling: aiokafka + orjson.loads, nothing else; events/s first to last record
+    (of both inputs: ``topics``)."""
     consumer = AIOKafkaConsumer(
-        topic,
+        *topics,
         bootstrap_servers=bootstrap,
         client_id=CLIENT_ID,
         group_id=f"touchstream-bench-raw-{uuid.uuid4().hex[:8]}",
@@ -317,7 +321,7 @@ async def offer_live_traffic(
             due = int(elapsed * rate_eps) + 1
             while sent < due:
                 record = traffic.next(int(time.time() * 1000))
-                future = await producer.send(topic, record.value, key=record.key)
+                future = await producer.send(topic_for(record, topic), record.value, key=record.key)
                 pending.append((event_id(record.value), future))
                 sent += 1
             _check_alive(worker, "the latency phase")

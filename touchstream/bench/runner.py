@@ -40,7 +40,13 @@ from touchstream.runtime.embedded import start_redis
 from touchstream.runtime.processes import Child, free_port
 from touchstream.runtime.stack import WorkerProcess, clean_env, worker_env
 from touchstream.simulator.traffic import Traffic, generate
-from touchstream.streams.topics import CUSTOMER_EVENTS, OUTPUTS, PROFILES_UPDATES, TOUCHPOINTS
+from touchstream.streams.topics import (
+    CUSTOMER_EVENTS,
+    OUTPUTS,
+    PRIVILEGED,
+    PROFILES_UPDATES,
+    TOUCHPOINTS,
+)
 
 DATA_SEED = 11
 STEP_MS = 50  # event time between consecutive records of the data set
@@ -225,12 +231,14 @@ async def _bench(
     # broker, Kafka creates the outputs with 1 partition and Tansu with 4, and the brokers'
     # numbers would differ by the producer batches as much as by the broker; and on Kafka
     # the worker's group could be assigned before customer-events shows (kafka_io.ensure_topics)
-    await phases.create_topics(bootstrap, [TOUCHPOINTS, CUSTOMER_EVENTS, *OUTPUTS])
+    await phases.create_topics(bootstrap, [TOUCHPOINTS, PRIVILEGED, CUSTOMER_EVENTS, *OUTPUTS])
     await phases.produce_all(bootstrap, TOUCHPOINTS, records, _budget(30, n, 2_000))
     del records
 
     clock.say("(a) raw aiokafka + orjson consume")
-    result.raw_eps = await phases.raw_consume(bootstrap, TOUCHPOINTS, n, _budget(30, n, 2_000))
+    # both inputs: the data set's consent grants are on the privileged one (domain.privileged)
+    inputs = [TOUCHPOINTS, PRIVILEGED]
+    result.raw_eps = await phases.raw_consume(bootstrap, inputs, n, _budget(30, n, 2_000))
     clock.say(f"(a) {result.raw_eps:,.0f} events/s")
 
     clock.say("(b) naive Faust app, one table update per event")
@@ -328,7 +336,7 @@ async def _naive_phase(broker: Broker, n: int, workdir: Path, stack: contextlib.
     result_path = workdir / "naive-result.json"
     env = _child_env(
         TOUCHSTREAM_BENCH_BROKER=broker.url,
-        TOUCHSTREAM_BENCH_TOPIC=TOUCHPOINTS,
+        TOUCHSTREAM_BENCH_TOPIC=f"{TOUCHPOINTS},{PRIVILEGED}",
         TOUCHSTREAM_BENCH_EVENTS=str(n),
         TOUCHSTREAM_BENCH_RESULT=str(result_path),
         TOUCHSTREAM_BENCH_WEB_PORT=str(free_port()),

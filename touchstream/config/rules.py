@@ -120,6 +120,9 @@ class IdentityRules:
     max_devices: int = 25
     anonymous_ttl_days: int = 30
     default_country_code: str = ""
+    # erased identifiers stay suppressed: seen again after the erasure, they start a new
+    # profile only from an explicit new sign-up or consent grant (README, "Erasure")
+    suppress_erased: bool = True
 
     def check(self, path: str) -> None:
         for name in (

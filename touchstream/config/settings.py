@@ -109,6 +109,9 @@ class Settings:
     # profiles waiting for Redis (an outage) before they are dropped for a re-sync from the
     # table once Redis is back: the bound on the sync's memory (docs/operations.md)
     redis_max_pending: int = 50_000
+    # how long Redis keeps the versioned tombstone of an erased profile (docs/security.md,
+    # "Erasure"): a stale or queued write numbered at or below it is refused while it lasts
+    redis_tombstone_ttl_s: int = 7 * 24 * 3600
     idle_fallback_s: float = 5.0
     # aiokafka keeps one produce request in flight per broker, holding one batch per
     # partition: a flush bigger than a batch waits a broker round trip per batch (issue 10).
@@ -315,6 +318,7 @@ class Settings:
             ("max_event_bytes", 1024, 16 * 1024 * 1024),
             ("redis_flush_interval_ms", 1, 10_000),
             ("redis_max_pending", 1, 10_000_000),
+            ("redis_tombstone_ttl_s", 3600, 365 * 24 * 3600),
             ("producer_max_batch_bytes", 1, 64 * 1024 * 1024),
             ("fetch_max_wait_ms", 1, 30_000),
             ("rocksdb_memory_mb", 64, 1024 * 1024),

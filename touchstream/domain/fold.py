@@ -292,6 +292,11 @@ def fold(
     out: State = {}
     for name, folder in FOLDERS.items():
         out[name] = folder(winner, loser, out, rules)
+    # a profile started after an erasure of one of its identifiers (domain.linking.handle):
+    # events from before the erasure stay dropped once merged
+    erased = [s["erased_before"] for s in (winner, loser) if s.get("erased_before") is not None]
+    if erased:
+        out["erased_before"] = max(erased)
     times = [t for t in (winner["last_event_at"], loser["last_event_at"]) if t is not None]
     if times:
         state_bounds.compact(out, max(times), rules, decisions if decisions is not None else [])

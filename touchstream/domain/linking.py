@@ -75,14 +75,66 @@ def exceeded(a: dict[str, list[str]], b: dict[str, list[str]], rules: Rules) -> 
 def handle(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -> Step:
     """One record of the customer-events topic, for the record keyed ``target``."""
     kind = msg.get("k", "ev")
+    erased: State | None = None
     if is_erased(state):
         assert state is not None
+        if kind == "confirm":
+            return privacy.confirm(target, state, msg)
         if kind == "forget":
             return Step()
-        if kind in ("ev", "merge") and msg.get("ts", 0) > state["erased_at"]:
-            state = None  # seen again after the erasure: a new profile, nothing of the old
-        else:
-            return Step(dropped=True)
+        refused = after_erasure(state, msg, rules)
+        if refused:
+            return Step(dropped=True, dropped_reason=refused)
+        erased, state = state, None  # a new profile, nothing of the old
+    elif kind == "confirm":
+        return Step()  # the erasure it confirms was followed by a new profile already
+    elif kind == "ev" and state is not None and msg["at"] <= state.get("erased_before", -1):
+        # happened before this identifier was erased (an offline till, a lagging partition,
+        # a DLQ replay): never part of the new profile
+        return Step(dropped=True, dropped_reason="before_erasure")
+    step = _dispatch(kind, target, state, msg, rules)
+    if erased is not None and step.store is not None and not is_erased(step.store):
+        # numbered past the marker (Redis keeps its versioned tombstone until a newer write),
+        # and remembering when the identifier was erased
+        version = step.store["version"] + erased["version"]
+        step.store = dict(step.store, version=version, erased_before=erased["erased_at"])
+    return step
+
+
+def explicit_opt_in(ev: dict[str, Any]) -> bool:
+    """A new sign-up or a consent grant: what may start a profile for an erased identifier."""
+    if ev.get("type") == "loyalty_signup":
+        return True
+    if ev.get("type") == "consent_updated":
+        return any(v is True for v in ev["props"].get("purposes", {}).values())
+    return False
+
+
+def after_erasure(marker: State, msg: dict[str, Any], rules: Rules) -> str:
+    """Why ``msg`` may not start a new profile at an erased identifier's home ("": it may).
+
+    Only an event or a link that happened and was ingested after the erasure may (an event
+    older than the erasure is dropped whenever it arrives: ``before_erasure``; a record
+    ingested before it: ``in_flight``), and, while erased identifiers are suppressed
+    (``identity.suppress_erased``), only an explicit new sign-up or consent grant, or the
+    link such an event asks for (else ``suppressed``)."""
+    kind = msg.get("k", "ev")
+    if kind not in ("ev", "merge"):
+        return "in_flight"
+    erased_at = marker["erased_at"]
+    if msg["at"] <= erased_at:
+        return "before_erasure"
+    if msg.get("ts", 0) <= erased_at:
+        return "in_flight"
+    if not rules.identity.suppress_erased:
+        return ""
+    allowed = explicit_opt_in(msg) if kind == "ev" else bool(msg.get("opt_in"))
+    return "" if allowed else "suppressed"
+
+
+def _dispatch(
+    kind: str, target: str, state: State | None, msg: dict[str, Any], rules: Rules
+) -> Step:
     if kind == "ev" and msg["type"] == "erasure_requested" and not is_redirect(state):
         return privacy.erase(target, state, msg)
     if kind == "forget":
@@ -157,6 +209,8 @@ def _event(target: str, state: State | None, ev: dict[str, Any], rules: Rules) -
             step.decisions.append(_refusal(live["customer_id"], kind, value, group, ev))
             continue
         merge = _merge_msg(live["customer_id"], live, ev, via=[kind, value])
+        if explicit_opt_in(ev):
+            merge["opt_in"] = True  # may link an erased identifier again (after_erasure)
         step.sends.append((home_of(kind, value), merge))
         asked = live["asked"] = [*asked, mark][-ASKED_LIMIT:]
     now = int(ev.get("ts", 0))

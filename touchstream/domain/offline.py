@@ -17,6 +17,7 @@ from typing import Any
 from touchstream.config.rules import Rules
 from touchstream.domain.customer import Decision
 from touchstream.domain.linking import handle, is_erased, is_redirect
+from touchstream.domain.privacy import unconfirmed
 from touchstream.domain.step import Step
 from touchstream.domain.timers import fire, next_due
 from touchstream.streams.timer_index import DEFAULT_MAX_SKEW_MS, TimerIndex, partition_for
@@ -72,6 +73,10 @@ class OfflineStage:
             self.table.pop(target, None)
         elif result.store is not None:
             self.table[target] = result.store
+            if unconfirmed(result.store) is not None:
+                # Redis confirms the erasure's deletion at once: the receipt follows
+                confirm = {"k": "confirm", "version": result.store["version"]}
+                self._enqueue(target, {**confirm, "ts": result.store["erased_at"]})
             due = next_due(result.store, self.rules)
             if due is not None:
                 self._timers.track(partition, due, target)

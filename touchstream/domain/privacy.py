@@ -30,35 +30,67 @@ def marker(customer_id: str, erased_at: int, version: int) -> State:
 
 
 def erase(target: str, state: State | None, ev: dict[str, Any]) -> Step:
-    """``erasure_requested`` reaching the customer's live profile (or an unknown id)."""
+    """``erasure_requested`` reaching the customer's live profile (or an unknown id).
+
+    The marker waits, ``unconfirmed``, until Redis confirmed the deletion (``confirm``): it
+    holds what the removal needs again after a restart or a rebalance (the alias keys and the
+    identifier homes, as the profile held them) and the receipt, which holds counts and the
+    kinds removed, never an identifier. Both go when the receipt is sent."""
     erased_at = int(ev.get("ts", 0))
     identifiers: dict[str, list[str]] = state["identifiers"] if state else {}
     version = (state["version"] if state else 0) + 1
-    step = Step(store=marker(target, erased_at, version), identifiers_changed=True)
     homes = []
+    sends = []
     for kind, values in identifiers.items():
         for value in values:
             home = home_of(kind, value)
             if home != target:
                 homes.append(home)
                 forget = {"k": "forget", "via": [kind, value], "erased_at": erased_at}
-                step.sends.append((home, {**forget, "at": ev["at"], "id": ev["id"], "ts": 0}))
-    step.decisions.append(
-        Decision(
-            "erased",
-            {
-                "request_id": ev["props"].get("request_id", ""),
-                "customer_id": target,
-                "known": state is not None,
-                "identifiers": {kind: len(values) for kind, values in identifiers.items()},
-                "identifier_homes": sorted(homes),
-                "carts": len(state["carts"]) if state else 0,
-                "orders": len(state["orders"]) if state else 0,
-                "at": ev["at"],
-            },
-        )
-    )
+                sends.append((home, {**forget, "at": ev["at"], "id": ev["id"], "ts": 0}))
+    counts = {kind: len(values) for kind, values in identifiers.items()}
+    aliases = [[kind, value] for kind, values in identifiers.items() for value in values]
+    receipt = {
+        "request_id": ev["props"].get("request_id", ""),
+        "customer_id": target,
+        "requested_at": erased_at,
+        "occurred_at": ev["at"],
+        "known_customer": state is not None,
+        "kinds_removed": sorted(kind for kind, n in counts.items() if n),
+        "removed": {
+            "profiles": 1 + len(homes),  # the profile and its identifiers' homes
+            "redis_keys": 1 + len(homes) + len(aliases),  # profiles and alias keys
+            "identifiers": counts,
+            "orders": len(state["orders"]) if state else 0,
+            "carts": len(state["carts"]) if state else 0,
+            "timers": 0,  # set by the agent, which knows the rules (domain.timers.pending)
+        },
+    }
+    store = marker(target, erased_at, version)
+    store["unconfirmed"] = {"aliases": aliases, "homes": sorted(homes), "receipt": receipt}
+    step = Step(store=store, sends=sends, identifiers_changed=True)
+    step.decisions.append(Decision("erased", {**receipt, "identifier_homes": sorted(homes)}))
     return step
+
+
+def confirm(target: str, state: State, msg: dict[str, Any]) -> Step:
+    """Redis confirmed the deletion of the erasure marked ``version``: the receipt goes out
+    (``completed_at``: when the confirmation was sent) and the marker keeps no more than its
+    id, time and version."""
+    waiting = state.get("unconfirmed")
+    if waiting is None or msg.get("version") != state["version"]:
+        return Step()  # confirmed already (a redelivery), or for an erasure since replaced
+    receipt = {**waiting["receipt"], "completed_at": int(msg.get("ts", 0))}
+    store = marker(target, state["erased_at"], state["version"] + 1)
+    return Step(store=store, decisions=[Decision("receipt", receipt)])
+
+
+def unconfirmed(state: State | None) -> dict[str, Any] | None:
+    """What an erasure marker still waits for Redis with (None: nothing)."""
+    if state is None or "erased_at" not in state:
+        return None
+    waiting: dict[str, Any] | None = state.get("unconfirmed")
+    return waiting
 
 
 def forget(target: str, state: State | None, msg: dict[str, Any]) -> Step:

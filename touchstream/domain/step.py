@@ -23,3 +23,5 @@ class Step:
     identifiers_changed: bool = False
     delete: bool = False  # remove the record (a tombstone in the changelog)
     dropped: bool = False  # in flight for a customer erased since: not applied, not resurrected
+    # why an event or link for an erased identifier was dropped (domain.linking.after_erasure)
+    dropped_reason: str = ""

@@ -56,7 +56,7 @@ def run_demo(args: argparse.Namespace) -> int:
     try:
         # the worker's topics, before the worker: on Apache Kafka a group assigned before a
         # topic it just created shows would wait minutes for it (kafka_io.ensure_topics)
-        names = [topics.TOUCHPOINTS, topics.CUSTOMER_EVENTS, *topics.OUTPUTS]
+        names = [*topics.INPUTS, topics.CUSTOMER_EVENTS, *topics.OUTPUTS]
         asyncio.run(ensure_topics(stack.broker.bootstrap, names, settings.partitions))
         worker = stack.start_worker(rules=args.rules)
         worker.token = _demo_token(stack)

@@ -38,7 +38,8 @@ from touchstream.streams.transport import probe_end_offsets
 
 QUIET_S = 2.0
 # topics a quarantined record may be sent back to (names before the prefix): the worker's inputs
-QUARANTINE_SOURCES = (topics.TOUCHPOINTS, topics.CUSTOMER_EVENTS)
+# (a privileged command parked on quarantine goes back to the privileged input, where it was)
+QUARANTINE_SOURCES = (*topics.INPUTS, topics.CUSTOMER_EVENTS)
 PASS = "pass"
 
 

@@ -15,6 +15,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from touchstream.config.settings import Settings
+from touchstream.domain.privileged import requires_privilege
 from touchstream.streams.kafka_client import security_kwargs
 
 
@@ -95,6 +96,36 @@ def produce(
             await producer.stop()
 
     return asyncio.run(run())
+
+
+def produce_inputs(
+    bootstrap: str,
+    topic: str,
+    records: Iterable[tuple[bytes | None, Any]],
+    settings: Settings | None = None,
+) -> list[tuple[int, int]]:
+    """``produce`` to a worker's inputs: each record to ``topic`` (its ``touchpoints``) or, if
+    it is a privileged command (domain.privileged), to ``<topic>.privileged``, in order, as
+    a deployment's producers and its data-request and loyalty services do."""
+    out: list[tuple[int, int]] = []
+    run: list[tuple[bytes | None, Any]] = []
+    run_topic = topic
+
+    def flush() -> None:
+        if run:
+            out.extend(produce(bootstrap, run_topic, list(run), settings=settings))
+            run.clear()
+
+    for key, value in records:
+        decoded = orjson.loads(value) if isinstance(value, bytes | bytearray) else value
+        privileged = isinstance(decoded, dict) and requires_privilege(decoded)
+        target = f"{topic}.privileged" if privileged else topic
+        if target != run_topic:
+            flush()
+            run_topic = target
+        run.append((key, value))
+    flush()
+    return out
 
 
 def read_topic(

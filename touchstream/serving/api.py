@@ -28,7 +28,7 @@ from touchstream.config.rules import IDENTIFIER_KINDS
 from touchstream.config.settings import key
 from touchstream.errors import ConfigError, PoisonEvent
 from touchstream.serving import tokens
-from touchstream.serving.keys import alias_key, decode_profile, profile_key
+from touchstream.serving.keys import alias_key, decode_profile, is_tombstone, profile_key
 
 if TYPE_CHECKING:
     from touchstream.config.settings import Settings
@@ -295,7 +295,7 @@ async def resolve(redis: Any, customer_id: str) -> dict[str, object] | None:
     """The live profile of a customer id, following merges (an absorbed id, a stale alias)."""
     for _ in range(MAX_REDIRECTS):
         raw = await redis.hgetall(profile_key(customer_id))
-        if not raw:
+        if not raw or is_tombstone(raw):  # erased: a versioned tombstone (serving.keys)
             return None
         profile = decode_profile(raw)
         into = profile.get("merged_into")

@@ -1,5 +1,8 @@
 """Redis key layout of the single customer view."""
 
+from collections.abc import Mapping
+from typing import Any
+
 PROFILE_PREFIX = "ts:profile:"
 ALIAS_PREFIX = "ts:alias:"
 # present while Redis holds every profile; gone after a flush or an empty restart
@@ -38,6 +41,16 @@ def profile_key(customer_id: str) -> str:
 
 def alias_key(kind: str, value: str) -> str:
     return f"{ALIAS_PREFIX}{kind}:{value}"
+
+
+# A Redis profile key erased or dropped holds a versioned tombstone, {"erased": "1", "version":
+# N}, for TOUCHSTREAM_REDIS_TOMBSTONE_TTL_S: no stale or queued write numbered N or lower
+# can bring the profile back (serving/redis_sync.py); readers treat it as no profile.
+TOMBSTONE_FIELD = "erased"
+
+
+def is_tombstone(raw: Mapping[Any, Any]) -> bool:
+    return TOMBSTONE_FIELD in raw or TOMBSTONE_FIELD.encode() in raw
 
 
 def decode_profile(raw: dict[bytes, bytes] | dict[str, str]) -> dict[str, object]:

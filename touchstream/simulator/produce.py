@@ -13,7 +13,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from touchstream.config.settings import load_client_settings
-from touchstream.simulator.traffic import Traffic
+from touchstream.simulator.traffic import Traffic, topic_for
 from touchstream.streams.kafka_client import security_kwargs
 
 
@@ -38,7 +38,8 @@ async def produce(
     max_events: int | None = None,
     security: Mapping[str, Any] | None = None,
 ) -> ProduceStats:
-    """Send records until ``stop`` is set, ``duration_s`` passes or ``max_events`` are sent.
+    """Send records until ``stop`` is set, ``duration_s`` passes or ``max_events`` are sent;
+    privileged commands (consent grants) to ``<topic>.privileged`` (``traffic.topic_for``).
 
     ``security``: aiokafka login arguments (``kafka_client.security_kwargs``)."""
     producer = AIOKafkaProducer(
@@ -67,7 +68,7 @@ async def produce(
             now_ms = int(time.time() * 1000)
             for _ in range(burst):
                 record = traffic.next(now_ms)
-                await producer.send(topic, record.value, key=record.key)
+                await producer.send(topic_for(record, topic), record.value, key=record.key)
                 stats.produced += 1
                 if record.malformed:
                     stats.malformed[record.malformed] += 1

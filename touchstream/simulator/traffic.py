@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from touchstream.domain.privileged import requires_privilege
+
 # malformed kind -> the DLQ reason a worker must give it
 MALFORMED_KINDS: dict[str, str] = {
     "invalid_json": "invalid_json",
@@ -41,6 +43,15 @@ class Record:
     key: bytes | None
     value: bytes
     malformed: str | None = None
+    # a privileged command (domain.privileged: here, consent grants): produced to the
+    # privileged input, as the data-request and loyalty services do (``topic_for``)
+    privileged: bool = False
+
+
+def topic_for(record: Record, topic: str) -> str:
+    """The input ``record`` goes to: ``topic``, or its privileged sibling (``<topic>.privileged``,
+    the worker's ``touchpoints.privileged`` when ``topic`` is its ``touchpoints``)."""
+    return f"{topic}.privileged" if record.privileged else topic
 
 
 @dataclass
@@ -106,7 +117,9 @@ class Traffic:
         shopper = self._rng.choice(self.shoppers)
         event = self._event_for(shopper, now_ms)
         key = event["identity"].get("loyalty_id") or event["identity"].get("device_id") or ""
-        return Record(key.encode() or None, orjson.dumps(event))
+        return Record(
+            key.encode() or None, orjson.dumps(event), privileged=requires_privilege(event)
+        )
 
     # -- valid traffic -----------------------------------------------------------------------
 

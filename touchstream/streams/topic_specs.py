@@ -118,6 +118,9 @@ def topic_specs(
         spec(
             settings.topic(topics.TOUCHPOINTS), _deleting(settings.input_retention_hours), "input"
         ),
+        # erasure, access, redemption, consent grants: written only by the data-request and
+        # loyalty services (domain.privileged, docs/security.md)
+        spec(settings.topic(topics.PRIVILEGED), _deleting(settings.input_retention_hours), "input"),
         spec(
             settings.topic(topics.CUSTOMER_EVENTS),
             _deleting(settings.input_retention_hours),

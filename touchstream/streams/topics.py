@@ -3,6 +3,10 @@
 from touchstream.config.rules import TRIGGER_TYPES
 
 TOUCHPOINTS = "touchpoints"
+# the privileged input: erasure, access, redemption and consent grants (domain.privileged);
+# only the data-request and loyalty services' principals may write it (docs/security.md)
+PRIVILEGED = "touchpoints.privileged"
+INPUTS = (TOUCHPOINTS, PRIVILEGED)
 DLQ = "touchpoints.dlq"
 # records whose processing raised (a bug, not a contract violation), parked with the error
 # and their original bytes; `touchstream dlq replay --from quarantine` sends them back

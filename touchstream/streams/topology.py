@@ -1,6 +1,7 @@
 """Builds the Faust app: topics, tables and agents, wired from one Settings and one Rules.
 
-touchpoints ──ingest──┬──> touchpoints.dlq                (poison, with reason)
+touchpoints ──ingest──┬──> touchpoints.dlq                (poison, with reason; privileged
+touchpoints.privileged┘                                     commands on touchpoints too)
                       └──> touchstream.customer-events    (keyed by the home of the event's
                                │      ^                    strongest identifier)
                                │      └── merge / absorb / fold / forwarded records
@@ -24,12 +25,13 @@ from mode.utils.times import want_seconds
 from redis.exceptions import RedisError
 
 from touchstream import metrics
-from touchstream.agents.customer import make_customer_handler
+from touchstream.agents.customer import bury, make_customer_handler
 from touchstream.agents.ingest import make_ingest_handler
 from touchstream.config.rules import Rules
 from touchstream.config.settings import Settings
 from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import Ingest
+from touchstream.domain.privacy import unconfirmed
 from touchstream.domain.profile import aliases, view
 from touchstream.schemas.decode import load_validators
 from touchstream.serving.api import CustomerApi
@@ -57,6 +59,7 @@ from touchstream.tables.ledger import Ledger
 
 RESYNC_CHECK_S = 2.0
 TICK_CHECK_S = 1.0
+CONFIRM_CHECK_S = 0.2  # erasures Redis confirmed, sent on to the customer stage
 MARKER_TTL_S = 7 * 24 * 3600  # a worker long gone leaves no marker behind
 RECOVERY_CHECK_S = 0.5
 # how often a refused heartbeat or join is taken from aiokafka, letting it try again
@@ -175,6 +178,7 @@ class Topology:
         self.access = AccessWatch(settings, self.access_needs)
         self.routes.refused = self.access.refused
         self.touchpoints = self._topic(topics.TOUCHPOINTS)
+        self.privileged = self._topic(topics.PRIVILEGED)
         self.customer_events = self._topic(topics.CUSTOMER_EVENTS)
         self.dlq = self._topic(topics.DLQ)
         self.profiles_updates = self._topic(topics.PROFILES_UPDATES)
@@ -194,11 +198,15 @@ class Topology:
             if rocksdb is not None:
                 table.options = rocksdb  # read when the store opens, after start-up
         self.redis_sync = RedisSync(
-            self.redis, settings.redis_flush_interval_ms / 1000, settings.redis_max_pending
+            self.redis,
+            settings.redis_flush_interval_ms / 1000,
+            settings.redis_max_pending,
+            settings.redis_tombstone_ttl_s,
         )
         self.redis_sync.undo = self.outbox.undo
         for topic, name, handler in (
             (self.touchpoints, "ingest", make_ingest_handler(self)),
+            (self.privileged, "ingest-privileged", make_ingest_handler(self, privileged=True)),
             (self.customer_events, "customer", make_customer_handler(self)),
         ):
             self.routes.add(topic.get_topic_name(), handler)
@@ -212,6 +220,7 @@ class Topology:
         self.app.timer(LAG_CHECK_S)(self._observe_lag)
         self.app.timer(RESYNC_CHECK_S)(self._resync_redis_if_needed)
         self.app.timer(TICK_CHECK_S)(self._tick_idle_partitions)
+        self.app.timer(CONFIRM_CHECK_S)(self._send_erasure_confirmations)
         self.app.timer(RECOVERY_CHECK_S)(self._observe_recovery)
         self.app.timer(settings.kafka_access_check_s)(self.access.check)
         self.app.timer(GROUP_ERRORS_CHECK_S)(self._take_group_errors)
@@ -232,6 +241,16 @@ class Topology:
             metrics.REBALANCES.inc()
             self._assigned_at = time.monotonic()
 
+        @self.app.on_partitions_revoked.connect  # type: ignore[arg-type]
+        async def _revoked(consumer: Any, revoked: Any, **kwargs: Any) -> None:
+            # profile writes still queued for partitions that may go to another worker: its
+            # owner writes them from its table (and the re-sync after the assignment writes
+            # those this worker keeps); a late write of ours must never land after theirs
+            topic = self.customer_events.get_topic_name()
+            gone = {tp.partition for tp in revoked if tp.topic == topic}
+            if gone:
+                self.redis_sync.drop_revoked(gone, self.settings.partitions)
+
         @self.app.on_before_shutdown.connect  # type: ignore[arg-type]
         async def _stop_services(app: faust.App, **kwargs: Any) -> None:
             await self.api.stop()
@@ -240,7 +259,8 @@ class Topology:
 
     async def _input_restarted(self, tp: Any) -> bool:
         # only the input topic: the internal topics are this deployment's own
-        if tp.topic != self.touchpoints.get_topic_name():
+        inputs = (self.touchpoints.get_topic_name(), self.privileged.get_topic_name())
+        if tp.topic not in inputs:
             return False
         return await self.topic_identities.restarted(tp)
 
@@ -393,6 +413,21 @@ class Topology:
             )
             metrics.IDLE_TICKS.inc()
 
+    async def _send_erasure_confirmations(self) -> None:
+        """Tell the customer stage which erasures Redis confirmed (privacy.confirm): the
+        receipt goes out from there, with the marker's change, through the outbox. A
+        confirmation lost (a crash) is asked again: the marker still waits, and the
+        partition's next owner queues its deletion again (agents.customer)."""
+        confirmed, self.redis_sync.confirmed = self.redis_sync.confirmed, []
+        now = int(time.time() * 1000)
+        partitions = self.settings.partitions
+        for customer_id, version, _ in confirmed:
+            key = customer_id.encode()
+            confirm = {"k": "confirm", "version": version, "ts": now}
+            await self.customer_events.send(
+                key=key, value=orjson.dumps(confirm), partition=partition_for(key, partitions)
+            )
+
     async def _resync_redis_if_needed(self) -> None:
         """Rewrite every local profile to Redis after a recovery or when Redis lost its data.
 
@@ -438,6 +473,9 @@ class Topology:
                 if state is not None and profile is not None:
                     self.redis_sync.submit(profile["customer_id"], profile, aliases(state))
                     count += 1
+                elif unconfirmed(state) is not None:  # an erasure Redis never confirmed
+                    assert state is not None
+                    bury(self, key.decode(), state)
         try:
             await self.redis.set(self._marker, self.settings.app_id, ex=MARKER_TTL_S)
         except (RedisError, OSError):

@@ -23,7 +23,8 @@ from touchstream.simulator.factory import event, purchase
 
 RULES = load_rules(None)
 T0 = 1_795_179_807_512
-INTERNAL_KINDS = {"merge", "absorb", "fold", "release", "drop", "forget"}
+# confirm: Redis confirmed an erasure's deletion (the offline stage confirms at once)
+INTERNAL_KINDS = {"merge", "absorb", "fold", "release", "drop", "forget", "confirm"}
 # Kafka's default message.max.bytes: an internal record must always fit it
 RECORD_LIMIT = 1024 * 1024
 

@@ -1,12 +1,14 @@
 """Erasure and access requests on the pure core: nothing of the customer survives, records in
 flight at the erasure are dropped, and the same identifiers seen later start afresh."""
 
+from dataclasses import replace
+
 import orjson
 import pytest
 
 from touchstream.config.rules import load_rules
 from touchstream.domain.identity import home_of, mint_customer_id
-from touchstream.domain.linking import is_erased
+from touchstream.domain.linking import handle, is_erased
 from touchstream.domain.offline import OfflineStage
 from touchstream.domain.privacy import export_parts, reassemble
 from touchstream.simulator.factory import internal
@@ -55,10 +57,43 @@ def test_erasure_leaves_no_profile_no_identifier_and_reports_what_it_removed():
     for home in (root, home_of("email", "hash-9"), home_of("device_id", "dev-9")):
         assert is_erased(stage.table[home])
         assert set(stage.table[home]) == {"customer_id", "erased_at", "version"}  # no data
-    (receipt,) = [d.payload for d in stage.decisions if d.kind == "erased"]
+    # the receipt once Redis confirmed the deletion (the oracle confirms at once)
+    (receipt,) = [d.payload for d in stage.decisions if d.kind == "receipt"]
     assert receipt["request_id"] == "R-1" and receipt["customer_id"] == root
-    assert receipt["identifiers"] == {"loyalty_id": 1, "email": 1, "device_id": 1}
-    assert receipt["orders"] == 1 and receipt["carts"] == 1
+    assert receipt["removed"]["identifiers"] == {"loyalty_id": 1, "email": 1, "device_id": 1}
+    assert receipt["removed"]["orders"] == 1 and receipt["removed"]["carts"] == 1
+    assert receipt["kinds_removed"] == ["device_id", "email", "loyalty_id"]
+    # counts and kinds only: no identifier, raw or hashed, and no identifier's home
+    text = orjson.dumps(receipt).decode()
+    for value in ("L-9", "hash-9", "dev-9", home_of("email", "hash-9")):
+        assert value not in text
+
+
+def test_the_receipt_waits_for_redis_to_confirm_the_deletion():
+    stage = shopper()
+    root = home_of("loyalty_id", "L-9")
+    erasure = ev(5, CARD, "erasure_requested", request_id="R-1")
+    step = handle(root, stage.table[root], erasure, RULES)
+    assert [d.kind for d in step.decisions] == ["erased"]  # no receipt yet
+    waiting = step.store
+    assert waiting["unconfirmed"]["receipt"]["request_id"] == "R-1"
+    # a confirmation of another version (an erasure since replaced) sends nothing
+    assert (
+        handle(root, waiting, {"k": "confirm", "version": 0, "ts": T0 + 9}, RULES).decisions == []
+    )
+    done = handle(
+        root, waiting, {"k": "confirm", "version": waiting["version"], "ts": T0 + 9}, RULES
+    )
+    (receipt,) = done.decisions
+    assert receipt.kind == "receipt" and receipt.payload["completed_at"] == T0 + 9
+    assert set(done.store) == {"customer_id", "erased_at", "version"}
+    # confirmed twice (a redelivery): one receipt
+    assert (
+        handle(
+            root, done.store, {"k": "confirm", "version": waiting["version"], "ts": 0}, RULES
+        ).decisions
+        == []
+    )
 
 
 def test_records_in_flight_at_the_erasure_are_dropped_not_resurrected():
@@ -75,8 +110,45 @@ def test_records_in_flight_at_the_erasure_are_dropped_not_resurrected():
     assert stage.live() == {}
 
 
-def test_identifiers_seen_again_after_the_erasure_start_a_new_empty_profile():
+def test_an_event_from_before_the_erasure_is_dropped_whenever_it_arrives():
     stage = shopper()
+    stage.submit([ev(5, CARD, "erasure_requested", request_id="R-1")])
+    stage.drain()
+    # an offline till's purchase of before the erasure, ingested days later
+    till = ev(4, CARD, "purchase", ts=T0 + 10**9, order_id="O-9", total_minor=10_000)
+    till["props"].update(currency="EUR", items=[])
+    stage.submit([till])
+    stage.drain()
+    assert stage.live() == {}
+    # and once she signed up again: still never part of the new profile
+    stage.submit([ev(20, CARD, "loyalty_signup", ts=T0 + 2 * 10**9)])
+    stage.drain()
+    late = ev(3, CARD, "purchase", ts=T0 + 3 * 10**9, order_id="O-8", total_minor=7_000)
+    late["props"].update(currency="EUR", items=[])
+    stage.submit([late])
+    stage.drain()
+    (fresh,) = stage.live().values()
+    assert fresh["orders"] == {} and fresh["events"] == {"loyalty_signup": 1}
+
+
+def test_erased_identifiers_are_suppressed_until_a_new_sign_up_or_consent():
+    stage = shopper()
+    stage.submit([ev(5, CARD, "erasure_requested", request_id="R-1")])
+    stage.drain()
+    # her card, device and email seen again: nothing starts a profile
+    stage.submit([ev(10, CARD, ts=T0 + 1_000), ev(11, {**WEB, **MAIL}, ts=T0 + 1_001)])
+    stage.drain()
+    assert stage.live() == {}
+    # an explicit new sign-up does
+    stage.submit([ev(12, {**CARD, **MAIL}, "loyalty_signup", ts=T0 + 2_000)])
+    stage.drain()
+    (fresh,) = stage.live().values()
+    assert fresh["identifiers"] == {"loyalty_id": ["L-9"], "email": ["hash-9"]}
+
+
+def test_with_suppression_off_identifiers_seen_again_start_a_new_empty_profile():
+    stage = shopper()
+    stage.rules = replace(RULES, identity=replace(RULES.identity, suppress_erased=False))
     stage.submit([ev(5, CARD, "erasure_requested", request_id="R-1")])
     stage.drain()
     stage.submit([ev(10, CARD, ts=T0 + 1_000)])
@@ -149,3 +221,18 @@ def test_the_parts_are_the_same_on_replay_and_a_missing_one_is_noticed() -> None
     assert parts == export_parts(export, 4_096)
     with pytest.raises(ValueError, match="missing"):
         reassemble(parts[:-1])
+
+
+def test_an_event_naming_an_erased_identifier_does_not_link_it_to_another_profile():
+    stage = shopper()
+    stage.submit([ev(5, CARD, "erasure_requested", request_id="R-1")])
+    stage.drain()
+    other = {"device_id": "dev-other"}
+    stage.submit([ev(10, other, ts=T0 + 1_000)])  # someone else's live profile
+    stage.drain()
+    # a page view of that device with her email: the email stays erased, not linked
+    stage.submit([ev(11, {**other, **MAIL}, ts=T0 + 1_001)])
+    stage.drain()
+    (live,) = stage.live().values()
+    assert live["identifiers"] == {"device_id": ["dev-other"]}
+    assert is_erased(stage.table[home_of("email", "hash-9")])

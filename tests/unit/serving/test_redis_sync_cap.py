@@ -47,3 +47,21 @@ def test_a_customer_created_again_after_its_removal_keeps_both() -> None:
     sync.submit("c1", profile("c1", 1))  # numbered from 1 again: the removal must land first
     assert list(sync._removals) == ["c1"]
     assert sync._pending["c1"][0]["version"] == 1
+
+
+def test_writes_waiting_for_revoked_partitions_are_dropped_removals_kept() -> None:
+    """A worker losing partitions in a rebalance must not write their profiles late, after
+    their new owner (which may have erased one): they go, and the removals stay."""
+    from touchstream.streams.timer_index import partition_for
+
+    sync = RedisSync(NoRedis(), 0.02)  # type: ignore[arg-type]
+    customers = [f"c{i}" for i in range(40)]
+    for cid in customers:
+        sync.submit(cid, profile(cid))
+    sync.remove("erased-1", [("email", "x")], version=3, erased_at=1)
+    revoked = {0, 2}
+    gone = [c for c in customers if partition_for(c.encode(), 4) in revoked]
+    assert 0 < len(gone) < len(customers)
+    assert sync.drop_revoked(revoked, 4) == len(gone)
+    assert sync.pending == len(customers) - len(gone) + 1
+    assert sync.erasures_waiting == [1]

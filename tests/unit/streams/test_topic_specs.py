@@ -31,7 +31,7 @@ def specs(**env: str) -> dict[str, TopicSpec]:
 
 def test_every_topic_of_the_worker_is_declared_with_the_prefix() -> None:
     declared = specs()
-    expected = {"shop1." + t for t in (topics.TOUCHPOINTS, topics.CUSTOMER_EVENTS, *topics.OUTPUTS)}
+    expected = {"shop1." + t for t in (*topics.INPUTS, topics.CUSTOMER_EVENTS, *topics.OUTPUTS)}
     expected |= {c.name for c in CHANGELOGS} | {f"{APP}-__assignor-__leader"}
     assert set(declared) == expected
     assert "shop1.triggers.abandoned_cart" in declared
