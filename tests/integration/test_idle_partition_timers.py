@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from touchstream.runtime.kafka_io import produce, read_topic
+from touchstream.runtime.kafka_io import produce_inputs, read_topic
 from touchstream.runtime.stack import Stack
 from touchstream.simulator.factory import event
 
@@ -32,7 +32,7 @@ def test_a_cart_reminder_due_after_a_restart_fires_without_further_traffic(stack
         event("add_to_cart", shopper, dict(props, currency="EUR"), occurred_at=added_at),
     ]
     source = stack.settings["topic_prefix"] + "touchpoints"
-    produce(stack.broker.bootstrap, source, [(b"CRM-81", e) for e in records])
+    produce_inputs(stack.broker.bootstrap, source, [(b"CRM-81", e) for e in records])
     deadline = time.monotonic() + 60
     while first.metrics().get("touchstream_events_applied_total", 0) < 2:
         assert time.monotonic() < deadline, "the first worker did not apply the events"

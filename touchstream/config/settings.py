@@ -95,9 +95,6 @@ class Settings:
     rules: str = ""
     log_level: str = "info"
     session_timeout_s: float = 30.0
-    # how often acknowledged input offsets are committed (Faust's broker_commit_interval); a
-    # rebalance and a stop commit as well (streams.transport)
-    commit_interval_s: float = 2.8
     heartbeat_interval_s: float = 3.0
     max_event_bytes: int = 65536
     future_tolerance_s: int = 86400
@@ -334,7 +331,6 @@ class Settings:
                 raise ConfigError(key(name), f"must be between {low} and {high}, got {value}")
         for name in (
             "session_timeout_s",
-            "commit_interval_s",
             "heartbeat_interval_s",
             "idle_fallback_s",
             "kafka_access_check_s",

@@ -131,7 +131,6 @@ class Topology:
             topic_replication_factor=settings.replication_factor,
             table_standby_replicas=settings.standby_replicas,
             broker_session_timeout=settings.session_timeout_s,
-            broker_commit_interval=settings.commit_interval_s,
             broker_heartbeat_interval=settings.heartbeat_interval_s,
             consumer_auto_offset_reset="earliest",
             key_serializer="raw",

@@ -169,19 +169,6 @@ def transport_for(
             await routes.settled()
             await super().wait_empty()
 
-        async def on_partitions_revoked(self, revoked: Any) -> None:
-            """Commit what was acknowledged before Faust forgets it: faust-streaming drops
-            the acknowledged offsets of revoked partitions first and commits in its app
-            handler after (faust-streaming#502), so every rebalance made the partitions' next
-            owners read again all that was handled since the last periodic commit. Records of
-            a fetch still running are not acknowledged yet: they are read again, as before."""
-            if revoked and not self.should_stop:
-                try:
-                    await self.commit()
-                except Exception as exc:  # the group already moved on: read again, as before
-                    self.log.warning("commit before revocation failed: %r", exc)
-            await super().on_partitions_revoked(revoked)
-
         async def _commit_offsets(self, offsets: Any, start_new_transaction: bool = True) -> bool:
             await self.app.producer.flush()
             if routes.outbox is not None:
