@@ -175,11 +175,17 @@ def held_tier(state: State, at: int, rules: Rules) -> int:
     orders = state["orders"]
     if not orders:  # no spend at any moment (most profiles before their first order)
         return tier_index(0, rules)
+    # no moment's spend exceeds every order placed by ``at`` with no refund: when that earns
+    # no tier above the first, none is held (most profiles), and no moment can beat it
+    top = tier_index(
+        sum(o["net"] for o in orders.values() if o["at"] <= at and o["net"] > 0), rules
+    )
+    if top == 0:
+        return 0
     refunds = _refunds_by_order(state)
     since = at - rules.loyalty.grace_days * MS_PER_DAY
     # spend only rises when an order is placed: the maximum is at the start or at an order
     moments = [since, at, *(o["at"] for o in orders.values() if since < o["at"] <= at)]
-    top = len(rules.loyalty.tiers) - 1
     held = 0
     for moment in moments:
         held = max(held, tier_index(tier_spend(state, moment, rules, refunds), rules))
