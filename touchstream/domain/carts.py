@@ -239,6 +239,16 @@ def next_reminder(state: dict[str, Any], rules: Rules) -> tuple[int, str] | None
     return out
 
 
+def next_due(state: dict[str, Any], rules: Rules) -> int | None:
+    """When the earliest reminder of any open cart is due (``next_reminder``'s time)."""
+    out = None
+    for cart in state["carts"].values():
+        nxt = cart_reminder(cart, rules)
+        if nxt is not None and (out is None or nxt[0] < out):
+            out = nxt[0]
+    return out
+
+
 def remind(state: dict[str, Any], cart_id: str, rules: Rules) -> Decision:
     """The ``abandoned_cart`` proposal of a cart's due reminder; the reminder counts as done."""
     cart = _cart(state, cart_id)

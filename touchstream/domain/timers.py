@@ -44,10 +44,21 @@ def _timers(state: State, rules: Rules) -> list[tuple[int, str, Any]]:
 
 
 def next_due(state: State | None, rules: Rules) -> int | None:
-    if state is None or is_redirect(state) or is_erased(state):
+    """The earliest of ``_timers``' due times, without building them: this runs after every
+    state a record or a timer changes."""
+    if state is None or "into" in state or "erased_at" in state:  # redirect, erasure marker
         return None
-    timers = _timers(state, rules)
-    return min(t[0] for t in timers) if timers else None
+    out = sessions.due(state, rules)
+    for when in (
+        carts.next_due(state, rules),
+        triggers.next_deferred_at(state),
+        loyalty.due(state),
+        rfm.due(state),
+        anonymous_until(state, rules),
+    ):
+        if when is not None and (out is None or when < out):
+            out = when
+    return out
 
 
 def pending(state: State | None, rules: Rules) -> int:

@@ -206,6 +206,12 @@ def next_deferred(state: State) -> tuple[int, int] | None:
     return min(pending) if pending else None
 
 
+def next_deferred_at(state: State) -> int | None:
+    """When the earliest trigger held back by quiet hours is due."""
+    deferred = state["deferred"]
+    return min(d["due"] for d in deferred) if deferred else None
+
+
 def release(state: State, index: int) -> Decision:
     deferred = state["deferred"]
     state["deferred"] = deferred[:index] + deferred[index + 1 :]
