@@ -114,7 +114,7 @@ TRIGGERS_EMITTED = Counter(
 )
 TRIGGERS_SUPPRESSED = Counter(
     "touchstream_triggers_suppressed_total",
-    "Triggers stopped by the guard chain (sent to triggers.audit)",
+    "Triggers stopped by the guard chain (sent to triggers.audit; reason duplicate: counted only)",
     ["type", "reason"],
 )
 
