@@ -115,7 +115,7 @@ def main(events: int = 50_000, customers: int = 5_000, rounds: int = 3) -> None:
         cpu, applied, table_bytes = asyncio.run(one_round(events, customers))
         best = min(best, cpu)
         print(f"  {cpu:.2f} s CPU, {applied:,} customer-stage records", flush=True)
-    # state per shopper the way the spec counts it: every table, not only the customers one
+    # state per shopper as docs/domain.md, "Targets" counts it: every table, not only the customers one
     print(f"table state at the end, per shopper of the data set ({customers:,}):")
     for topic, size in sorted(table_bytes.items()):
         print(f"  {topic}: {size / customers:,.0f} bytes")

@@ -85,7 +85,7 @@ ERASED_DROPPED = Counter(
     "Records of an erased customer that were in flight at the erasure, dropped",
     ["kind"],
 )
-# issue 28, erasure that stays done (README, "Erasure"; docs/operations.md)
+# issue 28, erasure that stays done (README, "Privacy"; docs/operations.md)
 ERASURE_DROPS = Counter(
     "touchstream_erasure_drops_total",
     "Records for an erased identifier not applied: before_erasure (event time before the "
@@ -114,7 +114,7 @@ TRIGGERS_EMITTED = Counter(
 )
 TRIGGERS_SUPPRESSED = Counter(
     "touchstream_triggers_suppressed_total",
-    "Triggers stopped by the guard chain (sent to triggers.audit)",
+    "Triggers stopped by the guard chain (sent to triggers.audit; reason duplicate: counted only)",
     ["type", "reason"],
 )
 

@@ -75,7 +75,7 @@ class Tally:
     triggers_missing: int = 0  # proposed by the oracle, by the system under no such id
     triggers_other_id: int = 0  # proposed by the system under an id the oracle never gave
     # the same trigger, delivered by one and audited by the other: consent, caps and recency
-    # are checked when the trigger is sent (PRODUCT.md section 7), against what the profile
+    # are checked when the trigger is sent (docs/domain.md, "Guard chain"), against what the profile
     # holds at that moment, and a consent given on another partition may arrive before or after
     verdict_differs: int = 0
     linked_late: int = 0  # triggers that differ for shoppers linked late (``linked_late``)

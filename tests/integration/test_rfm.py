@@ -1,4 +1,4 @@
-"""RFM scores, purchase figures and win_back end to end, in event time (PRODUCT.md section 6).
+"""RFM scores, purchase figures and win_back end to end, in event time (docs/domain.md, "Recency, frequency, monetary").
 
 Scores move with the customer-stage partition's clock: the highest event time the partition
 has seen (any customer's event) or the idle fallback. Tests that must not see the clock move

@@ -1,5 +1,5 @@
 """The guard chain at emit time, end to end: consent, the frequency cap, erasure of a pending
-timer (PRODUCT.md sections 7 and 8)."""
+timer (docs/domain.md, "Guard chain" and "Privacy")."""
 
 from __future__ import annotations
 

@@ -161,7 +161,9 @@ def _apply_batch(
             kind = msg.get("k", "ev")
             if faults:
                 faults.check("codec", msg.get("id"))
-            if kind == "tick":  # an idle partition's clock moving on (PRODUCT.md section 5)
+            if (
+                kind == "tick"
+            ):  # an idle partition's clock moving on (docs/domain.md, "Idle fallback")
                 clock = index.advance(partition, msg["at"])
                 _fire_due(t, cache, stage, tally, partition, clock, msg, timer_faults.get(position))
                 continue

@@ -328,7 +328,7 @@ async def _bench(
 
 def latency_rate_for(fixed: float | None, settled_eps: float) -> float:
     """The latency phase's offered rate: ``--latency-rate`` if given, else half of what the
-    worker sustained in this run, identity links included (PRODUCT.md section 11)."""
+    worker sustained in this run, identity links included (docs/domain.md, "Targets")."""
     return fixed if fixed is not None else settled_eps / 2
 
 

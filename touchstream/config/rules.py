@@ -121,7 +121,7 @@ class IdentityRules:
     anonymous_ttl_days: int = 30
     default_country_code: str = ""
     # erased identifiers stay suppressed: seen again after the erasure, they start a new
-    # profile only from an explicit new sign-up or consent grant (README, "Erasure")
+    # profile only from an explicit new sign-up or consent grant (README, "Privacy")
     suppress_erased: bool = True
 
     def check(self, path: str) -> None:
@@ -369,7 +369,7 @@ def parse_rules(text: str, origin: str = "rules") -> Rules:
 
 
 def load_rules(path: str | Path | None) -> Rules:
-    """Rules from ``path``, or the shipped defaults (the product spec's numbers)."""
+    """Rules from ``path``, or the shipped defaults (docs/domain.md)."""
     if path is None or str(path) == "":
         return parse_rules(default_rules_text(), "default rules")
     p = Path(path)

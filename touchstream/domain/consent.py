@@ -2,7 +2,7 @@
 
 Unknown (never stated) is its own answer: no marketing trigger may rely on it. On a merge,
 for each purpose an explicit refusal beats an explicit grant, and an explicit answer beats an
-unknown one (PRODUCT.md section 3).
+unknown one (docs/domain.md, "Consent").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Loyalty (PRODUCT.md section 4): the points ledger, tiers with grace, expiry, VIP, rewards.
+"""Loyalty (docs/domain.md, "Loyalty"): the points ledger, tiers with grace, expiry, VIP, rewards.
 
 The ledger lives in the customer record: ``orders`` (what each order earned and how much of it
 was refunded), ``returns`` by ``return_id`` and ``redemptions`` by ``redemption_id``, so every

@@ -1,4 +1,4 @@
-"""Erasure and access requests (PRODUCT.md section 8), on the identity records of a customer.
+"""Erasure and access requests (docs/domain.md, "Privacy"), on the identity records of a customer.
 
 Erasure replaces the live profile and the home of every identifier it held with an erasure
 marker: the customer id, when it was erased (ingest wall time) and a version, nothing else.

@@ -1,4 +1,4 @@
-"""RFM scores, purchase figures and the ``win_back`` trigger (PRODUCT.md section 6), in event time.
+"""RFM scores, purchase figures and the ``win_back`` trigger (docs/domain.md, "Recency, frequency, monetary"), in event time.
 
 Pure and deterministic: every function reads the customer state and a time ``at`` (epoch ms,
 event time) and nothing else; thresholds come from ``rules.rfm``.
@@ -118,7 +118,8 @@ def _at_least(value: int, thresholds: tuple[int, ...]) -> int:
 
 
 def segment(r: int, f: int, m: int) -> str:
-    """The segment of scores (r, f, m): the first match of PRODUCT.md section 6's list.
+    """The segment of scores (r, f, m): the first match of the list in
+    docs/domain.md, "Recency, frequency, monetary".
 
     F = 0 (no purchase in the window) is Lost whatever R is; M is not used.
     """

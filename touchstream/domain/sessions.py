@@ -1,4 +1,4 @@
-"""Sessions in event time (PRODUCT.md section 5): Faust has no session window, so it lives here.
+"""Sessions in event time (docs/domain.md, "Sessions and carts"): Faust has no session window, so it lives here.
 
 A customer (or an anonymous device before it is linked) has at most one open session on its
 state. It closes when the partition clock passes ``last + gap`` or ``start + max`` (a timer,

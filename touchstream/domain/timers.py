@@ -1,4 +1,4 @@
-"""Timers in event time (PRODUCT.md section 5): what falls due on a customer's state.
+"""Timers in event time (docs/domain.md, "Event time and timers"): what falls due on a customer's state.
 
 Timers are not asyncio handles but facts of the state: a cart's next reminder, the open
 session's end, a trigger held back by quiet hours, the end of an anonymous profile's life, the

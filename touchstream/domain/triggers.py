@@ -1,12 +1,14 @@
-"""The one emit path of every trigger: envelope, guard chain, delivery log (PRODUCT.md section 7).
+"""The one emit path of every trigger: envelope, guard chain, delivery log (docs/domain.md,
+"Triggers").
 
 A capability proposes a trigger (``propose``) from event time only, so a replay proposes the
 same triggers with the same ``trigger_id``s. ``guard`` then checks it at emit time, in the
-spec's order: fresh (the cause is not older than the freshness window, against the wall clock
-of ingest) -> consent -> still true -> recency -> frequency cap and per-type cool-down
-(counted in event time over delivered triggers only). A suppressed trigger is the same
-envelope plus ``suppressed_reason``, for ``triggers.audit``. (``erased`` never reaches here:
-an erased customer has no profile left to propose anything; see ``domain.privacy``.)
+order of docs/domain.md, "Guard chain": fresh (the cause is not older than the freshness
+window, against the wall clock of ingest) -> consent -> still true -> recency -> frequency cap
+and per-type cool-down (counted in event time over delivered triggers only). A suppressed
+trigger is the same envelope plus ``suppressed_reason`` (one of ``SUPPRESSED_REASONS``), for
+``triggers.audit``. (``erased`` is not one: an erased customer has no profile left to propose
+anything; see ``domain.privacy``.)
 """
 
 from __future__ import annotations
@@ -26,6 +28,17 @@ SCHEMA_VERSION = 1
 HOUR_MS = 3_600_000
 DELIVERED_KEPT = 32  # delivered triggers remembered (duplicate, frequency cap, cool-down)
 DEFERRED_MAX = 32  # triggers held back by quiet hours per customer; beyond, the latest due go
+# why the guard chain suppresses a trigger, in the chain's order: the ``suppressed_reason`` of a
+# record on triggers.audit (the schema's enum is tested against SUPPRESSED_REASONS)
+STALE = "stale"
+NO_CONSENT = "no_consent"
+NO_LONGER_TRUE = "no_longer_true"
+NOT_RECENT = "not_recent"
+FREQUENCY_CAP = "frequency_cap"
+COOLDOWN = "cooldown"
+SUPPRESSED_REASONS = (STALE, NO_CONSENT, NO_LONGER_TRUE, NOT_RECENT, FREQUENCY_CAP, COOLDOWN)
+# already delivered under the same trigger_id: counted with this reason, not audited again
+DUPLICATE = "duplicate"
 # marketing channels and the consent purpose each needs
 CHANNELS = (("email", "email_marketing"), ("sms", "sms_marketing"), ("push", "push_marketing"))
 
@@ -117,22 +130,22 @@ def guard(
     t = rules.triggers
     delivered = state["delivered"]
     if any(d[2] == envelope["trigger_id"] for d in delivered):
-        return envelope, "duplicate"
+        return envelope, DUPLICATE
     if now_ms - at > t.freshness_hours * HOUR_MS:
-        return envelope, "stale"
+        return envelope, STALE
     if not envelope["channels"]:
-        return envelope, "no_consent"
+        return envelope, NO_CONSENT
     still = STILL_TRUE.get(kind)
     if still is not None and not still(state, proposal, rules):
-        return envelope, "no_longer_true"
+        return envelope, NO_LONGER_TRUE
     if not _recent_enough(state, proposal, rules):
-        return envelope, "not_recent"
+        return envelope, NOT_RECENT
     window = t.frequency_window_hours * HOUR_MS
     if sum(1 for d in delivered if at - window < d[1] <= at) >= t.frequency_cap:
-        return envelope, "frequency_cap"
+        return envelope, FREQUENCY_CAP
     cooldown = t.cooldown_hours.get(kind, 0) * HOUR_MS
     if any(d[0] == kind and at - cooldown < d[1] <= at for d in delivered):
-        return envelope, "cooldown"
+        return envelope, COOLDOWN
     state["delivered"] = [*delivered, [kind, at, envelope["trigger_id"]]][-DELIVERED_KEPT:]
     return envelope, None
 

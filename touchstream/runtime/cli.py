@@ -21,7 +21,7 @@ def _add_rules(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--rules",
         metavar="PATH",
-        help="TOML rules file (default: TOUCHSTREAM_RULES, else the spec's default rules)",
+        help="TOML rules file (default: TOUCHSTREAM_RULES, else the shipped default rules)",
     )
 
 

@@ -15,7 +15,7 @@ claimed time but never more than ``max_skew_ms`` past the time its record reache
 (``domain.clock.clock_time``, TOUCHSTREAM_MAX_CLOCK_SKEW_S): one event dated hours ahead must
 not fire every timer of its partition early. When it has seen no event for the idle interval,
 the worker sends it a tick record carrying the clock advanced by the wall time elapsed since
-its last event (PRODUCT.md section 5, idle fallback).
+its last event (docs/domain.md, "Idle fallback").
 """
 
 from __future__ import annotations

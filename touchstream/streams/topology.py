@@ -374,7 +374,7 @@ class Topology:
         metrics.READY.set(1 if self.ready() else 0)
 
     async def _tick_idle_partitions(self) -> None:
-        """The idle fallback of PRODUCT.md section 5: a partition of the customer stage that
+        """The idle fallback (docs/domain.md, "Idle fallback"): a partition of the customer stage that
         has seen no event for ``idle_fallback_s`` gets a tick record moving its event-time
         clock on by the wall time elapsed, so timers fire when traffic stops. Ticks go through
         the topic because Faust tables may only change inside stream iteration."""

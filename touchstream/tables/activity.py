@@ -1,12 +1,12 @@
 """Windowed activity tables: sessions, page views, product views and cart adds per customer,
-per hour and per day of event time (PRODUCT.md section 5).
+per hour and per day of event time (docs/domain.md, "Sessions and carts").
 
 Faust has no session window, so sessions are cut in the pure core (``domain.sessions``) and
 each closed session is written here into Faust tumbling windows, into the window containing
 its start time. A window's value holds each session by its id rather than a
 running sum, so a session written twice (a redelivery after a crash) counts once.
 
-Where the spec needs more than Faust's windows give: Faust expires windows by the wall clock
+Where the rules need more than Faust's windows give: Faust expires windows by the wall clock
 (``Collection._del_old_keys`` compares with ``time.time()``), not by event time, so these tables
 keep the last ``HOURLY_KEPT``/``DAILY_KEPT`` of wall time; a replay of older traffic writes
 windows that the next cleanup drops. Decisions never read these tables: every timer and

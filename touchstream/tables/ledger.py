@@ -1,11 +1,11 @@
 """Windowed loyalty tables: points and qualifying spend per customer, per day and per calendar
-month of event time (PRODUCT.md section 4).
+month of event time (docs/domain.md, "Loyalty").
 
 Every ledger outcome (``domain.loyalty``) is written into the windows its event time falls in,
 held by its ``outcome_id`` rather than added to a running sum, so an outcome written twice (a
 redelivery after a crash) counts once.
 
-Where the spec needs more than Faust's windows give:
+Where the rules need more than Faust's windows give:
 - Faust's windows are fixed-size and aligned to the epoch, so days are UTC days; calendar months
   (in the program's time zone) have no Faust window type. Months are therefore a plain table
   keyed by "customer|YYYY-MM" (a string: JSON would turn a tuple key into an unhashable list

@@ -2,10 +2,10 @@
 
 A state's JSON repeats the same field names for every customer (``domain.customer.new_state``
 and the nested records of orders, carts, loyalty, RFM, sessions). zstd with a dictionary
-holding those names stores the bench's shoppers in 28% of the bytes of their JSON
-(``bench/state_size.py``): PRODUCT.md section 11 asks for at most 2 KiB per customer, which
-plain JSON of a shopper with a few orders already exceeds. Every changelog record, RocksDB
-value and in-memory store entry shrinks alike.
+holding those names stores a shopper in a fraction of the bytes of its JSON (measured with
+``bench/state_size.py``: docs/operations.md, "Size of a customer's state"); docs/domain.md,
+"Targets", allows at most 2 KiB per customer, which plain JSON of a shopper with a few orders
+already exceeds. Every changelog record, RocksDB value and in-memory store entry shrinks alike.
 
 Stored values carry their format in the first byte, so a store always reads what an older
 worker wrote:

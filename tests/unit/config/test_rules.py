@@ -1,4 +1,4 @@
-"""The rules file: the shipped defaults are the product spec's numbers, and a mistake in a
+"""The rules file: the shipped defaults are the numbers of docs/domain.md, and a mistake in a
 rules file stops start-up with a ConfigError naming the exact key."""
 
 from pathlib import Path

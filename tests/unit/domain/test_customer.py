@@ -304,7 +304,7 @@ def test_a_profile_holds_the_identifier_that_created_it_and_gains_others_only_by
 
 
 def test_spend_older_than_the_tier_window_does_not_set_the_earning_tier():
-    # PRODUCT.md section 4: tiers come from qualifying spend over the trailing 365 days;
+    # docs/domain.md, "Loyalty": tiers come from qualifying spend over the trailing 365 days;
     # a gold shopper who has not bought for two years earns at the member rate again
     state = run([purchase("e1", 1, total=100_000, at=T0)])
 

@@ -1,5 +1,5 @@
 """Properties of the per-customer core over generated event histories: at-least-once delivery
-never changes the outcome, and the points balance is the spec's formula."""
+never changes the outcome, and the points balance is the formula of docs/domain.md, "Loyalty"."""
 
 from fractions import Fraction
 from math import floor
@@ -15,7 +15,7 @@ from touchstream.domain.customer import apply
 RULES = load_rules(None)
 CID = "ts-0123456789abcdef01234567"
 T0 = 1_795_179_807_512
-# PRODUCT.md section 4: Member >= 0 at 1.0, Silver >= 350.00 at 1.25, Gold >= 1,000.00 at 1.5
+# docs/domain.md, "Loyalty": Member >= 0 at 1.0, Silver >= 350.00 at 1.25, Gold >= 1,000.00 at 1.5
 SPEC_TIERS = [(100_000, Fraction(3, 2)), (35_000, Fraction(5, 4)), (0, Fraction(1))]
 SIGNUP_BONUS = 100
 

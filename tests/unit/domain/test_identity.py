@@ -118,8 +118,8 @@ def test_placeholder_values_are_never_linked(ids, kind, raw):
 
 
 def test_values_outside_the_specified_blocklist_are_kept(ids):
-    # PRODUCT.md section 3: the built-in list is blank, null, none, undefined, anonymous, 0, -1
-    # "and values listed in the rules file ...; the default list has nothing else"
+    # docs/domain.md, "Identity": the built-in list is blank, null, none, undefined, anonymous,
+    # 0, -1, plus the values listed in the rules file; "nothing else is blocked by default"
     assert ids.normalise_value("anonymous_id", "n/a") == "n/a"
     assert ids.normalise_value("anonymous_id", "nan") == "nan"
 

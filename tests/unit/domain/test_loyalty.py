@@ -1,4 +1,4 @@
-"""The loyalty ledger (PRODUCT.md section 4) through the offline stage, timers included."""
+"""The loyalty ledger (docs/domain.md, "Loyalty") through the offline stage, timers included."""
 
 import itertools
 from dataclasses import replace

@@ -1,4 +1,4 @@
-"""RFM scores, figures and win_back (PRODUCT.md section 6): hand-computed expectations, in
+"""RFM scores, figures and win_back (docs/domain.md, "Recency, frequency, monetary"): hand-computed expectations, in
 event time, against the default rules (R <= 30/60/90/180 days, F >= 10/6/3/2/1 orders,
 M >= 200000/100000/50000/20000/1 minor, window 365 days, win_back after 90 days, >= 2 orders)."""
 

@@ -394,7 +394,7 @@ def test_customers_sharing_a_partition_are_unaffected_by_how_others_interleave_i
     histories, first, second
 ):
     # one partition, one clock for everybody: arrivals interleave in arrival time, shoppers
-    # arriving at the same moment in any order. (PRODUCT.md section 5: a partition's clock is
+    # arriving at the same moment in any order. (docs/domain.md, "Event time and timers": a partition's clock is
     # the highest event time it has seen, so an arrival order that runs ahead of a shopper's
     # own events fires their timers first, legitimately; that is not generated here.)
     one = run(records(arrival_merge(histories, first)), histories, partitions=1)

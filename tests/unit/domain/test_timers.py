@@ -99,7 +99,7 @@ def test_a_purchase_on_any_channel_before_the_delay_cancels_the_reminder():
 
 
 def test_the_timer_fires_before_the_event_that_moved_the_clock_past_it():
-    # PRODUCT.md section 5: the purchase came after the due time, so the reminder went out
+    # docs/domain.md, "Event time and timers": the purchase came after the due time, so the reminder went out
     run = Run().add(T0, qty=2)
     run.send("purchase", T0 + 61 * MIN, order_id="O-1", total_minor=5_000, items=[])
 

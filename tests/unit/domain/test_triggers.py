@@ -1,6 +1,10 @@
-"""The trigger emit path: deterministic ids, and the guard chain in the spec's order."""
+"""The trigger emit path: deterministic ids, and the guard chain in the order of docs/domain.md,
+"Guard chain"."""
 
+import ast
+import inspect
 import json
+import textwrap
 from dataclasses import replace
 from pathlib import Path
 
@@ -8,6 +12,7 @@ import fastjsonschema
 
 import touchstream.schemas
 from touchstream.config.rules import load_rules
+from touchstream.domain import triggers
 from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.customer import new_state
 from touchstream.domain.identity import home_of
@@ -167,3 +172,24 @@ def test_delivered_and_audited_envelopes_follow_the_published_schema():
     assert {d.kind for d in s.out} == {"trigger_out", "trigger_audit"}
     for decision in s.out:
         validate(decision.payload)
+
+
+def test_the_audit_schema_lists_exactly_the_reasons_the_guard_chain_gives():
+    # a consumer of triggers.audit switches on suppressed_reason: the schema's enum must name
+    # every reason a record can carry, and no reason that never comes (docs/domain.md,
+    # "Guard chain"); the guard returns only named constants, so the tuple is the whole set
+    path = Path(touchstream.schemas.__file__).parent / "triggers" / "v1" / "trigger.json"
+    schema = json.loads(path.read_text())
+    enum = schema["properties"]["suppressed_reason"]["enum"]
+    assert enum == list(triggers.SUPPRESSED_REASONS)
+    source = textwrap.dedent(inspect.getsource(triggers.guard))
+    returned = [
+        node.value.elts[1]
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Return) and isinstance(node.value, ast.Tuple)
+    ]
+    reasons = {getattr(triggers, n.id) for n in returned if isinstance(n, ast.Name)}
+    assert all(isinstance(n, ast.Name | ast.Constant) for n in returned)
+    assert [n.value for n in returned if isinstance(n, ast.Constant)] == [None]
+    # duplicate: counted, never sent to triggers.audit (agents/customer.py), so not in the enum
+    assert reasons == set(triggers.SUPPRESSED_REASONS) | {triggers.DUPLICATE}

@@ -1,6 +1,6 @@
 """Fuzzing the inbound path on bytes: whatever a producer sends, ``decode`` returns an event or
-refuses it with a PoisonEvent whose reason is one of the DLQ reasons of the contract (PRODUCT.md
-section 2), and the ingest normalisation of an accepted event refuses only with a PoisonEvent too.
+refuses it with a PoisonEvent whose reason is one of the DLQ reasons of the contract
+(touchstream/schemas/events/v1/README.md, "Rejected events (dead-letter queue)"), and the ingest normalisation of an accepted event refuses only with a PoisonEvent too.
 Anything else escapes the poison path: the ingest agent quarantines it (stage ``ingest``,
 streams/isolation.py), a bug rather than a contract violation.
 
@@ -35,7 +35,7 @@ from touchstream.schemas.dlq import KEPT_WHOLE_BYTES, dlq_record, original_bytes
 
 MAX = Settings().max_event_bytes
 NOW = 1_795_183_500_000  # the wall clock of ingest: every seed event happened just before
-# the DLQ reasons of the contract (PRODUCT.md section 2, schemas/events/v1/README.md)
+# the DLQ reasons of the contract (touchstream/schemas/events/v1/README.md, "Rejected events")
 REASONS = frozenset(
     {
         "invalid_json",

@@ -1,5 +1,5 @@
 """Customer states as the table stores them: compressed, readable by every later worker, and
-within the 2 KiB a customer may take (PRODUCT.md section 11)."""
+within the 2 KiB a customer may take (docs/domain.md, "Targets")."""
 
 from __future__ import annotations
 
