@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo
 from touchstream.config.rules import Rules
 from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.decision import Decision
+from touchstream.domain.state import State
 
 SCHEMA_VERSION = 1
 HOUR_MS = 3_600_000
@@ -28,8 +29,6 @@ DELIVERED_KEPT = 32  # delivered triggers remembered (duplicate, frequency cap, 
 DEFERRED_MAX = 32  # triggers held back by quiet hours per customer; beyond, the latest due go
 # marketing channels and the consent purpose each needs
 CHANNELS = (("email", "email_marketing"), ("sms", "sms_marketing"), ("push", "push_marketing"))
-
-State = dict[str, Any]
 
 
 def trigger_id(customer_id: str, kind: str, cause: str) -> str:
