@@ -67,12 +67,14 @@ async def live() -> Any:
     table = app.Table("plain", default=None)
     windowed = app.Table("windowed", default=dict).tumbling(3600, expires=7200)
     consumer = app.consumer
+    # made by the consumer's constructor (_new_consumer_thread); None reports it gone
+    thread = getattr(consumer, "_thread", None)
     kafka_consumer = aiokafka.AIOKafkaConsumer(bootstrap_servers="127.0.0.1:9")
     kafka_producer = aiokafka.AIOKafkaProducer(bootstrap_servers="127.0.0.1:9")
     yield {
         "faust App": app,
         "faust Consumer": consumer,
-        "faust AIOKafkaConsumerThread": consumer._new_consumer_thread(),
+        "faust AIOKafkaConsumerThread": thread,
         "faust Table": table,
         "faust Table store": table.data,
         "faust windowed table": windowed,
@@ -84,6 +86,8 @@ async def live() -> Any:
     }
     await kafka_consumer.stop()
     await kafka_producer.stop()
+    if thread is not None:
+        thread.thread_loop.close()  # the thread's own loop, made in its constructor
 
 
 # object -> (attributes read, set or called, where Touchstream relies on them)
