@@ -42,7 +42,7 @@ sys.meta_path.insert(0, Recorder())
 import touchstream.domain as domain
 
 names = ["touchstream.domain"] + [
-    "touchstream.domain." + m.name for m in pkgutil.iter_modules(domain.__path__)
+    m.name for m in pkgutil.walk_packages(domain.__path__, "touchstream.domain.")
 ]
 for name in names:
     importlib.import_module(name)
@@ -63,7 +63,7 @@ def chain(found: dict, module: str) -> str:
     links = [module]
     while links[-1] in found["importer"] and found["importer"][links[-1]] not in links:
         parent = found["importer"][links[-1]]
-        if parent == "__main__":
+        if parent in ("__main__", "pkgutil"):  # the probe itself (walk_packages imports too)
             break
         links.append(parent)
     return " -> ".join(reversed(links))
@@ -75,8 +75,14 @@ def test_every_domain_module_is_checked():
     modules = set(found["loaded"])
     assert {"touchstream.domain.linking", "touchstream.domain.timers"} <= set(found["domain"])
     assert set(found["domain"]) <= modules
-    expected = {p.stem for p in Path(touchstream.domain.__file__).parent.glob("*.py")}
-    assert {n.rsplit(".", 1)[-1] for n in found["domain"][1:]} == expected - {"__init__"}
+    root = Path(touchstream.domain.__file__).parent
+    expected = {
+        ".".join(("touchstream.domain", *p.relative_to(root).with_suffix("").parts)).removesuffix(
+            ".__init__"
+        )
+        for p in root.rglob("*.py")
+    }
+    assert set(found["domain"]) == expected
 
 
 def test_the_domain_reaches_no_stream_kafka_redis_or_metrics_library():
