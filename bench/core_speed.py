@@ -1,7 +1,7 @@
 """CPU time of the pure core alone over the bench's data set: ``python bench/core_speed.py``.
 
 The events are generated and normalised before the clock starts; each round replays a fresh
-copy through ``domain.offline`` (the customer stage without Kafka, Faust or Redis), with the
+copy through ``touchstream.offline`` (the customer stage without Kafka, Faust or Redis), with the
 garbage collector as CPython sets it and as the worker sets it (``runtime.worker``). Every
 round must reach the same decisions and final table: the digest printed is of both.
 """
@@ -16,7 +16,7 @@ import time
 import orjson
 
 from touchstream.bench.replay import bench_events, replay
-from touchstream.domain.offline import OfflineStage
+from touchstream.offline import OfflineStage
 from touchstream.runtime.worker import GC_THRESHOLDS
 
 NOW_MS = 1_795_400_000_000  # fixed: the digest must not depend on the day it runs

@@ -1,5 +1,5 @@
 """Bytes of customer state per shopper, over the bench's data set replayed through the pure
-core (``domain.offline``, the oracle of the tests): ``python bench/state_size.py``.
+core (``touchstream.offline``, the oracle of the tests): ``python bench/state_size.py``.
 
 It measures the customers table only, as the worker stores it (``tables.state_codec``: orjson,
 compressed) and as plain JSON; the loyalty and activity windows are not in the offline core.

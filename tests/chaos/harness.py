@@ -1,6 +1,6 @@
 """The reliability harness: the running system compared, customer by customer, with the oracle.
 
-The oracle is the pure per-customer core replayed offline (``domain.offline.OfflineStage``)
+The oracle is the pure per-customer core replayed offline (``touchstream.offline.OfflineStage``)
 over the very records of the touchpoints topic, in partition/offset order, decoded and
 normalised exactly as the ingest agent does. A scenario disturbs the running workers (kills,
 rebalances, duplicates, a rewound consumer group, a Redis outage, poison) while the traffic
@@ -32,10 +32,10 @@ from touchstream.config.rules import Rules
 from touchstream.config.settings import DEV_HMAC_SECRET, Settings
 from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import Ingest
-from touchstream.domain.offline import OfflineStage
 from touchstream.domain.privileged import requires_privilege
 from touchstream.domain.profile import project
 from touchstream.errors import PoisonEvent, PrivilegedOnPublicInput
+from touchstream.offline import OfflineStage
 from touchstream.runtime.kafka_io import Out, produce, read_topic
 from touchstream.runtime.stack import Stack, WorkerProcess
 from touchstream.schemas.decode import decode, load_validators

@@ -1,4 +1,4 @@
-"""The bench's data set replayed through the pure core (``domain.offline``), no Kafka: what the
+"""The bench's data set replayed through the pure core (``touchstream.offline``), no Kafka: what the
 customers table holds once a worker has processed it (``bench/state_size.py``,
 ``bench/restart.py``), and how fast the core alone gets there (``bench/core_speed.py``)."""
 
@@ -10,7 +10,7 @@ from typing import Any
 from touchstream.bench.runner import DATA_SEED, STEP_MS
 from touchstream.config.rules import load_rules
 from touchstream.config.settings import load_settings
-from touchstream.domain.offline import OfflineStage
+from touchstream.offline import OfflineStage
 from touchstream.runtime.dlq_replay import ingest_for
 from touchstream.schemas.decode import decode
 from touchstream.simulator.traffic import generate

@@ -22,9 +22,9 @@ from touchstream.domain.identity import held_marks
 from touchstream.domain.migrate import FORMAT, migrate
 from touchstream.domain.rfm import fold_rfm
 from touchstream.domain.sessions import fold_session
+from touchstream.domain.state import State
 from touchstream.domain.triggers import fold_deferred, fold_delivered
 
-State = dict[str, Any]
 Folder = Callable[[State, State, State, Rules], Any]
 MERGED_LIMIT = 64
 

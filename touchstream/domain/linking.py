@@ -27,9 +27,9 @@ from touchstream.domain.customer import ASKED_LIMIT, REFUSED_LIMIT, Decision, ap
 from touchstream.domain.fold import fold, fold_mark
 from touchstream.domain.identity import PRIORITY, home_of, link_mark, strongest
 from touchstream.domain.profile import project
+from touchstream.domain.state import State
 from touchstream.domain.step import Step
 
-State = dict[str, Any]
 GROUPS = {
     "customer_id": "customer_id",
     "loyalty_id": "loyalty_id",

@@ -25,8 +25,8 @@ from touchstream.config.rules import Rules
 from touchstream.domain import state_bounds, triggers
 from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.decision import Decision
+from touchstream.domain.state import State
 
-State = dict[str, Any]
 # redemption, order and return ids are remembered for a span of event time with a hard cap
 # (domain.state_bounds: ID_SPAN_DAYS, REDEMPTIONS_MAX, IDS_MAX)
 

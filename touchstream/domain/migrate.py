@@ -11,9 +11,9 @@ markers (no ledger) carry no format and need none.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
-State = dict[str, Any]
+from touchstream.domain.state import State
+
 FORMAT = 2
 
 

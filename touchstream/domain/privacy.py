@@ -20,9 +20,8 @@ import orjson
 
 from touchstream.domain.customer import Decision
 from touchstream.domain.identity import home_of
+from touchstream.domain.state import State
 from touchstream.domain.step import Step
-
-State = dict[str, Any]
 
 
 def marker(customer_id: str, erased_at: int, version: int) -> State:

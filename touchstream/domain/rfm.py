@@ -45,9 +45,9 @@ from typing import Any
 from touchstream.config.rules import Rules
 from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.decision import Decision
+from touchstream.domain.state import State
 from touchstream.domain.triggers import propose
 
-State = dict[str, Any]
 SEGMENT_LOST = "Lost"
 
 

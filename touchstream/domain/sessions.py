@@ -18,8 +18,7 @@ from touchstream.config.rules import Rules
 from touchstream.domain import triggers
 from touchstream.domain.clock import MS_PER_HOUR, MS_PER_MINUTE, iso
 from touchstream.domain.decision import Decision
-
-State = dict[str, Any]
+from touchstream.domain.state import State
 
 # touchpoints that are a shopper's own activity on a channel; the rest (consent, privacy,
 # email opens, loyalty bookkeeping) neither open nor extend a session

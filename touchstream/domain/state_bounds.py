@@ -31,8 +31,7 @@ from typing import Any
 from touchstream.config.rules import Rules
 from touchstream.domain.clock import MS_PER_DAY
 from touchstream.domain.decision import Decision
-
-State = dict[str, Any]
+from touchstream.domain.state import State
 
 ID_SPAN_DAYS = 14  # >= input topic retention + DLQ retention (7 + 7 days by default)
 ID_SPAN = ID_SPAN_DAYS * MS_PER_DAY

@@ -6,8 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from touchstream.domain.decision import Decision
-
-State = dict[str, Any]
+from touchstream.domain.state import State
 
 
 @dataclass

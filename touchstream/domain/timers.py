@@ -17,9 +17,8 @@ from touchstream.config.rules import Rules
 from touchstream.domain import carts, loyalty, rfm, sessions, triggers
 from touchstream.domain.decision import Decision
 from touchstream.domain.linking import anonymous_until, expire, is_erased, is_redirect
+from touchstream.domain.state import State
 from touchstream.domain.step import Step
-
-State = dict[str, Any]
 
 
 def _timers(state: State, rules: Rules) -> list[tuple[int, str, Any]]:

@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from touchstream.config.rules import Rules
 from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.decision import Decision
+from touchstream.domain.state import State
 
 SCHEMA_VERSION = 1
 HOUR_MS = 3_600_000
@@ -41,8 +42,6 @@ SUPPRESSED_REASONS = (STALE, NO_CONSENT, NO_LONGER_TRUE, NOT_RECENT, FREQUENCY_C
 DUPLICATE = "duplicate"
 # marketing channels and the consent purpose each needs
 CHANNELS = (("email", "email_marketing"), ("sms", "sms_marketing"), ("push", "push_marketing"))
-
-State = dict[str, Any]
 
 
 def trigger_id(customer_id: str, kind: str, cause: str) -> str:

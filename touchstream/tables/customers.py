@@ -8,12 +8,11 @@ from typing import Any
 import faust
 
 from touchstream.domain.migrate import migrate
+from touchstream.domain.state import State
 from touchstream.tables import state_codec
 from touchstream.tables.store import store_reader
 
 CUSTOMERS_TABLE = "customers"
-
-State = dict[str, Any]
 
 
 def customers_table(app: faust.App, partitions: int) -> Any:

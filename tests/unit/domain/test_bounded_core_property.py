@@ -6,7 +6,7 @@ shoppers who share identifiers: one seen alone, then with another (a link), two 
 each with a profile of its own seen together (a merge), erasure and access requests, late
 and out-of-order events. Each goes through the decoder and ingest as the worker runs them; what
 they refuse is a DLQ record (counted, not applied); the rest runs through the customer stage
-replayed offline (``domain.offline``, the oracle), timers included. Afterwards every state in
+replayed offline (``touchstream.offline``, the oracle), timers included. Afterwards every state in
 the table encodes with the state codec and decodes to an equal value, and every served
 profile and every decision encodes as JSON: nothing a valid event carries can make a worker
 raise (and so crash-loop on it) or write a state it cannot read back.
@@ -25,9 +25,9 @@ from touchstream.domain.bounds import MAX_MONEY_MINOR, MAX_POINTS, MAX_QUANTITY
 from touchstream.domain.clock import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE, iso
 from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import Ingest
-from touchstream.domain.offline import OfflineStage
 from touchstream.domain.profile import view
 from touchstream.errors import PoisonEvent
+from touchstream.offline import OfflineStage
 from touchstream.schemas.decode import EVENT_TYPES, decode
 from touchstream.tables import state_codec
 

@@ -1,9 +1,9 @@
 """The identity messages the core sends between homes (merge, absorb, fold, release, drop,
 forget) are never quarantined: one that raised would halt its partition. So they must be valid
 and bounded by construction. Fuzzed here over shoppers that link, merge and erase, through
-the same ingest normalisation and ``linking.handle`` the workers run (``domain.offline``): every
-message is a known kind the core accepts without raising, encodes to JSON, and stays far below
-the broker's default record limit."""
+the same ingest normalisation and ``linking.handle`` the workers run
+(``touchstream.offline``): every message is a known kind the core accepts without raising,
+encodes to JSON, and stays far below the broker's default record limit."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from touchstream.config.settings import DEV_HMAC_SECRET
 from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import Ingest
 from touchstream.domain.linking import handle
-from touchstream.domain.offline import OfflineStage
+from touchstream.offline import OfflineStage
 from touchstream.simulator.factory import event, purchase
 
 RULES = load_rules(None)

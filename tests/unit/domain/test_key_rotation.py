@@ -9,7 +9,7 @@ import pytest
 
 from touchstream.config.rules import load_rules
 from touchstream.domain.identity import HmacKeys, IdentityNormaliser, home_of, mint_customer_id
-from touchstream.domain.offline import OfflineStage
+from touchstream.offline import OfflineStage
 from touchstream.serving.rekey import rekey_record
 
 RULES = load_rules(None)

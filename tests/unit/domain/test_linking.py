@@ -11,7 +11,7 @@ import pytest
 from touchstream.config.rules import load_rules
 from touchstream.domain.identity import home_of, mint_customer_id
 from touchstream.domain.linking import handle, is_redirect, redirect
-from touchstream.domain.offline import OfflineStage
+from touchstream.offline import OfflineStage
 
 RULES = load_rules(None)
 T0 = 1_795_179_807_512  # 2026-11-20T13:03:27.512Z
@@ -655,8 +655,8 @@ def test_a_record_that_stores_nothing_leaves_the_state_it_read_as_it_was(monkeyp
     and timer included, with each event delivered twice."""
     import orjson
 
+    from touchstream import offline
     from touchstream.bench.replay import bench_events
-    from touchstream.domain import offline
 
     checked = {"records": 0, "unchanged": 0}
 

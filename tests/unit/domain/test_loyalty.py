@@ -14,8 +14,8 @@ from touchstream.domain import loyalty
 from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.fold import fold
 from touchstream.domain.identity import home_of
-from touchstream.domain.offline import OfflineStage
 from touchstream.domain.profile import project
+from touchstream.offline import OfflineStage
 from touchstream.simulator.factory import internal
 
 RULES = load_rules(None)

@@ -9,8 +9,8 @@ import pytest
 from touchstream.config.rules import load_rules
 from touchstream.domain.identity import home_of, mint_customer_id
 from touchstream.domain.linking import handle, is_erased
-from touchstream.domain.offline import OfflineStage
 from touchstream.domain.privacy import export_parts, reassemble
+from touchstream.offline import OfflineStage
 from touchstream.simulator.factory import internal
 
 RULES = load_rules(None)

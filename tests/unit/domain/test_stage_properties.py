@@ -1,4 +1,4 @@
-"""Properties of the per-customer stage replayed offline (``domain.offline.OfflineStage``, the
+"""Properties of the per-customer stage replayed offline (``touchstream.offline.OfflineStage``, the
 oracle) over generated traffic of several shoppers, each one something a shopper or a marketer
 would notice: a customer's profile and messages do not depend on other shoppers' traffic, a
 redelivery or a replay of the input changes nothing, and the points balance is exactly the sum
@@ -31,9 +31,9 @@ from touchstream.domain.clock import MS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
 from touchstream.domain.customer import SEEN_SPAN_MS
 from touchstream.domain.identity import home_of
 from touchstream.domain.loyalty import published
-from touchstream.domain.offline import OfflineStage, partition_of
 from touchstream.domain.profile import project
 from touchstream.domain.timers import next_due
+from touchstream.offline import OfflineStage, partition_of
 
 RULES = load_rules(None)
 T0 = 1_795_179_807_512  # 2026-11-20T13:03:27.512Z

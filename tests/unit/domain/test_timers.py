@@ -13,9 +13,9 @@ import fastjsonschema
 import touchstream.schemas
 from touchstream.config.rules import QuietHours, load_rules
 from touchstream.domain.identity import home_of
-from touchstream.domain.offline import OfflineStage
 from touchstream.domain.sessions import published
 from touchstream.domain.timers import next_due, pending
+from touchstream.offline import OfflineStage
 from touchstream.simulator.factory import internal
 
 RULES = load_rules(None)

@@ -14,8 +14,8 @@ from typing import Any
 
 from touchstream.config.rules import load_rules
 from touchstream.domain.identity import mint_customer_id
-from touchstream.domain.offline import OfflineStage, partition_of
 from touchstream.domain.timers import next_due
+from touchstream.offline import OfflineStage, partition_of
 
 RULES = load_rules(None)
 T0 = 1_733_000_000_000  # 2024-11-30T20:53:20Z

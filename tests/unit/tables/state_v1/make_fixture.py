@@ -15,8 +15,8 @@ from pathlib import Path
 import orjson
 
 from tests.unit.tables.state_v1 import journey
-from touchstream.domain.offline import OfflineStage
 from touchstream.domain.profile import view
+from touchstream.offline import OfflineStage
 from touchstream.tables import state_codec
 
 HERE = Path(__file__).parent

@@ -4,6 +4,11 @@ The same ``linking.handle`` the agent runs, over an in-memory customers table an
 queue per partition of the customer-events topic, so messages between homes (merge, absorb,
 fold, forwarded events) travel as they do through Kafka. ``order`` picks which partition's
 queue moves next, to explore interleavings a multi-worker run can produce.
+
+It lives beside ``agents/``, not in ``domain/``: like the live customer stage it composes the
+pure core with the stream layer's timer index and Kafka's default partitioner (aiokafka's
+murmur2), so that partition clocks and the timers they fire match a live run, and the core
+(``domain/``) must reach none of those (``tests/unit/domain/test_purity.py``).
 """
 
 from __future__ import annotations
