@@ -204,6 +204,44 @@ def future_late_and_duplicates() -> list[Arrival]:
     return arrivals
 
 
+def trigger_guards() -> list[Arrival]:
+    """Shoppers who consent to every channel, then carts, browsing and orders every few
+    minutes to hours for three days: triggers delivered, and held back by cooldown, the
+    frequency cap, a withdrawn consent and a condition no longer true."""
+    rng = random.Random(2929)
+    shoppers = [{"loyalty_id": f"L-g{n}", "device_id": f"dev-g{n}"} for n in range(3)]
+    grant = {"email_marketing": True, "sms_marketing": True, "push_marketing": True}
+    events = [ev("consent_updated", s, T0 + n, purposes=grant) for n, s in enumerate(shoppers)]
+    at = T0 + MS_PER_MINUTE
+    for n in range(240):
+        at += rng.choice([MS_PER_MINUTE, 10 * MS_PER_MINUTE, 40 * MS_PER_MINUTE, 2 * MS_PER_HOUR])
+        who = rng.choice(shoppers)
+        roll = rng.random()
+        if roll < 0.3:
+            events.append(cart_add(who, at, f"c-{n}", f"s-{n % 7}", rng.randint(50, 30_000)))
+        elif roll < 0.6:
+            events.append(ev("product_view", who, at, sku=f"s-{n % 5}"))
+        elif roll < 0.75:
+            events.append(buy(who, at, f"O-{n}", rng.randint(1_000, 400_000), cart_id=f"c-{n - 1}"))
+        elif roll < 0.8:
+            events.append(
+                ev(
+                    "return",
+                    who,
+                    at,
+                    return_id=f"R-{n}",
+                    order_id=f"O-{n - 2}",
+                    refund_minor=rng.randint(100, 50_000),
+                    currency="EUR",
+                )
+            )
+        elif roll < 0.82:
+            events.append(ev("consent_updated", who, at, purposes={"email_marketing": False}))
+        else:
+            events.append(ev("page_view", who, at, url=f"https://shop.example/{n}"))
+    return timely(events)
+
+
 # --- seeded random traffic (after the bounded-core property's strategy) ---------------------
 
 POOL = IDENTIFIERS  # a small pool, so shoppers link, merge and exceed the identity limits
@@ -309,6 +347,7 @@ def sequences() -> dict[str, list[Arrival]]:
         "redirect_chain": redirect_chain(),
         "identity_limits": identity_limits(),
         "future_late_and_duplicates": future_late_and_duplicates(),
+        "trigger_guards": trigger_guards(),
     }
     for seed in range(RANDOM_SEQUENCES):
         out[f"random_{seed:02d}"] = random_sequence(seed)

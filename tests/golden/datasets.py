@@ -36,8 +36,12 @@ from touchstream.simulator.traffic import Record, Traffic
 
 NOW_MS = 1_795_400_000_000  # as bench/core_speed.py: nothing depends on the day it runs
 # once the traffic stops, the idle fallback moves every clock on: past the cart reminders,
-# session ends, anonymous expiry, tier grace, RFM steps and points expiry (365 days)
-IDLE_STEPS_MS = (MS_PER_HOUR, 2 * MS_PER_DAY, 40 * MS_PER_DAY, 100 * MS_PER_DAY, 400 * MS_PER_DAY)
+# session ends, anonymous expiry, tier grace, RFM steps and points expiry (365 days): an hour at
+# a time for two days, then a day at a time, so each trigger is fresh when its timer fires
+IDLE_STEPS_MS = (
+    *(h * MS_PER_HOUR for h in range(1, 49)),
+    *(d * MS_PER_DAY for d in range(3, 401)),
+)
 
 BENCH_EVENTS = 5_000
 BENCH_CUSTOMERS = 500

@@ -93,7 +93,12 @@ def differences(want: Doc, got: Doc, limit: int = 12) -> list[str]:
     """The first ``limit`` ways ``got`` differs from ``want``, one readable line each, customer
     and field named (empty: equal under the projection)."""
     problems: list[str] = []
-    _compare("", want, got, problems, limit)
+    # what a user looks at first: the profiles, then the records published, then the rest
+    order = ["inputs_sha256", "profiles", "outputs", "uncounted", "refused", "sequences"]
+    for key in sorted(
+        set(want) | set(got), key=lambda k: (order.index(k) if k in order else 99, k)
+    ):
+        _compare("", {key: want.get(key)}, {key: got.get(key)}, problems, limit)
     return problems
 
 
