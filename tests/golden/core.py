@@ -22,7 +22,10 @@ from touchstream.config.settings import DEV_HMAC_SECRET, Settings
 from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import Ingest
 from touchstream.domain.offline import OfflineStage
+from touchstream.domain.privacy import unconfirmed
 from touchstream.domain.privileged import requires_privilege
+from touchstream.domain.step import Step
+from touchstream.domain.timers import pending
 from touchstream.errors import PoisonEvent, PrivilegedOnPublicInput
 from touchstream.schemas.decode import decode, load_validators
 from touchstream.streams.timer_index import partition_for
@@ -49,9 +52,23 @@ def partition_of_key(key: bytes | None, partitions: int) -> int:
     return partition_for(key or b"", partitions)
 
 
+class AgentStage(OfflineStage):
+    """The offline stage, plus what the customer agent adds to a step before the outside
+    world sees it: an erasure receipt counts the timers the erased profile had pending
+    (``agents/customer.py``, ``_execute``; issue 29 moves this into the domain)."""
+
+    def _apply(self, partition: int, target: str, result: Step) -> None:
+        # as the agent: ``before`` is the value the core was handed (and may have changed in
+        # place); a confirmation's marker waits for nothing, so it is left alone
+        waiting = None if result.dropped else unconfirmed(result.store)
+        if waiting is not None:
+            waiting["receipt"]["removed"]["timers"] = pending(self.table.get(target), self.rules)
+        super()._apply(partition, target, result)
+
+
 def new_stage(rules: Rules, partitions: int) -> OfflineStage:
     """The per-customer stage without Kafka, with the worker's default clock-skew cap."""
-    return OfflineStage(
+    return AgentStage(
         rules, partitions=partitions, max_clock_skew_ms=DEFAULTS.max_clock_skew_s * 1000
     )
 
