@@ -21,7 +21,9 @@ outputs of the core"):
 
 Deliberately not compared: the stored state itself (its keys, encoding, duplicate memory,
 ledger, order book, timers and other bookkeeping: these show only through what they make the
-core publish and serve), the order of records of different keys, and metrics' values.
+core publish and serve), intermediate profile versions, the order of records of different
+keys, the windowed totals the worker's activity and ledger tables add to a served profile
+(summed from the sessions and loyalty outcomes compared here), and metrics' values.
 """
 
 from __future__ import annotations
