@@ -28,7 +28,7 @@ import orjson
 from tests.chaos.test_scenarios import hostile_records, records_for_time
 from tests.golden import adversarial
 from tests.golden.core import Arrival, OfflineStage, ingest, new_stage, partition_of_key
-from tests.golden.projection import Doc, project
+from tests.golden.projection import Doc, profiles, project
 from touchstream.bench.replay import bench_events
 from touchstream.config.rules import Rules, load_rules
 from touchstream.domain.clock import MS_PER_DAY, MS_PER_HOUR
@@ -58,16 +58,16 @@ def digest(inputs: Any) -> str:
     return hashlib.sha256(orjson.dumps(inputs, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def settle(stage: OfflineStage, last_ms: int) -> OfflineStage:
-    """The idle fallback after the traffic: each clock moves on to ``last_ms`` + each step."""
+def settle(stage: OfflineStage, rules: Rules, last_ms: int, refused: list[list[Any]]) -> Doc:
+    """The projection once the traffic stopped, with the profiles as served then, before the
+    idle fallback moves each clock on to ``last_ms`` + each step (after a year idle, points
+    have expired and tiers lapsed: the profiles at both moments are compared)."""
     stage.drain().tick(0, last_ms)  # a timer already due when it was set fires now
+    when_traffic_stops = profiles(stage.table, rules)
     for step in IDLE_STEPS_MS:
         stage.tick(last_ms + step, last_ms + step)
-    return stage
-
-
-def finish(stage: OfflineStage, rules: Rules, refused: list[list[Any]], inputs: str) -> Doc:
-    return {"inputs_sha256": inputs, **project(stage.table, stage.decisions, rules, refused)}
+    doc = project(stage.table, stage.decisions, rules, refused)
+    return {"profiles_when_traffic_stops": when_traffic_stops, **doc}
 
 
 def bench() -> Doc:
@@ -75,7 +75,7 @@ def bench() -> Doc:
     events = bench_events(BENCH_EVENTS, BENCH_CUSTOMERS, NOW_MS)
     stage = new_stage(rules, BENCH_PARTITIONS)
     stage.submit(events)
-    return finish(settle(stage, NOW_MS), rules, [], digest(events))
+    return {"inputs_sha256": digest(events), **settle(stage, rules, NOW_MS, [])}
 
 
 def chaos_records() -> list[Record]:
@@ -123,7 +123,7 @@ def chaos() -> Doc:
     stage = new_stage(rules, CHAOS_PARTITIONS)
     stage.submit(events)
     inputs = digest([[(r.key or b"").hex(), r.value.hex(), r.privileged] for r in records])
-    return finish(settle(stage, NOW_MS), rules, refused, inputs)
+    return {"inputs_sha256": inputs, **settle(stage, rules, NOW_MS, refused)}
 
 
 def adversarial_set() -> Doc:
@@ -140,9 +140,8 @@ def adversarial_set() -> Doc:
         for event in events:  # each record settles before the next arrives
             stage.submit([event])
             stage.drain().tick(0, event["ts"])  # a timer a late event set, already due
-        settle(stage, max(read_ms for _, read_ms, _ in arrivals))
         inputs[name] = [[e, t, p] for e, t, p in arrivals]
-        sequences[name] = project(stage.table, stage.decisions, rules, refused)
+        sequences[name] = settle(stage, rules, max(t for _, t, _ in arrivals), refused)
     return {"inputs_sha256": digest(inputs), "sequences": sequences}
 
 

@@ -4,7 +4,8 @@ A typed core cannot match the bytes of the dict state it replaces, so the golden
 and the tests compare field by field, only what leaves the worker (docs/testing.md, "Golden
 outputs of the core"):
 
-- ``profiles``: per customer id of the final customers table, the record served in Redis,
+- ``profiles``: per customer id of the final customers table (and, in
+  ``profiles_when_traffic_stops``, of the table before the idle year), the record served in Redis,
   over HTTP and on ``profiles.updates`` (``domain.profile.view``): a live profile with every
   served field plus its ``aliases`` (the identifier keys Redis resolves to it), a redirect
   (``merged_into``), or an erased marker (``{"erased": true, "version": ...}``, the tombstone
@@ -57,11 +58,16 @@ def project(
     for key, parts in outputs.get(topics.PRIVACY_EXPORTS, {}).items():
         outputs[topics.PRIVACY_EXPORTS][key] = _exports(parts)
     return {
-        "profiles": {cid: served(state, rules) for cid, state in sorted(table.items())},
+        "profiles": profiles(table, rules),
         "outputs": outputs,
         "uncounted": uncounted,
         "refused": refused,
     }
+
+
+def profiles(table: Mapping[str, dict[str, Any]], rules: Rules) -> Doc:
+    """What Redis serves for each key of the customers table."""
+    return {cid: served(state, rules) for cid, state in sorted(table.items())}
 
 
 def served(state: dict[str, Any], rules: Rules) -> Doc:
@@ -95,20 +101,31 @@ def differences(want: Doc, got: Doc, limit: int = 12) -> list[str]:
     """The first ``limit`` ways ``got`` differs from ``want``, one readable line each, customer
     and field named (empty: equal under the projection)."""
     problems: list[str] = []
-    # what a user looks at first: the profiles, then the records published, then the rest
-    order = ["inputs_sha256", "profiles", "outputs", "uncounted", "refused", "sequences"]
-    for key in sorted(
-        set(want) | set(got), key=lambda k: (order.index(k) if k in order else 99, k)
-    ):
-        _compare("", {key: want.get(key)}, {key: got.get(key)}, problems, limit)
+    _compare("", want, got, problems, limit)
     return problems
+
+
+# what a user looks at first: the profiles, then the records published, then the rest
+FIRST = (
+    "inputs_sha256",
+    "profiles_when_traffic_stops",
+    "profiles",
+    "outputs",
+    "uncounted",
+    "refused",
+    "sequences",
+)
+
+
+def _first(key: str) -> tuple[int, str]:
+    return (FIRST.index(key) if key in FIRST else len(FIRST), key)
 
 
 def _compare(path: str, want: Any, got: Any, problems: list[str], limit: int) -> None:
     if len(problems) >= limit:
         return
     if isinstance(want, dict) and isinstance(got, dict):
-        for key in sorted(set(want) | set(got)):
+        for key in sorted(set(want) | set(got), key=_first):
             where = f"{path}/{key}"
             if key not in got:
                 problems.append(f"{where}: missing now; golden {_short(want[key])}")

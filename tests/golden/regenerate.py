@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         doc = normalised(DATASETS[name]())
         if args.write:
             path = write(name, doc)
-            print(f"{name}: wrote {path.relative_to(Path.cwd())} ({path.stat().st_size:,} B)")
+            print(f"{name}: wrote {path} ({path.stat().st_size:,} B)")
             continue
         try:
             golden = load(name)

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests.golden import regenerate
 from tests.golden.datasets import DATASETS
-from tests.golden.projection import differences
+from tests.golden.projection import _short, differences
 from tests.golden.regenerate import load, normalised
 
 LIMIT = 12  # differences shown
@@ -37,3 +38,33 @@ def test_the_core_gives_its_golden_outputs(name: str) -> None:
             f"the first {len(problems)}:\n  " + "\n  ".join(problems),
             pytrace=False,
         )
+
+
+def test_a_changed_field_is_reported_by_customer_and_field() -> None:
+    golden = load("adversarial")
+    now = normalised(golden)
+    sequence = now["sequences"]["redirect_chain"]
+    customer = next(c for c, p in sorted(sequence["profiles"].items()) if "points" in p)
+    sequence["profiles"][customer]["points"] += 1
+    del sequence["outputs"]["loyalty.outcomes"][customer][-1]
+    assert differences(golden, now) == [
+        f"/sequences/redirect_chain/profiles/{customer}/points: golden "
+        f"{golden['sequences']['redirect_chain']['profiles'][customer]['points']}, "
+        f"now {sequence['profiles'][customer]['points']}",
+        f"/sequences/redirect_chain/outputs/loyalty.outcomes/{customer}: golden has "
+        f"{len(sequence['outputs']['loyalty.outcomes'][customer]) + 1} entries, now "
+        f"{len(sequence['outputs']['loyalty.outcomes'][customer])} (first unmatched: "
+        f"{_short(golden['sequences']['redirect_chain']['outputs']['loyalty.outcomes'][customer][-1])})",
+    ]
+
+
+def test_regenerating_never_overwrites_without_write(tmp_path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(regenerate, "HERE", tmp_path)
+    assert regenerate.main(["adversarial"]) == 1  # no golden file yet: nothing written
+    assert list(tmp_path.iterdir()) == []
+    assert regenerate.main(["--write", "adversarial"]) == 0
+    other = {"inputs_sha256": "x", "sequences": {}}
+    regenerate.write("adversarial", other)
+    assert regenerate.main(["adversarial"]) == 1
+    assert regenerate.load("adversarial") == other  # left as it was
+    assert "adversarial: differs from its golden file" in capsys.readouterr().out
