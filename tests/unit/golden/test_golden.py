@@ -33,7 +33,7 @@ def test_the_core_gives_its_golden_outputs(name: str) -> None:
     if problems:
         pytest.fail(
             f"the core's outputs over the {name} data set differ from its golden outputs "
-            "(docs/testing.md; paths: /profiles/<customer id>/<field>, "
+            "(docs/testing.md; paths: /profiles[_when_traffic_stops]/<customer id>/<field>, "
             "/outputs/<topic>/<record key>[n]/<field>, /sequences/<sequence>/...); "
             f"the first {len(problems)}:\n  " + "\n  ".join(problems),
             pytrace=False,
