@@ -1,0 +1,139 @@
+"""The one place the golden tests reach into the core: the offline stage, ingest, and the
+customer agent's publisher (what it sends for each decision).
+
+Issue 29 rewrites the core's state and decisions as typed records and may move the offline
+oracle out of ``touchstream/domain``; when it does, only this module (and the projection in
+``projection.py``) should need to follow. Everything here replays at fixed times, so a run
+never depends on the day, the machine or ``PYTHONHASHSEED``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import orjson
+
+from touchstream.agents.customer import _publish
+from touchstream.config.rules import Rules
+from touchstream.config.settings import DEV_HMAC_SECRET, Settings
+from touchstream.domain.identity import IdentityNormaliser
+from touchstream.domain.ingest import Ingest
+from touchstream.domain.offline import OfflineStage
+from touchstream.domain.privacy import unconfirmed
+from touchstream.domain.privileged import requires_privilege
+from touchstream.domain.step import Step
+from touchstream.domain.timers import pending
+from touchstream.errors import PoisonEvent, PrivilegedOnPublicInput
+from touchstream.schemas.decode import decode, load_validators
+from touchstream.streams.timer_index import partition_for
+
+__all__ = ["Arrival", "OfflineStage", "ingest", "new_stage", "partition_of_key", "publish"]
+
+DEFAULTS = Settings()
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """One inbound record as the ingest stage meets it."""
+
+    value: bytes
+    privileged: bool  # read from ``touchpoints.privileged`` rather than ``touchpoints``
+    partition: int
+    offset: int
+    broker_ms: int  # the record's timestamp (CreateTime)
+    read_ms: int  # the wall clock when ingest reads it
+
+
+def partition_of_key(key: bytes | None, partitions: int) -> int:
+    """The inbound partition the producer's default partitioner gives a record key."""
+    return partition_for(key or b"", partitions)
+
+
+class AgentStage(OfflineStage):
+    """The offline stage, plus what the customer agent adds to a step before the outside
+    world sees it: an erasure receipt counts the timers the erased profile had pending
+    (``agents/customer.py``, ``_execute``; issue 29 moves this into the domain)."""
+
+    def _apply(self, partition: int, target: str, result: Step) -> None:
+        # as the agent: ``before`` is the value the core was handed (and may have changed in
+        # place); a confirmation's marker waits for nothing, so it is left alone
+        waiting = None if result.dropped else unconfirmed(result.store)
+        if waiting is not None:
+            waiting["receipt"]["removed"]["timers"] = pending(self.table.get(target), self.rules)
+        super()._apply(partition, target, result)
+
+
+def new_stage(rules: Rules, partitions: int) -> OfflineStage:
+    """The per-customer stage without Kafka, with the worker's default clock-skew cap."""
+    return AgentStage(
+        rules, partitions=partitions, max_clock_skew_ms=DEFAULTS.max_clock_skew_s * 1000
+    )
+
+
+def ingest(
+    arrivals: Iterable[Arrival], rules: Rules, topic_ids: Sequence[str] | None = None
+) -> tuple[list[dict[str, Any]], list[list[Any]]]:
+    """The arrivals decoded and normalised as the ingest agent does with default settings and
+    the development HMAC secret: the internal events, and ``[index, DLQ reason]`` of each
+    arrival refused. ``topic_ids``: the identities of ``touchpoints`` and its privileged
+    sibling, which ingest puts on each event (``streams.topic_identity``)."""
+    load_validators()
+    normaliser = IdentityNormaliser(
+        DEV_HMAC_SECRET, rules.identity.blocked_values, rules.identity.default_country_code
+    )
+    ingest = Ingest(rules.program, normaliser, DEFAULTS.future_tolerance_s * 1000)
+    events: list[dict[str, Any]] = []
+    refused: list[list[Any]] = []
+    for index, arrival in enumerate(arrivals):
+        identity = topic_ids[int(arrival.privileged)] if topic_ids else None
+        try:
+            decoded = decode(arrival.value, DEFAULTS.max_event_bytes)
+            if not arrival.privileged and requires_privilege(decoded):
+                raise PrivilegedOnPublicInput("touchpoints")
+            ev = ingest.normalise(
+                decoded, arrival.read_ms, arrival.partition, arrival.offset, identity
+            )
+        except PoisonEvent as error:
+            refused.append([index, error.reason])
+            continue
+        ev["rt"] = min(arrival.broker_ms, arrival.read_ms)  # a CreateTime ahead: not believed
+        events.append(ev)
+    return events, refused
+
+
+# --- what the customer agent sends for a decision --------------------------------------------
+
+
+class _Sent:
+    """The parts of the topology the customer agent's publisher writes to, in memory."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, str, Any]] = []
+        self.counted: list[list[str]] = []
+        self.settings = SimpleNamespace(topic=lambda name: name, producer_max_batch_bytes=1 << 30)
+        self.outbox = SimpleNamespace(
+            add=self._add, limits=SimpleNamespace(value_budget=lambda *_: 1 << 30)
+        )
+        nothing = SimpleNamespace(record=lambda *_: None, erase=lambda *_: None)
+        self.activity = self.ledger = nothing
+
+    def _add(self, topic: str, key: bytes, value: bytes) -> None:
+        self.records.append((topic, key.decode(), orjson.loads(value)))
+
+    # the metrics tally
+    def inc(self, counter: Any, *labels: str) -> None:
+        self.counted.append([counter._name, *labels])
+
+    def observe(self, histogram: Any, value: float) -> None:
+        pass
+
+
+def publish(decision: Any) -> tuple[list[tuple[str, str, Any]], list[list[str]]]:
+    """(topic, key, record) of each record the customer agent sends for ``decision`` (as the
+    consumer decodes it), and [metric, *labels] of each count it adds."""
+    sent = _Sent()
+    _publish(sent, sent, decision, None)  # type: ignore[arg-type]
+    return sent.records, sent.counted
