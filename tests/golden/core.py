@@ -21,12 +21,12 @@ from touchstream.config.rules import Rules
 from touchstream.config.settings import DEV_HMAC_SECRET, Settings
 from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import Ingest
-from touchstream.domain.offline import OfflineStage
 from touchstream.domain.privacy import unconfirmed
 from touchstream.domain.privileged import requires_privilege
 from touchstream.domain.step import Step
 from touchstream.domain.timers import pending
 from touchstream.errors import PoisonEvent, PrivilegedOnPublicInput
+from touchstream.offline import OfflineStage
 from touchstream.schemas.decode import decode, load_validators
 from touchstream.streams.timer_index import partition_for
 
