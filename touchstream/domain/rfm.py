@@ -140,12 +140,16 @@ def segment(r: int, f: int, m: int) -> str:
     return "Hibernating"
 
 
-def scores(state: State, at: int, rules: Rules) -> dict[str, Any] | None:
+def scores(
+    state: State, at: int, rules: Rules, counted: list[dict[str, Any]] | None = None
+) -> dict[str, Any] | None:
     """{"r", "f", "m", "segment"} at ``at``, or None for a customer with no counted order.
+    ``counted``: ``_counted(state)``, when the caller has it already.
 
     (Consent is not checked here; ``evaluate`` does.)
     """
-    counted = _counted(state)
+    if counted is None:
+        counted = _counted(state)
     last = state["last_purchase_at"]
     if not _lifetime(state, counted) or last is None:
         return None
@@ -156,11 +160,14 @@ def scores(state: State, at: int, rules: Rules) -> dict[str, Any] | None:
     return {"r": r, "f": f, "m": m, "segment": segment(r, f, m)}
 
 
-def figures(state: State, at: int, rules: Rules) -> dict[str, Any]:
+def figures(
+    state: State, at: int, rules: Rules, counted: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
     """Purchase figures at ``at``: counted orders and spend in the window, their average
     (integer floor, 0 without orders), and the average days between purchases over all counted
     orders, ``(last - first) / (n - 1)`` in days rounded to 1 decimal (None below 2 orders)."""
-    counted = _counted(state)
+    if counted is None:
+        counted = _counted(state)
     window = _in_window(counted, at, rules)
     spend = _spend(window)
     gap = None
@@ -193,7 +200,9 @@ def _win_back_at(last: int, rules: Rules) -> int:
     return last + rules.rfm.win_back_days * MS_PER_DAY
 
 
-def next_change(state: State, after: int, rules: Rules) -> int | None:
+def next_change(
+    state: State, after: int, rules: Rules, counted: list[dict[str, Any]] | None = None
+) -> int | None:
     """The earliest time t > ``after`` at which scores, figures or the win-back condition can
     change with no new event, or None.
 
@@ -202,7 +211,8 @@ def next_change(state: State, after: int, rules: Rules) -> int | None:
     window, and the win-back moment ``last + win_back_days`` while a win-back is still to come
     for this lapse. A customer with no counted order has none.
     """
-    counted = _counted(state)
+    if counted is None:
+        counted = _counted(state)
     last = state["last_purchase_at"]
     if not _lifetime(state, counted) or last is None:
         return None
@@ -232,7 +242,7 @@ def evaluate(state: State, at: int, rules: Rules) -> list[Decision]:
     prior = _rfm(state)["at"]
     if prior is not None and at < prior:
         at = prior  # a late event: the customer's time does not go back
-    counted = _counted(state)
+    counted = _counted(state)  # once: scores, figures and next_change read the same orders
     lapse = _rfm(state)["lapse"]
     decisions: list[Decision] = []
     if _owed(state, counted, at, rules):
@@ -240,12 +250,12 @@ def evaluate(state: State, at: int, rules: Rules) -> list[Decision]:
         lapse = state["last_purchase_at"]
     state["rfm"] = {
         "at": at,
-        "scores": scores(state, at, rules) if profiling_allowed(state) else None,
+        "scores": scores(state, at, rules, counted) if profiling_allowed(state) else None,
         "due": None,
         "lapse": lapse,
-        "figures": figures(state, at, rules),
+        "figures": figures(state, at, rules, counted),
     }
-    state["rfm"]["due"] = next_change(state, at, rules)
+    state["rfm"]["due"] = next_change(state, at, rules, counted)
     return decisions
 
 
@@ -313,9 +323,10 @@ def fold_rfm(winner: State, loser: State, out: State, rules: Rules) -> dict[str,
     if at is None:
         return merged
     view = {**out, "rfm": merged}
-    if profiling_allowed(view):
-        merged["scores"] = scores(view, at, rules)
     counted = _counted(view)
-    merged["due"] = at if _owed(view, counted, at, rules) else next_change(view, at, rules)
-    merged["figures"] = figures(view, at, rules)
+    if profiling_allowed(view):
+        merged["scores"] = scores(view, at, rules, counted)
+    owed = _owed(view, counted, at, rules)
+    merged["due"] = at if owed else next_change(view, at, rules, counted)
+    merged["figures"] = figures(view, at, rules, counted)
     return merged
