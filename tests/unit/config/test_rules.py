@@ -164,6 +164,10 @@ def test_wrong_type_names_the_key(text, key):
             "[triggers.cooldown_hours]\nabandoned_carts = 16\n",
             "rules.triggers.cooldown_hours.abandoned_carts",
         ),
+        (
+            "[triggers.rule_versions]\nvip_statuss = 2\n",
+            "rules.triggers.rule_versions.vip_statuss",
+        ),
         ('[triggers.quiet_hours]\nbegin = "21:00"\n', "rules.triggers.quiet_hours.begin"),
     ],
 )

@@ -5,6 +5,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import fastjsonschema
+import pytest
 
 import touchstream.schemas
 from touchstream.config.rules import load_rules
@@ -14,6 +15,7 @@ from touchstream.domain.identity import home_of
 from touchstream.domain.linking import handle
 from touchstream.domain.timers import fire
 from touchstream.domain.triggers import guard, propose, trigger_id
+from touchstream.errors import TouchstreamError
 from touchstream.simulator.factory import internal
 
 RULES = load_rules(None)
@@ -21,6 +23,7 @@ NOW = 1_795_179_807_512
 HOUR = 3_600_000
 CID = home_of("loyalty_id", "L-1")
 IDS = {"loyalty_id": "L-1"}
+SCHEMA = Path(touchstream.schemas.__file__).parent / "triggers" / "v1" / "trigger.json"
 
 
 class Shopper:
@@ -167,3 +170,27 @@ def test_delivered_and_audited_envelopes_follow_the_published_schema():
     assert {d.kind for d in s.out} == {"trigger_out", "trigger_audit"}
     for decision in s.out:
         validate(decision.payload)
+
+
+def test_an_undeclared_trigger_held_on_a_profile_is_not_sent_unchecked():
+    # a trigger held by quiet hours by an older version, of a type this one does not declare
+    state = new_state(CID, "loyalty_id", "L-1", NOW)
+    state["consent"] = {"email_marketing": {"granted": True, "at": NOW}}
+    held = {"type": "vip_statuss", "cause": "c", "at": NOW, "reason": "r", "evidence": {}}
+
+    with pytest.raises(TouchstreamError, match="vip_statuss"):
+        guard(state, {**held, "rule": "vip_statuss"}, NOW, RULES)
+
+
+def test_a_trigger_whose_evidence_misses_a_declared_field_fails_the_published_schema():
+    validate = fastjsonschema.compile(json.loads(SCHEMA.read_text()))
+    state = new_state(CID, "loyalty_id", "L-1", NOW)
+    state["consent"] = {"email_marketing": {"granted": True, "at": NOW}}
+    state["points"] = 600
+    rules = replace(RULES, triggers=replace(RULES.triggers, cooldown_hours={}))
+    good = propose("reward_unlocked", "500:0", NOW, "r", {"threshold": 500, "points": 600}, "x")
+    bad = propose("reward_unlocked", "500:1", NOW, "r", {"threshold": 500}, "x")
+
+    validate(guard(state, good.payload, NOW, rules)[0])
+    with pytest.raises(fastjsonschema.JsonSchemaValueException, match="points"):
+        validate(guard(state, bad.payload, NOW, rules)[0])
