@@ -530,11 +530,6 @@ def still_expiring(state: State, proposal: dict[str, Any], rules: Rules) -> bool
     return bool(state["points"] > 0 and expiry_anchor(state) == anchor)
 
 
-def still_member(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
-    """``loyalty_welcome``: the signup it welcomes is the profile's (a merge keeps the first)."""
-    return bool(state["signup_bonus_at"] == proposal["at"])
-
-
 def still_rewarded(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
     return bool(state["points"] >= proposal["evidence"]["threshold"])
 
@@ -600,20 +595,6 @@ def signup(state: State, event: dict[str, Any], rules: Rules, decisions: list[De
     state["points"] += rules.loyalty.signup_bonus
     decisions.append(
         outcome(state, "signup_bonus", "signup", event["at"], points=rules.loyalty.signup_bonus)
-    )
-    decisions.append(
-        triggers.propose(
-            "loyalty_welcome",
-            "signup",
-            event["at"],
-            f"Joined the loyalty program with {rules.loyalty.signup_bonus} bonus points.",
-            {
-                "signup_bonus": rules.loyalty.signup_bonus,
-                "points": state["points"],
-                "joined_at": iso(event["at"]),
-            },
-            "loyalty_welcome",
-        )
     )
     return True
 

@@ -206,15 +206,6 @@ CATALOG: tuple[TriggerType, ...] = (
         cooldown_hours=24,
         evidence={"threshold": INTEGER, "points": INTEGER},
     ),
-    TriggerType(
-        "loyalty_welcome",
-        module="loyalty",
-        description="A customer joined the loyalty program (`loyalty_signup`) and got "
-        "`loyalty.signup_bonus` points.",
-        still_true="still_member",
-        cooldown_hours=0,
-        evidence={"signup_bonus": INTEGER, "points": INTEGER, "joined_at": TIME},
-    ),
 )
 
 BY_NAME: dict[str, TriggerType] = {}

@@ -378,20 +378,3 @@ def test_merging_two_ledgers_counts_a_shared_order_return_and_redemption_once(fi
     assert merged["points"] == 300 + 125 - 100
     assert merged["qualifying_spend_minor"] == 30_000 + 10_000
     assert merged["orders"]["O-1"]["ref"] == 10_000
-
-
-def test_a_new_member_who_opted_in_gets_one_welcome_with_the_bonus():
-    with open(touchstream.schemas.__path__[0] + "/triggers/v1/trigger.json", "rb") as f:
-        validate = fastjsonschema.compile(orjson.loads(f.read()))
-    m = Member().send("consent_updated", NOW - DAY, purposes=EMAIL)
-    m.send("loyalty_signup", NOW - 2 * 3_600_000)
-    m.send("loyalty_signup", NOW - 3_600_000)  # signing up again welcomes no one
-
-    assert m.triggers() == [("trigger_out", "loyalty_welcome", None)]
-    welcome = next(d.payload for d in m.stage.decisions if d.kind == "trigger_out")
-    assert welcome["evidence"] == {
-        "signup_bonus": 100,
-        "points": 100,
-        "joined_at": iso(NOW - 2 * 3_600_000),
-    }
-    validate(welcome)
