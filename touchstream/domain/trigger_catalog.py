@@ -12,16 +12,17 @@ recency rule (``recency``, or None), the default cool-down and the fields of its
 - the generated parts of the trigger JSON Schema (the ``type`` enum and the evidence of each
   type), of the shipped rules file's cool-down table and of the README's trigger table; a unit
   test (``tests/unit/domain/test_trigger_catalog.py``) fails naming the type on any difference.
-  ``python -m touchstream.domain.trigger_catalog --write`` (``make catalog``) rewrites them;
-  ``--check`` only reports.
+  ``python -m touchstream.domain.trigger_catalog --write`` (``make catalog``, in a source
+  checkout) rewrites them; ``--check`` only reports.
 
 A type whose trigger cannot stop being true must say so: ``still_true=ALWAYS`` with
 ``always_because``. A declaration without a check cannot be written, and a check that does not
 resolve to a function of the capability module fails at start-up (``resolve``, called by the
 rules validation), never silently at emit time.
 
-Pure: imports nothing outside the standard library at module level (the capability modules
-are imported by ``resolve``, which they cannot do themselves without an import cycle).
+Pure: imports only the standard library and ``touchstream.errors`` at module level, so the
+rules can import it; the capability modules are imported by ``resolve`` (they import the rules
+and ``domain.triggers``, which import this module).
 """
 
 from __future__ import annotations
