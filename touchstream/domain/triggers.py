@@ -1,11 +1,10 @@
 """The one emit path of every trigger: envelope, guard chain, delivery log (PRODUCT.md section 7).
 
-Each trigger type is declared once, in ``domain.trigger_catalog``, with its still-true check,
-recency rule and default cool-down. A capability proposes a trigger (``propose``) from event
-time only, so a replay proposes the same triggers with the same ``trigger_id``s. ``guard``
-then checks it at emit time, in the spec's order: fresh (the cause is not older than the
-freshness window, against the wall clock of ingest) -> consent -> still true -> recency ->
-frequency cap and per-type cool-down (counted in event time over delivered triggers only). A suppressed trigger is the same
+A capability proposes a trigger (``propose``) from event time only, so a replay proposes the
+same triggers with the same ``trigger_id``s. ``guard`` then checks it at emit time, in the
+spec's order: fresh (the cause is not older than the freshness window, against the wall clock
+of ingest) -> consent -> still true -> recency -> frequency cap and per-type cool-down
+(counted in event time over delivered triggers only). A suppressed trigger is the same
 envelope plus ``suppressed_reason``, for ``triggers.audit``. (``erased`` never reaches here:
 an erased customer has no profile left to propose anything; see ``domain.privacy``.)
 """
