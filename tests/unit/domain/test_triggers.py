@@ -162,16 +162,6 @@ def test_the_same_cause_gives_the_same_trigger_id():
     assert trigger_id(CID, "vip_status", "gold:O-1") != trigger_id(CID, "vip_status", "gold:O-2")
 
 
-def test_delivered_and_audited_envelopes_follow_the_published_schema():
-    path = Path(touchstream.schemas.__file__).parent / "triggers" / "v1" / "trigger.json"
-    validate = fastjsonschema.compile(json.loads(path.read_text()))
-    s = opted_in().buy("OLD-1", 300_000, NOW - 400 * MS_PER_DAY)
-    s.buy("NEW-1", 110_000, NOW)
-    assert {d.kind for d in s.out} == {"trigger_out", "trigger_audit"}
-    for decision in s.out:
-        validate(decision.payload)
-
-
 def test_an_undeclared_trigger_held_on_a_profile_is_not_sent_unchecked():
     # a trigger held by quiet hours by an older version, of a type this one does not declare
     state = new_state(CID, "loyalty_id", "L-1", NOW)
@@ -194,3 +184,13 @@ def test_a_trigger_whose_evidence_misses_a_declared_field_fails_the_published_sc
     validate(guard(state, good.payload, NOW, rules)[0])
     with pytest.raises(fastjsonschema.JsonSchemaValueException, match="points"):
         validate(guard(state, bad.payload, NOW, rules)[0])
+
+
+def test_delivered_and_audited_envelopes_follow_the_published_schema():
+    path = Path(touchstream.schemas.__file__).parent / "triggers" / "v1" / "trigger.json"
+    validate = fastjsonschema.compile(json.loads(path.read_text()))
+    s = opted_in().buy("OLD-1", 300_000, NOW - 400 * MS_PER_DAY)
+    s.buy("NEW-1", 110_000, NOW)
+    assert {d.kind for d in s.out} == {"trigger_out", "trigger_audit"}
+    for decision in s.out:
+        validate(decision.payload)
