@@ -6,7 +6,7 @@ DURATION ?= 60
 SUMMARY ?= demo-summary.json
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test chaos check lint types bench clean test-tools debian-test-packages
+.PHONY: demo test chaos check lint types bench clean test-tools debian-test-packages catalog
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
@@ -19,6 +19,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/touchstream demo --duration $(DURATION) --summary-json $(SUMMARY) $(DEMO_ARGS)
+
+# the files derived from the trigger catalog (README table, trigger schema, rules cool-downs)
+catalog: $(STAMP)
+	$(BIN)/python -m touchstream.domain.trigger_catalog --write
 
 # the whole suite, with the short form of the reliability scenarios marked chaos_short
 test: $(STAMP) test-tools

@@ -29,6 +29,11 @@ class TopicError(ConfigError):
         self.topic = topic
 
 
+class TriggerCatalogError(TouchstreamError):
+    """A trigger type is undeclared, declared twice or declared without a resolvable check
+    (domain/trigger_catalog.py); raised at start-up, or by a capability proposing it."""
+
+
 class AccessDenied(TouchstreamError):
     """The broker denies the worker a permission it needs; the message names the principal,
     the operation, the resource and the ``kafka-acls`` command granting it."""

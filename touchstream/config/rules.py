@@ -14,7 +14,8 @@ from typing import Any
 
 from touchstream.config.currencies import exponent
 from touchstream.config.typed import build
-from touchstream.errors import ConfigError
+from touchstream.domain import trigger_catalog
+from touchstream.errors import ConfigError, TriggerCatalogError
 
 IDENTIFIER_KINDS = ("customer_id", "loyalty_id", "email", "phone", "device_id", "anonymous_id")
 
@@ -307,17 +308,8 @@ class TriggerRules:
     freshness_hours: int = 24
     frequency_cap: int = 3
     frequency_window_hours: int = 24
-    cooldown_hours: dict[str, int] = field(
-        default_factory=lambda: {
-            "abandoned_cart": 16,
-            "browse_abandoned": 24,
-            "vip_status": 24,
-            "tier_downgrade_risk": 24,
-            "win_back": 24,
-            "points_expiring": 24,
-            "reward_unlocked": 24,
-        }
-    )
+    # per trigger type; the defaults are the catalog's (domain/trigger_catalog.py)
+    cooldown_hours: dict[str, int] = field(default_factory=trigger_catalog.default_cooldowns)
     rule_versions: dict[str, int] = field(default_factory=dict)
     quiet_hours: QuietHours | None = None
 
@@ -328,17 +320,12 @@ class TriggerRules:
             if kind not in TRIGGER_TYPES:
                 raise ConfigError(f"{path}.cooldown_hours.{kind}", "unknown trigger type")
             _non_negative(f"{path}.cooldown_hours", kind, hours)
+        for kind in self.rule_versions:
+            if kind not in TRIGGER_TYPES:
+                raise ConfigError(f"{path}.rule_versions.{kind}", "unknown trigger type")
 
 
-TRIGGER_TYPES = (
-    "abandoned_cart",
-    "browse_abandoned",
-    "vip_status",
-    "tier_downgrade_risk",
-    "win_back",
-    "points_expiring",
-    "reward_unlocked",
-)
+TRIGGER_TYPES = trigger_catalog.TRIGGER_TYPES  # declared in domain/trigger_catalog.py
 
 
 @dataclass(frozen=True)
@@ -354,6 +341,12 @@ class Rules:
 
     def check(self, path: str) -> None:
         _positive(path, "version", self.version)
+        # every declared type's still-true and recency checks exist: a start-up error, not
+        # a trigger sent unchecked
+        try:
+            trigger_catalog.resolve()
+        except TriggerCatalogError as exc:
+            raise ConfigError("trigger catalog", str(exc)) from exc
 
 
 def default_rules_text() -> str:

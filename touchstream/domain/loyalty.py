@@ -536,6 +536,23 @@ def still_expiring(state: State, proposal: dict[str, Any], rules: Rules) -> bool
     return bool(state["points"] > 0 and expiry_anchor(state) == anchor)
 
 
+def still_rewarded(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
+    return bool(state["points"] >= proposal["evidence"]["threshold"])
+
+
+def purchased_recently(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
+    """``vip_status``'s recency rule: a purchase within ``vip_recency_days`` (and never beyond
+    ``vip_max_lapse_days``) of the trigger's time."""
+    last = state["last_purchase_at"]
+    if last is None:
+        return False
+    age = proposal["at"] - last
+    loyalty = rules.loyalty
+    return age <= loyalty.vip_recency_days * MS_PER_DAY and age <= (
+        loyalty.vip_max_lapse_days * MS_PER_DAY
+    )
+
+
 # --- events ---------------------------------------------------------------------------------
 
 

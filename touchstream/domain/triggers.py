@@ -14,14 +14,14 @@ anything; see ``domain.privacy``.)
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from datetime import time as daytime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from touchstream.config.rules import Rules
-from touchstream.domain.clock import MS_PER_DAY, iso
+from touchstream.domain import trigger_catalog
+from touchstream.domain.clock import iso
 from touchstream.domain.decision import Decision
 from touchstream.domain.state import State
 
@@ -51,7 +51,9 @@ def trigger_id(customer_id: str, kind: str, cause: str) -> str:
 def propose(
     kind: str, cause: str, at: int, reason: str, evidence: dict[str, Any], rule: str
 ) -> Decision:
-    """A trigger a capability decided on; ``cause`` names what caused it, uniquely per type."""
+    """A trigger a capability decided on; ``cause`` names what caused it, uniquely per type.
+    ``kind`` must be declared in the trigger catalog (``domain/trigger_catalog.py``)."""
+    trigger_catalog.entry(kind)
     return Decision(
         "trigger",
         {
@@ -70,50 +72,12 @@ def channels(state: State) -> list[str]:
     return [name for name, purpose in CHANNELS if consent.get(purpose, {}).get("granted")]
 
 
-def _still_rewarded(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
-    return bool(state["points"] >= proposal["evidence"]["threshold"])
-
-
-def _loyalty() -> Any:
-    from touchstream.domain import loyalty  # loyalty proposes triggers
-
-    return loyalty
-
-
-def _still_abandoned(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
-    from touchstream.domain.carts import still_abandoned  # carts propose triggers
-
-    return still_abandoned(state, proposal, rules)
-
-
-# "still true" per trigger type: the state the trigger speaks of still holds when it leaves
-STILL_TRUE: dict[str, Callable[[State, dict[str, Any], Rules], bool]] = {
-    "vip_status": lambda s, p, r: _loyalty().still_vip(s, p, r),
-    "tier_downgrade_risk": lambda s, p, r: _loyalty().still_at_risk(s, p, r),
-    "points_expiring": lambda s, p, r: _loyalty().still_expiring(s, p, r),
-    "reward_unlocked": _still_rewarded,
-    "abandoned_cart": _still_abandoned,
-}
-
-
-def _recent_enough(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
-    if proposal["type"] != "vip_status":
-        return True
-    last = state["last_purchase_at"]
-    if last is None:
-        return False
-    age = proposal["at"] - last
-    loyalty = rules.loyalty
-    return age <= loyalty.vip_recency_days * MS_PER_DAY and age <= (
-        loyalty.vip_max_lapse_days * MS_PER_DAY
-    )
-
-
 def guard(
     state: State, proposal: dict[str, Any], now_ms: int, rules: Rules
 ) -> tuple[dict[str, Any], str | None]:
     """The envelope, and why it must not be sent (None: deliver it). Records a delivery."""
     kind, at = proposal["type"], proposal["at"]
+    still, recent = trigger_catalog.checks(kind)  # an undeclared type is an error
     envelope = {
         "trigger_id": trigger_id(state["customer_id"], kind, proposal["cause"]),
         "schema_version": SCHEMA_VERSION,
@@ -134,10 +98,9 @@ def guard(
         return envelope, STALE
     if not envelope["channels"]:
         return envelope, NO_CONSENT
-    still = STILL_TRUE.get(kind)
     if still is not None and not still(state, proposal, rules):
         return envelope, NO_LONGER_TRUE
-    if not _recent_enough(state, proposal, rules):
+    if recent is not None and not recent(state, proposal, rules):
         return envelope, NOT_RECENT
     window = t.frequency_window_hours * HOUR_MS
     if sum(1 for d in delivered if at - window < d[1] <= at) >= t.frequency_cap:

@@ -1,6 +1,6 @@
 """Every topic Touchstream reads or writes (names before the optional TOUCHSTREAM_TOPIC_PREFIX)."""
 
-from touchstream.config.rules import TRIGGER_TYPES
+from touchstream.domain.trigger_catalog import TRIGGER_TOPICS
 
 TOUCHPOINTS = "touchpoints"
 # the privileged input: erasure, access, redemption and consent grants (domain.privileged);
@@ -22,7 +22,6 @@ LOYALTY_OUTCOMES = "loyalty.outcomes"
 TRIGGERS_AUDIT = "triggers.audit"
 PRIVACY_RECEIPTS = "privacy.receipts"
 PRIVACY_EXPORTS = "privacy.exports"
-TRIGGER_TOPICS = {kind: f"triggers.{kind}" for kind in TRIGGER_TYPES}
 
 OUTPUTS = (
     DLQ,

@@ -5,7 +5,13 @@ from pathlib import Path
 
 import pytest
 
-from touchstream.config.rules import Rules, default_rules_text, load_rules, parse_rules
+from touchstream.config.rules import (
+    TRIGGER_TYPES,
+    Rules,
+    default_rules_text,
+    load_rules,
+    parse_rules,
+)
 from touchstream.errors import ConfigError
 
 MEMBER_SILVER_GOLD = """
@@ -83,16 +89,18 @@ def test_trigger_defaults(defaults):
     triggers = defaults.triggers
     assert triggers.freshness_hours == 24
     assert (triggers.frequency_cap, triggers.frequency_window_hours) == (3, 24)
+    # the spec's cool-downs; every declared trigger type has one (domain/trigger_catalog.py)
     assert triggers.cooldown_hours["abandoned_cart"] == 16
-    assert set(triggers.cooldown_hours) == {
-        "abandoned_cart",
+    spec_types = (
         "browse_abandoned",
         "vip_status",
         "tier_downgrade_risk",
         "win_back",
         "points_expiring",
         "reward_unlocked",
-    }
+    )
+    assert all(triggers.cooldown_hours[kind] == 24 for kind in spec_types)
+    assert set(triggers.cooldown_hours) == set(TRIGGER_TYPES)
     assert triggers.quiet_hours is None
 
 
@@ -163,6 +171,10 @@ def test_wrong_type_names_the_key(text, key):
         (
             "[triggers.cooldown_hours]\nabandoned_carts = 16\n",
             "rules.triggers.cooldown_hours.abandoned_carts",
+        ),
+        (
+            "[triggers.rule_versions]\nvip_statuss = 2\n",
+            "rules.triggers.rule_versions.vip_statuss",
         ),
         ('[triggers.quiet_hours]\nbegin = "21:00"\n', "rules.triggers.quiet_hours.begin"),
     ],

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import fastjsonschema
+import pytest
 
 import touchstream.schemas
 from touchstream.config.rules import load_rules
@@ -19,6 +20,7 @@ from touchstream.domain.identity import home_of
 from touchstream.domain.linking import handle
 from touchstream.domain.timers import fire
 from touchstream.domain.triggers import guard, propose, trigger_id
+from touchstream.errors import TouchstreamError
 from touchstream.simulator.factory import internal
 
 RULES = load_rules(None)
@@ -26,6 +28,7 @@ NOW = 1_795_179_807_512
 HOUR = 3_600_000
 CID = home_of("loyalty_id", "L-1")
 IDS = {"loyalty_id": "L-1"}
+SCHEMA = Path(touchstream.schemas.__file__).parent / "triggers" / "v1" / "trigger.json"
 
 
 class Shopper:
@@ -162,6 +165,30 @@ def test_cool_down_per_type_and_freshness():
 def test_the_same_cause_gives_the_same_trigger_id():
     assert trigger_id(CID, "vip_status", "gold:O-1") == trigger_id(CID, "vip_status", "gold:O-1")
     assert trigger_id(CID, "vip_status", "gold:O-1") != trigger_id(CID, "vip_status", "gold:O-2")
+
+
+def test_an_undeclared_trigger_held_on_a_profile_is_not_sent_unchecked():
+    # a trigger held by quiet hours by an older version, of a type this one does not declare
+    state = new_state(CID, "loyalty_id", "L-1", NOW)
+    state["consent"] = {"email_marketing": {"granted": True, "at": NOW}}
+    held = {"type": "vip_statuss", "cause": "c", "at": NOW, "reason": "r", "evidence": {}}
+
+    with pytest.raises(TouchstreamError, match="vip_statuss"):
+        guard(state, {**held, "rule": "vip_statuss"}, NOW, RULES)
+
+
+def test_a_trigger_whose_evidence_misses_a_declared_field_fails_the_published_schema():
+    validate = fastjsonschema.compile(json.loads(SCHEMA.read_text()))
+    state = new_state(CID, "loyalty_id", "L-1", NOW)
+    state["consent"] = {"email_marketing": {"granted": True, "at": NOW}}
+    state["points"] = 600
+    rules = replace(RULES, triggers=replace(RULES.triggers, cooldown_hours={}))
+    good = propose("reward_unlocked", "500:0", NOW, "r", {"threshold": 500, "points": 600}, "x")
+    bad = propose("reward_unlocked", "500:1", NOW, "r", {"threshold": 500}, "x")
+
+    validate(guard(state, good.payload, NOW, rules)[0])
+    with pytest.raises(fastjsonschema.JsonSchemaValueException, match="points"):
+        validate(guard(state, bad.payload, NOW, rules)[0])
 
 
 def test_delivered_and_audited_envelopes_follow_the_published_schema():
