@@ -31,7 +31,8 @@ DECISION_LATENCY = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 PROFILE_UPDATES = Counter(
-    "touchstream_profile_updates_total", "Profile versions published to profiles.updates"
+    "touchstream_profile_updates_total",
+    "Profile updates published to profiles.updates (one per customer per fetch)",
 )
 REDIS_SYNC_ERRORS = Counter(
     "touchstream_redis_sync_errors_total", "Failed Redis profile writes (retried)"

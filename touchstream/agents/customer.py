@@ -23,6 +23,7 @@ from touchstream.domain.privacy import unconfirmed
 from touchstream.domain.profile import aliases
 from touchstream.domain.sessions import published
 from touchstream.domain.timers import fire, next_due, pending
+from touchstream.errors import TouchstreamError
 from touchstream.streams import topics
 from touchstream.streams.delivery import Finisher, Handler
 from touchstream.streams.isolation import (
@@ -42,6 +43,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# event ids a coalesced profile update lists (the newest; ``events_covered`` counts them all):
+# enough for every event of a customer in one fetch of real traffic, bounded for a bot's
+UPDATE_EVENT_IDS = 64
+
 
 def make_customer_handler(t: Topology) -> Handler:
     """One partition's records of a fetch, in offset order; its states are written by the
@@ -59,13 +64,23 @@ def make_customer_handler(t: Topology) -> Handler:
         skip: dict[int, Failure] = {}
         timer_faults: dict[int, set[str]] = {}  # per record: customers whose timers raised
         parked_timers: list[tuple[Any, Failure]] = []
+        coalesce = True  # off once a coalesced projection raised: then per record, to find it
         while True:
             cache = StateCache(t.customers, t.live_states)
             unwritten.append(cache)
             mark, clock = t.outbox.mark(), t.timers.checkpoint(partition)
             undo.begin()
             try:
-                _apply_batch(t, cache, stage, partition, messages, skip, timer_faults)
+                _apply_batch(t, cache, stage, partition, messages, skip, timer_faults, coalesce)
+            except Recheck:
+                # a customer's last state of the batch raised in its projection or output:
+                # the batch again with one projection per record, which names the record
+                undo.rollback()
+                t.outbox.take_back(mark)
+                t.timers.restore(partition, clock)
+                unwritten.remove(cache)
+                coalesce = False
+                continue
             except RecordFailed as failed:
                 # nothing of this run survives; the table still holds the batch's start
                 undo.rollback()
@@ -73,6 +88,7 @@ def make_customer_handler(t: Topology) -> Handler:
                 t.timers.restore(partition, clock)
                 unwritten.remove(cache)
                 failure = failed.failure
+                coalesce = True  # the record is named: coalesced again, without it
                 if failure.timer is not None:
                     timer_faults.setdefault(failure.index, set()).add(failure.timer)
                     parked_timers.append((messages[failure.index], failure))
@@ -143,13 +159,20 @@ def _apply_batch(
     messages: list[Any],
     skip: dict[int, Any],
     timer_faults: dict[int, set[str]],
+    coalesce: bool = True,
 ) -> None:
     """Each record through the pure core, in offset order: its states into ``cache``, its
-    output into the outbox. A record that raises stops the run with ``RecordFailed``."""
+    output into the outbox. A record that raises stops the run with ``RecordFailed``.
+
+    With ``coalesce``, each customer's profile is projected once, from its last state of the
+    batch (``Coalesced``): one Redis write and one ``profiles.updates`` record naming every
+    event it covers, not one per record. A projection that raises then stops the run with
+    ``Recheck``, and the batch runs again with a projection per record."""
     rules = t.rules
     index = t.timers
     faults = t.faults
     tally = metrics.Tally()
+    latest: dict[bytes, Coalesced] | None = {} if coalesce else None
     for position, message in enumerate(messages):
         if position in skip:
             continue
@@ -161,25 +184,29 @@ def _apply_batch(
             kind = msg.get("k", "ev")
             if faults:
                 faults.check("codec", msg.get("id"))
-            if (
-                kind == "tick"
-            ):  # an idle partition's clock moving on (docs/domain.md, "Idle fallback")
+            wall = 0.0
+            clock: int | None = None
+            if kind == "tick":
+                # an idle partition's clock moving on (docs/domain.md, "Idle fallback")
                 clock = index.advance(partition, msg["at"])
-                _fire_due(t, cache, stage, tally, partition, clock, msg, timer_faults.get(position))
+            else:
+                wall = time.time()
+                if kind == "ev":  # timers due by the event's time fire before it is applied
+                    clock = index.advance_event(partition, msg, int(wall * 1000))  # skew past rt
+                    if clock < msg["at"]:
+                        tally.inc(metrics.EVENT_TIME_CAPPED)
+            if clock is not None:
+                failed = timer_faults.get(position)
+                _fire_due(t, cache, stage, tally, partition, clock, msg, latest, failed)
+            if kind == "tick":
                 continue
-            wall = time.time()
-            if kind == "ev":  # timers due by the event's time fire before it is applied
-                clock = index.advance_event(partition, msg, int(wall * 1000))  # skew past rt
-                if clock < msg["at"]:
-                    tally.inc(metrics.EVENT_TIME_CAPPED)
-                _fire_due(t, cache, stage, tally, partition, clock, msg, timer_faults.get(position))
             stage.now = "codec"
             state = cache.get(key)
             stage.now = "core"
             step = handle(key.decode(), state, msg, rules)
             if faults:  # after the core changed the state in place: that must not survive
                 faults.check("core" if kind in EXTERNAL_KINDS else "internal", msg.get("id"))
-            _execute(t, cache, stage, tally, key, partition, step, msg, state)
+            _execute(t, cache, stage, tally, key, partition, step, msg, state, latest)
         except TimerFailed as exc:
             failure = Failure(position, "timer", exc.error, False, exc.customer_id)
             raise RecordFailed(failure) from exc.error
@@ -190,7 +217,28 @@ def _apply_batch(
             tally.inc(metrics.EVENTS_APPLIED, msg["type"])
             tally.observe(metrics.DECISION_LATENCY, max(wall - msg["rt"] / 1000, 0.0))
             tally.observe(metrics.EVENT_TIME_LAG, max(wall - msg["at"] / 1000, 0.0))
+    if latest:
+        try:
+            for key, last in latest.items():
+                _project(t, stage, tally, key, last.state, last.identifiers_changed, last.events)
+        except Exception as exc:
+            raise Recheck from exc
     tally.apply()
+
+
+class Recheck(TouchstreamError):
+    """A coalesced projection raised: the batch runs again with one projection per record."""
+
+
+class Coalesced:
+    """A customer's last state of the batch and the events its one profile update covers."""
+
+    __slots__ = ("events", "identifiers_changed", "state")
+
+    def __init__(self, state: dict[str, Any], identifiers_changed: bool, event_id: str) -> None:
+        self.state = state
+        self.identifiers_changed = identifiers_changed
+        self.events = [event_id]
 
 
 def _fire_due(
@@ -201,6 +249,7 @@ def _fire_due(
     partition: int,
     clock: int,
     msg: dict[str, Any],
+    latest: dict[bytes, Coalesced] | None,
     failed: set[str] | None = None,
 ) -> None:
     """Each customer's due timers; one whose timers raise is reported as ``TimerFailed`` (the
@@ -218,7 +267,7 @@ def _fire_due(
                 faults.check("timer", customer_id)
             if step.store is not None or step.delete:
                 tally.inc(metrics.TIMERS_FIRED)
-            _execute(t, cache, stage, tally, ckey, partition, step, msg, old)
+            _execute(t, cache, stage, tally, ckey, partition, step, msg, old, latest)
         except Exception as exc:
             raise TimerFailed(customer_id, exc) from exc
 
@@ -233,6 +282,7 @@ def _execute(
     step: Step,
     msg: dict[str, Any],
     before: dict[str, Any] | None,
+    latest: dict[bytes, Coalesced] | None = None,
 ) -> None:
     if step.dropped:
         tally.inc(metrics.ERASED_DROPPED, msg.get("k", "ev"))
@@ -246,6 +296,8 @@ def _execute(
             _publish(t, tally, decision, before)
         return
     if step.delete or erased:
+        if latest is not None:  # its update would come after the removal: it never leaves
+            latest.pop(key, None)
         gone = aliases(before) if before else []
         if msg.get("k") in ("drop", "forget"):  # a stale alias may still name this home
             gone.append((msg["via"][0], msg["via"][1]))
@@ -284,23 +336,64 @@ def _execute(
         _publish(t, tally, decision, before)
     if step.store is None or step.delete:
         return
+    event_id = msg.get("id", "")
+    if latest is not None and "erased_at" not in step.store:  # (an erasure's notice: at once)
+        last = latest.get(key)
+        if last is None:
+            latest[key] = Coalesced(step.store, step.identifiers_changed, event_id)
+        else:
+            last.state = step.store
+            last.identifiers_changed = last.identifiers_changed or step.identifiers_changed
+            last.events.append(event_id)
+        return
+    _project(t, stage, tally, key, step.store, step.identifiers_changed, [event_id])
+
+
+def _project(
+    t: Topology,
+    stage: Stage,
+    tally: metrics.Tally,
+    key: bytes,
+    state: dict[str, Any],
+    identifiers_changed: bool,
+    events: list[str],
+) -> None:
+    """The served profile of ``state`` to Redis and ``profiles.updates``, saying which events
+    (ids, oldest first) it is the profile after: the last ``UPDATE_EVENT_IDS`` of them are
+    listed, all counted (README, "Topics")."""
     stage.now = "projection"
-    profile = t.profile_of(step.store)
+    profile = t.profile_of(state)
     customer_id = key.decode()
     if profile is None:  # erased: downstream copies must go too
-        notice = {"customer_id": customer_id, "erased": True, "version": step.store["version"]}
+        notice = {"customer_id": customer_id, "erased": True, "version": state["version"]}
         _send(t, topics.PROFILES_UPDATES, customer_id, notice)
         return
-    new_aliases = aliases(step.store) if step.identifiers_changed else None
+    new_aliases = aliases(state) if identifiers_changed else None
     t.redis_sync.submit(profile["customer_id"], profile, new_aliases)
     faults = t.faults
     if faults:  # after the Redis write was queued: it must not survive
-        faults.check("projection", msg.get("id"))
+        for event_id in events:
+            faults.check("projection", event_id)
     stage.now = "output"
-    update = dict(profile, event_id=msg.get("id", ""))
-    _send(t, topics.PROFILES_UPDATES, customer_id, update)
+    update = dict(
+        profile,
+        event_id=events[-1],
+        event_ids=[e for e in events if e][-UPDATE_EVENT_IDS:],  # (a timer's record: no id)
+        events_covered=len(events),
+    )
+    name, key, value = (
+        t.settings.topic(topics.PROFILES_UPDATES),
+        customer_id.encode(),
+        orjson.dumps(update),
+    )
+    if len(events) > 1 and not t.outbox.fits(name, key, value):
+        # over the topic's limit with every event named: one update per record instead, so
+        # only the one that is too large on its own goes to the DLQ (as without coalescing)
+        raise Recheck(f"coalesced profile update of {customer_id} over the limit of {name}")
+    t.outbox.add(name, key, value)
     if faults:  # after the profile update was queued: it must not leave
-        faults.check("output", msg.get("id"))
+        for event_id in events:
+            faults.check("output", event_id)
     tally.inc(metrics.PROFILE_UPDATES)
 
 

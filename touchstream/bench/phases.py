@@ -210,12 +210,15 @@ class OutputReader:
             for messages in batches.values():
                 for message in messages:
                     self.records += 1
-                    eid = loads(message.value)["event_id"]
-                    if eid in self.arrivals:
-                        self.duplicates += 1
-                        continue
-                    self.arrivals[eid] = message.timestamp
-                    self._new.append(eid)
+                    update = loads(message.value)
+                    # a profile update covers every event of its customer in the worker's
+                    # fetch (README, "Topics"): each counts as arrived with it
+                    for eid in update.get("event_ids") or (update.get("event_id", ""),):
+                        if eid in self.arrivals:
+                            self.duplicates += 1
+                            continue
+                        self.arrivals[eid] = message.timestamp
+                        self._new.append(eid)
 
 
 async def await_outputs(

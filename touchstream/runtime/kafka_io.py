@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,11 +135,13 @@ def read_topic(
     timeout_s: float = 30.0,
     settle_s: float = 1.0,
     settings: Settings | None = None,
+    until: Callable[[list[Out]], bool] | None = None,
 ) -> list[Out]:
     """All records of ``topic`` from the beginning.
 
-    Stops once ``expect`` records arrived (then waits ``settle_s`` more to catch extras),
-    or, without ``expect``, when no record arrived for ``settle_s``; never after ``timeout_s``.
+    Stops once ``expect`` records arrived, or ``until`` holds of the records read (then waits
+    ``settle_s`` more to catch extras), or, without either, when no record arrived for
+    ``settle_s``; never after ``timeout_s``.
     """
 
     async def run() -> list[Out]:
@@ -178,8 +180,9 @@ def read_topic(
                 now = time.monotonic()
                 if got:
                     quiet_since = now
-                if expect is not None:
-                    if len(out) >= expect and reached_at is None:
+                if expect is not None or until is not None:
+                    done = len(out) >= expect if expect is not None else bool(until and until(out))
+                    if done and reached_at is None:
                         reached_at = now
                     if reached_at is not None and now - reached_at >= settle_s:
                         break
@@ -190,3 +193,31 @@ def read_topic(
             await consumer.stop()
 
     return asyncio.run(run())
+
+
+def covered_events(updates: Iterable[Out]) -> list[str]:
+    """The event ids ``profiles.updates`` records say they are the profile after, in order:
+    one update covers every event of its customer in a fetch (README, "Topics")."""
+    out: list[str] = []
+    for update in updates:
+        value = update.json()
+        out.extend(value.get("event_ids") or ([value["event_id"]] if "event_id" in value else []))
+    return out
+
+
+def read_updates(
+    bootstrap: str,
+    topic: str,
+    covering: Iterable[str],
+    timeout_s: float = 30.0,
+    settings: Settings | None = None,
+) -> list[Out]:
+    """``profiles.updates`` from the beginning, once they cover every event id of ``covering``."""
+    wanted = set(covering)
+    return read_topic(
+        bootstrap,
+        topic,
+        timeout_s=timeout_s,
+        settings=settings,
+        until=lambda out: wanted <= set(covered_events(out)),
+    )

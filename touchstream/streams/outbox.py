@@ -304,6 +304,15 @@ class Outbox:
             return
         self._records[(topic, partition)].append((key, value))
 
+    def fits(self, topic: str, key: bytes | None, value: bytes | None) -> bool:
+        """Whether ``add`` would queue the record, not set it aside as over the topic's limit."""
+        room = self.limits.rooms.get(topic, _UNKNOWN)
+        if room is None:
+            return True
+        if room is not _UNKNOWN:
+            return (len(key) if key else 0) + (len(value) if value else 0) <= room
+        return self.limits.over(topic, key, value) is None
+
     def mark(self) -> tuple[dict[tuple[str, int | None], int], int]:
         """Where the collected records end now, to take back what is added after it."""
         return {slot: len(records) for slot, records in self._records.items()}, len(self._oversized)
