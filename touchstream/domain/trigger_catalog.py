@@ -1,7 +1,7 @@
 """The trigger catalog: every trigger type declared once.
 
 A declaration names the type, the capability module under ``touchstream.domain`` that proposes
-it, the check that the state it speaks of still holds at emit time (``still_true``), the
+it (a dotted path inside a package: ``loyalty.tiers``), the check that the state it speaks of still holds at emit time (``still_true``), the
 recency rule (``recency``, or None), the default cool-down and the fields of its ``evidence``
 (JSON Schema fragments). Everything else derives from it:
 
@@ -48,6 +48,7 @@ Check = Callable[[dict[str, Any], dict[str, Any], "Rules"], bool]
 
 ALWAYS = "always"  # still_true of a type whose cause cannot be undone before it is sent
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_MODULE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$")  # a dotted path: loyalty.tiers
 
 # JSON Schema fragments the declarations share
 STRING: Mapping[str, Any] = {"type": "string"}
@@ -70,7 +71,7 @@ def list_of(**fields: Mapping[str, Any]) -> Mapping[str, Any]:
 @dataclass(frozen=True)
 class TriggerType:
     name: str
-    module: str  # capability module under touchstream.domain that proposes it
+    module: str  # capability module under touchstream.domain that proposes it (dotted path)
     description: str  # one line, for the README table
     still_true: str  # a function of ``module``, or ALWAYS
     cooldown_hours: int  # the default of [triggers.cooldown_hours]
@@ -81,7 +82,7 @@ class TriggerType:
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
             raise TriggerCatalogError(f"trigger type {self.name!r}: name must be snake_case")
-        if not _NAME.match(self.module):
+        if not _MODULE.match(self.module):
             raise TriggerCatalogError(f"trigger type {self.name}: module must be a module name")
         if not self.still_true:
             raise TriggerCatalogError(
@@ -99,6 +100,11 @@ class TriggerType:
     @property
     def topic(self) -> str:
         return f"triggers.{self.name}"
+
+    @property
+    def path(self) -> str:
+        """The capability module's file, as the README names it: ``domain/loyalty/tiers.py``."""
+        return f"domain/{self.module.replace('.', '/')}.py"
 
     def evidence_schema(self) -> dict[str, Any]:
         return {
@@ -141,7 +147,7 @@ CATALOG: tuple[TriggerType, ...] = (
     ),
     TriggerType(
         "vip_status",
-        module="loyalty",
+        module="loyalty.tiers",
         description="The tier held became the top tier.",
         still_true="still_vip",
         recency="purchased_recently",
@@ -156,7 +162,7 @@ CATALOG: tuple[TriggerType, ...] = (
     ),
     TriggerType(
         "tier_downgrade_risk",
-        module="loyalty",
+        module="loyalty.tiers",
         description="The spend fell below the tier held: its grace period started.",
         still_true="still_at_risk",
         cooldown_hours=24,
@@ -186,7 +192,7 @@ CATALOG: tuple[TriggerType, ...] = (
     ),
     TriggerType(
         "points_expiring",
-        module="loyalty",
+        module="loyalty.expiry",
         description="The points balance expires in `loyalty.expiry_warning_days` without "
         "a purchase.",
         still_true="still_expiring",
@@ -200,7 +206,7 @@ CATALOG: tuple[TriggerType, ...] = (
     ),
     TriggerType(
         "reward_unlocked",
-        module="loyalty",
+        module="loyalty.rewards",
         description="The points balance crossed a `loyalty.reward_thresholds` threshold "
         "from below.",
         still_true="still_rewarded",
@@ -337,7 +343,7 @@ def readme_table() -> str:
         recency = f"`{e.recency}`" if e.recency else "-"
         evidence = ", ".join(f"`{name}`" for name in e.evidence)
         lines.append(
-            f"| `{e.name}` | `domain/{e.module}.py` | {_cell(e.description)} | {_cell(still)} | "
+            f"| `{e.name}` | `{e.path}` | {_cell(e.description)} | {_cell(still)} | "
             f"{recency} | {e.cooldown_hours} | {evidence} |"
         )
     return "\n".join(lines) + "\n"

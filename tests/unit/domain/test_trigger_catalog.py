@@ -75,9 +75,12 @@ def test_every_trigger_type_has_its_topic_and_nothing_else_does():
 
 
 def _proposals() -> list[tuple[str, str, ast.Call]]:
-    """(module, type, call) for every ``propose(...)`` call of the domain's modules."""
+    """(module, type, call) for every ``propose(...)`` call of the domain's modules, those of
+    its packages included (``loyalty.tiers``: the module's dotted path under the domain)."""
     found = []
-    for path in sorted(Path(touchstream.domain.__file__).parent.glob("*.py")):
+    root = Path(touchstream.domain.__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        module = ".".join(path.relative_to(root).with_suffix("").parts)
         for node in ast.walk(ast.parse(path.read_text("utf-8"))):
             if not isinstance(node, ast.Call):
                 continue
@@ -87,7 +90,7 @@ def _proposals() -> list[tuple[str, str, ast.Call]]:
                 continue
             kind = node.args[0]
             assert isinstance(kind, ast.Constant), f"{path.name}:{node.lineno}: a literal type"
-            found.append((path.stem, kind.value, node))
+            found.append((module, kind.value, node))
     return found
 
 
@@ -105,7 +108,7 @@ def test_every_proposal_in_the_code_is_declared_with_its_module_evidence_and_rul
             or sorted(keys) != sorted(entry.evidence)
             or not (isinstance(rule, ast.Constant) and rule.value == kind)
         ):
-            wrong.append(f"{module}.py:{call.lineno} {kind}")
+            wrong.append(f"{module}:{call.lineno} {kind}")
 
     assert wrong == []
     assert sorted({kind for _, kind, _ in proposals}) == sorted(NAMES), "declared, never proposed"
@@ -121,12 +124,14 @@ def test_every_declared_check_resolves_to_a_function_of_its_module():
         assert (recency is None) == (entry.recency is None)
         if still is not None:
             assert still.__module__ == f"touchstream.domain.{entry.module}"
+        if recency is not None:
+            assert recency.__module__ == f"touchstream.domain.{entry.module}"
 
 
 def _declared(**changes):
     fields = {
         "name": "points_doubled",
-        "module": "loyalty",
+        "module": "loyalty.rewards",
         "description": "d",
         "still_true": "still_rewarded",
         "cooldown_hours": 24,

@@ -1,0 +1,113 @@
+"""Pricing: the points an order earns and a refund takes back.
+
+An order earns on its value with bonus campaigns applied, times the multiplier of the tier its
+history held before it in event time (``domain.loyalty.tiers``); a refund takes back its share.
+An order or a return arriving late prices the orders placed after it again (``reprice``), so a
+merge of two profiles prices their orders exactly as one profile that had seen them all
+(``domain.fold``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from touchstream.config.rules import Rules
+from touchstream.domain.decision import Decision
+from touchstream.domain.loyalty.outcomes import outcome
+from touchstream.domain.loyalty.tiers import multiplier_before
+from touchstream.domain.state import State
+
+
+def reversed_points(order: dict[str, Any]) -> int:
+    """Points a refund took back: proportional, rounded up, never more than the order earned."""
+    net, ref, pts = order["net"], order.get("ref", 0), order["pts"]
+    if net <= 0 or ref <= 0 or pts <= 0:
+        return 0
+    return min(pts, -(-pts * ref // net))
+
+
+def held_points(order: dict[str, Any]) -> int:
+    return int(order["pts"]) - reversed_points(order)
+
+
+def effective_value(props: dict[str, Any], net: int, at: int, rules: Rules) -> int:
+    """The order's value in thousandths, with bonus campaigns applied (no float money).
+
+    A campaign boosts the items of its category (or the whole order when it names none) while
+    ``at`` is inside its dates; an item in two campaigns gets the larger multiplier, they do not
+    stack. The order's net is shared between its items by their gross value.
+    """
+    active = [c for c in rules.loyalty.campaigns if c.active(at)]
+    if not active:
+        return net * 1000
+    items = props.get("items") or []
+    gross = [(i["quantity"] * i["unit_price_minor"], i.get("category", "")) for i in items]
+    total = sum(g for g, _ in gross)
+
+    def boost(category: str | None) -> int:
+        factors = [c.per_mille for c in active if not c.category or c.category == category]
+        return max([1000, *factors])
+
+    if total <= 0:
+        return net * boost(None)
+    weighted = sum(g * boost(category) for g, category in gross)
+    return net * weighted // total
+
+
+def earned_points(effective: int, multiplier: float, rules: Rules) -> int:
+    """Whole points, rounded down, from a value in thousandths and a tier multiplier."""
+    per_mille = round(multiplier * 1000)
+    return (effective * rules.loyalty.points_per_unit * per_mille) // (
+        rules.program.minor_per_unit * 1_000_000
+    )
+
+
+def _in_time(item: tuple[str, dict[str, Any]]) -> tuple[int, str]:
+    return item[1]["at"], item[0]
+
+
+def priced(
+    orders: dict[str, Any], returns: dict[str, Any], rules: Rules, after: tuple[int, str] = (0, "")
+) -> dict[str, tuple[int, float]]:
+    """(points, multiplier) of each order placed after ``after`` in event time (ties by id),
+    priced at the tier its history held before it: what one profile that saw every order and
+    return in event time would have earned, whatever order they arrived in."""
+    history: State = {"orders": {}, "returns": returns}
+    out: dict[str, tuple[int, float]] = {}
+    for order_id, order in sorted(orders.items(), key=_in_time):
+        if (order["at"], order_id) > after:
+            multiplier = multiplier_before(history, order["at"], rules)
+            effective = order.get("eff", order["net"] * 1000)
+            out[order_id] = (earned_points(effective, multiplier, rules), multiplier)
+        history["orders"][order_id] = order
+    return out
+
+
+def reprice(
+    state: State, after: tuple[int, str], at: int, rules: Rules, decisions: list[Decision]
+) -> None:
+    """Price again the orders placed after ``after``: an order or a return arriving late (from
+    another partition, or after a merge) changes the tier those orders were placed in. Each
+    change of an order's points is published as ``points_repriced`` at ``at``."""
+    if not any((o["at"], k) > after for k, o in state["orders"].items()):
+        return  # in-order arrival, the usual case: nothing was placed later
+    for order_id, (points, multiplier) in priced(
+        state["orders"], state["returns"], rules, after
+    ).items():
+        order = state["orders"][order_id]
+        if points == order["pts"]:
+            continue
+        updated = dict(order, pts=points)
+        delta = held_points(updated) - held_points(order)
+        state["orders"] = dict(state["orders"], **{order_id: updated})
+        state["points"] += delta
+        decisions.append(
+            outcome(
+                state,
+                "points_repriced",
+                f"{order_id}:{points}",
+                at,
+                order_id=order_id,
+                points=delta,
+                multiplier=multiplier,
+            )
+        )
