@@ -348,7 +348,7 @@ def send_chunks(
     for i in range(chunks):
         part = records[i * size : (i + 1) * size]
         # privileged commands (consent grants) to the privileged input, as a deployment
-        for name in (touchpoints, f"{touchpoints}.privileged"):
+        for name in (touchpoints, topics.privileged_input(touchpoints)):
             mine = [(r.key, r.value) for r in part if topic_for(r, touchpoints) == name]
             if mine:
                 produce(stack.broker.bootstrap, name, mine)
@@ -359,7 +359,7 @@ def read_inputs(stack: Stack, records: Sequence[Record]) -> list[Out]:
     """Every record of both inputs (``touchpoints`` and ``touchpoints.privileged``)."""
     touchpoints = topic(stack, "touchpoints")
     out = []
-    for name in (touchpoints, f"{touchpoints}.privileged"):
+    for name in (touchpoints, topics.privileged_input(touchpoints)):
         expect = sum(1 for r in records if topic_for(r, touchpoints) == name)
         if expect:
             out += read_topic(stack.broker.bootstrap, name, expect=expect, timeout_s=60)

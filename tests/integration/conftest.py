@@ -27,6 +27,7 @@ from touchstream.runtime.apache_kafka import HOST, KafkaBroker, Security, Tls, c
 from touchstream.runtime.embedded import EmbeddedRedis
 from touchstream.runtime.kafka_io import produce_inputs
 from touchstream.runtime.stack import Stack, WorkerProcess
+from touchstream.streams.topics import privileged_input
 
 # SCRAM users exist from format time; PLAIN users live in the broker's JAAS configuration
 USERS = (
@@ -163,7 +164,7 @@ def feed_in_order(
 
 def _input_of(topic: str, value: Any) -> str:
     decoded = orjson.loads(value) if isinstance(value, bytes) else value
-    return f"{topic}.privileged" if requires_privilege(decoded) else topic
+    return privileged_input(topic) if requires_privilege(decoded) else topic
 
 
 def grant_privileged_producer(broker: KafkaBroker, principal: str, prefix: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from tests.commands import run_touchstream
 from touchstream.config.rules import TRIGGER_TYPES
 from touchstream.runtime.apache_kafka import KafkaBroker, Security, client_security, start_kafka
 from touchstream.runtime.processes import free_port
@@ -214,13 +214,7 @@ def test_a_worker_that_may_not_create_topics_names_a_missing_one_with_its_settin
             password="pw-touchstream",
         ),
     )
-    result = subprocess.run(
-        [sys.executable, "-m", "touchstream", "worker"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
+    result = run_touchstream("worker", env=env)
 
     assert result.returncode == 2, result.stderr[-2000:]
     (error,) = [line for line in result.stderr.splitlines() if "configuration error" in line]

@@ -17,6 +17,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from touchstream.config.settings import Settings
 from touchstream.domain.privileged import requires_privilege
 from touchstream.streams.kafka_client import security_kwargs
+from touchstream.streams.topics import privileged_input
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,8 @@ def produce_inputs(
     settings: Settings | None = None,
 ) -> list[tuple[int, int]]:
     """``produce`` to a worker's inputs: each record to ``topic`` (its ``touchpoints``) or, if
-    it is a privileged command (domain.privileged), to ``<topic>.privileged``, in order, as
+    it is a privileged command (domain.privileged), to its privileged input
+    (``topics.privileged_input``: ``touchpoints.privileged``, prefix kept), in order, as
     a deployment's producers and its data-request and loyalty services do."""
     out: list[tuple[int, int]] = []
     run: list[tuple[bytes | None, Any]] = []
@@ -119,7 +121,7 @@ def produce_inputs(
     for key, value in records:
         decoded = orjson.loads(value) if isinstance(value, bytes | bytearray) else value
         privileged = isinstance(decoded, dict) and requires_privilege(decoded)
-        target = f"{topic}.privileged" if privileged else topic
+        target = privileged_input(topic) if privileged else topic
         if target != run_topic:
             flush()
             run_topic = target

@@ -39,7 +39,7 @@ async def produce(
     security: Mapping[str, Any] | None = None,
 ) -> ProduceStats:
     """Send records until ``stop`` is set, ``duration_s`` passes or ``max_events`` are sent;
-    privileged commands (consent grants) to ``<topic>.privileged`` (``traffic.topic_for``).
+    privileged commands (consent grants) to its privileged input (``traffic.topic_for``).
 
     ``security``: aiokafka login arguments (``kafka_client.security_kwargs``)."""
     producer = AIOKafkaProducer(

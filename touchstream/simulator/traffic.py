@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from touchstream.domain.privileged import requires_privilege
+from touchstream.streams.topics import privileged_input
 
 # malformed kind -> the DLQ reason a worker must give it
 MALFORMED_KINDS: dict[str, str] = {
@@ -49,9 +50,10 @@ class Record:
 
 
 def topic_for(record: Record, topic: str) -> str:
-    """The input ``record`` goes to: ``topic``, or its privileged sibling (``<topic>.privileged``,
-    the worker's ``touchpoints.privileged`` when ``topic`` is its ``touchpoints``)."""
-    return f"{topic}.privileged" if record.privileged else topic
+    """The input ``record`` goes to: ``topic``, or its privileged sibling
+    (``topics.privileged_input``: the worker's ``touchpoints.privileged`` when ``topic`` is its
+    ``touchpoints``)."""
+    return privileged_input(topic) if record.privileged else topic
 
 
 @dataclass

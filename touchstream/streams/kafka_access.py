@@ -5,8 +5,9 @@ credentials: at start-up (``runtime.worker``, one line and exit 2 when not) and 
 A fresh connection each time, so a rotated password is noticed even while the worker's own
 connections stay authenticated. Permissions come from KIP-430's authorized operations:
 Metadata v8 per topic, DescribeGroups v3 for the consumer group. aiokafka 0.14 stops at
-Metadata v5, so the v8 request and response are declared here. A topic that does not exist
-yet needs CREATE, asked with CreateTopics ``validate_only`` (nothing is created).
+Metadata v5, so the v8 request and response are declared in ``streams.metadata_request``. A
+topic that does not exist yet needs CREATE, asked with CreateTopics ``validate_only`` (nothing
+is created).
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from aiokafka.protocol.admin import (
     DescribeGroupsRequest_v3,
     DescribeGroupsResponse_v3,
 )
-from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.api import Request, RequestStruct
 from aiokafka.protocol.coordination import FindCoordinatorRequest
-from aiokafka.protocol.types import Array, Boolean, Int16, Int32, Schema, String
 
 from touchstream.config.settings import Settings, key
 from touchstream.errors import ConfigError, TouchstreamError
 from touchstream.streams.kafka_client import kafka_ssl_context, security_kwargs
+from touchstream.streams.metadata_request import MetadataRequest, MetadataRequest_v8
 
 TIMEOUT_MS = 10_000
 # org.apache.kafka.common.acl.AclOperation codes: bit ``code`` of authorized_operations
@@ -147,67 +148,10 @@ async def _connect(settings: Settings, hosts: Sequence[str] | None = None) -> AI
     raise BrokerUnreachable(f"no broker of {settings.bootstrap_servers()} answered")
 
 
-class MetadataResponse_v8(Response):  # aiokafka names protocol versions so
-    API_KEY = 3
-    API_VERSION = 8
-    SCHEMA = Schema(
-        ("throttle_time_ms", Int32),
-        (
-            "brokers",
-            Array(
-                ("node_id", Int32),
-                ("host", String("utf-8")),
-                ("port", Int32),
-                ("rack", String("utf-8")),
-            ),
-        ),
-        ("cluster_id", String("utf-8")),
-        ("controller_id", Int32),
-        (
-            "topics",
-            Array(
-                ("error_code", Int16),
-                ("topic", String("utf-8")),
-                ("is_internal", Boolean),
-                (
-                    "partitions",
-                    Array(
-                        ("error_code", Int16),
-                        ("partition", Int32),
-                        ("leader", Int32),
-                        ("leader_epoch", Int32),
-                        ("replicas", Array(Int32)),
-                        ("isr", Array(Int32)),
-                        ("offline_replicas", Array(Int32)),
-                    ),
-                ),
-                ("topic_authorized_operations", Int32),
-            ),
-        ),
-        ("cluster_authorized_operations", Int32),
-    )
+class TopicOperationsRequest(MetadataRequest[MetadataRequest_v8]):
+    """Metadata of named topics with this login's authorized operations on each."""
 
-
-class MetadataRequest_v8(RequestStruct):
-    API_KEY = 3
-    API_VERSION = 8
-    RESPONSE_TYPE = MetadataResponse_v8
-    SCHEMA = Schema(
-        ("topics", Array(String("utf-8"))),
-        ("allow_auto_topic_creation", Boolean),
-        ("include_cluster_authorized_operations", Boolean),
-        ("include_topic_authorized_operations", Boolean),
-    )
-
-
-class TopicOperationsRequest(Request[MetadataRequest_v8]):
-    API_KEY = 3
-
-    def __init__(self, topics: list[str]) -> None:
-        self._topics = topics
-
-    def build(self, request_struct_class: type[MetadataRequest_v8]) -> MetadataRequest_v8:
-        return request_struct_class(self._topics, False, False, True)
+    TOPIC_AUTHORIZED_OPERATIONS = True
 
 
 class _DescribeGroupsRequest_v3(RequestStruct):

@@ -8,9 +8,10 @@ every topic a random id (a UUID, since Kafka 2.8, KIP-516) that changes when the
 created again; ingest carries it on each internal event.
 
 aiokafka (0.14) speaks Metadata up to version 5, which has no topic id, so this module sends
-its own Metadata request, version 10 to 12 (the first with ``topic_id``), over aiokafka's
-connection (its version negotiation, login and TLS). The id is written as Kafka's own tools
-print it (``kafka-topics.sh --describe``: 22 characters of URL-safe base64).
+its own Metadata request, version 10 to 12 (the first with ``topic_id``; declared in
+``streams.metadata_request``), over aiokafka's connection (its version negotiation, login and
+TLS). The id is written as Kafka's own tools print it (``kafka-topics.sh --describe``: 22
+characters of URL-safe base64).
 
 A broker that has no topic ids (older than 2.8, or one that answers the all-zero id, as some
 Kafka-protocol brokers do) gives ``name:<topic>`` instead: a second input topic is still told
@@ -27,140 +28,29 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-from io import BytesIO
 from typing import Any, TypeAlias
 
 from aiokafka.client import AIOKafkaClient
-from aiokafka.protocol.abstract import AbstractType
-from aiokafka.protocol.api import Request, RequestStruct, Response
-from aiokafka.protocol.types import (
-    Boolean,
-    CompactArray,
-    CompactString,
-    Int16,
-    Int32,
-    Schema,
-    TaggedFields,
-)
 
 from touchstream.config.settings import Settings
 from touchstream.streams.kafka_client import client_kwargs
+from touchstream.streams.metadata_request import (
+    ZERO_ID,
+    MetadataRequest,
+    MetadataRequest_v10,
+    MetadataRequest_v12,
+)
 
 log = logging.getLogger(__name__)
 RETRY_S = (0.2, 5.0)  # first and longest wait between failed look-ups
 KEEP_AFTER_ATTEMPTS = 3  # failed look-ups before a batch goes on with the identity known before
-ZERO_ID = bytes(16)
-
-
-class Uuid(AbstractType[bytes]):
-    """Kafka's uuid: 16 bytes as they are."""
-
-    @classmethod
-    def encode(cls, value: bytes) -> bytes:
-        return value
-
-    @classmethod
-    def decode(cls, data: BytesIO) -> bytes:
-        value = data.read(16)
-        if len(value) != 16:
-            raise ValueError("Buffer underrun decoding uuid")
-        return value
-
-
-_PARTITION = (
-    ("error_code", Int16),
-    ("partition_index", Int32),
-    ("leader_id", Int32),
-    ("leader_epoch", Int32),
-    ("replica_nodes", CompactArray(Int32)),
-    ("isr_nodes", CompactArray(Int32)),
-    ("offline_replicas", CompactArray(Int32)),
-    ("tags", TaggedFields),
-)
-_BROKERS = (
-    "brokers",
-    CompactArray(
-        ("node_id", Int32),
-        ("host", CompactString("utf-8")),
-        ("port", Int32),
-        ("rack", CompactString("utf-8")),
-        ("tags", TaggedFields),
-    ),
-)
-_TOPICS = (
-    "topics",
-    CompactArray(
-        ("error_code", Int16),
-        ("name", CompactString("utf-8")),
-        ("topic_id", Uuid),
-        ("is_internal", Boolean),
-        ("partitions", CompactArray(*_PARTITION)),
-        ("topic_authorized_operations", Int32),
-        ("tags", TaggedFields),
-    ),
-)
-_REQUEST_TOPICS = (
-    "topics",
-    CompactArray(("topic_id", Uuid), ("name", CompactString("utf-8")), ("tags", TaggedFields)),
-)
-
-
-# Metadata v10 and v12 (Kafka's clients/src/main/resources/common/message/Metadata*.json):
-# v11 dropped the cluster's authorized operations, v12 only made a topic's name nullable
-_HEAD = (("throttle_time_ms", Int32), _BROKERS, ("cluster_id", CompactString("utf-8")))
-_RESPONSE_V12 = (*_HEAD, ("controller_id", Int32), _TOPICS)
-_REQUEST_V12 = (_REQUEST_TOPICS, ("allow_auto_topic_creation", Boolean))
-_TAGS = ("tags", TaggedFields)
-
-
-class MetadataResponse_v10(Response):
-    API_KEY = 3
-    API_VERSION = 10
-    SCHEMA = Schema(*_RESPONSE_V12, ("cluster_authorized_operations", Int32), _TAGS)
-
-
-class MetadataResponse_v12(Response):
-    API_KEY = 3
-    API_VERSION = 12
-    SCHEMA = Schema(*_RESPONSE_V12, _TAGS)
-
-
-class MetadataRequest_v10(RequestStruct):
-    FLEXIBLE_VERSION = True
-    API_KEY = 3
-    API_VERSION = 10
-    RESPONSE_TYPE = MetadataResponse_v10
-    SCHEMA = Schema(
-        *_REQUEST_V12,
-        ("include_cluster_authorized_operations", Boolean),
-        ("include_topic_authorized_operations", Boolean),
-        _TAGS,
-    )
-
-
-class MetadataRequest_v12(MetadataRequest_v10):
-    API_VERSION = 12
-    RESPONSE_TYPE = MetadataResponse_v12
-    SCHEMA = Schema(*_REQUEST_V12, ("include_topic_authorized_operations", Boolean), _TAGS)
 
 
 TopicIdRequestStruct: TypeAlias = MetadataRequest_v10 | MetadataRequest_v12
 
 
-class TopicIdRequest(Request[TopicIdRequestStruct]):
+class TopicIdRequest(MetadataRequest[TopicIdRequestStruct]):
     """Metadata of named topics, in the first versions that carry their ids."""
-
-    API_KEY = 3
-
-    def __init__(self, topics: list[str]) -> None:
-        self._topics: list[tuple[bytes, str, dict[int, bytes]]] = [
-            (ZERO_ID, name, {}) for name in topics
-        ]
-
-    def build(self, request_struct_class: type[TopicIdRequestStruct]) -> TopicIdRequestStruct:
-        if request_struct_class is MetadataRequest_v10:
-            return MetadataRequest_v10(self._topics, False, False, False, {})
-        return MetadataRequest_v12(self._topics, False, False, {})
 
 
 def format_topic_id(raw: bytes) -> str:

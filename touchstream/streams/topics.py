@@ -7,6 +7,7 @@ TOUCHPOINTS = "touchpoints"
 # only the data-request and loyalty services' principals may write it (docs/security.md)
 PRIVILEGED = "touchpoints.privileged"
 INPUTS = (TOUCHPOINTS, PRIVILEGED)
+
 DLQ = "touchpoints.dlq"
 # records whose processing raised (a bug, not a contract violation), parked with the error
 # and their original bytes; `touchstream dlq replay --from quarantine` sends them back
@@ -36,3 +37,10 @@ OUTPUTS = (
     PRIVACY_EXPORTS,
     *TRIGGER_TOPICS.values(),
 )
+
+
+def privileged_input(touchpoints: str) -> str:
+    """The privileged input beside ``touchpoints``, a worker's TOUCHPOINTS with its topic prefix
+    applied (``Settings.topic``): the same prefix applied to PRIVILEGED, the topic that worker
+    reads privileged commands from."""
+    return touchpoints + PRIVILEGED.removeprefix(TOUCHPOINTS)

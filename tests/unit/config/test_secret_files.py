@@ -2,11 +2,9 @@
 read from the file X_FILE names (a Docker or Kubernetes secret), never both; the key set names
 each key's version and the old single secret keeps working as version 1."""
 
-import subprocess
-import sys
-
 import pytest
 
+from tests.commands import run_touchstream
 from touchstream.config.settings import load_settings
 from touchstream.errors import ConfigError
 
@@ -87,13 +85,7 @@ def test_the_worker_stops_with_one_line_when_both_are_set(tmp_path):
     path.write_text(SECRET)
     env = {**PRODUCTION, "TOUCHSTREAM_HMAC_SECRET_FILE": str(path), "PATH": "/usr/bin:/bin"}
 
-    result = subprocess.run(
-        [sys.executable, "-m", "touchstream.runtime.cli", "worker"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_touchstream("worker", env=env, timeout_s=60)
 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

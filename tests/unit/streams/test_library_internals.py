@@ -48,11 +48,8 @@ from packaging.version import Version
 import touchstream
 import touchstream.streams.topology
 from touchstream.streams.kafka_access import GroupOperationsRequest, TopicOperationsRequest
-from touchstream.streams.topic_identity import (
-    MetadataRequest_v10,
-    MetadataRequest_v12,
-    TopicIdRequest,
-)
+from touchstream.streams.metadata_request import MetadataRequest_v10, MetadataRequest_v12
+from touchstream.streams.topic_identity import TopicIdRequest
 
 PINNED = ("faust-streaming", "mode-streaming", "aiokafka")
 
@@ -371,8 +368,8 @@ def test_every_faust_setting_the_topology_passes_is_one_faust_knows():
 
 
 def test_the_kafka_requests_declared_here_still_negotiate_their_versions():
-    """streams/kafka_access.py and streams/topic_identity.py declare Kafka requests aiokafka
-    lacks; aiokafka picks the version from the classes named in ``Request[...]``."""
+    """streams/metadata_request.py and streams/kafka_access.py declare Kafka requests aiokafka
+    lacks (Metadata for kafka_access.py and topic_identity.py); aiokafka picks the version from the classes named in ``Request[...]``."""
     assert (MetadataRequest_v10, MetadataRequest_v12) == TopicIdRequest._CLASSES
     built = TopicIdRequest(["t"]).prepare({3: (0, 12)})
     assert isinstance(built, MetadataRequest_v12)

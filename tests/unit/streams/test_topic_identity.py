@@ -9,13 +9,8 @@ import pytest
 
 from touchstream.config.settings import Settings
 from touchstream.streams import topic_identity
-from touchstream.streams.topic_identity import (
-    MetadataRequest_v12,
-    MetadataResponse_v12,
-    TopicIdentities,
-    TopicIdRequest,
-    identities_from,
-)
+from touchstream.streams.metadata_request import MetadataRequest_v12, MetadataResponse_v12
+from touchstream.streams.topic_identity import TopicIdentities, TopicIdRequest, identities_from
 
 
 class TP(NamedTuple):
