@@ -43,10 +43,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# event ids a coalesced profile update lists (the newest; ``events_covered`` counts them all):
-# enough for every event of a customer in one fetch of real traffic, bounded for a bot's
-UPDATE_EVENT_IDS = 64
-
 
 def make_customer_handler(t: Topology) -> Handler:
     """One partition's records of a fetch, in offset order; its states are written by the
@@ -64,22 +60,25 @@ def make_customer_handler(t: Topology) -> Handler:
         skip: dict[int, Failure] = {}
         timer_faults: dict[int, set[str]] = {}  # per record: customers whose timers raised
         parked_timers: list[tuple[Any, Failure]] = []
-        coalesce = True  # off once a coalesced projection raised: then per record, to find it
+        # customers whose coalesced update raised or was over its limit: one update per record
+        per_record: set[bytes] = set()
         while True:
             cache = StateCache(t.customers, t.live_states)
             unwritten.append(cache)
             mark, clock = t.outbox.mark(), t.timers.checkpoint(partition)
             undo.begin()
             try:
-                _apply_batch(t, cache, stage, partition, messages, skip, timer_faults, coalesce)
-            except Recheck:
-                # a customer's last state of the batch raised in its projection or output:
-                # the batch again with one projection per record, which names the record
+                coalescing = Coalescing(per_record)
+                _apply_batch(t, cache, stage, partition, messages, skip, timer_faults, coalescing)
+            except Recheck as recheck:
+                # a customer's last state of the batch raised in its projection or output, or
+                # its update is over the limit only for naming every event: the batch again,
+                # that customer with one update per record, which names the record at fault
                 undo.rollback()
                 t.outbox.take_back(mark)
                 t.timers.restore(partition, clock)
                 unwritten.remove(cache)
-                coalesce = False
+                per_record.add(recheck.key)
                 continue
             except RecordFailed as failed:
                 # nothing of this run survives; the table still holds the batch's start
@@ -88,7 +87,7 @@ def make_customer_handler(t: Topology) -> Handler:
                 t.timers.restore(partition, clock)
                 unwritten.remove(cache)
                 failure = failed.failure
-                coalesce = True  # the record is named: coalesced again, without it
+                per_record.clear()  # the record is named: every customer coalesced again
                 if failure.timer is not None:
                     timer_faults.setdefault(failure.index, set()).add(failure.timer)
                     parked_timers.append((messages[failure.index], failure))
@@ -159,20 +158,19 @@ def _apply_batch(
     messages: list[Any],
     skip: dict[int, Any],
     timer_faults: dict[int, set[str]],
-    coalesce: bool = True,
+    coalescing: Coalescing | None = None,
 ) -> None:
     """Each record through the pure core, in offset order: its states into ``cache``, its
     output into the outbox. A record that raises stops the run with ``RecordFailed``.
 
-    With ``coalesce``, each customer's profile is projected once, from its last state of the
-    batch (``Coalesced``): one Redis write and one ``profiles.updates`` record naming every
-    event it covers, not one per record. A projection that raises then stops the run with
-    ``Recheck``, and the batch runs again with a projection per record."""
+    With ``coalescing``, each customer's profile is projected once, from its last state of
+    the batch (``Coalesced``): one Redis write and one ``profiles.updates`` record naming every
+    event it covers, not one per record. A customer whose projection then raises stops the run
+    with ``Recheck``, and the batch runs again with that customer's updates per record."""
     rules = t.rules
     index = t.timers
     faults = t.faults
     tally = metrics.Tally()
-    latest: dict[bytes, Coalesced] | None = {} if coalesce else None
     for position, message in enumerate(messages):
         if position in skip:
             continue
@@ -197,7 +195,7 @@ def _apply_batch(
                         tally.inc(metrics.EVENT_TIME_CAPPED)
             if clock is not None:
                 failed = timer_faults.get(position)
-                _fire_due(t, cache, stage, tally, partition, clock, msg, latest, failed)
+                _fire_due(t, cache, stage, tally, partition, clock, msg, coalescing, failed)
             if kind == "tick":
                 continue
             stage.now = "codec"
@@ -206,7 +204,7 @@ def _apply_batch(
             step = handle(key.decode(), state, msg, rules)
             if faults:  # after the core changed the state in place: that must not survive
                 faults.check("core" if kind in EXTERNAL_KINDS else "internal", msg.get("id"))
-            _execute(t, cache, stage, tally, key, partition, step, msg, state, latest)
+            _execute(t, cache, stage, tally, key, partition, step, msg, state, coalescing)
         except TimerFailed as exc:
             failure = Failure(position, "timer", exc.error, False, exc.customer_id)
             raise RecordFailed(failure) from exc.error
@@ -217,28 +215,55 @@ def _apply_batch(
             tally.inc(metrics.EVENTS_APPLIED, msg["type"])
             tally.observe(metrics.DECISION_LATENCY, max(wall - msg["rt"] / 1000, 0.0))
             tally.observe(metrics.EVENT_TIME_LAG, max(wall - msg["at"] / 1000, 0.0))
-    if latest:
-        try:
-            for key, last in latest.items():
-                _project(t, stage, tally, key, last.state, last.identifiers_changed, last.events)
-        except Exception as exc:
-            raise Recheck from exc
+    if coalescing is not None:
+        for key, last in coalescing.states.items():  # in the order of their last change
+            try:
+                _project(t, stage, tally, key, last, last.records > 1)
+            except Recheck:
+                raise
+            except Exception as exc:
+                raise Recheck(key) from exc
     tally.apply()
 
 
 class Recheck(TouchstreamError):
-    """A coalesced projection raised: the batch runs again with one projection per record."""
+    """A customer's coalesced profile update raised or is over its limit: the batch runs
+    again with one update per record for that customer (``key``)."""
+
+    def __init__(self, key: bytes) -> None:
+        super().__init__(f"coalesced profile update of {key!r}")
+        self.key = key
 
 
 class Coalesced:
-    """A customer's last state of the batch and the events its one profile update covers."""
+    """A customer's last state of the batch, how many records changed it and the events its
+    profile update is after (ids, oldest first, each once; a timer's record has none)."""
 
-    __slots__ = ("events", "identifiers_changed", "state")
+    __slots__ = ("events", "identifiers_changed", "records", "state")
 
     def __init__(self, state: dict[str, Any], identifiers_changed: bool, event_id: str) -> None:
         self.state = state
         self.identifiers_changed = identifiers_changed
-        self.events = [event_id]
+        self.events = [event_id] if event_id else []
+        self.records = 1
+
+    def add(self, state: dict[str, Any], identifiers_changed: bool, event_id: str) -> None:
+        self.state = state
+        self.identifiers_changed = self.identifiers_changed or identifiers_changed
+        if event_id and event_id not in self.events:
+            self.events.append(event_id)
+        self.records += 1
+
+
+class Coalescing:
+    """The batch run's ``Coalesced`` per customer, in the order of their last change; the
+    customers of ``per_record`` get one update per record instead."""
+
+    __slots__ = ("per_record", "states")
+
+    def __init__(self, per_record: set[bytes]) -> None:
+        self.states: dict[bytes, Coalesced] = {}
+        self.per_record = per_record
 
 
 def _fire_due(
@@ -249,7 +274,7 @@ def _fire_due(
     partition: int,
     clock: int,
     msg: dict[str, Any],
-    latest: dict[bytes, Coalesced] | None,
+    coalescing: Coalescing | None,
     failed: set[str] | None = None,
 ) -> None:
     """Each customer's due timers; one whose timers raise is reported as ``TimerFailed`` (the
@@ -267,7 +292,7 @@ def _fire_due(
                 faults.check("timer", customer_id)
             if step.store is not None or step.delete:
                 tally.inc(metrics.TIMERS_FIRED)
-            _execute(t, cache, stage, tally, ckey, partition, step, msg, old, latest)
+            _execute(t, cache, stage, tally, ckey, partition, step, msg, old, coalescing)
         except Exception as exc:
             raise TimerFailed(customer_id, exc) from exc
 
@@ -282,7 +307,7 @@ def _execute(
     step: Step,
     msg: dict[str, Any],
     before: dict[str, Any] | None,
-    latest: dict[bytes, Coalesced] | None = None,
+    coalescing: Coalescing | None = None,
 ) -> None:
     if step.dropped:
         tally.inc(metrics.ERASED_DROPPED, msg.get("k", "ev"))
@@ -296,8 +321,8 @@ def _execute(
             _publish(t, tally, decision, before)
         return
     if step.delete or erased:
-        if latest is not None:  # its update would come after the removal: it never leaves
-            latest.pop(key, None)
+        if coalescing is not None:  # its update would come after the removal: it never leaves
+            coalescing.states.pop(key, None)
         gone = aliases(before) if before else []
         if msg.get("k") in ("drop", "forget"):  # a stale alias may still name this home
             gone.append((msg["via"][0], msg["via"][1]))
@@ -337,16 +362,20 @@ def _execute(
     if step.store is None or step.delete:
         return
     event_id = msg.get("id", "")
-    if latest is not None and "erased_at" not in step.store:  # (an erasure's notice: at once)
-        last = latest.get(key)
+    # (an erasure's notice leaves at once)
+    if (
+        coalescing is not None
+        and "erased_at" not in step.store
+        and key not in coalescing.per_record
+    ):
+        last = coalescing.states.pop(key, None)  # put back last: flushed in order of last change
         if last is None:
-            latest[key] = Coalesced(step.store, step.identifiers_changed, event_id)
+            last = Coalesced(step.store, step.identifiers_changed, event_id)
         else:
-            last.state = step.store
-            last.identifiers_changed = last.identifiers_changed or step.identifiers_changed
-            last.events.append(event_id)
+            last.add(step.store, step.identifiers_changed, event_id)
+        coalescing.states[key] = last
         return
-    _project(t, stage, tally, key, step.store, step.identifiers_changed, [event_id])
+    _project(t, stage, tally, key, Coalesced(step.store, step.identifiers_changed, event_id))
 
 
 def _project(
@@ -354,13 +383,14 @@ def _project(
     stage: Stage,
     tally: metrics.Tally,
     key: bytes,
-    state: dict[str, Any],
-    identifiers_changed: bool,
-    events: list[str],
+    last: Coalesced,
+    coalesced: bool = False,
 ) -> None:
-    """The served profile of ``state`` to Redis and ``profiles.updates``, saying which events
-    (ids, oldest first) it is the profile after: the last ``UPDATE_EVENT_IDS`` of them are
-    listed, all counted (README, "Topics")."""
+    """The served profile of a customer's last state to Redis and ``profiles.updates``, saying
+    which events it is the profile after (README, "Topics"). ``coalesced``: the update stands
+    for several records, and goes back to one per record (``Recheck``) if it is over the
+    topic's limit only for that."""
+    state, events = last.state, last.events
     stage.now = "projection"
     profile = t.profile_of(state)
     customer_id = key.decode()
@@ -368,7 +398,7 @@ def _project(
         notice = {"customer_id": customer_id, "erased": True, "version": state["version"]}
         _send(t, topics.PROFILES_UPDATES, customer_id, notice)
         return
-    new_aliases = aliases(state) if identifiers_changed else None
+    new_aliases = aliases(state) if last.identifiers_changed else None
     t.redis_sync.submit(profile["customer_id"], profile, new_aliases)
     faults = t.faults
     if faults:  # after the Redis write was queued: it must not survive
@@ -377,19 +407,15 @@ def _project(
     stage.now = "output"
     update = dict(
         profile,
-        event_id=events[-1],
-        event_ids=[e for e in events if e][-UPDATE_EVENT_IDS:],  # (a timer's record: no id)
+        event_id=events[-1] if events else "",
+        event_ids=events,
         events_covered=len(events),
     )
-    name, key, value = (
-        t.settings.topic(topics.PROFILES_UPDATES),
-        customer_id.encode(),
-        orjson.dumps(update),
-    )
-    if len(events) > 1 and not t.outbox.fits(name, key, value):
-        # over the topic's limit with every event named: one update per record instead, so
-        # only the one that is too large on its own goes to the DLQ (as without coalescing)
-        raise Recheck(f"coalesced profile update of {customer_id} over the limit of {name}")
+    name, value = t.settings.topic(topics.PROFILES_UPDATES), orjson.dumps(update)
+    if coalesced and not t.outbox.fits(name, key, value):
+        # over the topic's limit for standing for several records: one update per record
+        # instead, so only one too large on its own goes to the DLQ (as without coalescing)
+        raise Recheck(key)
     t.outbox.add(name, key, value)
     if faults:  # after the profile update was queued: it must not leave
         for event_id in events:

@@ -213,7 +213,10 @@ class OutputReader:
                     update = loads(message.value)
                     # a profile update covers every event of its customer in the worker's
                     # fetch (README, "Topics"): each counts as arrived with it
-                    for eid in update.get("event_ids") or (update.get("event_id", ""),):
+                    named = update.get("event_ids")
+                    if named is None:  # (an erasure notice names none)
+                        named = [update["event_id"]] if update.get("event_id") else []
+                    for eid in named:
                         if eid in self.arrivals:
                             self.duplicates += 1
                             continue

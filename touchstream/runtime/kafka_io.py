@@ -203,7 +203,10 @@ def covered_events(updates: Iterable[Out]) -> list[str]:
     out: list[str] = []
     for update in updates:
         value = update.json()
-        out.extend(value.get("event_ids") or ([value["event_id"]] if "event_id" in value else []))
+        named = value.get("event_ids")
+        if named is None:  # an erasure notice names none; an update before coalescing, one
+            named = [value["event_id"]] if value.get("event_id") else []
+        out.extend(named)
     return out
 
 

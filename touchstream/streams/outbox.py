@@ -307,11 +307,11 @@ class Outbox:
     def fits(self, topic: str, key: bytes | None, value: bytes | None) -> bool:
         """Whether ``add`` would queue the record, not set it aside as over the topic's limit."""
         room = self.limits.rooms.get(topic, _UNKNOWN)
-        if room is None:
+        if room is None or (
+            room is not _UNKNOWN and (len(key) if key else 0) + (len(value) if value else 0) <= room
+        ):
             return True
-        if room is not _UNKNOWN:
-            return (len(key) if key else 0) + (len(value) if value else 0) <= room
-        return self.limits.over(topic, key, value) is None
+        return self.limits.over(topic, key, value) is None  # as ``add`` decides near the room
 
     def mark(self) -> tuple[dict[tuple[str, int | None], int], int]:
         """Where the collected records end now, to take back what is added after it."""

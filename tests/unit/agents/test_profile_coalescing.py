@@ -17,6 +17,7 @@ from tests.unit.agents.test_isolation import (
     topology,
 )
 from touchstream.streams import topics
+from touchstream.streams.size_limits import batch_size
 
 IDENTITY_FIELDS = ("event_id", "event_ids", "events_covered")
 
@@ -55,11 +56,28 @@ async def test_an_update_over_the_topic_limit_with_every_event_named_goes_one_pe
     single = orjson.dumps((await one_at_a_time(messages))[-1])
     t = topology()
     name = t.settings.topic(topics.PROFILES_UPDATES)
-    # room for an update naming one event, not for one naming all three
-    t.outbox.limits.rooms[name] = len(CUSTOMER) + len(single) + 8
+    # the topic takes an update naming one event, not one naming all three
+    t.outbox.limits.topics[name] = batch_size(CUSTOMER, single + b"x" * 8)
+    t.outbox.limits.rooms.clear()
     await run_customer(t, messages)
 
     updates = [v for _k, v in taken(t, topics.PROFILES_UPDATES)]
     assert [u["event_ids"] for u in updates] == [["e0"], ["e1"], ["e2"]]
     assert t.outbox._oversized == []  # nothing set aside for the DLQ
     assert taken(t, topics.QUARANTINE) == []
+
+
+async def test_an_erasure_in_the_batch_leaves_only_its_notice() -> None:
+    """Purchases then an erasure of the same customer in one batch: no profile update of the
+    erased data leaves, before or after the ``erased`` notice, and Redis gets no write of it."""
+    messages = await ingested(shop(2))
+    erasure = dict(orjson.loads(messages[0].value), type="erasure_requested", id="er-1")
+    erasure.update(props={"request_id": "R-1"}, at=erasure["at"] + 10)
+    erasure["in"] = [0, 2, *erasure["in"][2:]]
+    batch = [*messages, messages[0]._replace(offset=2, value=orjson.dumps(erasure))]
+    t = topology()
+    await run_customer(t, batch)
+
+    updates = [v for _k, v in taken(t, topics.PROFILES_UPDATES)]
+    assert [u.get("erased") for u in updates] == [True]
+    assert CUSTOMER.decode() not in t.redis_sync._pending
