@@ -1,5 +1,5 @@
 """The one place the golden tests reach into the core: the offline stage, ingest, and the
-customer agent's publisher (what it sends for each decision).
+customer agent's publishers (what it sends for each decision type).
 
 Issue 29 rewrites the core's state and decisions as typed records and may move the offline
 oracle out of ``touchstream/domain``; when it does, only this module (and the projection in
@@ -16,15 +16,12 @@ from typing import Any
 
 import orjson
 
-from touchstream.agents.customer import _publish
+from touchstream.agents.publishers import publish as agent_publish
 from touchstream.config.rules import Rules
 from touchstream.config.settings import DEV_HMAC_SECRET, Settings
 from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import Ingest
-from touchstream.domain.privacy import unconfirmed
 from touchstream.domain.privileged import requires_privilege
-from touchstream.domain.step import Step
-from touchstream.domain.timers import pending
 from touchstream.errors import PoisonEvent, PrivilegedOnPublicInput
 from touchstream.offline import OfflineStage
 from touchstream.schemas.decode import decode, load_validators
@@ -52,23 +49,9 @@ def partition_of_key(key: bytes | None, partitions: int) -> int:
     return partition_for(key or b"", partitions)
 
 
-class AgentStage(OfflineStage):
-    """The offline stage, plus what the customer agent adds to a step before the outside
-    world sees it: an erasure receipt counts the timers the erased profile had pending
-    (``agents/customer.py``, ``_execute``; issue 29 moves this into the domain)."""
-
-    def _apply(self, partition: int, target: str, result: Step) -> None:
-        # as the agent: ``before`` is the value the core was handed (and may have changed in
-        # place); a confirmation's marker waits for nothing, so it is left alone
-        waiting = None if result.dropped else unconfirmed(result.store)
-        if waiting is not None:
-            waiting["receipt"]["removed"]["timers"] = pending(self.table.get(target), self.rules)
-        super()._apply(partition, target, result)
-
-
 def new_stage(rules: Rules, partitions: int) -> OfflineStage:
     """The per-customer stage without Kafka, with the worker's default clock-skew cap."""
-    return AgentStage(
+    return OfflineStage(
         rules, partitions=partitions, max_clock_skew_ms=DEFAULTS.max_clock_skew_s * 1000
     )
 
@@ -133,7 +116,8 @@ class _Sent:
 
 def publish(decision: Any) -> tuple[list[tuple[str, str, Any]], list[list[str]]]:
     """(topic, key, record) of each record the customer agent sends for ``decision`` (as the
-    consumer decodes it), and [metric, *labels] of each count it adds."""
+    consumer decodes it: ``agents/publishers.py``), and [metric, *labels] of each count it
+    adds."""
     sent = _Sent()
-    _publish(sent, sent, decision, None)  # type: ignore[arg-type]
+    agent_publish(sent, sent, decision)  # type: ignore[arg-type]
     return sent.records, sent.counted

@@ -52,7 +52,7 @@ def project(
     for decision in decisions:
         records, counted = publish(decision)
         if not records:
-            uncounted.setdefault(decision.payload["customer_id"], []).append(counted)
+            uncounted.setdefault(decision.customer_id, []).append(counted)
         for topic, key, record in records:
             outputs.setdefault(topic, {}).setdefault(key, []).append(record)
     for key, parts in outputs.get(topics.PRIVACY_EXPORTS, {}).items():

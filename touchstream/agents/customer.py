@@ -15,14 +15,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from touchstream import metrics
-from touchstream.domain import loyalty, privacy
-from touchstream.domain.clock import iso
-from touchstream.domain.customer import Decision
+from touchstream.agents.publishers import PUBLISHERS
+from touchstream.agents.publishers import send as _send
 from touchstream.domain.linking import Step, handle, is_erased
 from touchstream.domain.privacy import unconfirmed
 from touchstream.domain.profile import aliases
-from touchstream.domain.sessions import published
-from touchstream.domain.timers import fire, next_due, pending
+from touchstream.domain.timers import fire, next_due
 from touchstream.errors import TouchstreamError
 from touchstream.streams import topics
 from touchstream.streams.delivery import Finisher, Handler
@@ -318,7 +316,7 @@ def _execute(
         assert step.store is not None
         cache.put(key, step.store)
         for decision in step.decisions:
-            _publish(t, tally, decision, before)
+            PUBLISHERS[type(decision)](t, tally, decision)
         return
     if step.delete or erased:
         if coalescing is not None:  # its update would come after the removal: it never leaves
@@ -328,9 +326,7 @@ def _execute(
             gone.append((msg["via"][0], msg["via"][1]))
         if erased:
             assert step.store is not None
-            waiting = unconfirmed(step.store)
-            if waiting is not None:  # the receipt waits for Redis (privacy.confirm)
-                waiting["receipt"]["removed"]["timers"] = pending(before, t.rules)
+            if unconfirmed(step.store) is not None:  # its receipt waits for Redis (privacy.confirm)
                 bury(t, key.decode(), step.store, gone)
             else:
                 t.redis_sync.remove(key.decode(), gone, step.store["version"])
@@ -358,7 +354,7 @@ def _execute(
     for _ in range(step.seen_evicted):
         tally.inc(metrics.SEEN_EVICTED)
     for decision in step.decisions:
-        _publish(t, tally, decision, before)
+        PUBLISHERS[type(decision)](t, tally, decision)
     if step.store is None or step.delete:
         return
     event_id = msg.get("id", "")
@@ -488,76 +484,3 @@ def _load_partition(t: Topology, unwritten: list[StateCache], partition: int) ->
     for key, state in amended.items():
         add(key, state)
     t.timers.load(partition, entries, clock, wall_ms)
-
-
-def _send(t: Topology, name: str, key: str, record: dict[str, Any]) -> None:
-    t.outbox.add(t.settings.topic(name), key.encode(), orjson.dumps(record))
-
-
-def _publish(
-    t: Topology, tally: metrics.Tally, decision: Decision, before: dict[str, Any] | None
-) -> None:
-    payload = decision.payload
-    if decision.kind == "merged":
-        tally.inc(metrics.IDENTITY_MERGES)
-        record = {
-            "survivor": payload["survivor"],
-            "absorbed": payload["absorbed"],
-            "identifiers": payload["identifiers"],
-            "occurred_at": iso(payload["at"]),
-            "event_id": payload["event_id"],
-        }
-        _send(t, topics.PROFILES_MERGES, payload["survivor"], record)
-    elif decision.kind == "link_refused":
-        tally.inc(metrics.IDENTITY_REFUSALS, payload["limit"])
-        record = {k: v for k, v in payload.items() if k != "at"}
-        record["occurred_at"] = iso(payload["at"])
-        _send(t, topics.IDENTITY_REFUSALS, payload["customer_id"], record)
-    elif decision.kind == "trigger_out":
-        tally.inc(metrics.TRIGGERS_EMITTED, payload["type"])
-        _send(t, topics.TRIGGER_TOPICS[payload["type"]], payload["customer_id"], payload)
-    elif decision.kind == "trigger_audit":
-        tally.inc(metrics.TRIGGERS_SUPPRESSED, payload["type"], payload["suppressed_reason"])
-        if payload["suppressed_reason"] != "duplicate":  # already delivered under this id
-            _send(t, topics.TRIGGERS_AUDIT, payload["customer_id"], payload)
-    elif decision.kind == "session_closed":
-        tally.inc(metrics.SESSIONS_CLOSED, payload["channel"])
-        _send(t, topics.SESSIONS, payload["customer_id"], published(payload))
-        t.activity.record(payload)
-    elif decision.kind == "loyalty":
-        tally.inc(metrics.LOYALTY_OUTCOMES, payload["outcome"])
-        if payload["outcome"] == "state_capped":
-            tally.inc(metrics.STATE_CAPPED, payload["capped"])
-        _send(t, topics.LOYALTY_OUTCOMES, payload["customer_id"], loyalty.published(payload))
-        t.ledger.record(payload)
-    elif decision.kind == "trigger_deferred":
-        tally.inc(metrics.TRIGGERS_DEFERRED, payload["type"])
-    elif decision.kind == "state_capped":  # a bound of the state that publishes nothing
-        tally.inc(metrics.STATE_CAPPED, payload["capped"])
-    elif decision.kind == "expired":
-        tally.inc(metrics.ANONYMOUS_EXPIRED)
-    elif decision.kind == "erased":
-        customer_id = payload["customer_id"]
-        t.activity.erase(customer_id)  # its windows live on this partition, under its id
-        t.ledger.erase(customer_id)
-        # the receipt waits for Redis to confirm the deletion ("receipt" below)
-    elif decision.kind == "receipt":
-        tally.inc(metrics.ERASURES)
-        completed = payload["completed_at"]
-        tally.observe(metrics.ERASURE_LATENCY, max(completed - payload["requested_at"], 0) / 1000)
-        receipt = dict(
-            payload,
-            requested_at=iso(payload["requested_at"]),
-            occurred_at=iso(payload["occurred_at"]),
-            completed_at=iso(completed),
-        )
-        _send(t, topics.PRIVACY_RECEIPTS, payload["customer_id"], receipt)
-    elif decision.kind == "export":
-        tally.inc(metrics.ACCESS_EXPORTS)
-        # numbered parts that each fit the topic's limit (README, "Access exports in parts")
-        key = payload["customer_id"].encode()
-        budget = t.outbox.limits.value_budget(
-            t.settings.topic(topics.PRIVACY_EXPORTS), key, t.settings.producer_max_batch_bytes
-        )
-        for part in privacy.export_parts(payload, budget):
-            _send(t, topics.PRIVACY_EXPORTS, payload["customer_id"], part)

@@ -17,7 +17,7 @@ from touchstream.config.rules import Rules
 from touchstream.domain import triggers
 from touchstream.domain.bounds import MAX_MONEY_MINOR
 from touchstream.domain.clock import MS_PER_MINUTE, iso
-from touchstream.domain.decision import Decision
+from touchstream.domain.decision import Decision, StateCapped
 
 CLOSED_KEPT = 8  # closed carts remembered (a late event cannot reopen them)
 CART_LINES_MAX = 100  # distinct SKUs per cart: a line beyond it is not added (counted)
@@ -26,7 +26,7 @@ OPEN_CARTS_MAX = 20  # open carts per customer: the least recently active one be
 
 def capped(state: dict[str, Any], what: str, at: int) -> Decision:
     """A cap of the state was reached (not a ledger one): counted, nothing published."""
-    return Decision("state_capped", {"customer_id": state["customer_id"], "capped": what, "at": at})
+    return StateCapped(state["customer_id"], what, at)
 
 
 def _cart(state: dict[str, Any], cart_id: str) -> dict[str, Any] | None:

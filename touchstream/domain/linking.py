@@ -24,6 +24,7 @@ from typing import Any
 from touchstream.config.rules import Rules
 from touchstream.domain import privacy, triggers
 from touchstream.domain.customer import ASKED_LIMIT, REFUSED_LIMIT, Decision, apply, new_state
+from touchstream.domain.decision import Expired, LinkRefused, Merged, Proposal
 from touchstream.domain.fold import fold, fold_mark
 from touchstream.domain.identity import PRIORITY, home_of, link_mark, strongest
 from touchstream.domain.profile import project
@@ -136,7 +137,7 @@ def _dispatch(
     kind: str, target: str, state: State | None, msg: dict[str, Any], rules: Rules
 ) -> Step:
     if kind == "ev" and msg["type"] == "erasure_requested" and not is_redirect(state):
-        return privacy.erase(target, state, msg)
+        return privacy.erase(target, state, msg, rules)
     if kind == "forget":
         return privacy.forget(target, state, msg)
     if kind == "ev":
@@ -215,10 +216,10 @@ def _event(target: str, state: State | None, ev: dict[str, Any], rules: Rules) -
         asked = live["asked"] = [*asked, mark][-ASKED_LIMIT:]
     now = int(ev.get("ts", 0))
     step.decisions = [
-        triggers.emit(live, d, now, rules) if d.kind == "trigger" else d for d in step.decisions
+        triggers.emit(live, d, now, rules) if isinstance(d, Proposal) else d for d in step.decisions
     ]
     if ev["type"] == "access_requested":
-        step.decisions.append(Decision("export", privacy.export(live, ev, project(live, rules))))
+        step.decisions.append(privacy.export(live, ev, project(live, rules)))
     return step
 
 
@@ -348,32 +349,15 @@ def _fold(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -
         return Step(duplicate=True)
     capped: list[Decision] = []  # a cap the merged history reaches (domain.state_bounds)
     merged = fold(state, loser, rules, capped)  # also settles the reservation made for the loser
-    record = {
-        "survivor": target,
-        "absorbed": loser["customer_id"],
-        "identifiers": loser["identifiers"],
-        "at": msg["at"],
-        "event_id": msg["id"],
-    }
-    decisions = [Decision("merged", record), *capped]
+    absorbed, identifiers = loser["customer_id"], loser["identifiers"]
+    decisions = [Merged(target, absorbed, identifiers, msg["at"], msg["id"]), *capped]
     return Step(store=merged, decisions=decisions, identifiers_changed=True)
 
 
 def _refusal(
     customer_id: str, kind: str, value: str, group: str, msg: dict[str, Any], other: str = ""
-) -> Decision:
-    return Decision(
-        "link_refused",
-        {
-            "customer_id": customer_id,
-            "other_customer_id": other,
-            "identifier_kind": kind,
-            "identifier": value,  # email and phone are keyed hashes by now, never raw
-            "limit": group,
-            "at": msg["at"],
-            "event_id": msg["id"],
-        },
-    )
+) -> LinkRefused:
+    return LinkRefused(customer_id, other, kind, value, group, msg["at"], msg["id"])
 
 
 ANONYMOUS_KINDS = frozenset({"device_id", "anonymous_id"})
@@ -405,9 +389,7 @@ def expire(target: str, state: State | None, clock: int, rules: Rules) -> Step:
             home = home_of(kind, value)
             if home != target:
                 step.sends.append((home, {"k": "drop", "root": target, "via": [kind, value]}))
-    step.decisions.append(
-        Decision("expired", {"customer_id": target, "identifiers": state["identifiers"]})
-    )
+    step.decisions.append(Expired(target, state["identifiers"]))
     return step
 
 

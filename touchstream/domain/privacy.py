@@ -18,7 +18,10 @@ from typing import Any
 
 import orjson
 
-from touchstream.domain.customer import Decision
+from touchstream.config.rules import Rules
+from touchstream.domain import carts
+from touchstream.domain.clock import iso
+from touchstream.domain.decision import Erased, Export, Receipt
 from touchstream.domain.identity import home_of
 from touchstream.domain.state import State
 from touchstream.domain.step import Step
@@ -28,13 +31,14 @@ def marker(customer_id: str, erased_at: int, version: int) -> State:
     return {"customer_id": customer_id, "erased_at": erased_at, "version": version}
 
 
-def erase(target: str, state: State | None, ev: dict[str, Any]) -> Step:
+def erase(target: str, state: State | None, ev: dict[str, Any], rules: Rules) -> Step:
     """``erasure_requested`` reaching the customer's live profile (or an unknown id).
 
     The marker waits, ``unconfirmed``, until Redis confirmed the deletion (``confirm``): it
     holds what the removal needs again after a restart or a rebalance (the alias keys and the
     identifier homes, as the profile held them) and the receipt, which holds counts and the
-    kinds removed, never an identifier. Both go when the receipt is sent."""
+    kinds removed, never an identifier, and the timers the profile had pending. Both go when
+    the receipt is sent."""
     erased_at = int(ev.get("ts", 0))
     identifiers: dict[str, list[str]] = state["identifiers"] if state else {}
     version = (state["version"] if state else 0) + 1
@@ -62,14 +66,21 @@ def erase(target: str, state: State | None, ev: dict[str, Any]) -> Step:
             "identifiers": counts,
             "orders": len(state["orders"]) if state else 0,
             "carts": len(state["carts"]) if state else 0,
-            "timers": 0,  # set by the agent, which knows the rules (domain.timers.pending)
+            "timers": pending_timers(state, rules) if state else 0,
         },
     }
     store = marker(target, erased_at, version)
     store["unconfirmed"] = {"aliases": aliases, "homes": sorted(homes), "receipt": receipt}
     step = Step(store=store, sends=sends, identifiers_changed=True)
-    step.decisions.append(Decision("erased", {**receipt, "identifier_homes": sorted(homes)}))
+    step.decisions.append(Erased(target))
     return step
+
+
+def pending_timers(state: State, rules: Rules) -> int:
+    """How many timers a live profile has pending: its carts' reminders, its triggers held
+    back by quiet hours, its open session (an erasure receipt counts them)."""
+    reminders = sum(1 for c in state["carts"].values() if carts.cart_reminder(c, rules))
+    return reminders + len(state["deferred"]) + (state["session"] is not None)
 
 
 def confirm(target: str, state: State, msg: dict[str, Any]) -> Step:
@@ -79,9 +90,23 @@ def confirm(target: str, state: State, msg: dict[str, Any]) -> Step:
     waiting = state.get("unconfirmed")
     if waiting is None or msg.get("version") != state["version"]:
         return Step()  # confirmed already (a redelivery), or for an erasure since replaced
-    receipt = {**waiting["receipt"], "completed_at": int(msg.get("ts", 0))}
+    receipt = Receipt(**waiting["receipt"], completed_at=int(msg.get("ts", 0)))
     store = marker(target, state["erased_at"], state["version"] + 1)
-    return Step(store=store, decisions=[Decision("receipt", receipt)])
+    return Step(store=store, decisions=[receipt])
+
+
+def published(receipt: Receipt) -> dict[str, Any]:
+    """The record for ``privacy.receipts`` (README, "Privacy"): times in ISO 8601."""
+    return {
+        "request_id": receipt.request_id,
+        "customer_id": receipt.customer_id,
+        "requested_at": iso(receipt.requested_at),
+        "occurred_at": iso(receipt.occurred_at),
+        "known_customer": receipt.known_customer,
+        "kinds_removed": receipt.kinds_removed,
+        "removed": receipt.removed,
+        "completed_at": iso(receipt.completed_at),
+    }
 
 
 def unconfirmed(state: State | None) -> dict[str, Any] | None:
@@ -100,8 +125,13 @@ def forget(target: str, state: State | None, msg: dict[str, Any]) -> Step:
     return Step(store=marker(target, msg["erased_at"], version), identifiers_changed=True)
 
 
-def export(state: State, ev: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
+def export(state: State, ev: dict[str, Any], profile: dict[str, Any]) -> Export:
     """Everything held about a customer, for ``privacy.exports`` (GDPR Art. 15, CCPA)."""
+    return Export(state["customer_id"], everything(state, ev, profile))
+
+
+def everything(state: State, ev: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
+    """The export's document: everything held about the customer."""
     return {
         "request_id": ev["props"].get("request_id", ""),
         "customer_id": state["customer_id"],

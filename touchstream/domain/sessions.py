@@ -17,7 +17,7 @@ from typing import Any
 from touchstream.config.rules import Rules
 from touchstream.domain import triggers
 from touchstream.domain.clock import MS_PER_HOUR, MS_PER_MINUTE, iso
-from touchstream.domain.decision import Decision
+from touchstream.domain.decision import Decision, SessionClosed, StateCapped
 from touchstream.domain.state import State
 
 # touchpoints that are a shopper's own activity on a channel; the rest (consent, privacy,
@@ -105,12 +105,7 @@ def track(state: State, ev: dict[str, Any], rules: Rules, decisions: list[Decisi
         if len(session["added"]) < ADDED_KEPT:
             session["added"] = [*session["added"], props["sku"]]
         else:
-            decisions.append(
-                Decision(
-                    "state_capped",
-                    {"customer_id": state["customer_id"], "capped": "session_added", "at": at},
-                )
-            )
+            decisions.append(StateCapped(state["customer_id"], "session_added", at))
     elif ev["type"] == "purchase":
         session["converted"] = True
     state["session"] = session
@@ -140,7 +135,7 @@ def close(state: State, end: int, rules: Rules) -> list[Decision]:
         "start_ms": session["start"],
         "closed_at_ms": end,
     }
-    out = [Decision("session_closed", summary)]
+    out: list[Decision] = [SessionClosed(state["customer_id"], session["channel"], summary)]
     browsed = sorted(
         (
             (-n, sku)

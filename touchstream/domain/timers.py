@@ -14,8 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from touchstream.config.rules import Rules
-from touchstream.domain import carts, loyalty, rfm, sessions, triggers
-from touchstream.domain.decision import Decision
+from touchstream.domain import carts, loyalty, privacy, rfm, sessions, triggers
+from touchstream.domain.decision import Decision, Proposal
 from touchstream.domain.linking import anonymous_until, expire, is_erased, is_redirect
 from touchstream.domain.state import State
 from touchstream.domain.step import Step
@@ -64,8 +64,7 @@ def pending(state: State | None, rules: Rules) -> int:
     """How many timers a profile has pending (an erasure receipt counts them)."""
     if state is None or is_redirect(state) or is_erased(state):
         return 0
-    reminders = sum(1 for c in state["carts"].values() if carts.cart_reminder(c, rules))
-    return reminders + len(state["deferred"]) + (state["session"] is not None)
+    return privacy.pending_timers(state, rules)
 
 
 def fire(target: str, state: State | None, clock: int, now_ms: int, rules: Rules) -> Step:
@@ -97,7 +96,8 @@ def fire(target: str, state: State | None, clock: int, now_ms: int, rules: Rules
             proposals = [triggers.release(live, detail)]
         # each decision is guarded as it falls due: the ones before it count towards the caps
         decisions.extend(
-            triggers.emit(live, d, now_ms, rules) if d.kind == "trigger" else d for d in proposals
+            triggers.emit(live, d, now_ms, rules) if isinstance(d, Proposal) else d
+            for d in proposals
         )
     live["version"] += 1
     return Step(store=live, decisions=decisions)

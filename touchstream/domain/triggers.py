@@ -22,7 +22,14 @@ from zoneinfo import ZoneInfo
 from touchstream.config.rules import Rules
 from touchstream.domain import trigger_catalog
 from touchstream.domain.clock import iso
-from touchstream.domain.decision import Decision
+from touchstream.domain.decision import (
+    Decision,
+    Proposal,
+    StateCapped,
+    TriggerAudit,
+    TriggerDeferred,
+    TriggerOut,
+)
 from touchstream.domain.state import State
 
 SCHEMA_VERSION = 1
@@ -50,12 +57,11 @@ def trigger_id(customer_id: str, kind: str, cause: str) -> str:
 
 def propose(
     kind: str, cause: str, at: int, reason: str, evidence: dict[str, Any], rule: str
-) -> Decision:
+) -> Proposal:
     """A trigger a capability decided on; ``cause`` names what caused it, uniquely per type.
     ``kind`` must be declared in the trigger catalog (``domain/trigger_catalog.py``)."""
     trigger_catalog.entry(kind)
-    return Decision(
-        "trigger",
+    return Proposal(
         {
             "type": kind,
             "cause": cause,
@@ -142,14 +148,14 @@ def quiet_until(at_ms: int, rules: Rules) -> int | None:
     return int(datetime.combine(day, end, tzinfo=tz).timestamp() * 1000)
 
 
-def emit(state: State, proposal: Decision, now_ms: int, rules: Rules) -> Decision:
+def emit(state: State, proposal: Proposal, now_ms: int, rules: Rules) -> Decision:
     """A proposal through quiet hours and the guard chain: delivered, deferred or audited.
 
     ``now_ms`` is the wall clock at which ingest saw the record that set the decision off (an
     event, or the tick of an idle partition): deterministic for the oracle, and a replay
     re-ingests with today's clock, so last year's decisions are stale.
     """
-    payload = proposal.payload
+    payload = proposal.trigger
     if not payload.get("released"):
         until = quiet_until(payload["at"], rules)
         if until is not None:
@@ -160,19 +166,13 @@ def emit(state: State, proposal: Decision, now_ms: int, rules: Rules) -> Decisio
                 held = held[:DEFERRED_MAX]
             state["deferred"] = held
             if deferred not in held:  # beyond DEFERRED_MAX and due last: not held (counted)
-                return Decision(
-                    "state_capped",
-                    {
-                        "customer_id": state["customer_id"],
-                        "capped": "deferred",
-                        "at": payload["at"],
-                    },
-                )
-            return Decision("trigger_deferred", deferred)
+                return StateCapped(state["customer_id"], "deferred", payload["at"])
+            return TriggerDeferred(payload["type"], state["customer_id"], deferred)
     envelope, suppressed = guard(state, payload, now_ms, rules)
     if suppressed is None:
-        return Decision("trigger_out", envelope)
-    return Decision("trigger_audit", dict(envelope, suppressed_reason=suppressed))
+        return TriggerOut(envelope["type"], envelope["customer_id"], envelope)
+    audit = dict(envelope, suppressed_reason=suppressed)
+    return TriggerAudit(envelope["type"], envelope["customer_id"], suppressed, audit)
 
 
 def next_deferred(state: State) -> tuple[int, int] | None:
@@ -187,10 +187,10 @@ def next_deferred_at(state: State) -> int | None:
     return min(d["due"] for d in deferred) if deferred else None
 
 
-def release(state: State, index: int) -> Decision:
+def release(state: State, index: int) -> Proposal:
     deferred = state["deferred"]
     state["deferred"] = deferred[:index] + deferred[index + 1 :]
-    return Decision("trigger", deferred[index])
+    return Proposal(deferred[index])
 
 
 def fold_deferred(winner: State, loser: State) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from touchstream.config.rules import load_rules
 from touchstream.domain.identity import home_of, mint_customer_id
 from touchstream.domain.linking import handle, is_erased
 from touchstream.domain.privacy import export_parts, reassemble
+from touchstream.domain.timers import pending
 from touchstream.offline import OfflineStage
 from touchstream.simulator.factory import internal
 
@@ -236,3 +237,15 @@ def test_an_event_naming_an_erased_identifier_does_not_link_it_to_another_profil
     (live,) = stage.live().values()
     assert live["identifiers"] == {"device_id": ["dev-other"]}
     assert is_erased(stage.table[home_of("email", "hash-9")])
+
+
+def test_the_core_counts_the_timers_the_erased_profile_had_pending_on_its_receipt():
+    stage = shopper()
+    root = home_of("loyalty_id", "L-9")
+    assert pending(stage.table[root], RULES) == 2  # the cart's reminder and the open session
+
+    stage.submit([ev(5, CARD, "erasure_requested", request_id="R-1")])
+    stage.drain()
+
+    (receipt,) = [d.payload for d in stage.decisions if d.kind == "receipt"]
+    assert receipt["removed"]["timers"] == 2

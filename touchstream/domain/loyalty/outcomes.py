@@ -8,19 +8,21 @@ import hashlib
 from typing import Any
 
 from touchstream.domain.clock import iso
-from touchstream.domain.decision import Decision
+from touchstream.domain.decision import LoyaltyOutcome
 from touchstream.domain.state import State
 
 
-def outcome(state: State, kind: str, cause: str, at: int, **fields: Any) -> Decision:
+def outcome(state: State, kind: str, cause: str, at: int, **fields: Any) -> LoyaltyOutcome:
     """A ledger outcome for ``loyalty.outcomes``; its id is deterministic, so a replay repeats it."""
-    oid = hashlib.sha256(f"{state['customer_id']}|{kind}|{cause}".encode()).hexdigest()[:32]
-    return Decision(
-        "loyalty",
+    customer_id = state["customer_id"]
+    oid = hashlib.sha256(f"{customer_id}|{kind}|{cause}".encode()).hexdigest()[:32]
+    return LoyaltyOutcome(
+        customer_id,
+        kind,
         {
             "outcome_id": oid,
             "outcome": kind,
-            "customer_id": state["customer_id"],
+            "customer_id": customer_id,
             "at": at,
             **fields,
             "balance": state["points"],
