@@ -105,11 +105,12 @@ def decode(raw: bytes | None, max_bytes: int, schema_only: bool = False) -> dict
         raise UnsupportedVersion(
             f"schema_version {version} is not supported (this worker reads {SCHEMA_VERSION})"
         )
-    try:
-        if schema_only:
-            raise msgspec.ValidationError
-        msgspec.convert(event, structs.struct(event_type))
-    except msgspec.ValidationError:
+    if not schema_only:
+        try:
+            msgspec.convert(event, structs.struct(event_type))
+        except msgspec.ValidationError:
+            schema_only = True  # the schema decides, and words the refusal
+    if schema_only:
         try:
             validator(event_type)(event)
         except fastjsonschema.JsonSchemaValueException as exc:
