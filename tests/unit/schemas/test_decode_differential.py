@@ -285,10 +285,24 @@ BREAKS = st.sampled_from(
 )
 
 
+# nesting around decode.MAX_DEPTH (64 levels, the event itself being level 1)
+DEPTHS = st.none() | st.integers(min_value=60, max_value=66)
+
+
 @FUZZ
-@given(schema_events(), st.booleans(), st.none() | st.tuples(st.integers(0, 10**6), BREAKS))
-def test_decode_has_exactly_the_outcome_of_the_schema_path(drawn, ascii_only, damage):
+@given(
+    schema_events(),
+    st.booleans(),
+    DEPTHS,
+    st.none() | st.tuples(st.integers(0, 10**6), BREAKS),
+)
+def test_decode_has_exactly_the_outcome_of_the_schema_path(drawn, ascii_only, depth, damage):
     _, event = drawn
+    if depth is not None and isinstance(event.get("properties"), dict):
+        nested: Any = 1
+        for _ in range(depth - 2):
+            nested = [nested]
+        event["properties"]["nested"] = nested
     raw = bytearray(json.dumps(event, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass"))
     if damage is not None:
         at, piece = damage
