@@ -1,9 +1,10 @@
 """msgspec Structs generated from the published event schemas (schemas/events/v1/*.json): the
 fast check of ``schemas.decode``.
 
-The JSON Schemas stay the contract. Each event type's Struct is built from its schema file at
-import, so the two cannot drift apart; a schema keyword this generator does not translate stops
-the import (``UntranslatableSchema``) rather than being silently ignored. The Structs are only
+The JSON Schemas stay the contract. Each event type's Struct is built from its schema file
+(``decode.load_validators`` builds them all at start-up), so the two cannot drift apart; a schema
+keyword this generator does not translate stops start-up (``UntranslatableSchema``) rather
+than being silently ignored. The Structs are only
 ever allowed to be stricter than the schema, never more lenient: ``decode`` accepts an event the
 Struct accepts, and asks the schema itself (fastjsonschema) about every other one, so the
 schema decides every refusal and writes its message. tests/unit/schemas/test_decode_differential.py
@@ -11,8 +12,8 @@ fuzzes the two against each other.
 
 What the Struct refuses and the schema accepts (so such an event takes the slower path, with the
 same outcome): a float without fractional part where the schema says ``integer`` (draft-07
-counts 12.0 as an integer; ``decode`` then refuses it in money and count fields anyway), and an
-integer beyond the signed/unsigned 64-bit range.
+counts 12.0 as an integer; ``decode`` then refuses it in money and count fields anyway),
+which includes an integer beyond 2**64 - 1 in the record: orjson reads it as a float.
 """
 
 from __future__ import annotations
