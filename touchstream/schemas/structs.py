@@ -13,7 +13,7 @@ fuzzes the two against each other.
 What the Struct refuses and the schema accepts (so such an event takes the slower path, with the
 same outcome): a float without fractional part where the schema says ``integer`` (draft-07
 counts 12.0 as an integer; ``decode`` then refuses it in money and count fields anyway),
-which includes an integer beyond 2**64 - 1 in the record: orjson reads it as a float.
+which includes an integer outside -2**63 .. 2**64 - 1 in the record: orjson reads it as a float.
 """
 
 from __future__ import annotations
