@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Context, localcontext
-from typing import Any
+from typing import Any, NoReturn
 
 from touchstream.config.rules import ProgramRules
 from touchstream.domain import bounds
@@ -88,17 +88,14 @@ class Ingest:
         names = MONEY_BY_TYPE.get(event_type)
         if names is None:
             return props
-        amounts = [(f"properties.{name}", props[name]) for name in names if name in props]
         lines = props.get("items", []) if event_type in TYPES_WITH_LINES else []
-        amounts += [
-            (f"properties.items[{i}].unit_price_minor", line["unit_price_minor"])
-            for i, line in enumerate(lines)
-        ]
-        for field, minor in amounts:
-            if minor > MAX_MONEY_MINOR:
-                raise SchemaViolation(
-                    f"{field} must be at most {MAX_MONEY_MINOR} minor units, got {minor}"
-                )
+        # every amount as sent, in field order (a field's name is written only for the refusal)
+        for name in names:
+            if name in props and props[name] > MAX_MONEY_MINOR:
+                _over_money(f"properties.{name}", props[name])
+        for i, line in enumerate(lines):
+            if line["unit_price_minor"] > MAX_MONEY_MINOR:
+                _over_money(f"properties.items[{i}].unit_price_minor", line["unit_price_minor"])
         currency = props.get("currency")
         if currency is None or currency == self._program.currency:
             return props
@@ -137,3 +134,7 @@ class Ingest:
                 for i, line in enumerate(lines)
             ]
         return converted
+
+
+def _over_money(field: str, minor: int) -> NoReturn:
+    raise SchemaViolation(f"{field} must be at most {MAX_MONEY_MINOR} minor units, got {minor}")
