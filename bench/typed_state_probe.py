@@ -4,17 +4,20 @@ Issue 29 asks, before the typed-state rewrite, for msgspec Structs or slotted da
 measured on the bench data and one picked (docs/design/typed-state.md holds the numbers and the
 pick). This probe takes the final customers table of the bench's data set (the pure core over
 ``touchstream.bench.replay``, as ``bench/core_speed.py`` runs it; defaults 50,000 events of
-5,000 customers) and compares three in-memory forms of each state:
+5,000 customers) and compares the in-memory forms of each state:
 
 - ``dict``: today's form, stored as orjson compressed with zstd against ``DICTIONARY_1``
   (``touchstream.tables.state_codec``, read back through ``tables.customers.decode_state``);
 - ``msgspec``: msgspec Structs of ``bench/typed_state_records.py`` (the tagged union
   ``Live | Redirect | Erased``), encoded and decoded by msgspec's typed JSON codec;
+- ``msgspec gc=F``: the same Structs declared ``gc=False`` (the cycle collector does not track
+  them; records hold no cycles), for comparison;
 - ``dataclass``: the same records as slotted dataclasses, encoded by orjson (which serialises
   dataclasses) and decoded with orjson plus a hand-written builder per record.
 
 Both typed forms store the same bytes (a nested layout: one object per capability, the tag
-``t`` first; checked below) through the same zstd dictionary step. For each form, per state:
+``t`` first; checked below, as is msgspec encoding today's dicts to orjson's very bytes) through
+the same zstd dictionary step. For each form, per state:
 
 - ``decode``: stored value -> in-memory form (zstd included);
 - ``encode``: in-memory form -> stored value (zstd included);
@@ -28,9 +31,9 @@ Both typed forms store the same bytes (a nested layout: one object per capabilit
   ``DICTIONARY_1`` and with a dictionary of the typed layout's names (``DICTIONARY_2`` below,
   a sketch of the new format byte such a layout would need).
 
-CPU is ``time.process_time``, the best of ``rounds`` rounds, the three forms alternating in a
+CPU is ``time.process_time``, the best of ``rounds`` rounds (default 5), the forms alternating in a
 rotating order within each round, with the collector set as the worker sets it. msgspec is not
-a project dependency: without it the msgspec column is left out (``pip install msgspec``).
+a project dependency: without it the msgspec columns are left out (``pip install msgspec``).
 """
 
 from __future__ import annotations
@@ -228,8 +231,8 @@ def _dataclass_form() -> Form:
     )
 
 
-def _msgspec_form() -> Form:
-    union = records.structs()["CustomerState"]
+def _msgspec_form(gc: bool = True) -> Form:
+    union = records.structs(gc)["CustomerState"]
     encode = msgspec.json.Encoder().encode
     decode = msgspec.json.Decoder(union).decode
 
@@ -237,7 +240,7 @@ def _msgspec_form() -> Form:
         return msgspec.convert(records.nest(decode_state(stored)), union)  # type: ignore[arg-type]
 
     return Form(
-        "msgspec",
+        "msgspec" if gc else "msgspec gc=F",
         to_stored=lambda r: PACK_1(encode(r)),
         from_stored=lambda b: decode(UNPACK_1(b)),
         read_old=from_old,
@@ -273,9 +276,14 @@ def _held_bytes(decode: Callable[[bytes], Any], stored: list[bytes]) -> float:
 def main(events: int = 50_000, customers: int = 5_000, rounds: int = 5) -> None:
     table = replay(bench_events(events, customers, NOW_MS)).table
     old = {cid: state_codec.encode(s) for cid, s in table.items()}  # as today's worker stores
+    if msgspec is not None:  # msgspec could encode today's dicts: the same bytes as orjson
+        encode = msgspec.json.Encoder().encode
+        assert all(encode(s) == orjson.dumps(s) for s in table.values())
     live_ids = [cid for cid, s in table.items() if "orders" in s]
     other_ids = [cid for cid in table if cid not in set(live_ids)]
-    forms = [DICT, _dataclass_form()] + ([_msgspec_form()] if msgspec is not None else [])
+    forms = [DICT, _dataclass_form()]
+    if msgspec is not None:
+        forms += [_msgspec_form(), _msgspec_form(gc=False)]
     print(
         f"bench data: {events:,} events of {customers:,} customers -> {len(live_ids):,} live "
         f"profiles, {len(other_ids):,} redirects and markers; best of {rounds} rounds, "
@@ -322,18 +330,18 @@ def main(events: int = 50_000, customers: int = 5_000, rounds: int = 5) -> None:
 
     names = [f.name for f in forms]
     width = 26
-    print(f"\n{'per state':<{width}}" + "".join(f"{n:>12}" for n in names))
+    print(f"\n{'per state':<{width}}" + "".join(f"{n:>14}" for n in names))
     for op in ops:
-        cells = "".join(f"{best[op, n] * 1e6:>9.2f} us" for n in names)
+        cells = "".join(f"{best[op, n] * 1e6:>11.2f} us" for n in names)
         print(f"{op.rstrip() + ' (CPU)':<{width}}{cells}")
     for label, ids in (("held, live", live_ids), ("held, redirect", other_ids)):
         held = [_held_bytes(f.from_stored, [stored[f.name][c] for c in ids]) for f in forms]
-        print(f"{label + ' (bytes)':<{width}}" + "".join(f"{h:>12,.0f}" for h in held))
+        print(f"{label + ' (bytes)':<{width}}" + "".join(f"{h:>14,.0f}" for h in held))
     for label, ids in (("stored, live", live_ids), ("stored, redirect", other_ids)):
         sizes = [statistics.mean(len(stored[n][c]) for c in ids) for n in names]
-        print(f"{label + ' (bytes)':<{width}}" + "".join(f"{s:>12,.0f}" for s in sizes))
+        print(f"{label + ' (bytes)':<{width}}" + "".join(f"{s:>14,.0f}" for s in sizes))
         plain = [statistics.mean(len(f.layout(memory[f.name][c])) for c in ids) for f in forms]
-        print(f"{'  its JSON, uncompressed':<{width}}" + "".join(f"{s:>12,.0f}" for s in plain))
+        print(f"{'  its JSON, uncompressed':<{width}}" + "".join(f"{s:>14,.0f}" for s in plain))
     layout = typed[0]
     for label, ids in (("  typed, DICTIONARY_2", live_ids), ("  typed, DICTIONARY_2 redir", other_ids)):  # fmt: skip
         packed = [PACK_2(layout.layout(memory[layout.name][c])) for c in ids]
@@ -341,7 +349,7 @@ def main(events: int = 50_000, customers: int = 5_000, rounds: int = 5) -> None:
             UNPACK_2(p) == layout.layout(memory[layout.name][c])
             for p, c in zip(packed, ids, strict=True)
         )
-        print(f"{label:<{width}}{statistics.mean(len(p) for p in packed):>12,.0f}")
+        print(f"{label:<{width}}{statistics.mean(len(p) for p in packed):>14,.0f}")
 
 
 if __name__ == "__main__":

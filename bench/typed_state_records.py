@@ -408,9 +408,10 @@ def to_flat(record: CustomerState) -> dict[str, Any]:
 # -- the same shape as msgspec Structs (derived, so it is written once) --------------------
 
 
-def structs() -> dict[str, Any]:
+def structs(gc: bool = True) -> dict[str, Any]:
     """msgspec Structs of every record above (name -> Struct), the union as ``"CustomerState"``;
-    needs msgspec (not a project dependency: the probe installs it in its own venv)."""
+    ``gc=False``: Structs the cycle collector does not track (records hold no cycles). Needs
+    msgspec (not a project dependency: ``pip install msgspec`` to run the probe)."""
     import msgspec
 
     made: dict[str, Any] = {}
@@ -453,6 +454,7 @@ def structs() -> dict[str, Any]:
             kw_only=True,
             tag=tags.get(name),
             tag_field="t" if name in tags else None,
+            gc=gc,
         )
         return made[name]
 
