@@ -411,7 +411,7 @@ def to_flat(record: CustomerState) -> dict[str, Any]:
 def structs(gc: bool = True) -> dict[str, Any]:
     """msgspec Structs of every record above (name -> Struct), the union as ``"CustomerState"``;
     ``gc=False``: Structs the cycle collector does not track (records hold no cycles). Needs
-    msgspec (not a project dependency: ``pip install msgspec`` to run the probe)."""
+    msgspec (``pip install msgspec`` where it is not installed)."""
     import msgspec
 
     made: dict[str, Any] = {}

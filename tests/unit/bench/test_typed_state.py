@@ -2,8 +2,8 @@
 docs/design/typed-state.md) holds every customer state as it is: each final state of the bench's
 data, and each value an older worker wrote (format 1, ``tests/unit/tables/state_v1``), converts
 dict -> slotted dataclasses -> dict with nothing lost, and serves the same profile afterwards.
-Only the dataclass form is tested here: msgspec is not a project dependency (the probe measures
-the msgspec form, whose encoding it checks byte for byte against this one)."""
+Only the dataclass form is tested here, with no more than what ``make test`` installs; the probe
+checks that the msgspec form stores these very bytes and reads back the same records."""
 
 from __future__ import annotations
 
