@@ -69,14 +69,15 @@ def make_customer_handler(t: Topology) -> Handler:
                 coalescing = Coalescing(per_record)
                 _apply_batch(t, cache, stage, partition, messages, skip, timer_faults, coalescing)
             except Recheck as recheck:
-                # a customer's last state of the batch raised in its projection or output, or
-                # its update is over the limit only for naming every event: the batch again,
-                # that customer with one update per record, which names the record at fault
+                # customers whose last state of the batch raised in its projection or output,
+                # or whose update is over the limit only for standing for several records:
+                # the batch again, those customers with one update per record, which names
+                # the record at fault
                 undo.rollback()
                 t.outbox.take_back(mark)
                 t.timers.restore(partition, clock)
                 unwritten.remove(cache)
-                per_record.add(recheck.key)
+                per_record.update(recheck.keys)
                 continue
             except RecordFailed as failed:
                 # nothing of this run survives; the table still holds the batch's start
@@ -85,8 +86,10 @@ def make_customer_handler(t: Topology) -> Handler:
                 t.timers.restore(partition, clock)
                 unwritten.remove(cache)
                 failure = failed.failure
-                per_record.clear()  # the record is named: every customer coalesced again
+                # the record is named: its customer's updates coalesced again, without it
+                per_record.discard(messages[failure.index].key)
                 if failure.timer is not None:
+                    per_record.discard(failure.timer.encode())
                     timer_faults.setdefault(failure.index, set()).add(failure.timer)
                     parked_timers.append((messages[failure.index], failure))
                 elif failure.internal:
@@ -214,23 +217,24 @@ def _apply_batch(
             tally.observe(metrics.DECISION_LATENCY, max(wall - msg["rt"] / 1000, 0.0))
             tally.observe(metrics.EVENT_TIME_LAG, max(wall - msg["at"] / 1000, 0.0))
     if coalescing is not None:
+        unsent: set[bytes] = set()  # all of them at once: one re-run, however many they are
         for key, last in coalescing.states.items():  # in the order of their last change
             try:
                 _project(t, stage, tally, key, last, last.records > 1)
-            except Recheck:
-                raise
-            except Exception as exc:
-                raise Recheck(key) from exc
+            except Exception:  # (what it did is undone with the run)
+                unsent.add(key)
+        if unsent:
+            raise Recheck(unsent)
     tally.apply()
 
 
 class Recheck(TouchstreamError):
-    """A customer's coalesced profile update raised or is over its limit: the batch runs
-    again with one update per record for that customer (``key``)."""
+    """Customers' coalesced profile updates raised or are over their limit: the batch runs
+    again with one update per record for those customers (``keys``)."""
 
-    def __init__(self, key: bytes) -> None:
-        super().__init__(f"coalesced profile update of {key!r}")
-        self.key = key
+    def __init__(self, keys: set[bytes]) -> None:
+        super().__init__(f"coalesced profile updates of {len(keys)} customers")
+        self.keys = keys
 
 
 class Coalesced:
@@ -411,7 +415,7 @@ def _project(
     if coalesced and not t.outbox.fits(name, key, value):
         # over the topic's limit for standing for several records: one update per record
         # instead, so only one too large on its own goes to the DLQ (as without coalescing)
-        raise Recheck(key)
+        raise Recheck({key})
     t.outbox.add(name, key, value)
     if faults:  # after the profile update was queued: it must not leave
         for event_id in events:
