@@ -229,6 +229,19 @@ def cart_reminder(cart: dict[str, Any], rules: Rules) -> tuple[int, int, str] | 
     return cart["at"] + round(delays[sent] * MS_PER_MINUTE), sent, contents
 
 
+def _reminder_due(cart: dict[str, Any], rules: Rules) -> int | None:
+    """``cart_reminder``'s due time; the contents' digest only when a reminder was sent (it
+    tells whether that reminder was for these contents): this runs after every stored state."""
+    if cart["closed_at"] is not None or cart["value"] < rules.carts.min_value_minor:
+        return None
+    reminded = cart.get("reminded")
+    sent = reminded[1] if reminded and reminded[0] == digest(cart["items"]) else 0
+    delays = rules.carts.reminder_delays_minutes
+    if sent >= len(delays):
+        return None
+    return int(cart["at"] + round(delays[sent] * MS_PER_MINUTE))
+
+
 def next_reminder(state: dict[str, Any], rules: Rules) -> tuple[int, str] | None:
     """(due, cart_id) of the earliest reminder of any open cart."""
     out = None
@@ -243,9 +256,9 @@ def next_due(state: dict[str, Any], rules: Rules) -> int | None:
     """When the earliest reminder of any open cart is due (``next_reminder``'s time)."""
     out = None
     for cart in state["carts"].values():
-        nxt = cart_reminder(cart, rules)
-        if nxt is not None and (out is None or nxt[0] < out):
-            out = nxt[0]
+        due = _reminder_due(cart, rules)
+        if due is not None and (out is None or due < out):
+            out = due
     return out
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from touchstream.config.rules import Rules
 from touchstream.domain.decision import Decision
 from touchstream.domain.loyalty.outcomes import outcome
-from touchstream.domain.loyalty.tiers import multiplier_before
+from touchstream.domain.loyalty.tiers import multiplier_before, tier_index
 from touchstream.domain.state import State
 
 
@@ -71,8 +71,18 @@ def priced(
     """(points, multiplier) of each order placed after ``after`` in event time (ties by id),
     priced at the tier its history held before it: what one profile that saw every order and
     return in event time would have earned, whatever order they arrived in."""
-    history: State = {"orders": {}, "returns": returns}
     out: dict[str, tuple[int, float]] = {}
+    if tier_index(sum(o["net"] for o in orders.values() if o["net"] > 0), rules) == 0:
+        # no history of these orders reaches a tier above the first (a history's spend is at
+        # most the sum of its positive nets): every order is priced at the first tier, as
+        # ``held_tier`` would find one order at a time (most merges: a quadratic walk saved)
+        first = float(rules.loyalty.tiers[0].multiplier)
+        for order_id, order in orders.items():
+            if (order["at"], order_id) > after:
+                effective = order.get("eff", order["net"] * 1000)
+                out[order_id] = (earned_points(effective, first, rules), first)
+        return dict(sorted(out.items(), key=lambda item: _in_time((item[0], orders[item[0]]))))
+    history: State = {"orders": {}, "returns": returns}
     for order_id, order in sorted(orders.items(), key=_in_time):
         if (order["at"], order_id) > after:
             multiplier = multiplier_before(history, order["at"], rules)
