@@ -73,17 +73,18 @@ def _seen(w: State, lo: State, out: State, rules: Rules) -> dict[str, int]:
 def _points(w: State, lo: State, out: State, rules: Rules) -> int:
     # the balance apart from orders (bonuses, redemptions, expiries) adds up; the orders are
     # priced again together, so the result does not depend on which profile earned an order
-    outside = sum(
-        s["points"] - sum(loyalty.held_points(o) for o in s["orders"].values()) for s in (w, lo)
-    )
+    total = w["points"] + lo["points"]
     if w["signup_bonus_at"] is not None and lo["signup_bonus_at"] is not None:
-        outside -= rules.loyalty.signup_bonus
+        total -= rules.loyalty.signup_bonus
     for rid, (spent, _) in lo["redemptions"].items():
         if rid in w["redemptions"]:
-            outside += spent  # the same redemption, seen by both: spent once
+            total += spent  # the same redemption, seen by both: spent once
+    if _sole_ledger(w, lo) is not None:
+        return int(total)  # its orders are the merged book as they are: their points stay
     # an order one profile folded into ``past`` and the other still holds: its points are in
-    # the folding profile's ``past`` (so in ``outside``) and leave the merged order book
-    return int(outside + sum(loyalty.held_points(o) for o in out["orders"].values()))
+    # the folding profile's ``past`` (so outside the orders) and leave the merged order book
+    held = sum(loyalty.held_points(o) for s in (w, lo) for o in s["orders"].values())
+    return int(total - held + sum(loyalty.held_points(o) for o in out["orders"].values()))
 
 
 def _spend(w: State, lo: State, out: State, rules: Rules) -> int:
@@ -117,10 +118,33 @@ def _returns(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
     return {rid: r for rid, r in merged.items() if rid not in out["ids"]["r"]}
 
 
+def _sole_ledger(w: State, lo: State) -> State | None:
+    """The one profile of the two that holds a ledger, when the other holds none and neither
+    folded an order or a return away (``past``, ``ids``): most merges, an anonymous visitor's
+    profile and a shopper's. Its orders are the merged book as they are: priced again over the
+    same history they give the points they hold (each was priced at the tier its history held
+    before it, and priced again when an order or a return arrived late: ``loyalty.reprice``),
+    and their refunds are its returns'. Pricing them again cost a fifth of a merge."""
+    for a, b in ((w, lo), (lo, w)):
+        if (
+            not b["orders"]
+            and not b["returns"]
+            and b["past"] is None
+            and b["ids"] is None
+            and a["past"] is None
+            and a["ids"] is None
+        ):
+            return a
+    return None
+
+
 def _orders(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
     """The union of both order books, each order priced at the tier the merged history held
     before it (in event time), exactly as one profile that had seen them all would have; a
     return either profile holds is applied to its order once."""
+    only = _sole_ledger(w, lo)
+    if only is not None:
+        return only["orders"]
     union = {**lo["orders"], **w["orders"]}
     if out["ids"] is not None:  # counted in ``past``
         union = {k: o for k, o in union.items() if k not in out["ids"]["o"]}
