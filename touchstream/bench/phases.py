@@ -16,7 +16,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from touchstream.runtime.kafka_io import ensure_topics
+from touchstream.runtime.kafka_io import ensure_topics, events_named
 from touchstream.runtime.processes import Child
 from touchstream.runtime.stack import WorkerProcess
 from touchstream.simulator.traffic import Record, Traffic, topic_for
@@ -210,13 +210,8 @@ class OutputReader:
             for messages in batches.values():
                 for message in messages:
                     self.records += 1
-                    update = loads(message.value)
-                    # a profile update covers every event of its customer in the worker's
-                    # fetch (README, "Topics"): each counts as arrived with it
-                    named = update.get("event_ids")
-                    if named is None:  # (an erasure notice names none)
-                        named = [update["event_id"]] if update.get("event_id") else []
-                    for eid in named:
+                    # each event an update covers counts as arrived with it
+                    for eid in events_named(loads(message.value)):
                         if eid in self.arrivals:
                             self.duplicates += 1
                             continue

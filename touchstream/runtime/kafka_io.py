@@ -197,17 +197,18 @@ def read_topic(
     return asyncio.run(run())
 
 
+def events_named(update: dict[str, Any]) -> list[str]:
+    """The event ids one ``profiles.updates`` record says it is the profile after, oldest
+    first: an update covers every event of its customer in a fetch (README, "Topics")."""
+    named = update.get("event_ids")
+    if named is None:  # an erasure notice names none; an update before coalescing, one
+        return [update["event_id"]] if update.get("event_id") else []
+    return list(named)
+
+
 def covered_events(updates: Iterable[Out]) -> list[str]:
-    """The event ids ``profiles.updates`` records say they are the profile after, in order:
-    one update covers every event of its customer in a fetch (README, "Topics")."""
-    out: list[str] = []
-    for update in updates:
-        value = update.json()
-        named = value.get("event_ids")
-        if named is None:  # an erasure notice names none; an update before coalescing, one
-            named = [value["event_id"]] if value.get("event_id") else []
-        out.extend(named)
-    return out
+    """The event ids ``profiles.updates`` records say they are the profile after, in order."""
+    return [eid for update in updates for eid in events_named(update.json())]
 
 
 def read_updates(
