@@ -56,37 +56,40 @@ class Proposal(Decision):
 
 
 @dataclass(frozen=True, slots=True)
-class TriggerOut(Decision):
+class TriggerDecision(Decision):
+    """What ``triggers.emit`` made of a proposal: of which trigger type, for which customer
+    (the labels its publisher counts by, and the key of what it sends)."""
+
+    type: str
+    customer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerOut(TriggerDecision):
     """A trigger delivered: ``envelope`` is the record for its type's topic."""
 
     kind: ClassVar[str] = "trigger_out"
     document: ClassVar[str] = "envelope"
-    type: str
-    customer_id: str
     envelope: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
-class TriggerAudit(Decision):
+class TriggerAudit(TriggerDecision):
     """A trigger suppressed: ``envelope`` (with its ``suppressed_reason``) is the record for
     ``triggers.audit``, except a duplicate's (delivered already under its id: counted only)."""
 
     kind: ClassVar[str] = "trigger_audit"
     document: ClassVar[str] = "envelope"
-    type: str
-    customer_id: str
     suppressed_reason: str
     envelope: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
-class TriggerDeferred(Decision):
+class TriggerDeferred(TriggerDecision):
     """A trigger held back by quiet hours (counted; ``trigger``: as the state holds it)."""
 
     kind: ClassVar[str] = "trigger_deferred"
     document: ClassVar[str] = "trigger"
-    type: str
-    customer_id: str
     trigger: dict[str, Any]
 
 
