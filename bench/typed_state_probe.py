@@ -8,12 +8,14 @@ pick). This probe takes the final customers table of the bench's data set (the p
 
 - ``dict``: today's form, stored as orjson compressed with zstd against ``DICTIONARY_1``
   (``touchstream.tables.state_codec``, read back through ``tables.customers.decode_state``);
-- ``msgspec``: msgspec Structs of ``bench/typed_state_records.py`` (the tagged union
-  ``Live | Redirect | Erased``), encoded and decoded by msgspec's typed JSON codec;
-- ``msgspec gc=F``: the same Structs declared ``gc=False`` (the cycle collector does not track
-  them; records hold no cycles), for comparison;
-- ``dataclass``: the same records as slotted dataclasses, encoded by orjson (which serialises
-  dataclasses) and decoded with orjson plus a hand-written builder per record.
+- ``msgspec``: the Structs of ``touchstream/domain/records.py`` (the tagged union
+  ``Live | Redirect | Erased``) tracked by the cycle collector (copies derived in
+  ``bench/typed_state_records.py``), encoded and decoded by msgspec's typed JSON codec;
+- ``msgspec gc=F``: the domain's own Structs, declared ``gc=False`` (the cycle collector does
+  not track them; records hold no cycles): the form the design picked;
+- ``dataclass``: the same records as slotted dataclasses (derived from the Structs), encoded by
+  orjson (which serialises dataclasses) and decoded with orjson plus a hand-written builder per
+  record.
 
 Both typed forms store the same bytes (a nested layout: one object per capability, the tag
 ``t`` first; checked below, as is msgspec encoding today's dicts to orjson's very bytes) through
@@ -32,8 +34,8 @@ the same zstd dictionary step. For each form, per state:
   a sketch of the new format byte such a layout would need).
 
 CPU is ``time.process_time``, the best of ``rounds`` rounds (default 5), the forms alternating in a
-rotating order within each round, with the collector set as the worker sets it. Without msgspec
-installed the msgspec columns are left out (``pip install msgspec==0.22.0``, the version measured).
+rotating order within each round, with the collector set as the worker sets it (msgspec is the
+project's pinned 0.22.0, the version measured).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 import zstandard
 
@@ -58,11 +61,6 @@ from touchstream.bench.replay import bench_events, replay
 from touchstream.runtime.worker import GC_THRESHOLDS
 from touchstream.tables import state_codec
 from touchstream.tables.customers import decode_state
-
-try:
-    import msgspec
-except ImportError:  # the msgspec columns are left out
-    msgspec = None  # type: ignore[assignment]
 
 NOW_MS = 1_795_400_000_000  # fixed, as bench/core_speed.py: the data must not depend on the day
 
@@ -217,7 +215,7 @@ def _typed_reads(s: Any) -> tuple[Any, ...]:
 
 def _dataclass_form() -> Form:
     def from_old(stored: bytes) -> Any:
-        return records.from_flat(decode_state(stored))  # type: ignore[arg-type]
+        return records.dataclass_from_flat(decode_state(stored))  # type: ignore[arg-type]
 
     return Form(
         "dataclass",
@@ -231,7 +229,7 @@ def _dataclass_form() -> Form:
     )
 
 
-def _msgspec_form(gc: bool = True) -> Form:
+def _msgspec_form(gc: bool) -> Form:
     union = records.structs(gc)["CustomerState"]
     encode = msgspec.json.Encoder().encode
     decode = msgspec.json.Decoder(union).decode
@@ -276,18 +274,16 @@ def _held_bytes(decode: Callable[[bytes], Any], stored: list[bytes]) -> float:
 def main(events: int = 50_000, customers: int = 5_000, rounds: int = 5) -> None:
     table = replay(bench_events(events, customers, NOW_MS)).table
     old = {cid: state_codec.encode(s) for cid, s in table.items()}  # as today's worker stores
-    if msgspec is not None:  # msgspec could encode today's dicts: the same bytes as orjson
-        encode = msgspec.json.Encoder().encode
-        assert all(encode(s) == orjson.dumps(s) for s in table.values())
+    # msgspec encodes today's dicts to orjson's very bytes (state_codec.encode uses it)
+    encode = msgspec.json.Encoder().encode
+    assert all(encode(s) == orjson.dumps(s) for s in table.values())
     live_ids = [cid for cid, s in table.items() if "orders" in s]
     other_ids = [cid for cid in table if cid not in set(live_ids)]
-    forms = [DICT, _dataclass_form()]
-    if msgspec is not None:
-        forms += [_msgspec_form(), _msgspec_form(gc=False)]
+    forms = [DICT, _dataclass_form(), _msgspec_form(gc=True), _msgspec_form(gc=False)]
     print(
         f"bench data: {events:,} events of {customers:,} customers -> {len(live_ids):,} live "
         f"profiles, {len(other_ids):,} redirects and markers; best of {rounds} rounds, "
-        f"process_time, forms alternating; msgspec {getattr(msgspec, '__version__', 'absent')}"
+        f"process_time, forms alternating; msgspec {msgspec.__version__}"
     )
 
     # each form's stored values and in-memory states, from today's stored values
@@ -302,7 +298,7 @@ def main(events: int = 50_000, customers: int = 5_000, rounds: int = 5) -> None:
         assert len(layouts) == 1, cid
         for form in forms:
             assert form.from_stored(stored[form.name][cid]) == memory[form.name][cid], cid
-        flat = records.to_flat(memory["dataclass"][cid])
+        flat = records.dataclass_to_flat(memory["dataclass"][cid])
         assert flat == decode_state(old[cid]), cid
 
     at = NOW_MS + 1

@@ -2,11 +2,11 @@
 fixture in ``state_v1/``, made by that code) is read by this worker: it serves the same profile
 and then behaves exactly as format 1 did (the same decisions, the same profiles after)."""
 
-import base64
 from pathlib import Path
 
 import orjson
 
+from tests.unit.tables import state_fixture
 from tests.unit.tables.state_v1 import journey
 from touchstream.domain.migrate import FORMAT, migrate, version
 from touchstream.domain.profile import view
@@ -17,16 +17,11 @@ HERE = Path(__file__).parent / "state_v1"
 
 
 def old_table() -> dict[str, bytes]:
-    stored = orjson.loads((HERE / "table.bin").read_bytes())
-    return {k: base64.b64decode(v) for k, v in stored.items()}
+    return state_fixture.stored_table(HERE)
 
 
 def expected() -> dict:
-    return orjson.loads((HERE / "expected.json").read_bytes())
-
-
-def normal(value):
-    return orjson.loads(orjson.dumps(value, option=orjson.OPT_SORT_KEYS))
+    return state_fixture.expected(HERE)
 
 
 def test_the_fixture_is_of_format_one():
@@ -47,14 +42,12 @@ def test_an_old_changelog_value_is_read_as_the_current_format_and_serves_the_sam
 
 def test_an_old_changelog_value_behaves_as_format_one_did_afterwards():
     table = {k: decode_state(v) for k, v in old_table().items()}
-    stage = journey.stage_with(table)
 
-    journey.replay_after(stage)
+    served = state_fixture.served_after(journey, table)
 
     want = expected()
-    assert normal([[d.kind, d.payload] for d in stage.decisions]) == want["decisions"]
-    after = {cid: view(s, journey.RULES) for cid, s in stage.table.items()}
-    assert normal(after) == want["profiles_after"]
+    assert served["decisions"] == want["decisions"]
+    assert served["profiles_after"] == want["profiles_after"]
 
 
 def test_a_migrated_state_survives_another_round_trip_unchanged():

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tests.unit.tables import state_fixture
 from touchstream.config.rules import load_rules
 from touchstream.domain.identity import mint_customer_id
-from touchstream.domain.timers import next_due
-from touchstream.offline import OfflineStage, partition_of
+from touchstream.offline import OfflineStage
 
 RULES = load_rules(None)
 T0 = 1_733_000_000_000  # 2024-11-30T20:53:20Z
@@ -148,13 +148,7 @@ def after() -> list[dict[str, Any]]:
 
 def stage_with(table: dict[str, dict[str, Any]]) -> OfflineStage:
     """An offline stage holding ``table``, its timers indexed as a worker's recovery does."""
-    stage = OfflineStage(RULES)
-    stage.table.update(table)
-    for cid, state in table.items():
-        due = next_due(state, RULES)
-        if due is not None:
-            stage._timers.track(partition_of(cid, stage.partitions), due, cid)
-    return stage
+    return state_fixture.stage_holding(table, RULES)
 
 
 def numbered(events: list[dict[str, Any]], start: int) -> list[dict[str, Any]]:

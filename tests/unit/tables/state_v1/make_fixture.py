@@ -9,15 +9,11 @@ after ``journey.after()``. The migration test reads both with the current code.
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
-import orjson
-
+from tests.unit.tables import state_fixture
 from tests.unit.tables.state_v1 import journey
-from touchstream.domain.profile import view
 from touchstream.offline import OfflineStage
-from touchstream.tables import state_codec
 
 HERE = Path(__file__).parent
 
@@ -27,24 +23,7 @@ def main() -> None:
     for e in journey.numbered(journey.before(), start=0):
         stage.submit([e])
         stage.drain()
-    table = {cid: state_codec.encode(s) for cid, s in stage.table.items()}
-    (HERE / "table.bin").write_bytes(
-        orjson.dumps(
-            {k: base64.b64encode(v).decode() for k, v in table.items()},
-            option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2,
-        )
-    )
-    profiles = {cid: view(s, journey.RULES) for cid, s in stage.table.items()}
-    replayed = journey.stage_with({k: state_codec.decode(v) for k, v in table.items()})
-    journey.replay_after(replayed)
-    expected = {
-        "profiles": profiles,
-        "decisions": [[d.kind, d.payload] for d in replayed.decisions],
-        "profiles_after": {cid: view(s, journey.RULES) for cid, s in replayed.table.items()},
-    }
-    (HERE / "expected.json").write_bytes(
-        orjson.dumps(expected, option=orjson.OPT_SORT_KEYS | orjson.OPT_INDENT_2)
-    )
+    state_fixture.write(HERE, journey, stage.table)
 
 
 if __name__ == "__main__":
