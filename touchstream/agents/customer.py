@@ -17,7 +17,7 @@ import orjson
 
 from touchstream import metrics
 from touchstream.agents.ports import CustomerPorts, ProfileSync
-from touchstream.agents.publishers import PUBLISHERS
+from touchstream.agents.publishers import publish
 from touchstream.domain.linking import Step, handle, is_erased
 from touchstream.domain.privacy import unconfirmed
 from touchstream.domain.profile import aliases
@@ -318,7 +318,7 @@ def _execute(
         assert step.store is not None
         cache.put(key, step.store)
         for decision in step.decisions:
-            PUBLISHERS[type(decision)](p.publishing, tally, decision)
+            publish(p.publishing, tally, decision)
         return
     if step.delete or erased:
         if coalescing is not None:  # its update would come after the removal: it never leaves
@@ -356,7 +356,7 @@ def _execute(
     for _ in range(step.seen_evicted):
         tally.inc(metrics.SEEN_EVICTED)
     for decision in step.decisions:
-        PUBLISHERS[type(decision)](p.publishing, tally, decision)
+        publish(p.publishing, tally, decision)
     if step.store is None or step.delete:
         return
     event_id = msg.get("id", "")
