@@ -66,24 +66,22 @@ def make_customer_handler(p: CustomerPorts) -> Handler:
             try:
                 coalescing = Coalescing(per_record)
                 _apply_batch(p, cache, stage, partition, messages, skip, timer_faults, coalescing)
-            except Recheck as recheck:
-                # customers whose last state of the batch raised in its projection or output,
-                # or whose update is over the limit only for standing for several records:
-                # the batch again, those customers with one update per record, which names
-                # the record at fault
-                undo.rollback()
-                p.take_back(mark)
-                p.timers.restore(partition, clock)
-                unwritten.remove(cache)
-                per_record.update(recheck.keys)
-                continue
-            except RecordFailed as failed:
+            except BaseException as error:
                 # nothing of this run survives; the table still holds the batch's start
                 undo.rollback()
                 p.take_back(mark)
                 p.timers.restore(partition, clock)
                 unwritten.remove(cache)
-                failure = failed.failure
+                if isinstance(error, Recheck):
+                    # customers whose last state of the batch raised in its projection or
+                    # output, or whose update is over the limit only for standing for several
+                    # records: the batch again, those customers with one update per record,
+                    # which names the record at fault
+                    per_record.update(error.keys)
+                    continue
+                if not isinstance(error, RecordFailed):
+                    raise
+                failure = error.failure
                 # the record is named: its customer's updates coalesced again, without it
                 per_record.discard(messages[failure.index].key)
                 if failure.timer is not None:
@@ -96,12 +94,6 @@ def make_customer_handler(p: CustomerPorts) -> Handler:
                 else:
                     skip[failure.index] = failure
                 continue
-            except BaseException:
-                undo.rollback()
-                p.take_back(mark)
-                p.timers.restore(partition, clock)
-                unwritten.remove(cache)
-                raise
             undo.commit()
             break
         for index, failure in skip.items():
