@@ -210,7 +210,7 @@ def _apply_batch(
         unsent: set[bytes] = set()  # all of them at once: one re-run, however many they are
         for key, last in coalescing.states.items():  # in the order of their last change
             try:
-                _project(p, stage, tally, key, last, last.records > 1)
+                _project(p, stage, tally, key, last)
             except Exception:  # (what it did is undone with the run)
                 unsent.add(key)
         if unsent:
@@ -374,12 +374,11 @@ def _project(
     tally: metrics.Tally,
     key: bytes,
     last: Coalesced,
-    coalesced: bool = False,
 ) -> None:
     """The served profile of a customer's last state to Redis and ``profiles.updates``, saying
-    which events it is the profile after (README, "Topics"). ``coalesced``: the update stands
-    for several records, and goes back to one per record (``Recheck``) if it is over the
-    topic's limit only for that."""
+    which events it is the profile after (README, "Topics"). An update that stands for several
+    records goes back to one per record (``Recheck``) if it is over the topic's limit only for
+    that."""
     state, events = last.state, last.events
     stage.now = "projection"
     profile = p.profile_of(state)
@@ -402,7 +401,7 @@ def _project(
         events_covered=len(events),
     )
     name, value = p.output.topic(topics.PROFILES_UPDATES), orjson.dumps(update)
-    if coalesced and not p.fits(name, key, value):
+    if last.records > 1 and not p.fits(name, key, value):
         # over the topic's limit for standing for several records: one update per record
         # instead, so only one too large on its own goes to the DLQ (as without coalescing)
         raise Recheck({key})
