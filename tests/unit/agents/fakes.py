@@ -19,6 +19,7 @@ from touchstream.domain.ingest import Ingest
 from touchstream.domain.profile import view
 from touchstream.domain.state import State
 from touchstream.schemas.decode import load_validators
+from touchstream.simulator.factory import purchase
 from touchstream.streams import topics
 from touchstream.streams.isolation import Faults, Undo
 from touchstream.streams.timer_index import TimerIndex
@@ -26,6 +27,8 @@ from touchstream.tables.customers import LiveStates, decode_state
 
 DEFAULTS = Settings()
 NOW = 1_795_000_000_000
+CUSTOMER = b"crm-1"
+SHOPPER = {"customer_id": CUSTOMER.decode()}
 TOPIC_ID = "AAAAAAAAAAAAAAAAAAAAAA"  # the input topic's identity (streams.topic_identity)
 
 
@@ -45,22 +48,28 @@ class Message(NamedTuple):
 
 @dataclass
 class Records:
-    """The outbox: records in the order added, by topic name (no prefix here)."""
+    """The outbox: records in the order added, by topic name (no prefix here); one over
+    ``room`` is set aside for the DLQ (``oversized``), as the outbox does."""
 
     added: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)
+    oversized: list[tuple[str, bytes | None, bytes | None]] = field(default_factory=list)
     room: int | None = None  # the largest record (key and value) a topic takes; None: any
 
     def add(self, topic: str, key: bytes | None, value: bytes | None) -> None:
-        self.added.append((topic, key, value))
+        if self.fits(topic, key, value):
+            self.added.append((topic, key, value))
+        else:
+            self.oversized.append((topic, key, value))
 
-    def fits(self, topic: str, key: bytes, value: bytes) -> bool:
-        return self.room is None or len(key) + len(value) <= self.room
+    def fits(self, topic: str, key: bytes | None, value: bytes | None) -> bool:
+        return self.room is None or len(key or b"") + len(value or b"") <= self.room
 
-    def mark(self) -> int:
-        return len(self.added)
+    def mark(self) -> tuple[int, int]:
+        return len(self.added), len(self.oversized)
 
-    def take_back(self, mark: int) -> None:
-        del self.added[mark:]
+    def take_back(self, mark: tuple[int, int]) -> None:
+        del self.added[mark[0] :]
+        del self.oversized[mark[1] :]
 
     def of(self, name: str) -> list[tuple[bytes | None, Any]]:
         """(key, decoded value) of each record queued for topic ``name``."""
@@ -72,17 +81,21 @@ class Records:
 
 @dataclass
 class Redis:
-    """The Redis sync's queue: the latest profile written per customer, and the removals."""
+    """The Redis sync's queue: the latest profile written per customer, every write (customer
+    ids, in order) and the removals."""
 
     journal: Undo
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    written: list[str] = field(default_factory=list)
     removed: list[tuple[str, int | None, int | None]] = field(default_factory=list)
 
     def submit(
         self, customer_id: str, profile: dict[str, Any], aliases: list[tuple[str, str]] | None
     ) -> None:
         self._journal((self._put_back, customer_id, self.profiles.get(customer_id)))
+        self._journal((self.written.pop,))
         self.profiles[customer_id] = profile
+        self.written.append(customer_id)
 
     def remove(
         self,
@@ -118,6 +131,14 @@ class Windows:
     def erase(self, customer_id: str) -> int:
         self.erased.append(customer_id)
         return 0
+
+
+def shop(n: int) -> list[dict[str, Any]]:
+    """``n`` purchases of one shopper: orders o-0.., events e0.., a millisecond apart."""
+    return [
+        purchase(SHOPPER, f"o-{i}", 1000 * (i + 1), event_id=f"e{i}", occurred_at=NOW + i)
+        for i in range(n)
+    ]
 
 
 class CustomerStage:

@@ -9,23 +9,15 @@ from typing import Any
 
 import orjson
 
-from tests.unit.agents.fakes import NOW, CustomerStage, Message, ingested
+from tests.unit.agents.fakes import NOW, SHOPPER, CustomerStage, Message, ingested, shop
 from touchstream.domain.customer import new_state
 from touchstream.domain.linking import redirect
-from touchstream.simulator.factory import event, purchase
+from touchstream.simulator.factory import event
 from touchstream.streams import topics
 from touchstream.tables import state_codec
 
-SHOPPER = {"customer_id": "crm-1"}
 KEY = b"crm-1"
 IDENTITY_FIELDS = ("event_id", "event_ids", "events_covered")
-
-
-def shop(n: int, start: int = 0) -> list[dict[str, Any]]:
-    return [
-        purchase(SHOPPER, f"o-{i}", 1000 * (i + 1), event_id=f"e{i}", occurred_at=NOW + i)
-        for i in range(start, start + n)
-    ]
 
 
 def served(update: dict[str, Any]) -> dict[str, Any]:
@@ -98,7 +90,8 @@ async def test_an_erasure_sends_its_notice_and_removes_the_profile_from_redis() 
     stage = CustomerStage()
     await stage.run(await ingested(shop(2)))
     stage.records.added.clear()
-    assert "crm-1" in stage.redis.profiles
+    assert stage.redis.written == ["crm-1"] and "crm-1" in stage.redis.profiles
+    stage.redis.written.clear()
     erasure = event("erasure_requested", SHOPPER, {"request_id": "R-1"}, occurred_at=NOW + 10)
     (message,) = await ingested([erasure], privileged=True)
     await stage.run([message._replace(offset=2)])
@@ -106,7 +99,8 @@ async def test_an_erasure_sends_its_notice_and_removes_the_profile_from_redis() 
     assert stage.of(topics.PROFILES_UPDATES) == [
         (KEY, {"customer_id": "crm-1", "erased": True, "version": 3})
     ]
-    assert "crm-1" not in stage.redis.profiles  # no data of the customer written again
+    assert stage.redis.written == []  # no data of the customer written again
+    assert "crm-1" not in stage.redis.profiles
     ((customer_id, _version, erased_at),) = stage.redis.removed
     assert customer_id == "crm-1" and erased_at is not None
     state = stage.state(KEY)
