@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from touchstream.agents.ports import Output, Publishing
 from touchstream.agents.publishers import publish as agent_publish
 from touchstream.config.rules import Rules
 from touchstream.config.settings import DEV_HMAC_SECRET, Settings
@@ -91,17 +92,13 @@ def ingest(
 
 
 class _Sent:
-    """The parts of the topology the customer agent's publisher writes to, in memory."""
+    """The customer agent's publishing ports (``agents.ports.Publishing``), in memory."""
 
     def __init__(self) -> None:
         self.records: list[tuple[str, str, Any]] = []
         self.counted: list[list[str]] = []
-        self.settings = SimpleNamespace(topic=lambda name: name, producer_max_batch_bytes=1 << 30)
-        self.outbox = SimpleNamespace(
-            add=self._add, limits=SimpleNamespace(value_budget=lambda *_: 1 << 30)
-        )
         nothing = SimpleNamespace(record=lambda *_: None, erase=lambda *_: None)
-        self.activity = self.ledger = nothing
+        self.ports = Publishing(Output(self._add, lambda name: name), nothing, nothing, _no_limit)
 
     def _add(self, topic: str, key: bytes, value: bytes) -> None:
         self.records.append((topic, key.decode(), orjson.loads(value)))
@@ -114,10 +111,14 @@ class _Sent:
         pass
 
 
+def _no_limit(key: bytes) -> int:
+    return 1 << 30
+
+
 def publish(decision: Any) -> tuple[list[tuple[str, str, Any]], list[list[str]]]:
     """(topic, key, record) of each record the customer agent sends for ``decision`` (as the
     consumer decodes it: ``agents/publishers.py``), and [metric, *labels] of each count it
     adds."""
     sent = _Sent()
-    agent_publish(sent, sent, decision)  # type: ignore[arg-type]
+    agent_publish(sent.ports, sent, decision)  # type: ignore[arg-type]
     return sent.records, sent.counted

@@ -3,20 +3,21 @@
 The handler only moves bytes: it reads each record, lets ``domain.linking`` decide, keeps the
 new state, queues the records the decision asks for and the profile that changed. The records
 go to the outbox; the states go to the table once the fetch's output is delivered
-(``streams.delivery.run_fetch``).
+(``streams.delivery.run_fetch``). It reaches the worker only through its ports
+(``agents.ports.CustomerPorts``), which ``streams.topology`` wires.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from touchstream import metrics
-from touchstream.agents.publishers import PUBLISHERS
-from touchstream.agents.publishers import send as _send
+from touchstream.agents.ports import CustomerPorts, ProfileSync
+from touchstream.agents.publishers import publish
 from touchstream.domain.linking import Step, handle, is_erased
 from touchstream.domain.privacy import unconfirmed
 from touchstream.domain.profile import aliases
@@ -36,56 +37,51 @@ from touchstream.streams.isolation import (
 from touchstream.streams.timer_index import partition_for, resume_clock
 from touchstream.tables.customers import StateCache, decode_state
 
-if TYPE_CHECKING:
-    from touchstream.streams.topology import Topology
-
 log = logging.getLogger(__name__)
 
 
-def make_customer_handler(t: Topology) -> Handler:
+def make_customer_handler(p: CustomerPorts) -> Handler:
     """One partition's records of a fetch, in offset order; its states are written by the
     finisher it returns, once the fetch's output is delivered. A record that raises is parked
     on the quarantine topic, or halts its partition if internal (streams.isolation)."""
     unwritten: list[StateCache] = []  # states of this fetch not in the table yet
-    undo = t.outbox.undo
+    undo = p.journal
     stage = Stage()  # the stage the record being handled is in, for its quarantine record
-    source = t.customer_events.get_topic_name()
+    source = p.source
 
     async def handle_batch(tp: Any, messages: list[Any]) -> Finisher:
         partition: int = tp.partition
-        if t.timers.stale or t.timers.unbuilt():
-            _rebuild_index(t, unwritten, partition)
+        if p.timers.stale or p.timers.unbuilt():
+            _rebuild_index(p, unwritten, partition)
         skip: dict[int, Failure] = {}
         timer_faults: dict[int, set[str]] = {}  # per record: customers whose timers raised
         parked_timers: list[tuple[Any, Failure]] = []
         # customers whose coalesced update raised or was over its limit: one update per record
         per_record: set[bytes] = set()
         while True:
-            cache = StateCache(t.customers, t.live_states)
+            cache = StateCache(p.customers, p.live_states)
             unwritten.append(cache)
-            mark, clock = t.outbox.mark(), t.timers.checkpoint(partition)
+            mark, clock = p.mark(), p.timers.checkpoint(partition)
             undo.begin()
             try:
                 coalescing = Coalescing(per_record)
-                _apply_batch(t, cache, stage, partition, messages, skip, timer_faults, coalescing)
-            except Recheck as recheck:
-                # customers whose last state of the batch raised in its projection or output,
-                # or whose update is over the limit only for standing for several records:
-                # the batch again, those customers with one update per record, which names
-                # the record at fault
-                undo.rollback()
-                t.outbox.take_back(mark)
-                t.timers.restore(partition, clock)
-                unwritten.remove(cache)
-                per_record.update(recheck.keys)
-                continue
-            except RecordFailed as failed:
+                _apply_batch(p, cache, stage, partition, messages, skip, timer_faults, coalescing)
+            except BaseException as error:
                 # nothing of this run survives; the table still holds the batch's start
                 undo.rollback()
-                t.outbox.take_back(mark)
-                t.timers.restore(partition, clock)
+                p.take_back(mark)
+                p.timers.restore(partition, clock)
                 unwritten.remove(cache)
-                failure = failed.failure
+                if isinstance(error, Recheck):
+                    # customers whose last state of the batch raised in its projection or
+                    # output, or whose update is over the limit only for standing for several
+                    # records: the batch again, those customers with one update per record,
+                    # which names the record at fault
+                    per_record.update(error.keys)
+                    continue
+                if not isinstance(error, RecordFailed):
+                    raise
+                failure = error.failure
                 # the record is named: its customer's updates coalesced again, without it
                 per_record.discard(messages[failure.index].key)
                 if failure.timer is not None:
@@ -93,24 +89,18 @@ def make_customer_handler(t: Topology) -> Handler:
                     timer_faults.setdefault(failure.index, set()).add(failure.timer)
                     parked_timers.append((messages[failure.index], failure))
                 elif failure.internal:
-                    t.routes.halt(tp, messages[failure.index].offset, failure.describe())
+                    p.halt(tp, messages[failure.index].offset, failure.describe())
                     messages = messages[: failure.index]  # applied; nothing from it on
                 else:
                     skip[failure.index] = failure
                 continue
-            except BaseException:
-                undo.rollback()
-                t.outbox.take_back(mark)
-                t.timers.restore(partition, clock)
-                unwritten.remove(cache)
-                raise
             undo.commit()
             break
         for index, failure in skip.items():
-            _quarantine(t, source, messages[index], failure)
+            _quarantine(p, source, messages[index], failure)
         for message, failure in parked_timers:
             if message.offset in {m.offset for m in messages}:  # not cut off by a halt
-                _quarantine(t, source, message, failure)
+                _quarantine(p, source, message, failure)
 
         def write_states(delivered: bool) -> None:
             unwritten.remove(cache)
@@ -122,7 +112,7 @@ def make_customer_handler(t: Topology) -> Handler:
     return handle_batch
 
 
-def _quarantine(t: Topology, source: str, message: Any, failure: Failure) -> None:
+def _quarantine(p: CustomerPorts, source: str, message: Any, failure: Failure) -> None:
     log.error(
         "record %s[%d]@%d raised in stage %s (%s): quarantined",
         source,
@@ -139,7 +129,7 @@ def _quarantine(t: Topology, source: str, message: Any, failure: Failure) -> Non
     else:
         record = quarantine_record(message, source, failure.stage, failure.error)
         key = message.key
-    t.outbox.add(t.settings.topic(topics.QUARANTINE), key, record)
+    p.output.add(p.output.topic(topics.QUARANTINE), key, record)
 
 
 class Stage:
@@ -152,7 +142,7 @@ class Stage:
 
 
 def _apply_batch(
-    t: Topology,
+    p: CustomerPorts,
     cache: StateCache,
     stage: Stage,
     partition: int,
@@ -168,9 +158,9 @@ def _apply_batch(
     the batch (``Coalesced``): one Redis write and one ``profiles.updates`` record naming every
     event it covers, not one per record. A customer whose projection then raises stops the run
     with ``Recheck``, and the batch runs again with that customer's updates per record."""
-    rules = t.rules
-    index = t.timers
-    faults = t.faults
+    rules = p.rules
+    index = p.timers
+    faults = p.faults
     tally = metrics.Tally()
     for position, message in enumerate(messages):
         if position in skip:
@@ -196,7 +186,7 @@ def _apply_batch(
                         tally.inc(metrics.EVENT_TIME_CAPPED)
             if clock is not None:
                 failed = timer_faults.get(position)
-                _fire_due(t, cache, stage, tally, partition, clock, msg, coalescing, failed)
+                _fire_due(p, cache, stage, tally, partition, clock, msg, coalescing, failed)
             if kind == "tick":
                 continue
             stage.now = "codec"
@@ -205,7 +195,7 @@ def _apply_batch(
             step = handle(key.decode(), state, msg, rules)
             if faults:  # after the core changed the state in place: that must not survive
                 faults.check("core" if kind in EXTERNAL_KINDS else "internal", msg.get("id"))
-            _execute(t, cache, stage, tally, key, partition, step, msg, state, coalescing)
+            _execute(p, cache, stage, tally, key, partition, step, msg, state, coalescing)
         except TimerFailed as exc:
             failure = Failure(position, "timer", exc.error, False, exc.customer_id)
             raise RecordFailed(failure) from exc.error
@@ -220,7 +210,7 @@ def _apply_batch(
         unsent: set[bytes] = set()  # all of them at once: one re-run, however many they are
         for key, last in coalescing.states.items():  # in the order of their last change
             try:
-                _project(t, stage, tally, key, last, last.records > 1)
+                _project(p, stage, tally, key, last)
             except Exception:  # (what it did is undone with the run)
                 unsent.add(key)
         if unsent:
@@ -269,7 +259,7 @@ class Coalescing:
 
 
 def _fire_due(
-    t: Topology,
+    p: CustomerPorts,
     cache: StateCache,
     stage: Stage,
     tally: metrics.Tally,
@@ -282,25 +272,25 @@ def _fire_due(
     """Each customer's due timers; one whose timers raise is reported as ``TimerFailed`` (the
     batch runs again leaving it out: ``failed``), not as the record's fault."""
     now = int(msg.get("ts", 0))
-    faults = t.faults
-    for customer_id in t.timers.due(partition):
+    faults = p.faults
+    for customer_id in p.timers.due(partition):
         if failed and customer_id in failed:
             continue  # its entry is gone; its state unchanged
         try:
             ckey = customer_id.encode()
             old = cache.get(ckey)
-            step = fire(customer_id, old, clock, now, t.rules)
+            step = fire(customer_id, old, clock, now, p.rules)
             if faults:
                 faults.check("timer", customer_id)
             if step.store is not None or step.delete:
                 tally.inc(metrics.TIMERS_FIRED)
-            _execute(t, cache, stage, tally, ckey, partition, step, msg, old, coalescing)
+            _execute(p, cache, stage, tally, ckey, partition, step, msg, old, coalescing)
         except Exception as exc:
             raise TimerFailed(customer_id, exc) from exc
 
 
 def _execute(
-    t: Topology,
+    p: CustomerPorts,
     cache: StateCache,
     stage: Stage,
     tally: metrics.Tally,
@@ -320,7 +310,7 @@ def _execute(
         assert step.store is not None
         cache.put(key, step.store)
         for decision in step.decisions:
-            PUBLISHERS[type(decision)](t, tally, decision)
+            publish(p.publishing, tally, decision)
         return
     if step.delete or erased:
         if coalescing is not None:  # its update would come after the removal: it never leaves
@@ -331,24 +321,24 @@ def _execute(
         if erased:
             assert step.store is not None
             if unconfirmed(step.store) is not None:  # its receipt waits for Redis (privacy.confirm)
-                bury(t, key.decode(), step.store, gone)
+                bury(p.redis, key.decode(), step.store, gone)
             else:
-                t.redis_sync.remove(key.decode(), gone, step.store["version"])
+                p.redis.remove(key.decode(), gone, step.store["version"])
         else:  # an anonymous profile dropped: deleted, no tombstone (seen again, it starts anew)
-            t.redis_sync.remove(key.decode(), gone)
+            p.redis.remove(key.decode(), gone)
     stage.now = "core"
     if step.delete:
         cache.delete(key)
     elif step.store is not None:
         cache.put(key, step.store)
-        due = next_due(step.store, t.rules)
+        due = next_due(step.store, p.rules)
         if due is not None:
-            t.timers.track(partition, due, key.decode())
+            p.timers.track(partition, due, key.decode())
     stage.now = "output"
     for target, out in step.sends:
         if out.get("k") == "merge" and msg.get("k", "ev") == "ev":
             tally.inc(metrics.IDENTITY_LINKS)
-        _send(t, topics.CUSTOMER_EVENTS, target, out)
+        p.output.send(topics.CUSTOMER_EVENTS, target, out)
     if step.forwarded:
         tally.inc(metrics.FORWARDED, msg.get("k", "ev"))
         return
@@ -358,7 +348,7 @@ def _execute(
     for _ in range(step.seen_evicted):
         tally.inc(metrics.SEEN_EVICTED)
     for decision in step.decisions:
-        PUBLISHERS[type(decision)](t, tally, decision)
+        publish(p.publishing, tally, decision)
     if step.store is None or step.delete:
         return
     event_id = msg.get("id", "")
@@ -375,32 +365,31 @@ def _execute(
             last.add(step.store, step.identifiers_changed, event_id)
         coalescing.states[key] = last
         return
-    _project(t, stage, tally, key, Coalesced(step.store, step.identifiers_changed, event_id))
+    _project(p, stage, tally, key, Coalesced(step.store, step.identifiers_changed, event_id))
 
 
 def _project(
-    t: Topology,
+    p: CustomerPorts,
     stage: Stage,
     tally: metrics.Tally,
     key: bytes,
     last: Coalesced,
-    coalesced: bool = False,
 ) -> None:
     """The served profile of a customer's last state to Redis and ``profiles.updates``, saying
-    which events it is the profile after (README, "Topics"). ``coalesced``: the update stands
-    for several records, and goes back to one per record (``Recheck``) if it is over the
-    topic's limit only for that."""
+    which events it is the profile after (README, "Topics"). An update that stands for several
+    records goes back to one per record (``Recheck``) if it is over the topic's limit only for
+    that."""
     state, events = last.state, last.events
     stage.now = "projection"
-    profile = t.profile_of(state)
+    profile = p.profile_of(state)
     customer_id = key.decode()
     if profile is None:  # erased: downstream copies must go too
         notice = {"customer_id": customer_id, "erased": True, "version": state["version"]}
-        _send(t, topics.PROFILES_UPDATES, customer_id, notice)
+        p.output.send(topics.PROFILES_UPDATES, customer_id, notice)
         return
     new_aliases = aliases(state) if last.identifiers_changed else None
-    t.redis_sync.submit(profile["customer_id"], profile, new_aliases)
-    faults = t.faults
+    p.redis.submit(profile["customer_id"], profile, new_aliases)
+    faults = p.faults
     if faults:  # after the Redis write was queued: it must not survive
         for event_id in events:
             faults.check("projection", event_id)
@@ -411,19 +400,19 @@ def _project(
         event_ids=events,
         events_covered=len(events),
     )
-    name, value = t.settings.topic(topics.PROFILES_UPDATES), orjson.dumps(update)
-    if coalesced and not t.outbox.fits(name, key, value):
+    name, value = p.output.topic(topics.PROFILES_UPDATES), orjson.dumps(update)
+    if last.records > 1 and not p.fits(name, key, value):
         # over the topic's limit for standing for several records: one update per record
         # instead, so only one too large on its own goes to the DLQ (as without coalescing)
         raise Recheck({key})
-    t.outbox.add(name, key, value)
+    p.output.add(name, key, value)
     if faults:  # after the profile update was queued: it must not leave
         for event_id in events:
             faults.check("output", event_id)
     tally.inc(metrics.PROFILE_UPDATES)
 
 
-def bury(t: Topology, customer_id: str, marker: dict[str, Any], gone: Any = ()) -> None:
+def bury(redis: ProfileSync, customer_id: str, marker: dict[str, Any], gone: Any = ()) -> None:
     """Queue an erasure's Redis deletion (versioned tombstones of the profile and its
     identifiers' homes, its alias keys), its confirmation asked for (privacy.confirm)."""
     waiting = unconfirmed(marker)
@@ -431,33 +420,33 @@ def bury(t: Topology, customer_id: str, marker: dict[str, Any], gone: Any = ()) 
     names = [(kind, value) for kind, value in waiting["aliases"]]
     names.extend(a for a in gone if a not in names)
     version, erased_at = marker["version"], marker["erased_at"]
-    t.redis_sync.remove(customer_id, names, version, waiting["homes"], erased_at)
+    redis.remove(customer_id, names, version, waiting["homes"], erased_at)
 
 
-def _rebuild_index(t: Topology, unwritten: list[StateCache], partition: int) -> None:
+def _rebuild_index(p: CustomerPorts, unwritten: list[StateCache], partition: int) -> None:
     """The timer index from the table, as the fetch's states not written yet amend it: after
     an assignment, this batch's partition and one more of this worker's, each read key by key,
     never the whole table decoded at once (idle partitions get theirs before their ticks)."""
-    index = t.timers
-    partitions = t.settings.partitions
+    index = p.timers
+    partitions = p.partitions
     if index.stale:  # the first batch after an assignment: recovery changed the table
-        t.live_states.clear()
-        owned = t._owned_partitions() | {partition}
-        planned: dict[int, list[bytes]] = {p: [] for p in owned}
-        for key in t.customers:
+        p.live_states.clear()
+        owned = p.owned_partitions() | {partition}
+        planned: dict[int, list[bytes]] = {q: [] for q in owned}
+        for key in p.customers:
             keys = planned.get(partition_for(key, partitions))
             if keys is not None:
                 keys.append(key)
         index.plan(planned)
-    todo = [p for p in index.unbuilt() if p != partition][:1]
+    todo = [q for q in index.unbuilt() if q != partition][:1]
     if not index.built(partition):
         todo.insert(0, partition)
-    for p in todo:
-        _load_partition(t, unwritten, p)
+    for q in todo:
+        _load_partition(p, unwritten, q)
 
 
-def _load_partition(t: Topology, unwritten: list[StateCache], partition: int) -> None:
-    partitions = t.settings.partitions
+def _load_partition(p: CustomerPorts, unwritten: list[StateCache], partition: int) -> None:
+    partitions = p.partitions
     amended: dict[bytes, Any] = {}
     for cache in unwritten:
         for key, state in cache.unwritten().items():  # None if deleted in this fetch
@@ -473,18 +462,18 @@ def _load_partition(t: Topology, unwritten: list[StateCache], partition: int) ->
             return
         if "erased_at" in state:
             if "unconfirmed" in state:  # an erasure Redis has not confirmed: ask again
-                bury(t, key.decode(), state)
+                bury(p.redis, key.decode(), state)
             return
-        due = next_due(state, t.rules)
+        due = next_due(state, p.rules)
         if due is not None:
             entries.append((due, key.decode()))
-        seen = resume_clock(state, t.timers.max_skew_ms, wall_ms)
+        seen = resume_clock(state, p.timers.max_skew_ms, wall_ms)
         if seen is not None and (clock is None or seen > clock):
             clock = seen
 
-    for key in t.timers.keys_of(partition):
+    for key in p.timers.keys_of(partition):
         if key not in amended:
-            add(key, decode_state(t.customers.get(key)))
+            add(key, decode_state(p.customers.get(key)))
     for key, state in amended.items():
         add(key, state)
-    t.timers.load(partition, entries, clock, wall_ms)
+    p.timers.load(partition, entries, clock, wall_ms)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from touchstream import metrics
+from touchstream.agents.ports import IngestPorts, Output
 from touchstream.domain.privileged import refusal, requires_privilege
 from touchstream.errors import PoisonEvent, PrivilegedOnPublicInput
 from touchstream.schemas.decode import decode
@@ -20,24 +21,22 @@ from touchstream.streams import topics
 from touchstream.streams.delivery import Finisher, Handler
 from touchstream.streams.isolation import REASON, quarantine_record
 
-if TYPE_CHECKING:
-    from touchstream.streams.topology import Topology
-
 log = logging.getLogger(__name__)
 
 
-def make_ingest_handler(t: Topology, privileged: bool = False) -> Handler:
-    """``privileged``: the handler of the privileged input (domain.privileged); on the
+def make_ingest_handler(p: IngestPorts) -> Handler:
+    """``p.privileged``: the handler of the privileged input (domain.privileged); on the
     ordinary input erasure, access, redemption and consent grants go to the DLQ."""
-    max_bytes = t.settings.max_event_bytes
-    ingest = t.ingest
-    source_name = (t.privileged if privileged else t.touchpoints).get_topic_name()
-    target = t.settings.topic(topics.CUSTOMER_EVENTS)
-    outbox = t.outbox
-    identities = t.topic_identities
+    max_bytes = p.max_event_bytes
+    ingest = p.ingest
+    privileged = p.privileged
+    source_name = p.source
+    output = p.output
+    target = output.topic(topics.CUSTOMER_EVENTS)
+    identities = p.identities
     last_offsets: dict[Any, int] = {}
-    faults = t.faults
-    quarantine = t.settings.topic(topics.QUARANTINE)
+    faults = p.faults
+    quarantine = output.topic(topics.QUARANTINE)
 
     async def handle_batch(tp: Any, messages: list[Any]) -> Finisher | None:
         # the inbound topic's identity (streams.topic_identity), asked again when the
@@ -66,7 +65,7 @@ def make_ingest_handler(t: Topology, privileged: bool = False) -> Handler:
                 internal["rt"] = min(stamp, now_ms)
                 value = orjson.dumps(internal)
             except PoisonEvent as exc:
-                _dead_letter(t, tally, exc.reason, exc.message, source_name, message)
+                _dead_letter(output, tally, exc.reason, exc.message, source_name, message)
                 continue
             except Exception as exc:  # a bug must not stop the stream: quarantine the record
                 log.exception(
@@ -77,10 +76,10 @@ def make_ingest_handler(t: Topology, privileged: bool = False) -> Handler:
                 )
                 tally.inc(metrics.QUARANTINED, "ingest", REASON)
                 record = quarantine_record(message, source_name, "ingest", exc)
-                outbox.add(quarantine, message.key, record)
+                output.add(quarantine, message.key, record)
                 continue
             tally.inc(metrics.EVENTS_IN, internal["type"], internal["ch"])
-            outbox.add(target, internal["cid"].encode(), value)
+            output.add(target, internal["cid"].encode(), value)
         tally.apply()
         return None  # the fetch's output leaves together (streams.delivery.run_fetch)
 
@@ -88,8 +87,8 @@ def make_ingest_handler(t: Topology, privileged: bool = False) -> Handler:
 
 
 def _dead_letter(
-    t: Topology, tally: metrics.Tally, reason: str, text: str, topic: str, message: Any
+    output: Output, tally: metrics.Tally, reason: str, text: str, topic: str, message: Any
 ) -> None:
     record = message_record(reason, text, topic, message)
     tally.inc(metrics.DLQ, reason)
-    t.outbox.add(t.settings.topic(topics.DLQ), message.key, record)
+    output.add(output.topic(topics.DLQ), message.key, record)

@@ -5,42 +5,54 @@ customer API is on its own listener (serving/api.py)."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from faust import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.exceptions import RedisError
 
-if TYPE_CHECKING:
-    from touchstream.streams.topology import Topology
+
+@dataclass(frozen=True, slots=True)
+class Readiness:
+    """What ``/readyz`` reports, each asked when it is requested (``streams.topology`` wires
+    them to the worker's tables, outbox, access watch, routes, Redis and customer API)."""
+
+    recovered: Callable[[], bool]  # partitions assigned and tables recovered
+    output_problem: Callable[[], str | None]  # why output does not reach the broker
+    access_problem: Callable[[], str | None]  # what the broker refuses this worker, if any
+    halted: Callable[[], dict[Any, int]]  # partitions halted: where (streams.isolation)
+    api_serving: Callable[[], bool]
+    ping_redis: Callable[[], Awaitable[Any]]
 
 
-def register_views(t: Topology) -> None:
-    app = t.app
-
+def register_views(app: Any, ready: Readiness) -> None:
     @app.page("/healthz")
     async def healthz(self: web.View, request: web.Request) -> web.Response:
         return self.json({"status": "alive"})
 
     @app.page("/readyz")
     async def readyz(self: web.View, request: web.Request) -> web.Response:
-        refused = t.access.problem
+        refused = ready.access_problem()
+        output = ready.output_problem()
+        halted = ready.halted()
         checks = {
-            "partitions_recovered": t.recovered(),
-            "output_delivered": t.outbox.health is None,
-            "redis": await _redis_ok(t),
+            "partitions_recovered": ready.recovered(),
+            "output_delivered": output is None,
+            "redis": await _redis_ok(ready),
             "kafka_access": refused is None,
-            "no_partition_halted": not t.routes.halted,
-            "customer_api": t.api.serving,
+            "no_partition_halted": not halted,
+            "customer_api": ready.api_serving(),
         }
         status = 200 if all(checks.values()) else 503
         body: dict[str, object] = {"ready": status == 200, "checks": checks}
-        if t.outbox.health is not None:
-            body["output"] = t.outbox.health
+        if output is not None:
+            body["output"] = output
         if refused is not None:
             body["kafka_access"] = refused
-        if t.routes.halted:  # an internal record failed there (streams.isolation)
-            body["halted"] = {f"{tp.topic}[{tp.partition}]": o for tp, o in t.routes.halted.items()}
+        if halted:  # an internal record failed there (streams.isolation)
+            body["halted"] = {f"{tp.topic}[{tp.partition}]": o for tp, o in halted.items()}
         return self.json(body, status=status)
 
     @app.page("/metrics")
@@ -50,8 +62,8 @@ def register_views(t: Topology) -> None:
     _ = (healthz, readyz, metrics_view)
 
 
-async def _redis_ok(t: Topology) -> bool:
+async def _redis_ok(ready: Readiness) -> bool:
     try:
-        return bool(await asyncio.wait_for(t.redis.ping(), timeout=1.0))
+        return bool(await asyncio.wait_for(ready.ping_redis(), timeout=1.0))
     except (RedisError, OSError, TimeoutError):
         return False

@@ -305,13 +305,9 @@ class Outbox:
         self._records[(topic, partition)].append((key, value))
 
     def fits(self, topic: str, key: bytes | None, value: bytes | None) -> bool:
-        """Whether ``add`` would queue the record, not set it aside as over the topic's limit."""
-        room = self.limits.rooms.get(topic, _UNKNOWN)
-        if room is None or (
-            room is not _UNKNOWN and (len(key) if key else 0) + (len(value) if value else 0) <= room
-        ):
-            return True
-        return self.limits.over(topic, key, value) is None  # as ``add`` decides near the room
+        """Whether ``add`` would queue the record, not set it aside as over the topic's limit
+        (``add`` decides with ``limits.over`` too, its first test inlined for the hot path)."""
+        return topic == self._dlq_topic or self.limits.over(topic, key, value) is None
 
     def mark(self) -> tuple[dict[tuple[str, int | None], int], int]:
         """Where the collected records end now, to take back what is added after it."""

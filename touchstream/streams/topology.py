@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from touchstream import metrics
 from touchstream.agents.customer import bury, make_customer_handler
 from touchstream.agents.ingest import make_ingest_handler
+from touchstream.agents.ports import CustomerPorts, IngestPorts, Output, Publishing
 from touchstream.config.rules import Rules
 from touchstream.config.settings import Settings
 from touchstream.domain.identity import IdentityNormaliser
@@ -35,7 +36,7 @@ from touchstream.domain.privacy import unconfirmed
 from touchstream.domain.profile import aliases, view
 from touchstream.schemas.decode import load_validators
 from touchstream.serving.api import CustomerApi
-from touchstream.serving.http import register_views
+from touchstream.serving.http import Readiness, register_views
 from touchstream.serving.keys import SYNC_MARKER
 from touchstream.serving.redis_client import redis_client
 from touchstream.serving.redis_sync import RedisSync
@@ -106,7 +107,8 @@ def rocksdb_options(settings: Settings, tables: int) -> dict[str, int] | None:
 
 
 class Topology:
-    """Everything one worker runs; agents receive it to reach topics, tables and services."""
+    """Everything one worker runs, and the one module that wires it: each agent receives its
+    ports (``agents.ports``), built here from the app's topics, tables, outbox and services."""
 
     def __init__(self, settings: Settings, rules: Rules) -> None:
         load_validators()
@@ -203,16 +205,27 @@ class Topology:
             settings.redis_tombstone_ttl_s,
         )
         self.redis_sync.undo = self.outbox.undo
+        self.output = Output(self.outbox.add, settings.topic)
         for topic, name, handler in (
-            (self.touchpoints, "ingest", make_ingest_handler(self)),
-            (self.privileged, "ingest-privileged", make_ingest_handler(self, privileged=True)),
-            (self.customer_events, "customer", make_customer_handler(self)),
+            (self.touchpoints, "ingest", make_ingest_handler(self._ingest_ports(False))),
+            (self.privileged, "ingest-privileged", make_ingest_handler(self._ingest_ports(True))),
+            (self.customer_events, "customer", make_customer_handler(self._customer_ports())),
         ):
             self.routes.add(topic.get_topic_name(), handler)
             self.app.agent(topic, name=name)(stream_agent(handler, self.routes))
         limits.watched = self.written_topics()
-        register_views(self)
         self.api = CustomerApi(settings, self.redis, normaliser)
+        register_views(
+            self.app,
+            Readiness(
+                recovered=self.recovered,
+                output_problem=lambda: self.outbox.health,
+                access_problem=lambda: self.access.problem,
+                halted=lambda: self.routes.halted,
+                api_serving=lambda: self.api.serving,
+                ping_redis=self.redis.ping,
+            ),
+        )
         self._sync_task: asyncio.Task[None] | None = None
         self.app.task(self._start_services)
         self.app.timer(5.0)(self._observe_tables)
@@ -255,6 +268,45 @@ class Topology:
             await self.api.stop()
             await self.redis_sync.stop()
             await self.topic_identities.close()
+
+    def _ingest_ports(self, privileged: bool) -> IngestPorts:
+        source = self.privileged if privileged else self.touchpoints
+        return IngestPorts(
+            source=source.get_topic_name(),
+            privileged=privileged,
+            max_event_bytes=self.settings.max_event_bytes,
+            ingest=self.ingest,
+            identities=self.topic_identities,
+            output=self.output,
+            faults=self.faults,
+        )
+
+    def _customer_ports(self) -> CustomerPorts:
+        settings, outbox = self.settings, self.outbox
+        exports = settings.topic(topics.PRIVACY_EXPORTS)
+
+        def export_budget(key: bytes) -> int:
+            return outbox.limits.value_budget(exports, key, settings.producer_max_batch_bytes)
+
+        return CustomerPorts(
+            customers=self.customers,
+            live_states=self.live_states,
+            rules=self.rules,
+            partitions=settings.partitions,
+            owned_partitions=self._owned_partitions,
+            profile_of=self.profile_of,
+            source=self.customer_events.get_topic_name(),
+            faults=self.faults,
+            timers=self.timers,
+            output=self.output,
+            fits=outbox.fits,
+            publishing=Publishing(self.output, self.activity, self.ledger, export_budget),
+            redis=self.redis_sync,
+            halt=self.routes.halt,
+            journal=outbox.undo,
+            mark=outbox.mark,
+            take_back=outbox.take_back,
+        )
 
     async def _input_restarted(self, tp: Any) -> bool:
         # only the input topic: the internal topics are this deployment's own
@@ -474,7 +526,7 @@ class Topology:
                     count += 1
                 elif unconfirmed(state) is not None:  # an erasure Redis never confirmed
                     assert state is not None
-                    bury(self, key.decode(), state)
+                    bury(self.redis_sync, key.decode(), state)
         try:
             await self.redis.set(self._marker, self.settings.app_id, ex=MARKER_TTL_S)
         except (RedisError, OSError):

@@ -5,11 +5,12 @@ that is built but not started: tables in memory, output collected in the outbox)
 from __future__ import annotations
 
 import base64
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 import pytest
 
+from tests.unit.agents.fakes import TP, Message
 from touchstream.config.rules import load_rules
 from touchstream.config.settings import load_settings
 from touchstream.errors import ConfigError
@@ -22,20 +23,6 @@ from touchstream.tables.customers import decode_state
 
 NOW = 1_795_000_000_000
 CUSTOMER = b"crm-1"
-
-
-class TP(NamedTuple):
-    topic: str
-    partition: int
-
-
-class Message(NamedTuple):
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    timestamp: float | None
 
 
 def topology(faults: str = "") -> Topology:

@@ -32,13 +32,14 @@ def table() -> dict[bytes, bytes]:
 
 
 def topology(table: dict[bytes, bytes]) -> Any:
+    """The ports of the customer stage the rebuild reads (agents.ports.CustomerPorts)."""
     return SimpleNamespace(
-        settings=SimpleNamespace(partitions=PARTITIONS),
+        partitions=PARTITIONS,
         rules=RULES,
         customers=table,
         live_states=LiveStates(),
         timers=TimerIndex(),
-        _owned_partitions=lambda: set(range(PARTITIONS)),
+        owned_partitions=lambda: set(range(PARTITIONS)),
     )
 
 

@@ -1,0 +1,128 @@
+"""The customer stage (agents/customer.py) on in-memory fakes of its ports (agents/ports.py):
+what it stores, serves, sends and parks for the records of a fetch, with no Kafka, Redis or
+Faust app (tests/unit/agents/fakes.py)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+import orjson
+
+from tests.unit.agents.fakes import NOW, SHOPPER, CustomerStage, Message, ingested, shop
+from touchstream.domain.customer import new_state
+from touchstream.domain.linking import redirect
+from touchstream.simulator.factory import event
+from touchstream.streams import topics
+from touchstream.tables import state_codec
+
+KEY = b"crm-1"
+IDENTITY_FIELDS = ("event_id", "event_ids", "events_covered")
+
+
+def served(update: dict[str, Any]) -> dict[str, Any]:
+    """A profile update as Redis serves it: without the events it names."""
+    return {k: v for k, v in update.items() if k not in IDENTITY_FIELDS}
+
+
+async def test_events_applied_are_stored_served_in_redis_and_sent_as_one_profile_update() -> None:
+    stage = CustomerStage()
+    await stage.run(await ingested(shop(2)))
+
+    state = stage.state(KEY)
+    assert state is not None and sorted(state["orders"]) == ["o-0", "o-1"]
+    ((key, update),) = stage.of(topics.PROFILES_UPDATES)
+    assert key == KEY
+    assert (update["customer_id"], update["orders"], update["points"]) == ("crm-1", 2, 30)
+    assert (update["event_ids"], update["events_covered"]) == (["e0", "e1"], 2)
+    assert stage.redis.profiles == {"crm-1": served(update)}
+    outcomes = [v["order_id"] for _k, v in stage.of(topics.LOYALTY_OUTCOMES)]
+    assert outcomes == ["o-0", "o-1"]
+    assert stage.ledger.recorded  # the month's points and spend counted
+    assert stage.halted == {} and stage.of(topics.QUARANTINE) == []
+
+
+async def test_a_poison_record_is_quarantined_and_the_next_record_of_its_partition_applies() -> (
+    None
+):
+    messages = await ingested(shop(3))
+    poison = orjson.loads(messages[1].value)
+    poison["props"]["total_minor"] = "a lot"  # passed ingest somehow: the core raises on it
+    batch = [messages[0], messages[1]._replace(value=orjson.dumps(poison)), messages[2]]
+    stage = CustomerStage()
+    await stage.run(batch)
+
+    ((key, parked),) = stage.of(topics.QUARANTINE)
+    assert key == KEY
+    assert (parked["topic"], parked["offset"], parked["reason"]) == (
+        topics.CUSTOMER_EVENTS,
+        1,
+        "processing_failed",
+    )
+    assert base64.b64decode(parked["value_b64"]) == batch[1].value  # replayable as it was
+    # the records around it applied, once, and nothing of the poison survived
+    state = stage.state(KEY)
+    assert state is not None and sorted(state["orders"]) == ["o-0", "o-2"]
+    ((_k, update),) = stage.of(topics.PROFILES_UPDATES)
+    assert update["event_ids"] == ["e0", "e2"] and update["orders"] == 2
+    assert stage.redis.profiles["crm-1"]["orders"] == 2
+    assert [v["order_id"] for _k, v in stage.of(topics.LOYALTY_OUTCOMES)] == ["o-0", "o-2"]
+    assert stage.halted == {}
+
+
+async def test_an_event_for_a_merged_home_is_forwarded_to_its_survivor() -> None:
+    stage = CustomerStage()
+    merged = redirect(new_state("crm-1", at=NOW - 1000), "crm-9")
+    stage.table[KEY] = state_codec.encode(merged)
+    (message,) = await ingested(shop(1))
+    await stage.run([message])
+
+    ((key, forwarded),) = stage.of(topics.CUSTOMER_EVENTS)
+    assert key == b"crm-9"
+    assert (forwarded["id"], forwarded["props"]["order_id"]) == ("e0", "o-0")
+    # nothing applied where it arrived: no state change, no profile, no output
+    assert stage.state(KEY) == merged
+    assert stage.of(topics.PROFILES_UPDATES) == [] and stage.redis.profiles == {}
+    assert stage.of(topics.LOYALTY_OUTCOMES) == []
+
+
+async def test_an_erasure_sends_its_notice_and_removes_the_profile_from_redis() -> None:
+    stage = CustomerStage()
+    await stage.run(await ingested(shop(2)))
+    stage.records.added.clear()
+    assert stage.redis.written == ["crm-1"] and "crm-1" in stage.redis.profiles
+    stage.redis.written.clear()
+    erasure = event("erasure_requested", SHOPPER, {"request_id": "R-1"}, occurred_at=NOW + 10)
+    (message,) = await ingested([erasure], privileged=True)
+    await stage.run([message._replace(offset=2)])
+
+    assert stage.of(topics.PROFILES_UPDATES) == [
+        (KEY, {"customer_id": "crm-1", "erased": True, "version": 3})
+    ]
+    assert stage.redis.written == []  # no data of the customer written again
+    assert "crm-1" not in stage.redis.profiles
+    ((customer_id, _version, erased_at),) = stage.redis.removed
+    assert customer_id == "crm-1" and erased_at is not None
+    state = stage.state(KEY)
+    assert state is not None and "orders" not in state and "erased_at" in state
+    assert stage.activity.erased == ["crm-1"] and stage.ledger.erased == ["crm-1"]
+    assert stage.of(topics.PRIVACY_RECEIPTS) == []  # the receipt waits for Redis's confirmation
+
+
+async def test_a_halted_partition_keeps_what_came_before_the_failed_internal_record() -> None:
+    messages = await ingested(shop(2))
+    # a fold whose state is not a state: an internal record the core raises on
+    fold = {"k": "fold", "state": {"bogus": 1}, "at": NOW, "id": "x", "ts": NOW}
+    topic = messages[0].topic
+    batch = [
+        messages[0],
+        Message(topic, 0, 1, KEY, orjson.dumps(fold), None),
+        messages[1]._replace(offset=2),
+    ]
+    stage = CustomerStage()
+    await stage.run(batch)
+
+    assert [(tp.partition, offset) for tp, offset in stage.halted.items()] == [(0, 1)]
+    assert stage.of(topics.QUARANTINE) == []  # an internal record is never parked
+    state = stage.state(KEY)
+    assert state is not None and sorted(state["orders"]) == ["o-0"]
