@@ -17,6 +17,7 @@ import random
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from touchstream.config.rules import Rules
@@ -28,6 +29,7 @@ from touchstream.domain.timers import fire, next_due
 from touchstream.streams.timer_index import DEFAULT_MAX_SKEW_MS, TimerIndex, partition_for
 
 
+@lru_cache(maxsize=1 << 16)  # an id is placed once per message it is the key of: murmur2 each time
 def partition_of(customer_id: str, partitions: int) -> int:
     # Kafka's placement, so partition clocks (and the timers they fire) match a live run
     return partition_for(customer_id.encode(), partitions)
