@@ -124,7 +124,9 @@ def _sole_ledger(w: State, lo: State) -> State | None:
     profile and a shopper's. Its orders are the merged book as they are: priced again over the
     same history they give the points they hold (each was priced at the tier its history held
     before it, and priced again when an order or a return arrived late: ``loyalty.reprice``),
-    and their refunds are its returns'. Pricing them again cost a fifth of a merge."""
+    and their refunds are its returns'. Pricing them again cost a fifth of a merge. (After a
+    change of the rules' points or tiers, they keep what they earned under the rules of their
+    time, as they would with no merge; docs/domain.md, "Identity".)"""
     for a, b in ((w, lo), (lo, w)):
         if (
             not b["orders"]
