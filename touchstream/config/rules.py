@@ -313,6 +313,13 @@ class TriggerRules:
     rule_versions: dict[str, int] = field(default_factory=dict)
     quiet_hours: QuietHours | None = None
 
+    def __post_init__(self) -> None:
+        # a rules file's [triggers.cooldown_hours] sets the types it names; the others keep
+        # the catalog's default (read as the whole table, one line would lift every other
+        # type's cool-down to none)
+        merged = {**trigger_catalog.default_cooldowns(), **self.cooldown_hours}
+        object.__setattr__(self, "cooldown_hours", merged)
+
     def check(self, path: str) -> None:
         for name in ("freshness_hours", "frequency_cap", "frequency_window_hours"):
             _positive(path, name, getattr(self, name))

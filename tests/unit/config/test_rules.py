@@ -104,6 +104,16 @@ def test_trigger_defaults(defaults):
     assert triggers.quiet_hours is None
 
 
+def test_a_rules_file_naming_one_cooldown_keeps_every_other_types_default():
+    # a retailer shortening the cart reminder's cool-down must not lift every other type's
+    rules = parse_rules("[triggers.cooldown_hours]\nabandoned_cart = 2\nwin_back = 0\n")
+    cooldowns = rules.triggers.cooldown_hours
+    assert cooldowns["abandoned_cart"] == 2
+    assert cooldowns["win_back"] == 0  # an explicit 0 stays 0
+    assert cooldowns["vip_status"] == 24  # not named: the catalog's default
+    assert set(cooldowns) == set(TRIGGER_TYPES)
+
+
 def test_shipped_file_and_built_in_defaults_agree(defaults):
     # a partial rules file falls back to the built-in defaults for every key it omits
     assert parse_rules("") == defaults
