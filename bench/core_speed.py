@@ -35,6 +35,8 @@ try:
 except ImportError:  # trees before the oracle left domain/ (to compare with them)
     from touchstream.domain.offline import OfflineStage  # type: ignore[no-redef]
 
+# trees before the records were in the state have no hook (and need none)
+_json_default = getattr(state_codec, "json_default", None)
 NOW_MS = 1_795_400_000_000  # fixed: the digest must not depend on the day it runs
 FETCH = 500  # records per flush of changed states, as a worker's fetch of one partition
 
@@ -100,7 +102,8 @@ def _digest(stage: Any) -> str:
     h = hashlib.sha256()
     for decision in stage.decisions:
         h.update(orjson.dumps([decision.kind, decision.payload], option=orjson.OPT_SORT_KEYS))
-    h.update(orjson.dumps(stage.table, option=orjson.OPT_SORT_KEYS))
+    # a redirect or an erasure marker is a record: written as the store writes it, the dict
+    h.update(orjson.dumps(stage.table, option=orjson.OPT_SORT_KEYS, default=_json_default))
     return h.hexdigest()
 
 
