@@ -27,6 +27,7 @@ import orjson
 
 from touchstream.bench.replay import bench_events
 from touchstream.config.rules import load_rules
+from touchstream.domain.records import json_default
 from touchstream.runtime.worker import GC_THRESHOLDS
 from touchstream.tables import state_codec
 
@@ -35,8 +36,6 @@ try:
 except ImportError:  # trees before the oracle left domain/ (to compare with them)
     from touchstream.domain.offline import OfflineStage  # type: ignore[no-redef]
 
-# trees before the records were in the state have no hook (and need none)
-_json_default = getattr(state_codec, "json_default", None)
 NOW_MS = 1_795_400_000_000  # fixed: the digest must not depend on the day it runs
 FETCH = 500  # records per flush of changed states, as a worker's fetch of one partition
 
@@ -102,8 +101,7 @@ def _digest(stage: Any) -> str:
     h = hashlib.sha256()
     for decision in stage.decisions:
         h.update(orjson.dumps([decision.kind, decision.payload], option=orjson.OPT_SORT_KEYS))
-    # a redirect or an erasure marker is a record: written as the store writes it, the dict
-    h.update(orjson.dumps(stage.table, option=orjson.OPT_SORT_KEYS, default=_json_default))
+    h.update(orjson.dumps(stage.table, option=orjson.OPT_SORT_KEYS, default=json_default))
     return h.hexdigest()
 
 

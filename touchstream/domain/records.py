@@ -282,6 +282,19 @@ _ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder().decode
 
 
+def json_default(value: Any) -> Any:
+    """orjson's ``default`` hook for a message or document holding records (a digest of
+    states): a redirect or an erasure marker as the dict format 2 stores (``flat_marker``),
+    any other record as the builtins of its JSON object, so orjson writes it as the dict it
+    replaces and ``OPT_SORT_KEYS`` still sorts its keys. (The state codec has a faster hook of
+    its own, ``tables.state_codec``, which needs no sorting.)"""
+    if isinstance(value, Redirect | Erased):
+        return flat_marker(value)
+    if isinstance(value, msgspec.Struct):
+        return msgspec.to_builtins(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def flat_marker(record: Redirect | Erased) -> dict[str, Any]:
     """A redirect or an erasure marker as format 2 stores it (``tables.state_codec``): the
     dict of its fields, no tag, ``unconfirmed`` only while it waits."""
@@ -406,6 +419,7 @@ __all__ = [
     "flat_marker",
     "flatten",
     "from_flat",
+    "json_default",
     "marker_of",
     "nest",
     "to_flat",

@@ -127,11 +127,6 @@ def _record(value: Any) -> orjson.Fragment | dict[str, Any]:
     raise TypeError(f"customer state: a {type(value).__name__} is not JSON")
 
 
-# orjson's ``default`` for anything that holds states (a whole table: bench/core_speed.py's
-# digest), so a record is written as the stored format writes it
-json_default = _record
-
-
 def plain(state: dict[str, Any] | Redirect | Erased) -> bytes:
     """A state's JSON as stored before compression (``encode`` without the zstd step)."""
     return orjson.dumps(state, default=_record)
