@@ -22,8 +22,9 @@ from typing import Any
 
 from touchstream.config.rules import Rules
 from touchstream.domain.customer import Decision
-from touchstream.domain.linking import handle, is_erased, is_redirect
-from touchstream.domain.privacy import unconfirmed
+from touchstream.domain.linking import handle
+from touchstream.domain.records import Erased, Redirect
+from touchstream.domain.state import Stored
 from touchstream.domain.step import Step
 from touchstream.domain.timers import fire, next_due
 from touchstream.streams.timer_index import DEFAULT_MAX_SKEW_MS, TimerIndex, partition_for
@@ -43,7 +44,7 @@ class OfflineStage:
     # TOUCHSTREAM_MAX_CLOCK_SKEW_S in ms: how far past its broker timestamp (``rt``) an event
     # moves its partition's clock, as in the live stage
     max_clock_skew_ms: int = DEFAULT_MAX_SKEW_MS
-    table: dict[str, dict[str, Any]] = field(default_factory=dict)
+    table: dict[str, Stored] = field(default_factory=dict)
     decisions: list[Decision] = field(default_factory=list)
     _queues: list[deque[tuple[str, dict[str, Any]]]] = field(default_factory=list)
 
@@ -79,11 +80,11 @@ class OfflineStage:
         if result.delete:
             self.table.pop(target, None)
         elif result.store is not None:
-            self.table[target] = result.store
-            if unconfirmed(result.store) is not None:
+            store = self.table[target] = result.store
+            if isinstance(store, Erased) and store.unconfirmed is not None:
                 # Redis confirms the erasure's deletion at once: the receipt follows
-                confirm = {"k": "confirm", "version": result.store["version"]}
-                self._enqueue(target, {**confirm, "ts": result.store["erased_at"]})
+                confirm = {"k": "confirm", "version": store.version, "ts": store.erased_at}
+                self._enqueue(target, confirm)
             due = next_due(result.store, self.rules)
             if due is not None:
                 self._timers.track(partition, due, target)
@@ -116,14 +117,13 @@ class OfflineStage:
         """The live profile an id belongs to now (following redirects), or None."""
         seen = 0
         state = self.table.get(customer_id)
-        while is_redirect(state):
-            assert state is not None
-            customer_id = state["into"]
+        while isinstance(state, Redirect):
+            customer_id = state.into
             state = self.table.get(customer_id)
             seen += 1
             if seen > len(self.table):
                 raise RuntimeError("redirect cycle")
-        return customer_id if state is not None and not is_erased(state) else None
+        return customer_id if state is not None and not isinstance(state, Erased) else None
 
     def live(self) -> dict[str, dict[str, Any]]:
-        return {cid: s for cid, s in self.table.items() if not is_redirect(s) and not is_erased(s)}
+        return {cid: s for cid, s in self.table.items() if isinstance(s, dict)}  # no records

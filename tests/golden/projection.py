@@ -74,7 +74,7 @@ def served(state: dict[str, Any], rules: Rules) -> Doc:
     """What Redis serves for a customers-table value."""
     record = view(state, rules)
     if record is None:
-        return {"erased": True, "version": state["version"]}
+        return {"erased": True, "version": state.version}  # an erasure marker (a record)
     if "merged_into" in record:
         return record
     return {**record, "aliases": sorted(f"{kind}:{value}" for kind, value in aliases(state))}

@@ -18,9 +18,11 @@ import orjson
 from touchstream import metrics
 from touchstream.agents.ports import CustomerPorts, ProfileSync
 from touchstream.agents.publishers import publish
-from touchstream.domain.linking import Step, handle, is_erased
+from touchstream.domain.linking import Step, handle
 from touchstream.domain.privacy import unconfirmed
 from touchstream.domain.profile import aliases
+from touchstream.domain.records import Erased
+from touchstream.domain.state import Stored
 from touchstream.domain.timers import fire, next_due
 from touchstream.errors import TouchstreamError
 from touchstream.streams import topics
@@ -233,13 +235,13 @@ class Coalesced:
 
     __slots__ = ("events", "identifiers_changed", "records", "state")
 
-    def __init__(self, state: dict[str, Any], identifiers_changed: bool, event_id: str) -> None:
+    def __init__(self, state: Stored, identifiers_changed: bool, event_id: str) -> None:
         self.state = state
         self.identifiers_changed = identifiers_changed
         self.events = [event_id] if event_id else []
         self.records = 1
 
-    def add(self, state: dict[str, Any], identifiers_changed: bool, event_id: str) -> None:
+    def add(self, state: Stored, identifiers_changed: bool, event_id: str) -> None:
         self.state = state
         self.identifiers_changed = self.identifiers_changed or identifiers_changed
         if event_id and event_id not in self.events:
@@ -298,17 +300,17 @@ def _execute(
     partition: int,
     step: Step,
     msg: dict[str, Any],
-    before: dict[str, Any] | None,
+    before: Stored | None,
     coalescing: Coalescing | None = None,
 ) -> None:
     if step.dropped:
         tally.inc(metrics.ERASED_DROPPED, msg.get("k", "ev"))
         tally.inc(metrics.ERASURE_DROPS, step.dropped_reason or "in_flight")
         return
-    erased = step.store is not None and is_erased(step.store)
-    if erased and msg.get("k") == "confirm":  # Redis confirmed an erasure: its receipt
-        assert step.store is not None
-        cache.put(key, step.store)
+    marker = step.store if isinstance(step.store, Erased) else None
+    erased = marker is not None
+    if marker is not None and msg.get("k") == "confirm":  # Redis confirmed an erasure: its receipt
+        cache.put(key, marker)
         for decision in step.decisions:
             publish(p.publishing, tally, decision)
         return
@@ -318,12 +320,11 @@ def _execute(
         gone = aliases(before) if before else []
         if msg.get("k") in ("drop", "forget"):  # a stale alias may still name this home
             gone.append((msg["via"][0], msg["via"][1]))
-        if erased:
-            assert step.store is not None
-            if unconfirmed(step.store) is not None:  # its receipt waits for Redis (privacy.confirm)
-                bury(p.redis, key.decode(), step.store, gone)
+        if marker is not None:
+            if marker.unconfirmed is not None:  # its receipt waits for Redis (privacy.confirm)
+                bury(p.redis, key.decode(), marker, gone)
             else:
-                p.redis.remove(key.decode(), gone, step.store["version"])
+                p.redis.remove(key.decode(), gone, marker.version)
         else:  # an anonymous profile dropped: deleted, no tombstone (seen again, it starts anew)
             p.redis.remove(key.decode(), gone)
     stage.now = "core"
@@ -353,11 +354,7 @@ def _execute(
         return
     event_id = msg.get("id", "")
     # (an erasure's notice leaves at once)
-    if (
-        coalescing is not None
-        and "erased_at" not in step.store
-        and key not in coalescing.per_record
-    ):
+    if coalescing is not None and not erased and key not in coalescing.per_record:
         last = coalescing.states.pop(key, None)  # put back last: flushed in order of last change
         if last is None:
             last = Coalesced(step.store, step.identifiers_changed, event_id)
@@ -384,7 +381,8 @@ def _project(
     profile = p.profile_of(state)
     customer_id = key.decode()
     if profile is None:  # erased: downstream copies must go too
-        notice = {"customer_id": customer_id, "erased": True, "version": state["version"]}
+        assert isinstance(state, Erased)  # (domain.profile.view serves nothing else as None)
+        notice = {"customer_id": customer_id, "erased": True, "version": state.version}
         p.output.send(topics.PROFILES_UPDATES, customer_id, notice)
         return
     new_aliases = aliases(state) if last.identifiers_changed else None
@@ -412,14 +410,14 @@ def _project(
     tally.inc(metrics.PROFILE_UPDATES)
 
 
-def bury(redis: ProfileSync, customer_id: str, marker: dict[str, Any], gone: Any = ()) -> None:
+def bury(redis: ProfileSync, customer_id: str, marker: Erased, gone: Any = ()) -> None:
     """Queue an erasure's Redis deletion (versioned tombstones of the profile and its
     identifiers' homes, its alias keys), its confirmation asked for (privacy.confirm)."""
     waiting = unconfirmed(marker)
     assert waiting is not None
     names = [(kind, value) for kind, value in waiting["aliases"]]
     names.extend(a for a in gone if a not in names)
-    version, erased_at = marker["version"], marker["erased_at"]
+    version, erased_at = marker.version, marker.erased_at
     redis.remove(customer_id, names, version, waiting["homes"], erased_at)
 
 
@@ -456,12 +454,12 @@ def _load_partition(p: CustomerPorts, unwritten: list[StateCache], partition: in
     clock: int | None = None
     wall_ms = int(time.time() * 1000)
 
-    def add(key: bytes, state: dict[str, Any] | None) -> None:
+    def add(key: bytes, state: Stored | None) -> None:
         nonlocal clock
         if state is None:
             return
-        if "erased_at" in state:
-            if "unconfirmed" in state:  # an erasure Redis has not confirmed: ask again
+        if isinstance(state, Erased):
+            if state.unconfirmed is not None:  # an erasure Redis has not confirmed: ask again
                 bury(p.redis, key.decode(), state)
             return
         due = next_due(state, p.rules)

@@ -21,7 +21,7 @@ import orjson
 
 from touchstream.config.rules import Rules
 from touchstream.domain.ingest import Ingest
-from touchstream.domain.state import State
+from touchstream.domain.state import Stored
 from touchstream.streams.isolation import Faults, Undo
 from touchstream.streams.timer_index import TimerIndex
 from touchstream.tables.customers import LiveStates
@@ -102,7 +102,7 @@ class CustomerPorts:
     rules: Rules
     partitions: int
     owned_partitions: Callable[[], set[int]]
-    profile_of: Callable[[State], dict[str, Any] | None]  # the served profile of a state
+    profile_of: Callable[[Stored], dict[str, Any] | None]  # the served profile of a state
     source: str  # the customer-events topic's name, for quarantine records
     faults: Faults | None  # the test-only fault plan (streams.isolation)
     # what it reads and writes

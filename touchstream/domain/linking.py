@@ -15,6 +15,9 @@ record they are for, so it works the same with one worker or many, and on replay
 - ``absorb``: "fold into me": sent to the weaker root when the stronger one decided.
 - ``fold``: the loser's whole state, folded into the survivor (``domain.fold``); the loser
   becomes a redirect. A redelivered fold is recognised by its mark and skipped.
+
+A redirect is a ``domain.records.Redirect`` and an erasure marker an ``Erased`` (typed
+records, never changed once stored: a new one replaces them); a live profile is the dict.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from touchstream.domain.decision import Expired, LinkRefused, Merged, Proposal
 from touchstream.domain.fold import fold, fold_mark
 from touchstream.domain.identity import PRIORITY, home_of, link_mark, strongest
 from touchstream.domain.profile import project
-from touchstream.domain.state import State
+from touchstream.domain.records import Erased, Redirect
+from touchstream.domain.state import State, Stored
 from touchstream.domain.step import Step
 
 GROUPS = {
@@ -41,12 +45,12 @@ GROUPS = {
 }
 
 
-def is_redirect(state: State | None) -> bool:
-    return state is not None and "into" in state
+def is_redirect(state: Stored | None) -> bool:
+    return isinstance(state, Redirect)
 
 
-def is_erased(state: State | None) -> bool:
-    return state is not None and "erased_at" in state
+def is_erased(state: Stored | None) -> bool:
+    return isinstance(state, Erased)
 
 
 def limits(rules: Rules) -> dict[str, int]:
@@ -73,12 +77,11 @@ def exceeded(a: dict[str, list[str]], b: dict[str, list[str]], rules: Rules) -> 
     return None
 
 
-def handle(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -> Step:
+def handle(target: str, state: Stored | None, msg: dict[str, Any], rules: Rules) -> Step:
     """One record of the customer-events topic, for the record keyed ``target``."""
     kind = msg.get("k", "ev")
-    erased: State | None = None
-    if is_erased(state):
-        assert state is not None
+    erased: Erased | None = None
+    if isinstance(state, Erased):
         if kind == "confirm":
             return privacy.confirm(target, state, msg)
         if kind == "forget":
@@ -89,16 +92,16 @@ def handle(target: str, state: State | None, msg: dict[str, Any], rules: Rules) 
         erased, state = state, None  # a new profile, nothing of the old
     elif kind == "confirm":
         return Step()  # the erasure it confirms was followed by a new profile already
-    elif kind == "ev" and state is not None and msg["at"] <= state.get("erased_before", -1):
+    elif kind == "ev" and isinstance(state, dict) and msg["at"] <= state.get("erased_before", -1):
         # happened before this identifier was erased (an offline till, a lagging partition,
         # a DLQ replay): never part of the new profile
         return Step(dropped=True, dropped_reason="before_erasure")
     step = _dispatch(kind, target, state, msg, rules)
-    if erased is not None and step.store is not None and not is_erased(step.store):
+    if erased is not None and isinstance(step.store, dict):
         # numbered past the marker (Redis keeps its versioned tombstone until a newer write),
         # and remembering when the identifier was erased
-        version = step.store["version"] + erased["version"]
-        step.store = dict(step.store, version=version, erased_before=erased["erased_at"])
+        version = step.store["version"] + erased.version
+        step.store = dict(step.store, version=version, erased_before=erased.erased_at)
     return step
 
 
@@ -111,7 +114,7 @@ def explicit_opt_in(ev: dict[str, Any]) -> bool:
     return False
 
 
-def after_erasure(marker: State, msg: dict[str, Any], rules: Rules) -> str:
+def after_erasure(marker: Erased, msg: dict[str, Any], rules: Rules) -> str:
     """Why ``msg`` may not start a new profile at an erased identifier's home ("": it may).
 
     Only an event or a link that happened and was ingested after the erasure may (an event
@@ -122,7 +125,7 @@ def after_erasure(marker: State, msg: dict[str, Any], rules: Rules) -> str:
     kind = msg.get("k", "ev")
     if kind not in ("ev", "merge"):
         return "in_flight"
-    erased_at = marker["erased_at"]
+    erased_at = marker.erased_at
     if msg["at"] <= erased_at:
         return "before_erasure"
     if msg.get("ts", 0) <= erased_at:
@@ -134,9 +137,9 @@ def after_erasure(marker: State, msg: dict[str, Any], rules: Rules) -> str:
 
 
 def _dispatch(
-    kind: str, target: str, state: State | None, msg: dict[str, Any], rules: Rules
+    kind: str, target: str, state: State | Redirect | None, msg: dict[str, Any], rules: Rules
 ) -> Step:
-    if kind == "ev" and msg["type"] == "erasure_requested" and not is_redirect(state):
+    if kind == "ev" and msg["type"] == "erasure_requested" and not isinstance(state, Redirect):
         return privacy.erase(target, state, msg, rules)
     if kind == "forget":
         return privacy.forget(target, state, msg)
@@ -166,13 +169,12 @@ def cause(msg: dict[str, Any]) -> dict[str, Any]:
     return {"at": msg["at"], "id": msg["id"], "ts": msg.get("ts", 0)}
 
 
-def _forward(state: State, msg: dict[str, Any]) -> Step:
-    return Step(sends=[(state["into"], msg)], forwarded=True)
+def _forward(state: Redirect, msg: dict[str, Any]) -> Step:
+    return Step(sends=[(state.into, msg)], forwarded=True)
 
 
-def _event(target: str, state: State | None, ev: dict[str, Any], rules: Rules) -> Step:
-    if is_redirect(state):
-        assert state is not None
+def _event(target: str, state: State | Redirect | None, ev: dict[str, Any], rules: Rules) -> Step:
+    if isinstance(state, Redirect):
         return _forward(state, ev)
     created = state is None
     if state is None:
@@ -233,9 +235,8 @@ def claimed(state: State) -> dict[str, list[str]]:
     return out
 
 
-def _merge(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -> Step:
-    if is_redirect(state):
-        assert state is not None
+def _merge(target: str, state: State | Redirect | None, msg: dict[str, Any], rules: Rules) -> Step:
+    if isinstance(state, Redirect):
         return _forward(state, msg)
     step = Step()
     if state is None:
@@ -291,10 +292,9 @@ def _release(loser: str, msg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     return msg["into"], {"k": "release", "peer": loser, **cause(msg)}
 
 
-def _absorb(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -> Step:
+def _absorb(target: str, state: State | Redirect | None, msg: dict[str, Any], rules: Rules) -> Step:
     winner = msg["into"]
-    if is_redirect(state):
-        assert state is not None
+    if isinstance(state, Redirect):
         # this profile already joined another: the two roots settle it between them
         merge = {
             "k": "merge",
@@ -304,7 +304,7 @@ def _absorb(target: str, state: State | None, msg: dict[str, Any], rules: Rules)
             "via": None,
             **cause(msg),
         }
-        return Step(sends=[_release(target, msg), (state["into"], merge)], forwarded=True)
+        return Step(sends=[_release(target, msg), (state.into, merge)], forwarded=True)
     if state is None or winner == target:
         return Step(sends=[_release(target, msg)])
     mine = claimed(state)
@@ -319,9 +319,8 @@ def _absorb(target: str, state: State | None, msg: dict[str, Any], rules: Rules)
     return step
 
 
-def _release_reservation(state: State | None, msg: dict[str, Any]) -> Step:
-    if is_redirect(state):
-        assert state is not None
+def _release_reservation(state: State | Redirect | None, msg: dict[str, Any]) -> Step:
+    if isinstance(state, Redirect):
         return _forward(state, msg)
     if state is None or msg["peer"] not in state["pending"]:
         return Step()
@@ -329,18 +328,18 @@ def _release_reservation(state: State | None, msg: dict[str, Any]) -> Step:
     return Step(store=dict(state, pending=pending))
 
 
-def redirect(state: State, winner: str) -> State:
-    return {
-        "customer_id": state["customer_id"],
-        "into": winner,
-        "rank": state["rank"],
-        "version": state["version"] + 1,
-    }
+def redirect(state: State, winner: str) -> Redirect:
+    """What an absorbed profile becomes: a redirect to the profile that absorbed it."""
+    return Redirect(
+        customer_id=state["customer_id"],
+        into=winner,
+        rank=tuple(state["rank"]),
+        version=state["version"] + 1,
+    )
 
 
-def _fold(target: str, state: State | None, msg: dict[str, Any], rules: Rules) -> Step:
-    if is_redirect(state):
-        assert state is not None
+def _fold(target: str, state: State | Redirect | None, msg: dict[str, Any], rules: Rules) -> Step:
+    if isinstance(state, Redirect):
         return _forward(state, msg)
     loser: State = msg["state"]
     if state is None:
@@ -363,9 +362,9 @@ def _refusal(
 ANONYMOUS_KINDS = frozenset({"device_id", "anonymous_id"})
 
 
-def anonymous_until(state: State | None, rules: Rules) -> int | None:
+def anonymous_until(state: Stored | None, rules: Rules) -> int | None:
     """When an anonymous-only profile may be dropped (event time), or None if it never is."""
-    if state is None or "last_event_at" not in state or state["last_event_at"] is None:
+    if not isinstance(state, dict) or state["last_event_at"] is None:
         return None  # redirects and erasure markers never expire this way
     if state["pending"]:
         return None  # a fold is on its way here; tracked again when it lands
@@ -374,14 +373,14 @@ def anonymous_until(state: State | None, rules: Rules) -> int | None:
     return int(state["last_event_at"]) + rules.identity.anonymous_ttl_days * 86_400_000
 
 
-def expire(target: str, state: State | None, clock: int, rules: Rules) -> Step:
+def expire(target: str, state: Stored | None, clock: int, rules: Rules) -> Step:
     """Drop an anonymous-only profile idle for the TTL: its record and its identifiers' homes.
 
     ``clock`` is the partition's event time. Nothing else points at such a profile, so once
     its homes are gone the same device seen again simply starts a new profile.
     """
     due = anonymous_until(state, rules)
-    if state is None or due is None or due > clock:
+    if not isinstance(state, dict) or due is None or due > clock:
         return Step()
     step = Step(delete=True, identifiers_changed=True)
     for kind, values in state["identifiers"].items():
@@ -393,14 +392,13 @@ def expire(target: str, state: State | None, clock: int, rules: Rules) -> Step:
     return step
 
 
-def _rekey(target: str, state: State | None, msg: dict[str, Any]) -> Step:
+def _rekey(target: str, state: State | Redirect | None, msg: dict[str, Any]) -> Step:
     """An HMAC key rotation (``touchstream keys rotate``): ``moves`` lists [kind, digest under
     the old key version, digest under the new] of identifiers this profile holds. The profile
     keeps its id and its history and holds the new digests instead; the home of each new digest
     becomes a redirect here, so events under the new key find this profile. A redelivery finds
     the new digests held and asks their homes again, which changes nothing."""
-    if is_redirect(state):
-        assert state is not None
+    if isinstance(state, Redirect):
         return _forward(state, msg)
     if state is None:
         return Step()  # the alias it was sent by is stale: nothing lives here
@@ -423,19 +421,19 @@ def _rekey(target: str, state: State | None, msg: dict[str, Any]) -> Step:
     return step
 
 
-def _home(target: str, state: State | None, msg: dict[str, Any]) -> Step:
+def _home(target: str, state: State | Redirect | None, msg: dict[str, Any]) -> Step:
     """Become the home of a re-keyed identifier, a redirect to the profile that holds it. A
     profile already here (an event under the new key came first) joins it like any link."""
     into = msg["into"]
     if state is None:
         kind = msg["via"][0]
-        rank = [PRIORITY[kind], msg["at"], target]
-        return Step(store={"customer_id": target, "into": into, "rank": rank, "version": 0})
-    if is_redirect(state) or target == into:
+        rank = (PRIORITY[kind], msg["at"], target)
+        return Step(store=Redirect(customer_id=target, into=into, rank=rank, version=0))
+    if isinstance(state, Redirect) or target == into:
         return Step()  # already a home (of this profile or of the one it joined since)
     return Step(sends=[(into, _merge_msg(target, state, msg))])
 
 
-def _drop(state: State | None) -> Step:
+def _drop(state: State | Redirect | None) -> Step:
     # only the redirect of an identifier of the dropped profile is addressed here
-    return Step(delete=True) if is_redirect(state) else Step()
+    return Step(delete=True) if isinstance(state, Redirect) else Step()

@@ -5,14 +5,16 @@ numbered (format 1). ``migrate`` runs on every state read from the table (``tabl
 and is a no-op on the current format. To change the format: bump ``FORMAT``, add a
 ``_to_<n>`` step below that turns format n-1 into n, and add a fixture of the old format to
 the migration test (``tests/unit/tables/test_state_migration.py``). Redirects and erasure
-markers (no ledger) carry no format and need none.
+markers (no ledger) carry no format and need none: they are read as their records
+(``domain.records.Redirect``, ``Erased``), told apart by their keys (``into``, ``erased_at``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from touchstream.domain.state import State
+from touchstream.domain.records import marker_of
+from touchstream.domain.state import State, Stored
 
 FORMAT = 2
 
@@ -36,9 +38,17 @@ def version(state: State) -> int:
     return int(state.get("fmt", 1))
 
 
+def read(state: State) -> Stored:
+    """A customers-table value just decoded (``tables.customers.decode_state``): a redirect or
+    an erasure marker as its record, a live profile in the current format (``migrate``)."""
+    if "orders" not in state:  # a redirect or an erasure marker
+        return marker_of(state) or state
+    return migrate(state)
+
+
 def migrate(state: State) -> State:
     """``state`` in the current format (changed in place: it was just decoded)."""
-    if "orders" not in state:  # a redirect or an erasure marker
+    if "orders" not in state:  # a redirect or an erasure marker (``read`` makes it a record)
         return state
     fmt = state.get("fmt", 1)
     if fmt == FORMAT:

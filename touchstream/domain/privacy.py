@@ -1,7 +1,9 @@
 """Erasure and access requests (docs/domain.md, "Privacy"), on the identity records of a customer.
 
 Erasure replaces the live profile and the home of every identifier it held with an erasure
-marker: the customer id, when it was erased (ingest wall time) and a version, nothing else.
+marker (``domain.records.Erased``): the customer id, when it was erased (ingest wall time) and
+a version, nothing else (the erased profile's own marker also holds what it waits for Redis
+with, ``unconfirmed``, until Redis confirmed the deletion).
 The marker is what the changelog keeps for those keys, so a worker restoring the table never
 brings the customer back, and it tells a record still in flight from the erasure (older:
 dropped) from the same identifier seen again (newer: a new profile, nothing of the old).
@@ -19,16 +21,20 @@ from typing import Any
 import orjson
 
 from touchstream.config.rules import Rules
-from touchstream.domain import carts
+from touchstream.domain import carts, decision, records
 from touchstream.domain.clock import iso
-from touchstream.domain.decision import Erased, Export, Receipt
+from touchstream.domain.decision import Export, Receipt
 from touchstream.domain.identity import home_of
-from touchstream.domain.state import State
+from touchstream.domain.state import State, Stored
 from touchstream.domain.step import Step
 
 
-def marker(customer_id: str, erased_at: int, version: int) -> State:
-    return {"customer_id": customer_id, "erased_at": erased_at, "version": version}
+def marker(
+    customer_id: str, erased_at: int, version: int, unconfirmed: dict[str, Any] | None = None
+) -> records.Erased:
+    return records.Erased(
+        customer_id=customer_id, erased_at=erased_at, version=version, unconfirmed=unconfirmed
+    )
 
 
 def erase(target: str, state: State | None, ev: dict[str, Any], rules: Rules) -> Step:
@@ -69,10 +75,11 @@ def erase(target: str, state: State | None, ev: dict[str, Any], rules: Rules) ->
             "timers": pending_timers(state, rules) if state else 0,
         },
     }
-    store = marker(target, erased_at, version)
-    store["unconfirmed"] = {"aliases": aliases, "homes": sorted(homes), "receipt": receipt}
-    step = Step(store=store, sends=sends, identifiers_changed=True)
-    step.decisions.append(Erased(target))
+    waiting = {"aliases": aliases, "homes": sorted(homes), "receipt": receipt}
+    step = Step(
+        store=marker(target, erased_at, version, waiting), sends=sends, identifiers_changed=True
+    )
+    step.decisions.append(decision.Erased(target))
     return step
 
 
@@ -83,15 +90,15 @@ def pending_timers(state: State, rules: Rules) -> int:
     return reminders + len(state["deferred"]) + (state["session"] is not None)
 
 
-def confirm(target: str, state: State, msg: dict[str, Any]) -> Step:
+def confirm(target: str, state: records.Erased, msg: dict[str, Any]) -> Step:
     """Redis confirmed the deletion of the erasure marked ``version``: the receipt goes out
     (``completed_at``: when the confirmation was sent) and the marker keeps no more than its
     id, time and version."""
-    waiting = state.get("unconfirmed")
-    if waiting is None or msg.get("version") != state["version"]:
+    waiting = state.unconfirmed
+    if waiting is None or msg.get("version") != state.version:
         return Step()  # confirmed already (a redelivery), or for an erasure since replaced
     receipt = Receipt(**waiting["receipt"], completed_at=int(msg.get("ts", 0)))
-    store = marker(target, state["erased_at"], state["version"] + 1)
+    store = marker(target, state.erased_at, state.version + 1)
     return Step(store=store, decisions=[receipt])
 
 
@@ -109,19 +116,16 @@ def published(receipt: Receipt) -> dict[str, Any]:
     }
 
 
-def unconfirmed(state: State | None) -> dict[str, Any] | None:
+def unconfirmed(state: Stored | None) -> dict[str, Any] | None:
     """What an erasure marker still waits for Redis with (None: nothing)."""
-    if state is None or "erased_at" not in state:
-        return None
-    waiting: dict[str, Any] | None = state.get("unconfirmed")
-    return waiting
+    return state.unconfirmed if isinstance(state, records.Erased) else None
 
 
-def forget(target: str, state: State | None, msg: dict[str, Any]) -> Step:
+def forget(target: str, state: State | records.Redirect | None, msg: dict[str, Any]) -> Step:
     """The home of an erased customer's identifier becomes a marker too."""
-    if state is not None and "into" not in state and "erased_at" not in state:
+    if isinstance(state, dict):
         return Step()  # a live profile of its own: that identifier was never the customer's
-    version = (state["version"] if state else 0) + 1
+    version = (state.version if state is not None else 0) + 1
     return Step(store=marker(target, msg["erased_at"], version), identifiers_changed=True)
 
 

@@ -9,6 +9,8 @@ from touchstream.domain import loyalty, rfm
 from touchstream.domain.carts import open_value
 from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.consent import flags
+from touchstream.domain.records import Erased, Redirect
+from touchstream.domain.state import Stored
 
 
 def project(state: dict[str, Any], rules: Rules) -> dict[str, Any]:
@@ -35,24 +37,28 @@ def project(state: dict[str, Any], rules: Rules) -> dict[str, Any]:
     }
 
 
-def redirect_profile(state: dict[str, Any]) -> dict[str, Any]:
+def redirect_profile(state: Redirect) -> dict[str, Any]:
     """What an absorbed customer id serves: where its shopper lives now."""
     return {
-        "customer_id": state["customer_id"],
-        "merged_into": state["into"],
-        "version": state["version"],
+        "customer_id": state.customer_id,
+        "merged_into": state.into,
+        "version": state.version,
     }
 
 
-def view(state: dict[str, Any], rules: Rules) -> dict[str, Any] | None:
+def view(state: Stored, rules: Rules) -> dict[str, Any] | None:
     """The served record of a customers-table value: live profile, redirect, or None (erased)."""
-    if "erased_at" in state:
-        return None
-    return redirect_profile(state) if "into" in state else project(state, rules)
+    match state:
+        case Redirect():
+            return redirect_profile(state)
+        case Erased():
+            return None
+        case _:
+            return project(state, rules)
 
 
-def aliases(state: dict[str, Any]) -> list[tuple[str, str]]:
+def aliases(state: Stored) -> list[tuple[str, str]]:
     """(kind, value) of every identifier a live profile holds; email and phone are hashes."""
-    if "identifiers" not in state:  # redirects and erasure markers hold none
-        return []
+    if not isinstance(state, dict) or "identifiers" not in state:
+        return []  # redirects and erasure markers hold none
     return [(kind, value) for kind, values in state["identifiers"].items() for value in values]

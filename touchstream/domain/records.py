@@ -1,9 +1,12 @@
 """The customer state as typed records: msgspec Structs, the shape written once.
 
 docs/design/typed-state.md holds the measurement, the pick (msgspec Structs, ``gc=False``) and
-the order of the rewrite. This is its first step: the records exist and convert to and from
-today's flat dict (state format 2, ``domain.migrate.FORMAT``) with nothing lost; the core still
-holds the flat dict (``domain.state.State``), so nothing here changes behaviour yet.
+the order of the rewrite. The records convert to and from today's flat dict (state format 2,
+``domain.migrate.FORMAT``) with nothing lost. The core holds a live profile as the flat dict
+(``domain.state.State``) still, and since step 4 a redirect and an erasure marker as their
+records (``Redirect``, ``Erased``: ``domain.linking`` and ``domain.privacy`` build them,
+``domain.migrate.read`` makes a stored one its record), stored as the dicts they were
+(``flat_marker``, by ``tables.state_codec``).
 
 A customers-table value is a tagged union, told apart by the tag field ``t`` instead of by
 which keys a dict holds (``"into"``, ``"erased_at"``):
@@ -33,11 +36,12 @@ from typing import Any
 
 import msgspec
 
-from touchstream.domain import migrate
 from touchstream.errors import TouchstreamError
 
 FORMAT = 3  # the typed state format's version (a Live's ``fmt``); the flat dict is format 2
-FLAT_FORMAT = migrate.FORMAT
+# domain.migrate.FORMAT, which imports this module to read redirects and erasure markers as
+# records (tests/unit/domain/test_records.py checks that the two agree)
+FLAT_FORMAT = 2
 
 Rank = tuple[int, int, str]  # strongest identifier kind, profile's first time, its id
 
@@ -225,17 +229,33 @@ class Live(Record, kw_only=True, tag_field="t", tag="live"):
     rfm: Rfm
 
 
-class Redirect(Record, kw_only=True, tag_field="t", tag="redirect"):
+class Redirect(Record, kw_only=True, tag_field="t", tag="redirect", forbid_unknown_fields=True):
+    """An absorbed id (``domain.linking.redirect``) or a re-keyed identifier's home
+    (``domain.linking``, ``home``): where its shopper lives now."""
+
     customer_id: str
     into: str
     rank: Rank
     version: int
 
 
-class Erased(Record, kw_only=True, tag_field="t", tag="erased"):
+class Erased(
+    Record,
+    kw_only=True,
+    tag_field="t",
+    tag="erased",
+    forbid_unknown_fields=True,
+    omit_defaults=True,
+):
+    """The marker an erasure leaves (``domain.privacy``). ``unconfirmed``: what the marker of
+    the erased profile itself waits for Redis with (the alias keys, the identifier homes and
+    the receipt, ``privacy.erase``) until Redis confirms the deletion; absent (not stored)
+    once confirmed, and on the markers of its identifiers' homes."""
+
     customer_id: str
     erased_at: int
     version: int
+    unconfirmed: dict[str, Any] | None = None
 
 
 CustomerState = Live | Redirect | Erased
@@ -260,6 +280,44 @@ DROPPED_WHEN_NONE = ("erased_before",)
 ABSENT = object()
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder().decode
+
+
+def json_default(value: Any) -> Any:
+    """orjson's ``default`` hook for a message or document holding records (a digest of
+    states): a redirect or an erasure marker as the dict format 2 stores (``flat_marker``),
+    any other record as the builtins of its JSON object, so orjson writes it as the dict it
+    replaces and ``OPT_SORT_KEYS`` still sorts its keys. (The state codec has a faster hook of
+    its own, ``tables.state_codec``, which needs no sorting.)"""
+    if isinstance(value, Redirect | Erased):
+        return flat_marker(value)
+    if isinstance(value, msgspec.Struct):
+        return msgspec.to_builtins(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def flat_marker(record: Redirect | Erased) -> dict[str, Any]:
+    """A redirect or an erasure marker as format 2 stores it (``tables.state_codec``): the
+    dict of its fields, no tag, ``unconfirmed`` only while it waits."""
+    out = msgspec.structs.asdict(record)
+    if out.get("unconfirmed", ABSENT) is None:
+        del out["unconfirmed"]
+    return out
+
+
+def marker_of(flat: dict[str, Any]) -> Redirect | Erased | None:
+    """A stored redirect (``into``) or erasure marker (``erased_at``) of format 2 as its
+    record, checked while built (``RecordFormatError`` naming the bad field, an unknown key
+    included); None for any other dict."""
+    if "into" in flat:
+        kind: type[Redirect] | type[Erased] = Redirect
+    elif "erased_at" in flat:
+        kind = Erased
+    else:
+        return None
+    try:
+        return msgspec.convert(flat, kind)
+    except msgspec.ValidationError as exc:
+        raise RecordFormatError(f"customer state ({kind.__name__.lower()}): {exc}") from exc
 
 
 # -- flat dict (format 2) <-> nested layout (builtins) ------------------------------------
@@ -308,10 +366,13 @@ def flatten(nested: dict[str, Any]) -> dict[str, Any]:
 # -- flat dict <-> records ----------------------------------------------------------------
 
 
-def from_flat(flat: dict[str, Any]) -> CustomerState:
-    """A format-2 dict value (as ``tables.customers.decode_state`` returns it) as records:
+def from_flat(flat: dict[str, Any] | Redirect | Erased) -> CustomerState:
+    """A format-2 value (as ``tables.customers.decode_state`` returns it: a live profile's
+    dict, a redirect or erasure marker as its dict or, since step 4, its record) as records:
     how the typed core reads a value an older worker wrote. Checked while built: a value of
     another shape raises ``RecordFormatError`` naming the bad field."""
+    if isinstance(flat, Redirect | Erased):
+        return flat
     try:
         state: CustomerState = msgspec.convert(nest(flat), CustomerState)
     except msgspec.ValidationError as exc:
@@ -355,8 +416,11 @@ __all__ = [
     "Scores",
     "Session",
     "TriggerLog",
+    "flat_marker",
     "flatten",
     "from_flat",
+    "json_default",
+    "marker_of",
     "nest",
     "to_flat",
 ]

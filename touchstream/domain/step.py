@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from touchstream.domain.decision import Decision
-from touchstream.domain.state import State
+from touchstream.domain.state import Stored
 
 
 @dataclass
 class Step:
     """What one record does: the table write, the records to send, what to report."""
 
-    store: State | None = None  # the new table value; None leaves the record as it is
+    store: Stored | None = None  # the new table value; None leaves the record as it is
     sends: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     duplicate: bool = False

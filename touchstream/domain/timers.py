@@ -16,8 +16,8 @@ from typing import Any
 from touchstream.config.rules import Rules
 from touchstream.domain import carts, loyalty, privacy, rfm, sessions, triggers
 from touchstream.domain.decision import Decision, Proposal
-from touchstream.domain.linking import anonymous_until, expire, is_erased, is_redirect
-from touchstream.domain.state import State
+from touchstream.domain.linking import anonymous_until, expire
+from touchstream.domain.state import State, Stored
 from touchstream.domain.step import Step
 
 
@@ -42,10 +42,10 @@ def _timers(state: State, rules: Rules) -> list[tuple[int, str, Any]]:
     return out
 
 
-def next_due(state: State | None, rules: Rules) -> int | None:
+def next_due(state: Stored | None, rules: Rules) -> int | None:
     """The earliest of ``_timers``' due times, without building them: this runs after every
     state a record or a timer changes."""
-    if state is None or "into" in state or "erased_at" in state:  # redirect, erasure marker
+    if not isinstance(state, dict):  # none, a redirect or an erasure marker (domain.records)
         return None
     out = sessions.due(state, rules)
     for when in (
@@ -60,17 +60,17 @@ def next_due(state: State | None, rules: Rules) -> int | None:
     return out
 
 
-def pending(state: State | None, rules: Rules) -> int:
+def pending(state: Stored | None, rules: Rules) -> int:
     """How many timers a profile has pending (an erasure receipt counts them)."""
-    if state is None or is_redirect(state) or is_erased(state):
+    if not isinstance(state, dict):  # none, a redirect or an erasure marker
         return 0
     return privacy.pending_timers(state, rules)
 
 
-def fire(target: str, state: State | None, clock: int, now_ms: int, rules: Rules) -> Step:
+def fire(target: str, state: Stored | None, clock: int, now_ms: int, rules: Rules) -> Step:
     """Every timer of ``state`` due by ``clock`` (the partition's event time), in due order."""
     due = next_due(state, rules)
-    if state is None or due is None or due > clock:
+    if not isinstance(state, dict) or due is None or due > clock:
         return Step()
     live = dict(state)
     decisions: list[Decision] = []

@@ -28,6 +28,7 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 from touchstream.domain.clock import clock_time
+from touchstream.domain.state import Stored
 from touchstream.streams.isolation import Undo
 
 DEFAULT_MAX_SKEW_MS = 300_000  # TOUCHSTREAM_MAX_CLOCK_SKEW_S's default (config/settings.py)
@@ -40,12 +41,12 @@ def partition_for(key: bytes, partitions: int) -> int:
     return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
-def resume_clock(state: dict[str, Any] | None, max_skew_ms: int, wall_ms: int) -> int | None:
+def resume_clock(state: Stored | None, max_skew_ms: int, wall_ms: int) -> int | None:
     """What a profile tells of its partition's clock when the index is rebuilt: the highest
     capped event time it applied (``clock_at``), never a future-dated event's claimed time. A
     state written before ``clock_at`` existed gives its latest event time, but not more than
     ``max_skew_ms`` past the wall clock."""
-    if state is None:
+    if not isinstance(state, dict):  # none, a redirect or an erasure marker (domain.records)
         return None
     capped = state.get("clock_at")
     if capped is not None:

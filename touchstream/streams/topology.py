@@ -32,8 +32,9 @@ from touchstream.config.rules import Rules
 from touchstream.config.settings import Settings
 from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import Ingest
-from touchstream.domain.privacy import unconfirmed
 from touchstream.domain.profile import aliases, view
+from touchstream.domain.records import Erased
+from touchstream.domain.state import Stored
 from touchstream.schemas.decode import load_validators
 from touchstream.serving.api import CustomerApi
 from touchstream.serving.http import Readiness, register_views
@@ -372,11 +373,11 @@ class Topology:
         self._sync_task = asyncio.ensure_future(self.redis_sync.run())
         await self.api.start()
 
-    def profile_of(self, state: dict[str, Any]) -> dict[str, Any] | None:
+    def profile_of(self, state: Stored) -> dict[str, Any] | None:
         """The served profile of a table value, with today's activity and this month's points
         and spend (event time) added."""
         profile = view(state, self.rules)
-        if profile is None or "merged_into" in profile or state["last_event_at"] is None:
+        if profile is None or not isinstance(state, dict) or state["last_event_at"] is None:
             return profile
         day = self.activity.totals(state["customer_id"], state["last_event_at"])
         for name, count in day.items():
@@ -524,8 +525,7 @@ class Topology:
                 if state is not None and profile is not None:
                     self.redis_sync.submit(profile["customer_id"], profile, aliases(state))
                     count += 1
-                elif unconfirmed(state) is not None:  # an erasure Redis never confirmed
-                    assert state is not None
+                elif isinstance(state, Erased) and state.unconfirmed is not None:  # unconfirmed
                     bury(self.redis_sync, key.decode(), state)
         try:
             await self.redis.set(self._marker, self.settings.app_id, ex=MARKER_TTL_S)

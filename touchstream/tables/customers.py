@@ -7,8 +7,8 @@ from typing import Any
 
 import faust
 
-from touchstream.domain.migrate import migrate
-from touchstream.domain.state import State
+from touchstream.domain.migrate import read
+from touchstream.domain.state import Stored
 from touchstream.tables import state_codec
 from touchstream.tables.store import store_reader
 
@@ -26,10 +26,11 @@ def customers_table(app: faust.App, partitions: int) -> Any:
     )
 
 
-def decode_state(raw: bytes | None) -> State | None:
+def decode_state(raw: bytes | None) -> Stored | None:
     """A state as the table stores it (either byte format ``state_codec`` reads), brought up
-    to the current state format (``domain.migrate``)."""
-    return None if raw is None else migrate(state_codec.decode(raw))
+    to the current state format, a redirect or an erasure marker as its record
+    (``domain.migrate.read``)."""
+    return None if raw is None else read(state_codec.decode(raw))
 
 
 class LiveStates:
@@ -48,15 +49,15 @@ class LiveStates:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._states: dict[bytes, State] = {}  # insertion order: oldest write first
+        self._states: dict[bytes, Stored] = {}  # insertion order: oldest write first
 
     def __len__(self) -> int:
         return len(self._states)
 
-    def take(self, key: bytes) -> State | None:
+    def take(self, key: bytes) -> Stored | None:
         return self._states.pop(key, None)
 
-    def keep(self, key: bytes, state: State) -> None:
+    def keep(self, key: bytes, state: Stored) -> None:
         states = self._states
         states.pop(key, None)
         if self.capacity <= 0:
@@ -89,9 +90,9 @@ class StateCache:
         self._table = table
         self._read = store_reader(table)
         self._live = live if live is not None else LiveStates(0)
-        self._dirty: dict[bytes, State | None] = {}
+        self._dirty: dict[bytes, Stored | None] = {}
 
-    def get(self, key: bytes) -> State | None:
+    def get(self, key: bytes) -> Stored | None:
         dirty = self._dirty
         if key in dirty:
             return dirty[key]
@@ -100,13 +101,13 @@ class StateCache:
             return state
         return decode_state(self._read(key))
 
-    def put(self, key: bytes, state: State) -> None:
+    def put(self, key: bytes, state: Stored) -> None:
         self._dirty[key] = state
 
     def delete(self, key: bytes) -> None:
         self._dirty[key] = None
 
-    def unwritten(self) -> dict[bytes, State | None]:
+    def unwritten(self) -> dict[bytes, Stored | None]:
         """States changed since the last flush (None: deleted)."""
         return self._dirty
 

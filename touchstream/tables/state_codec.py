@@ -11,7 +11,9 @@ The JSON is orjson's; a value inside the state that is a typed record (``domain.
 msgspec Struct: the typed-state rewrite, docs/design/typed-state.md, puts them in the dict one
 capability at a time) is written by msgspec's encoder where it stands, as the JSON object of its
 fields, so a state whose values are records is stored as the dict it replaces (up to key order
-and an absent optional key written as null, which the core reads alike). msgspec encodes a
+and an absent optional key written as null, which the core reads alike); a whole state that is a
+record (a redirect or an erasure marker) is stored as the dict it was, without the typed
+format's tag (``domain.records.flat_marker``), so the stored bytes do not change. msgspec encodes a
 whole state of today's dicts to the very bytes orjson does, but 15-20% slower (measured over the
 bench states; the design measured the Structs, not the dicts): orjson stays the encoder of the
 dict and hands only the records to msgspec, at no cost to a state that holds none.
@@ -35,6 +37,7 @@ import msgspec
 import orjson
 import zstandard
 
+from touchstream.domain.records import Erased, Redirect, flat_marker
 from touchstream.errors import TouchstreamError
 
 PLAIN = 0x7B  # "{": an orjson object, the format before compression
@@ -113,15 +116,25 @@ def unpack(stored: bytes) -> bytes:
 _RECORD_JSON = msgspec.json.Encoder().encode
 
 
-def _record(value: Any) -> orjson.Fragment:
-    """orjson's hook for a value it does not serialise itself: a record's JSON, by msgspec."""
+def _record(value: Any) -> orjson.Fragment | dict[str, Any]:
+    """orjson's hook for a value it does not serialise itself: a record's JSON, by msgspec; a
+    redirect or an erasure marker (a whole state) as the dict format 2 stores, without the
+    typed format's tag (``domain.records.flat_marker``)."""
+    if isinstance(value, (Redirect, Erased)):
+        return flat_marker(value)
     if isinstance(value, msgspec.Struct):
         return orjson.Fragment(_RECORD_JSON(value))
     raise TypeError(f"customer state: a {type(value).__name__} is not JSON")
 
 
-def encode(state: dict[str, Any]) -> bytes:
-    """The stored form of ``state``: a dict whose values may be records (``domain.records``)."""
+def plain(state: dict[str, Any] | Redirect | Erased) -> bytes:
+    """A state's JSON as stored before compression (``encode`` without the zstd step)."""
+    return orjson.dumps(state, default=_record)
+
+
+def encode(state: dict[str, Any] | Redirect | Erased) -> bytes:
+    """The stored form of ``state``: a dict whose values may be records (``domain.records``),
+    or a redirect or an erasure marker, stored as the dict it was."""
     return pack(orjson.dumps(state, default=_record))
 
 

@@ -15,6 +15,7 @@ from touchstream.config.rules import load_rules
 from touchstream.domain.timers import next_due
 from touchstream.streams.timer_index import TimerIndex, partition_for
 from touchstream.tables import state_codec
+from touchstream.tables.customers import decode_state
 
 PARTITIONS = 4
 RULES = load_rules(None)
@@ -77,7 +78,7 @@ def test_once_every_partition_is_loaded_the_timers_are_those_of_the_whole_table(
     assert t.timers.unbuilt() == []
     expected: dict[int, set[str]] = {}
     for key, raw in table.items():
-        due = next_due(state_codec.decode(raw), RULES)
+        due = next_due(decode_state(raw), RULES)
         if due is not None:
             expected.setdefault(partition_for(key, PARTITIONS), set()).add(key.decode())
     assert sum(len(ids) for ids in expected.values()) > 0, "the data set has no pending timer"
@@ -90,7 +91,7 @@ def test_once_every_partition_is_loaded_the_timers_are_those_of_the_whole_table(
 def test_a_state_of_the_fetch_not_written_yet_amends_its_partition(
     table: dict[bytes, bytes],
 ) -> None:
-    key = next(k for k in table if next_due(state_codec.decode(table[k]), RULES) is not None)
+    key = next(k for k in table if next_due(decode_state(table[k]), RULES) is not None)
     partition = partition_for(key, PARTITIONS)
     t = topology(table)
     unwritten = SimpleNamespace(unwritten=lambda: {key: None})  # deleted in this fetch

@@ -53,8 +53,8 @@ def test_every_state_of_the_bench_shoppers_round_trips_within_2_kib() -> None:
     live = 0
     for key, state in stage.table.items():
         stored = state_codec.encode(state)
-        assert state_codec.decode(stored) == state, key
-        if "into" not in state:
+        assert decode_state(stored) == state, key
+        if isinstance(state, dict):  # a live profile (a redirect is a record)
             live += 1
             assert len(stored) <= 2048, (key, len(stored))
             # the point of the format: well under the JSON a shopper with orders reaches

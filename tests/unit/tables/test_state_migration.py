@@ -35,7 +35,7 @@ def test_an_old_changelog_value_is_read_as_the_current_format_and_serves_the_sam
     table = {k: decode_state(v) for k, v in old_table().items()}
 
     assert {k: view(s, journey.RULES) for k, s in table.items()} == expected()["profiles"]
-    live = [s for s in table.values() if "orders" in s]
+    live = [s for s in table.values() if isinstance(s, dict)]  # a redirect is a record
     assert all(s["fmt"] == FORMAT for s in live)
     assert all(isinstance(v, list) for s in live for v in s["redemptions"].values())
 
@@ -54,4 +54,5 @@ def test_a_migrated_state_survives_another_round_trip_unchanged():
     for raw in old_table().values():
         state = decode_state(raw)
         assert decode_state(encode(state)) == state
-        assert migrate(dict(state)) == state
+        if isinstance(state, dict):  # a live profile (a redirect is a record)
+            assert migrate(dict(state)) == state
