@@ -27,6 +27,7 @@ import orjson
 
 from touchstream.bench.replay import bench_events
 from touchstream.config.rules import load_rules
+from touchstream.domain.records import json_default
 from touchstream.runtime.worker import GC_THRESHOLDS
 from touchstream.tables import state_codec
 
@@ -100,7 +101,7 @@ def _digest(stage: Any) -> str:
     h = hashlib.sha256()
     for decision in stage.decisions:
         h.update(orjson.dumps([decision.kind, decision.payload], option=orjson.OPT_SORT_KEYS))
-    h.update(orjson.dumps(stage.table, option=orjson.OPT_SORT_KEYS))
+    h.update(orjson.dumps(stage.table, option=orjson.OPT_SORT_KEYS, default=json_default))
     return h.hexdigest()
 
 

@@ -85,7 +85,7 @@ def new_state(
         "events": {},
         "carts": {},
         "carts_closed_until": None,
-        "consent": {},
+        "consent": consent.default(),
         "delivered": [],
         "deferred": [],
         "session": None,

@@ -23,6 +23,7 @@ from touchstream.domain import carts
 from touchstream.domain.clock import iso
 from touchstream.domain.decision import Erased, Export, Receipt
 from touchstream.domain.identity import home_of
+from touchstream.domain.records import builtins
 from touchstream.domain.state import State
 from touchstream.domain.step import Step
 
@@ -137,7 +138,7 @@ def everything(state: State, ev: dict[str, Any], profile: dict[str, Any]) -> dic
         "customer_id": state["customer_id"],
         "profile": profile,
         "identifiers": state["identifiers"],  # as stored: email and phone are keyed hashes
-        "consent": state["consent"],
+        "consent": builtins(state["consent"]),  # purpose -> Grant, as the dict it replaces
         "ledger": {
             "points": state["points"],
             "signup_bonus_at": state["signup_bonus_at"],

@@ -257,9 +257,52 @@ GROUPS: dict[str, tuple[str, ...]] = {
 SINGLE = ("loyalty", "consent", "session", "rfm")
 FLAT_KEYS = frozenset(k for keys in GROUPS.values() for k in keys) | {"fmt", *SINGLE}
 DROPPED_WHEN_NONE = ("erased_before",)
+
+# step 3 of the rewrite (docs/design/typed-state.md): the flat dict's keys whose values are
+# records already, in the core's own dict (a leaf record for a capability); the rest are still
+# the builtins orjson reads
+LEAVES: dict[str, Any] = {
+    "consent": dict[str, Grant],
+}
 ABSENT = object()
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder().decode
+
+
+# -- the leaf records inside today's dict (step 3) -----------------------------------------
+
+
+def lift(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` (a dict as orjson and ``domain.migrate`` leave it) with the values of
+    ``LEAVES`` as their records, in place; a redirect or an erasure marker as it is (it holds
+    none of those keys). Values that are records already (a state that never left the
+    process: a fold message of the offline stage) are kept as they are. A value of another
+    shape raises ``RecordFormatError`` naming the key and the bad field, never guessed."""
+    for key, kind in LEAVES.items():
+        value = state.get(key, ABSENT)
+        if value is ABSENT:
+            continue
+        try:
+            state[key] = msgspec.convert(value, kind)
+        except msgspec.ValidationError as exc:
+            raise RecordFormatError(f"customer state, {key!r}: {exc}") from exc
+    return state
+
+
+def json_default(value: Any) -> Any:
+    """orjson's ``default`` hook for a message or document holding records (a fold message's
+    state, a digest of states): a record as the builtins of its JSON object, so orjson writes
+    it as the dict it replaces and ``OPT_SORT_KEYS`` still sorts its keys. (The state codec
+    has a faster hook of its own, ``tables.state_codec``, which needs no sorting.)"""
+    if isinstance(value, msgspec.Struct):
+        return msgspec.to_builtins(value)
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+def builtins(value: Any) -> Any:
+    """``value`` with every record inside it as the dict of its fields (pairs as lists): for a
+    document published as it is built (the privacy export)."""
+    return msgspec.to_builtins(value)
 
 
 # -- flat dict (format 2) <-> nested layout (builtins) ------------------------------------
@@ -320,17 +363,18 @@ def from_flat(flat: dict[str, Any]) -> CustomerState:
 
 
 def to_flat(record: CustomerState) -> dict[str, Any]:
-    """Records as today's flat dict (format 2): what the core of this release holds, pairs as
-    lists, exactly as it reads a stored value back (through the records' JSON: msgspec's
+    """Records as today's flat dict (format 2): what the core of this release holds (with the
+    leaf records of ``LEAVES``), pairs as lists, exactly as it reads a stored value back (through the records' JSON: msgspec's
     ``to_builtins`` would keep the tuples, which the dict core does not compare alike)."""
     nested: dict[str, Any] = _DECODE(_ENCODE(record))
-    return flatten(nested)
+    return lift(flatten(nested))  # the leaf records the core's dict holds (step 3)
 
 
 __all__ = [
     "FLAT_FORMAT",
     "FORMAT",
     "GROUPS",
+    "LEAVES",
     "SINGLE",
     "Activity",
     "Cart",
@@ -355,8 +399,11 @@ __all__ = [
     "Scores",
     "Session",
     "TriggerLog",
+    "builtins",
     "flatten",
     "from_flat",
+    "json_default",
+    "lift",
     "nest",
     "to_flat",
 ]

@@ -657,16 +657,17 @@ def test_a_record_that_stores_nothing_leaves_the_state_it_read_as_it_was(monkeyp
 
     from touchstream import offline
     from touchstream.bench.replay import bench_events
+    from touchstream.domain.records import json_default
 
     checked = {"records": 0, "unchanged": 0}
 
     def guarded(call):
         def run(target, state, *args):
-            before = orjson.dumps(state)
+            before = orjson.dumps(state, default=json_default)
             step = call(target, state, *args)
             checked["records"] += 1
             if step.store is None and not step.delete:
-                assert orjson.dumps(state) == before, (target, args[0])
+                assert orjson.dumps(state, default=json_default) == before, (target, args[0])
                 checked["unchanged"] += 1
             return step
 
