@@ -128,7 +128,8 @@ def _dict_update(s: dict[str, Any], at: int) -> dict[str, Any]:
     events["page_view"] = events.get("page_view", 0) + 1
     session = s["session"]
     if session is not None:
-        session = dict(session, last=at, page_views=session["page_views"] + 1)
+        # a leaf record (step 3)
+        session = msgspec.structs.replace(session, last=at, page_views=session.page_views + 1)
     return dict(
         s,
         version=s["version"] + 1,

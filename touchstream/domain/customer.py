@@ -88,7 +88,7 @@ def new_state(
         "consent": consent.default(),
         "delivered": [],
         "deferred": [],
-        "session": None,
+        "session": sessions.default(),
         "late_events": 0,
         "rewards": [],
         "unlocks": {},  # reward threshold -> times unlocked (names each crossing)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from touchstream.config.rules import Rules
-from touchstream.domain import consent, loyalty, state_bounds
+from touchstream.domain import consent, loyalty, sessions, state_bounds
 from touchstream.domain.carts import fold_carts
 from touchstream.domain.customer import ASKED_LIMIT, REFUSED_LIMIT, forget_old, seen_entries
 from touchstream.domain.decision import Decision
@@ -21,7 +21,6 @@ from touchstream.domain.identity import held_marks
 from touchstream.domain.migrate import FORMAT, migrate
 from touchstream.domain.records import lift
 from touchstream.domain.rfm import fold_rfm
-from touchstream.domain.sessions import fold_session
 from touchstream.domain.state import State
 from touchstream.domain.triggers import fold_deferred, fold_delivered
 
@@ -285,7 +284,7 @@ FOLDERS: dict[str, Folder] = {
     "consent": consent.fold,
     "delivered": lambda w, lo, out, rules: fold_delivered(w, lo),
     "deferred": lambda w, lo, out, rules: fold_deferred(w, lo),
-    "session": lambda w, lo, out, rules: fold_session(w, lo),
+    "session": sessions.fold,
     "late_events": lambda w, lo, out, rules: w["late_events"] + lo["late_events"],
     # thresholds stay unlocked while the merged balance is above them
     "rewards": lambda w, lo, out, rules: sorted(

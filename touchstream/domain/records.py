@@ -263,6 +263,7 @@ DROPPED_WHEN_NONE = ("erased_before",)
 # the builtins orjson reads
 LEAVES: dict[str, Any] = {
     "consent": dict[str, Grant],
+    "session": Session | None,
 }
 ABSENT = object()
 _ENCODE = msgspec.json.Encoder().encode

@@ -245,7 +245,7 @@ def test_a_session_remembers_at_most_its_cap_of_added_products():
     for i in range(sessions.ADDED_KEPT + 4):
         c.send("add_to_cart", T0 + i, cart_id="c1", sku=f"S{i}", quantity=1, unit_price_minor=1)
 
-    assert len(c.state["session"]["added"]) == sessions.ADDED_KEPT
+    assert len(c.state["session"].added) == sessions.ADDED_KEPT
     assert len(c.capped("session_added")) == 4
 
 

@@ -30,9 +30,11 @@ B = home_of("loyalty_id", "L-1")
 
 
 def shopper(cid: str, ids: dict[str, str], n0: int = 0, profiling: bool = False) -> dict[str, Any]:
-    """A profile that has stated its consent."""
+    """A profile that has stated its consent and has a session open."""
     events = [
         ("consent_updated", {"purposes": {"email_marketing": True, "profiling": profiling}}),
+        ("product_view", {"sku": "SKU-1"}),
+        ("add_to_cart", {"cart_id": "C-1", "sku": "SKU-1", "quantity": 2, "unit_price_minor": 450}),
     ]
     state = None
     for n, (kind, props) in enumerate(events, start=n0 + 1):
@@ -56,6 +58,18 @@ def test_the_core_holds_consent_as_grant_records() -> None:
     }
 
 
+def test_the_core_holds_the_open_session_as_a_session_record() -> None:
+    state = shopper(A, {"email": "hash-a"})
+    session = state["session"]
+    assert isinstance(session, records.Session)
+    assert (session.product_views, session.cart_adds, session.views, session.added) == (
+        1,
+        1,
+        {"SKU-1": 1},
+        ["SKU-1"],
+    )
+
+
 def test_a_stored_state_reads_back_with_its_records_and_stores_todays_json() -> None:
     state = shopper(A, {"email": "hash-a"})
     stored = encode(state)
@@ -73,6 +87,8 @@ def test_a_stored_state_reads_back_with_its_records_and_stores_todays_json() -> 
     [
         ("consent", {"email_marketing": {"granted": "yes", "at": T0}}, "granted"),
         ("consent", {"email_marketing": {"granted": True}}, "at"),
+        ("session", {"start": T0}, "last"),
+        ("session", [T0, T0], "session"),
     ],
 )
 def test_a_stored_leaf_of_the_wrong_shape_is_refused_naming_it(
@@ -91,6 +107,8 @@ def test_a_state_carried_as_json_by_a_fold_message_folds_into_records() -> None:
     through_kafka = fold(winner, plain(loser), RULES)
     assert through_kafka == in_memory
     assert through_kafka["consent"]["profiling"] == records.Grant(granted=False, at=T0 + 11_000)
+    assert isinstance(through_kafka["session"], records.Session)
+    assert through_kafka["session"].views == {"SKU-1": 2}
 
 
 def test_a_fold_message_holding_records_is_sent_as_the_json_of_its_dicts() -> None:
