@@ -156,7 +156,7 @@ def _dict_reads(s: dict[str, Any]) -> tuple[Any, ...]:
         len(s["orders"]) + (past["orders"] if past else 0),
         s["last_purchase_at"],
         s["signup_bonus_at"],
-        sum(c["value"] for c in s["carts"].values() if c["closed_at"] is None),
+        sum(c.value for c in s["carts"].values() if c.closed_at is None),
         (scores["r"], scores["f"], scores["m"], scores["segment"]) if scores else None,
         r.get("figures"),
         [g.granted for g in s["consent"].values()],  # a leaf record (step 3)

@@ -83,7 +83,7 @@ def new_state(
         # capped past its broker timestamp: streams.timer_index); the clock resumes from it
         "clock_at": None,
         "events": {},
-        "carts": {},
+        "carts": carts.default(),
         "carts_closed_until": None,
         "consent": consent.default(),
         "delivered": [],

@@ -13,8 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from touchstream.config.rules import Rules
-from touchstream.domain import consent, loyalty, sessions, state_bounds
-from touchstream.domain.carts import fold_carts
+from touchstream.domain import carts, consent, loyalty, sessions, state_bounds
 from touchstream.domain.customer import ASKED_LIMIT, REFUSED_LIMIT, forget_old, seen_entries
 from touchstream.domain.decision import Decision
 from touchstream.domain.identity import held_marks
@@ -279,7 +278,7 @@ FOLDERS: dict[str, Folder] = {
         (v for v in (w.get("clock_at"), lo.get("clock_at")) if v is not None), default=None
     ),
     "events": _events,
-    "carts": lambda w, lo, out, rules: fold_carts(w, lo),
+    "carts": carts.fold,
     "carts_closed_until": _max("carts_closed_until"),
     "consent": consent.fold,
     "delivered": lambda w, lo, out, rules: fold_delivered(w, lo),

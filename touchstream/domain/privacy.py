@@ -147,7 +147,7 @@ def everything(state: State, ev: dict[str, Any], profile: dict[str, Any]) -> dic
             "returns": state["returns"],
             "redemptions": state["redemptions"],
         },
-        "carts": state["carts"],
+        "carts": builtins(state["carts"]),  # cart id -> Cart, as the dict it replaces
         "first_seen_at": state["first_seen_at"],
         "last_event_at": state["last_event_at"],
         "event_counts": state["events"],

@@ -264,6 +264,7 @@ DROPPED_WHEN_NONE = ("erased_before",)
 LEAVES: dict[str, Any] = {
     "consent": dict[str, Grant],
     "session": Session | None,
+    "carts": dict[str, Cart],
 }
 ABSENT = object()
 _ENCODE = msgspec.json.Encoder().encode

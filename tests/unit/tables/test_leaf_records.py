@@ -70,6 +70,20 @@ def test_the_core_holds_the_open_session_as_a_session_record() -> None:
     )
 
 
+def test_the_core_holds_carts_as_cart_records() -> None:
+    state = shopper(A, {"email": "hash-a"})
+    assert state["carts"] == {
+        "C-1": records.Cart(
+            items={"SKU-1": (2, 450)},
+            at=T0 + 3000,
+            since=T0 + 3000,
+            closed_at=None,
+            reminded=None,
+            value=900,
+        )
+    }
+
+
 def test_a_stored_state_reads_back_with_its_records_and_stores_todays_json() -> None:
     state = shopper(A, {"email": "hash-a"})
     stored = encode(state)
@@ -89,6 +103,8 @@ def test_a_stored_state_reads_back_with_its_records_and_stores_todays_json() -> 
         ("consent", {"email_marketing": {"granted": True}}, "at"),
         ("session", {"start": T0}, "last"),
         ("session", [T0, T0], "session"),
+        ("carts", {"C-1": {"items": {"S": [1]}, "at": T0}}, "items"),
+        ("carts", {"C-1": {"items": {}, "at": "yesterday"}}, "at"),
     ],
 )
 def test_a_stored_leaf_of_the_wrong_shape_is_refused_naming_it(
@@ -109,6 +125,8 @@ def test_a_state_carried_as_json_by_a_fold_message_folds_into_records() -> None:
     assert through_kafka["consent"]["profiling"] == records.Grant(granted=False, at=T0 + 11_000)
     assert isinstance(through_kafka["session"], records.Session)
     assert through_kafka["session"].views == {"SKU-1": 2}
+    assert through_kafka["carts"]["C-1"].items == {"SKU-1": (4, 450)}
+    assert through_kafka["carts"]["C-1"].value == 1800
 
 
 def test_a_fold_message_holding_records_is_sent_as_the_json_of_its_dicts() -> None:
@@ -128,3 +146,14 @@ def test_the_profile_and_the_export_show_what_they_showed() -> None:
     doc = everything(state, ev, view)
     assert orjson.dumps(doc) == orjson.dumps(everything(plain(state), ev, view))
     assert doc["consent"]["profiling"] == {"granted": False, "at": T0 + 1000}
+    assert orjson.loads(orjson.dumps(doc["carts"])) == {
+        "C-1": {
+            "items": {"SKU-1": [2, 450]},
+            "at": T0 + 3000,
+            "since": T0 + 3000,
+            "closed_at": None,
+            "reminded": None,
+            "value": 900,
+        }
+    }
+    assert view["open_cart_value_minor"] == 900
