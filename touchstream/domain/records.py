@@ -1,9 +1,11 @@
 """The customer state as typed records: msgspec Structs, the shape written once.
 
 docs/design/typed-state.md holds the measurement, the pick (msgspec Structs, ``gc=False``) and
-the order of the rewrite. This is its first step: the records exist and convert to and from
-today's flat dict (state format 2, ``domain.migrate.FORMAT``) with nothing lost; the core still
-holds the flat dict (``domain.state.State``), so nothing here changes behaviour yet.
+the order of the rewrite. The records convert to and from today's flat dict (state format 2,
+``domain.migrate.FORMAT``) with nothing lost. The core still holds the flat dict
+(``domain.state.State``), but the values of its keys in ``LEAVES`` are records already (step 3:
+consent, the open session, carts); ``lift`` builds them from the builtins orjson reads, and
+``json_default`` writes them back for orjson where the codec's own hook is not used.
 
 A customers-table value is a tagged union, told apart by the tag field ``t`` instead of by
 which keys a dict holds (``"into"``, ``"erased_at"``):
