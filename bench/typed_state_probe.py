@@ -59,7 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench import typed_state_records as records
 from touchstream.bench.replay import bench_events, replay
 from touchstream.domain.migrate import migrate
-from touchstream.domain.records import json_default
+from touchstream.domain.records import json_default, lift
 from touchstream.runtime.worker import GC_THRESHOLDS
 from touchstream.tables import state_codec
 from touchstream.tables.customers import decode_state
@@ -128,7 +128,8 @@ def _dict_update(s: dict[str, Any], at: int) -> dict[str, Any]:
     events["page_view"] = events.get("page_view", 0) + 1
     session = s["session"]
     if session is not None:
-        session = dict(session, last=at, page_views=session["page_views"] + 1)
+        # a leaf record (step 3)
+        session = msgspec.structs.replace(session, last=at, page_views=session.page_views + 1)
     return dict(
         s,
         version=s["version"] + 1,
@@ -155,10 +156,10 @@ def _dict_reads(s: dict[str, Any]) -> tuple[Any, ...]:
         len(s["orders"]) + (past["orders"] if past else 0),
         s["last_purchase_at"],
         s["signup_bonus_at"],
-        sum(c["value"] for c in s["carts"].values() if c["closed_at"] is None),
+        sum(c.value for c in s["carts"].values() if c.closed_at is None),
         (scores["r"], scores["f"], scores["m"], scores["segment"]) if scores else None,
         r.get("figures"),
-        [g["granted"] for g in s["consent"].values()],
+        [g.granted for g in s["consent"].values()],  # a leaf record (step 3)
         s["last_event_at"],
         s["version"],
     )
@@ -172,7 +173,7 @@ DICT = Form(
     update=_dict_update,
     reads=_dict_reads,
     layout=lambda s: orjson.dumps(s, default=state_codec._record),
-    parse=orjson.loads,
+    parse=lambda b: lift(orjson.loads(b)),
 )
 
 # -- typed records: the same code reads both typed forms (attributes) -----------------------

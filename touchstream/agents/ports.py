@@ -21,6 +21,7 @@ import orjson
 
 from touchstream.config.rules import Rules
 from touchstream.domain.ingest import Ingest
+from touchstream.domain.records import json_default
 from touchstream.domain.state import Stored
 from touchstream.streams.isolation import Faults, Undo
 from touchstream.streams.timer_index import TimerIndex
@@ -38,7 +39,7 @@ class Output:
 
     def send(self, name: str, key: str, record: dict[str, Any]) -> None:
         """``record`` as JSON to the topic ``name`` (without the deployment's prefix)."""
-        self.add(self.topic(name), key.encode(), orjson.dumps(record))
+        self.add(self.topic(name), key.encode(), orjson.dumps(record, default=json_default))
 
 
 class Windows(Protocol):

@@ -83,12 +83,12 @@ def new_state(
         # capped past its broker timestamp: streams.timer_index); the clock resumes from it
         "clock_at": None,
         "events": {},
-        "carts": {},
+        "carts": carts.default(),
         "carts_closed_until": None,
-        "consent": {},
+        "consent": consent.default(),
         "delivered": [],
         "deferred": [],
-        "session": None,
+        "session": sessions.default(),
         "late_events": 0,
         "rewards": [],
         "unlocks": {},  # reward threshold -> times unlocked (names each crossing)

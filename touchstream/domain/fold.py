@@ -13,15 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from touchstream.config.rules import Rules
-from touchstream.domain import loyalty, state_bounds
-from touchstream.domain.carts import fold_carts
-from touchstream.domain.consent import fold_consent
+from touchstream.domain import carts, consent, loyalty, sessions, state_bounds
 from touchstream.domain.customer import ASKED_LIMIT, REFUSED_LIMIT, forget_old, seen_entries
 from touchstream.domain.decision import Decision
 from touchstream.domain.identity import held_marks
 from touchstream.domain.migrate import FORMAT, migrate
+from touchstream.domain.records import lift
 from touchstream.domain.rfm import fold_rfm
-from touchstream.domain.sessions import fold_session
 from touchstream.domain.state import State
 from touchstream.domain.triggers import fold_deferred, fold_delivered
 
@@ -282,12 +280,12 @@ FOLDERS: dict[str, Folder] = {
         (v for v in (w.get("clock_at"), lo.get("clock_at")) if v is not None), default=None
     ),
     "events": _events,
-    "carts": lambda w, lo, out, rules: fold_carts(w, lo),
+    "carts": carts.fold,
     "carts_closed_until": _max("carts_closed_until"),
-    "consent": lambda w, lo, out, rules: fold_consent(w, lo),
+    "consent": consent.fold,
     "delivered": lambda w, lo, out, rules: fold_delivered(w, lo),
     "deferred": lambda w, lo, out, rules: fold_deferred(w, lo),
-    "session": lambda w, lo, out, rules: fold_session(w, lo),
+    "session": sessions.fold,
     "late_events": lambda w, lo, out, rules: w["late_events"] + lo["late_events"],
     # thresholds stay unlocked while the merged balance is above them
     "rewards": lambda w, lo, out, rules: sorted(
@@ -313,8 +311,9 @@ def fold(
 ) -> State:
     """The merged profile, within the state's bounds (``domain.state_bounds``); a cap the merge
     reaches is reported in ``decisions``. Either side may be of an older format (a fold
-    message written before an upgrade): both are migrated first."""
-    winner, loser = migrate(dict(winner)), migrate(dict(loser))
+    message written before an upgrade): both are migrated first, and a state that came as
+    JSON (a fold message) gets its leaf records (``domain.records.lift``)."""
+    winner, loser = lift(migrate(dict(winner))), lift(migrate(dict(loser)))
     out: State = {}
     for name, folder in FOLDERS.items():
         out[name] = folder(winner, loser, out, rules)

@@ -141,7 +141,7 @@ def everything(state: State, ev: dict[str, Any], profile: dict[str, Any]) -> dic
         "customer_id": state["customer_id"],
         "profile": profile,
         "identifiers": state["identifiers"],  # as stored: email and phone are keyed hashes
-        "consent": state["consent"],
+        "consent": records.builtins(state["consent"]),  # purpose -> Grant, as the dict it replaces
         "ledger": {
             "points": state["points"],
             "signup_bonus_at": state["signup_bonus_at"],
@@ -150,7 +150,7 @@ def everything(state: State, ev: dict[str, Any], profile: dict[str, Any]) -> dic
             "returns": state["returns"],
             "redemptions": state["redemptions"],
         },
-        "carts": state["carts"],
+        "carts": records.builtins(state["carts"]),  # cart id -> Cart, as the dict it replaces
         "first_seen_at": state["first_seen_at"],
         "last_event_at": state["last_event_at"],
         "event_counts": state["events"],

@@ -6,7 +6,10 @@ the order of the rewrite. The records convert to and from today's flat dict (sta
 (``domain.state.State``) still, and since step 4 a redirect and an erasure marker as their
 records (``Redirect``, ``Erased``: ``domain.linking`` and ``domain.privacy`` build them,
 ``domain.migrate.read`` makes a stored one its record), stored as the dicts they were
-(``flat_marker``, by ``tables.state_codec``).
+(``flat_marker``, by ``tables.state_codec``). Since step 3 the values of a live profile's keys
+in ``LEAVES`` are records (consent, the open session, carts); ``lift`` builds them from the
+builtins orjson reads, and ``json_default`` writes them back for orjson where the codec's own
+hook is not used.
 
 A customers-table value is a tagged union, told apart by the tag field ``t`` instead of by
 which keys a dict holds (``"into"``, ``"erased_at"``):
@@ -277,9 +280,53 @@ GROUPS: dict[str, tuple[str, ...]] = {
 SINGLE = ("loyalty", "consent", "session", "rfm")
 FLAT_KEYS = frozenset(k for keys in GROUPS.values() for k in keys) | {"fmt", *SINGLE}
 DROPPED_WHEN_NONE = ("erased_before",)
+
+# step 3 of the rewrite (docs/design/typed-state.md): the flat dict's keys whose values are
+# records already, in the core's own dict (a leaf record for a capability); the rest are still
+# the builtins orjson reads
+LEAVES: dict[str, Any] = {
+    "consent": dict[str, Grant],
+    "session": Session | None,
+    "carts": dict[str, Cart],
+}
 ABSENT = object()
 _ENCODE = msgspec.json.Encoder().encode
 _DECODE = msgspec.json.Decoder().decode
+
+
+# -- the leaf records inside today's dict (step 3) -----------------------------------------
+
+
+# the keys of LEAVES as one record, each field unset when its key is absent (a part of a state,
+# as the codec's tests store): one ``msgspec.convert`` of a record type builds them all, about
+# a third of the cost of one call per key with a ``dict[str, Grant]`` type (msgspec caches
+# what it learns of a record type, not of a ``dict[...]`` alias)
+_LEAVES = msgspec.defstruct(
+    "_Leaves",
+    [(key, kind | msgspec.UnsetType, msgspec.UNSET) for key, kind in LEAVES.items()],
+    kw_only=True,
+    gc=False,
+)
+_LEAF_KEYS = tuple(LEAVES)
+
+
+def lift(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` (a dict as orjson and ``domain.migrate`` leave it) with the values of
+    ``LEAVES`` as their records, in place; a redirect or an erasure marker as it is (it holds
+    none of those keys). Values that are records already (a state that never left the
+    process: a fold message of the offline stage) are kept as they are. A value of another
+    shape raises ``RecordFormatError`` naming the key and the bad field, never guessed."""
+    if "orders" not in state and not any(key in state for key in _LEAF_KEYS):
+        return state  # a redirect or an erasure marker
+    try:
+        leaves = msgspec.convert({k: state[k] for k in _LEAF_KEYS if k in state}, _LEAVES)
+    except msgspec.ValidationError as exc:
+        raise RecordFormatError(f"customer state: {exc}") from exc
+    for key in _LEAF_KEYS:
+        value = getattr(leaves, key)
+        if value is not msgspec.UNSET:
+            state[key] = value
+    return state
 
 
 def json_default(value: Any) -> Any:
@@ -318,6 +365,12 @@ def marker_of(flat: dict[str, Any]) -> Redirect | Erased | None:
         return msgspec.convert(flat, kind)
     except msgspec.ValidationError as exc:
         raise RecordFormatError(f"customer state ({kind.__name__.lower()}): {exc}") from exc
+
+
+def builtins(value: Any) -> Any:
+    """``value`` with every record inside it as the dict of its fields (pairs as lists): for a
+    document published as it is built (the privacy export)."""
+    return msgspec.to_builtins(value)
 
 
 # -- flat dict (format 2) <-> nested layout (builtins) ------------------------------------
@@ -381,17 +434,18 @@ def from_flat(flat: dict[str, Any] | Redirect | Erased) -> CustomerState:
 
 
 def to_flat(record: CustomerState) -> dict[str, Any]:
-    """Records as today's flat dict (format 2): what the core of this release holds, pairs as
-    lists, exactly as it reads a stored value back (through the records' JSON: msgspec's
+    """Records as today's flat dict (format 2): what the core of this release holds (with the
+    leaf records of ``LEAVES``), pairs as lists, exactly as it reads a stored value back (through the records' JSON: msgspec's
     ``to_builtins`` would keep the tuples, which the dict core does not compare alike)."""
     nested: dict[str, Any] = _DECODE(_ENCODE(record))
-    return flatten(nested)
+    return lift(flatten(nested))  # the leaf records the core's dict holds (step 3)
 
 
 __all__ = [
     "FLAT_FORMAT",
     "FORMAT",
     "GROUPS",
+    "LEAVES",
     "SINGLE",
     "Activity",
     "Cart",
@@ -416,10 +470,12 @@ __all__ = [
     "Scores",
     "Session",
     "TriggerLog",
+    "builtins",
     "flat_marker",
     "flatten",
     "from_flat",
     "json_default",
+    "lift",
     "marker_of",
     "nest",
     "to_flat",

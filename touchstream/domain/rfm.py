@@ -98,7 +98,7 @@ def _spend(orders: list[dict[str, Any]]) -> int:
 def profiling_allowed(state: State) -> bool:
     """False only for an explicit refusal of the ``profiling`` purpose."""
     known = state["consent"].get("profiling")
-    return known is None or bool(known["granted"])
+    return known is None or bool(known.granted)
 
 
 def r_score(last: int, at: int, rules: Rules) -> int:

@@ -74,8 +74,12 @@ def propose(
 
 
 def channels(state: State) -> list[str]:
-    consent = state["consent"]
-    return [name for name, purpose in CHANNELS if consent.get(purpose, {}).get("granted")]
+    consent = state["consent"]  # purpose -> domain.records.Grant
+    return [
+        name
+        for name, purpose in CHANNELS
+        if (known := consent.get(purpose)) is not None and known.granted
+    ]
 
 
 def guard(

@@ -24,6 +24,9 @@ worker wrote:
 - ``{``: plain orjson, as workers before this format wrote;
 - ``0x01``: a zstd frame compressed against ``DICTIONARY_1``.
 
+``decode`` builds the records of the keys that are records in the core's dict
+(``domain.records.LEAVES``) after orjson, so a state reads back as the core wrote it.
+
 ``DICTIONARY_1`` is part of the stored format and must never change: values written with it
 are in changelogs and on disks. A better dictionary is a new format byte beside it. It holds
 field names and placeholder values only, never a customer's data.
@@ -37,7 +40,7 @@ import msgspec
 import orjson
 import zstandard
 
-from touchstream.domain.records import Erased, Redirect, flat_marker
+from touchstream.domain.records import Erased, RecordFormatError, Redirect, flat_marker, lift
 from touchstream.errors import TouchstreamError
 
 PLAIN = 0x7B  # "{": an orjson object, the format before compression
@@ -139,5 +142,12 @@ def encode(state: dict[str, Any] | Redirect | Erased) -> bytes:
 
 
 def decode(stored: bytes) -> dict[str, Any]:
+    """The state ``stored`` holds, its leaf records built (``domain.records.lift``: the keys
+    the typed-state rewrite has made records so far, docs/design/typed-state.md, step 3), so
+    that ``decode(encode(state)) == state``. A value of a shape no record holds raises
+    ``StateFormatError`` naming the bad field, never guessed."""
     state: dict[str, Any] = orjson.loads(unpack(stored))
-    return state
+    try:
+        return lift(state)
+    except RecordFormatError as exc:
+        raise StateFormatError(str(exc)) from exc

@@ -441,8 +441,8 @@ def test_a_purchase_naming_no_cart_buys_the_same_cart_whatever_the_arrival_order
     # in event time the sale closed C-2, the most recently active cart; C-1 stays open
     state = run([dict(SHOPPING[i], **{"in": [0, n]}) for n, i in enumerate(order)])
 
-    assert state["carts"]["C-2"]["closed_at"] == T0 + 10
-    assert state["carts"]["C-1"]["closed_at"] is None
+    assert state["carts"]["C-2"].closed_at == T0 + 10
+    assert state["carts"]["C-1"].closed_at is None
     assert project(state, RULES)["open_cart_value_minor"] == 2_500 + 700
 
 

@@ -242,8 +242,8 @@ def test_a_cart_both_profiles_hold_keeps_the_items_of_both():
 
     for merged in (fold(after, before, RULES), fold(before, after, RULES)):
         cart = merged["carts"]["C-1"]
-        assert cart["items"] == {"SKU-73": [2, 11_199], "SKU-160": [2, 12_899]}
-        assert cart["value"] == 48_196
+        assert cart.items == {"SKU-73": (2, 11_199), "SKU-160": (2, 12_899)}
+        assert cart.value == 48_196
 
 
 def cart(event_id: str, cart_id: str, sku: str, at: int) -> tuple[Any, ...]:
@@ -270,6 +270,6 @@ def test_an_in_store_purchase_buys_the_most_recent_cart_of_the_linked_profiles()
     )
 
     for merged in (fold(web, store, RULES), fold(store, web, RULES)):
-        closed = {cid: c["closed_at"] for cid, c in merged["carts"].items()}
+        closed = {cid: c.closed_at for cid, c in merged["carts"].items()}
         assert closed == {"C-0": None, "C-1": None, "C-2": T0 + 10}
-        assert closed == {cid: c["closed_at"] for cid, c in alone["carts"].items()}
+        assert closed == {cid: c.closed_at for cid, c in alone["carts"].items()}

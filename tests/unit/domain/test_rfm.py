@@ -13,6 +13,7 @@ from touchstream.domain.clock import MS_PER_DAY as DAY
 from touchstream.domain.clock import iso
 from touchstream.domain.customer import new_state
 from touchstream.domain.fold import fold
+from touchstream.domain.records import Grant
 
 RULES = load_rules(None)
 NOW = 1_751_328_000_000  # 2025-07-01T00:00:00.000Z
@@ -35,7 +36,7 @@ def buy(state: dict[str, Any], order_id: str, at: int, net: int, ref: int = 0) -
 
 
 def consent(state: dict[str, Any], granted: bool, at: int) -> None:
-    state["consent"] = {**state["consent"], "profiling": {"granted": granted, "at": at}}
+    state["consent"] = {**state["consent"], "profiling": Grant(granted=granted, at=at)}
 
 
 def triple(state: dict[str, Any]) -> tuple[Any, ...] | None:

@@ -223,11 +223,11 @@ def test_a_cart_holds_at_most_its_line_cap():
     for i in range(carts.CART_LINES_MAX + 5):
         c.send("add_to_cart", T0 + i, cart_id="c1", sku=f"S{i}", quantity=1, unit_price_minor=100)
 
-    assert len(c.state["carts"]["c1"]["items"]) == carts.CART_LINES_MAX
-    assert c.state["carts"]["c1"]["value"] == 100 * carts.CART_LINES_MAX
+    assert len(c.state["carts"]["c1"].items) == carts.CART_LINES_MAX
+    assert c.state["carts"]["c1"].value == 100 * carts.CART_LINES_MAX
     assert len(c.capped("cart_lines")) == 5
     c.send("add_to_cart", T0 + 999, cart_id="c1", sku="S0", quantity=2, unit_price_minor=100)
-    assert c.state["carts"]["c1"]["items"]["S0"] == [3, 100]  # a line it holds still counts
+    assert c.state["carts"]["c1"].items["S0"] == (3, 100)  # a line it holds still counts
 
 
 def test_a_customer_holds_at_most_the_open_cart_cap():
@@ -245,7 +245,7 @@ def test_a_session_remembers_at_most_its_cap_of_added_products():
     for i in range(sessions.ADDED_KEPT + 4):
         c.send("add_to_cart", T0 + i, cart_id="c1", sku=f"S{i}", quantity=1, unit_price_minor=1)
 
-    assert len(c.state["session"]["added"]) == sessions.ADDED_KEPT
+    assert len(c.state["session"].added) == sessions.ADDED_KEPT
     assert len(c.capped("session_added")) == 4
 
 

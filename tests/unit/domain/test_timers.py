@@ -303,7 +303,7 @@ def test_a_future_dated_cart_gets_its_reminder_when_the_clock_reaches_its_own_ti
     run.bystander(T0 + 50 * MIN, rt=T0 + 50 * MIN)
     assert run.triggers() == []
     carts = run.stage.table[home_of("loyalty_id", "L-FUTURE")]["carts"]
-    assert carts["C-1"]["at"] == T0 + 10 * HOUR  # applied at its claimed time
+    assert carts["C-1"].at == T0 + 10 * HOUR  # applied at its claimed time
     run.bystander(T0 + HOUR, rt=T0 + HOUR)
     assert [t["evidence"]["cart_id"] for t in run.triggers()] == ["C-0"]
     run.bystander(T0 + 11 * HOUR - 1, rt=T0 + 11 * HOUR - 1)

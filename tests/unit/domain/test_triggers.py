@@ -18,6 +18,7 @@ from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.customer import new_state
 from touchstream.domain.identity import home_of
 from touchstream.domain.linking import handle
+from touchstream.domain.records import Grant
 from touchstream.domain.timers import fire
 from touchstream.domain.triggers import guard, propose, trigger_id
 from touchstream.errors import TouchstreamError
@@ -135,7 +136,7 @@ def test_reward_unlocked_once_when_the_balance_crosses_the_threshold():
 
 def test_frequency_cap_lets_three_through_in_24_hours_and_audits_the_fourth():
     state = new_state(CID, "loyalty_id", "L-1", NOW)
-    state["consent"] = {"email_marketing": {"granted": True, "at": NOW}}
+    state["consent"] = {"email_marketing": Grant(granted=True, at=NOW)}
     reasons = []
     no_cooldown = replace(RULES, triggers=replace(RULES.triggers, cooldown_hours={"win_back": 0}))
     kinds = ("win_back", "browse_abandoned", "win_back", "browse_abandoned")
@@ -151,7 +152,7 @@ def test_frequency_cap_lets_three_through_in_24_hours_and_audits_the_fourth():
 
 def test_cool_down_per_type_and_freshness():
     state = new_state(CID, "loyalty_id", "L-1", NOW)
-    state["consent"] = {"sms_marketing": {"granted": True, "at": NOW}}
+    state["consent"] = {"sms_marketing": Grant(granted=True, at=NOW)}
     first = propose("browse_abandoned", "s-1", NOW, "r", {}, "browse_abandoned").payload
     again = propose("browse_abandoned", "s-2", NOW + HOUR, "r", {}, "browse_abandoned").payload
     old = propose("win_back", "lapse-1", NOW - 25 * HOUR, "r", {}, "win_back").payload
@@ -170,7 +171,7 @@ def test_the_same_cause_gives_the_same_trigger_id():
 def test_an_undeclared_trigger_held_on_a_profile_is_not_sent_unchecked():
     # a trigger held by quiet hours by an older version, of a type this one does not declare
     state = new_state(CID, "loyalty_id", "L-1", NOW)
-    state["consent"] = {"email_marketing": {"granted": True, "at": NOW}}
+    state["consent"] = {"email_marketing": Grant(granted=True, at=NOW)}
     held = {"type": "vip_statuss", "cause": "c", "at": NOW, "reason": "r", "evidence": {}}
 
     with pytest.raises(TouchstreamError, match="vip_statuss"):
@@ -180,7 +181,7 @@ def test_an_undeclared_trigger_held_on_a_profile_is_not_sent_unchecked():
 def test_a_trigger_whose_evidence_misses_a_declared_field_fails_the_published_schema():
     validate = fastjsonschema.compile(json.loads(SCHEMA.read_text()))
     state = new_state(CID, "loyalty_id", "L-1", NOW)
-    state["consent"] = {"email_marketing": {"granted": True, "at": NOW}}
+    state["consent"] = {"email_marketing": Grant(granted=True, at=NOW)}
     state["points"] = 600
     rules = replace(RULES, triggers=replace(RULES.triggers, cooldown_hours={}))
     good = propose("reward_unlocked", "500:0", NOW, "r", {"threshold": 500, "points": 600}, "x")

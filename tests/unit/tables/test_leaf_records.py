@@ -1,0 +1,159 @@
+"""The typed-state rewrite's step 3 (docs/design/typed-state.md): the state stays today's dict,
+but the values of its leaf keys (``domain.records.LEAVES``) are records. A value read from the
+table, or carried by a fold message through Kafka as JSON, gets its records; what is stored,
+sent and exported is the JSON it was before; a stored value of the wrong shape is refused with
+the field named, never read as something else."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from touchstream.agents.ports import Output
+from touchstream.config.rules import load_rules
+from touchstream.domain import records
+from touchstream.domain.customer import apply
+from touchstream.domain.fold import fold
+from touchstream.domain.identity import home_of
+from touchstream.domain.privacy import everything
+from touchstream.domain.profile import project
+from touchstream.simulator.factory import internal
+from touchstream.tables.customers import decode_state
+from touchstream.tables.state_codec import StateFormatError, encode, pack
+
+RULES = load_rules(None)
+T0 = 1_795_179_807_512
+A = home_of("email", "hash-a")
+B = home_of("loyalty_id", "L-1")
+
+
+def shopper(cid: str, ids: dict[str, str], n0: int = 0, profiling: bool = False) -> dict[str, Any]:
+    """A profile that has stated its consent and has a session open."""
+    events = [
+        ("consent_updated", {"purposes": {"email_marketing": True, "profiling": profiling}}),
+        ("product_view", {"sku": "SKU-1"}),
+        ("add_to_cart", {"cart_id": "C-1", "sku": "SKU-1", "quantity": 2, "unit_price_minor": 450}),
+    ]
+    state = None
+    for n, (kind, props) in enumerate(events, start=n0 + 1):
+        ev = internal(cid, ids, kind, f"{cid}-{n}", n, at=T0 + n * 1000, **props)
+        state = apply(state, ev, RULES).state
+    assert state is not None
+    return state
+
+
+def plain(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` as the builtins of its JSON (what a fold message carries through Kafka)."""
+    loaded: dict[str, Any] = orjson.loads(orjson.dumps(state, default=records.json_default))
+    return loaded
+
+
+def test_the_core_holds_consent_as_grant_records() -> None:
+    state = shopper(A, {"email": "hash-a"})
+    assert state["consent"] == {
+        "email_marketing": records.Grant(granted=True, at=T0 + 1000),
+        "profiling": records.Grant(granted=False, at=T0 + 1000),
+    }
+
+
+def test_the_core_holds_the_open_session_as_a_session_record() -> None:
+    state = shopper(A, {"email": "hash-a"})
+    session = state["session"]
+    assert isinstance(session, records.Session)
+    assert (session.product_views, session.cart_adds, session.views, session.added) == (
+        1,
+        1,
+        {"SKU-1": 1},
+        ["SKU-1"],
+    )
+
+
+def test_the_core_holds_carts_as_cart_records() -> None:
+    state = shopper(A, {"email": "hash-a"})
+    assert state["carts"] == {
+        "C-1": records.Cart(
+            items={"SKU-1": (2, 450)},
+            at=T0 + 3000,
+            since=T0 + 3000,
+            closed_at=None,
+            reminded=None,
+            value=900,
+        )
+    }
+
+
+def test_a_stored_state_reads_back_with_its_records_and_stores_todays_json() -> None:
+    state = shopper(A, {"email": "hash-a"})
+    stored = encode(state)
+    read = decode_state(stored)
+    assert read == state
+    for key in records.LEAVES:
+        assert read is not None and plain({key: read[key]}) == {key: plain(state)[key]}
+    # a worker before the rewrite wrote the dicts of builtins: they read back as records too
+    assert decode_state(pack(orjson.dumps(plain(state)))) == state
+    assert encode(state) == pack(orjson.dumps(plain(state)))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "field"),
+    [
+        ("consent", {"email_marketing": {"granted": "yes", "at": T0}}, "granted"),
+        ("consent", {"email_marketing": {"granted": True}}, "at"),
+        ("session", {"start": T0}, "last"),
+        ("session", [T0, T0], "session"),
+        ("carts", {"C-1": {"items": {"S": [1]}, "at": T0}}, "items"),
+        ("carts", {"C-1": {"items": {}, "at": "yesterday"}}, "at"),
+    ],
+)
+def test_a_stored_leaf_of_the_wrong_shape_is_refused_naming_it(
+    key: str, value: Any, field: str
+) -> None:
+    hostile = dict(plain(shopper(A, {"email": "hash-a"})), **{key: value})
+    with pytest.raises(StateFormatError) as raised:
+        decode_state(pack(orjson.dumps(hostile)))
+    assert key in str(raised.value) and field in str(raised.value)
+
+
+def test_a_state_carried_as_json_by_a_fold_message_folds_into_records() -> None:
+    winner = shopper(A, {"email": "hash-a"}, profiling=True)
+    loser = shopper(B, {"loyalty_id": "L-1"}, n0=10)
+    in_memory = fold(winner, loser, RULES)
+    through_kafka = fold(winner, plain(loser), RULES)
+    assert through_kafka == in_memory
+    assert through_kafka["consent"]["profiling"] == records.Grant(granted=False, at=T0 + 11_000)
+    assert isinstance(through_kafka["session"], records.Session)
+    assert through_kafka["session"].views == {"SKU-1": 2}
+    assert through_kafka["carts"]["C-1"].items == {"SKU-1": (4, 450)}
+    assert through_kafka["carts"]["C-1"].value == 1800
+
+
+def test_a_fold_message_holding_records_is_sent_as_the_json_of_its_dicts() -> None:
+    sent: list[bytes | None] = []
+    output = Output(add=lambda topic, key, value: sent.append(value), topic=lambda n: n)
+    state = shopper(B, {"loyalty_id": "L-1"})
+    output.send("customer.events", A, {"k": "fold", "state": state})
+    assert orjson.loads(sent[0] or b"") == {"k": "fold", "state": plain(state)}
+
+
+def test_the_profile_and_the_export_show_what_they_showed() -> None:
+    state = shopper(A, {"email": "hash-a"})
+    view = project(state, RULES)
+    assert view["consent_email_marketing"] == "granted"
+    assert view["consent_profiling"] == "refused"
+    ev = {"at": T0 + 5000, "props": {"request_id": "r-1"}}
+    doc = everything(state, ev, view)
+    assert orjson.dumps(doc) == orjson.dumps(everything(plain(state), ev, view))
+    assert doc["consent"]["profiling"] == {"granted": False, "at": T0 + 1000}
+    assert orjson.loads(orjson.dumps(doc["carts"])) == {
+        "C-1": {
+            "items": {"SKU-1": [2, 450]},
+            "at": T0 + 3000,
+            "since": T0 + 3000,
+            "closed_at": None,
+            "reminded": None,
+            "value": 900,
+        }
+    }
+    assert view["open_cart_value_minor"] == 900
