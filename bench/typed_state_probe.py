@@ -144,7 +144,7 @@ def _dict_update(s: dict[str, Any], at: int) -> dict[str, Any]:
 
 def _dict_reads(s: dict[str, Any]) -> tuple[Any, ...]:
     m, r = s["loyalty"], s["rfm"]
-    scores = r["scores"]
+    scores = r.scores  # a leaf record (step 3)
     past = s["past"]
     return (
         s["customer_id"],
@@ -157,8 +157,8 @@ def _dict_reads(s: dict[str, Any]) -> tuple[Any, ...]:
         s["last_purchase_at"],
         s["signup_bonus_at"],
         sum(c.value for c in s["carts"].values() if c.closed_at is None),
-        (scores["r"], scores["f"], scores["m"], scores["segment"]) if scores else None,
-        r.get("figures"),
+        (scores.r, scores.f, scores.m, scores.segment) if scores else None,
+        r.figures,
         [g.granted for g in s["consent"].values()],  # a leaf record (step 3)
         s["last_event_at"],
         s["version"],

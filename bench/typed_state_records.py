@@ -71,7 +71,12 @@ def structs(gc: bool = False) -> dict[str, Any]:
 
     def make(cls: type, fields: list[Any], tag: str | None) -> Any:
         tagged = {"tag": tag, "tag_field": "t"} if tag else {}
-        return msgspec.defstruct(cls.__name__, fields, kw_only=True, gc=True, **tagged)
+        # the same encoding: a record that omits its defaults (Rfm's figures, Erased's
+        # unconfirmed) omits them tracked too
+        omit = cls.__struct_config__.omit_defaults  # type: ignore[attr-defined]
+        return msgspec.defstruct(
+            cls.__name__, fields, kw_only=True, gc=True, omit_defaults=omit, **tagged
+        )
 
     return _derive(make)
 

@@ -73,7 +73,7 @@ def new_state(
         "past": None,  # aggregates of orders folded out of the windows (domain.state_bounds)
         "ids": None,  # ids of folded orders and returns, kept for ID_SPAN (domain.state_bounds)
         "loyalty": loyalty.initial(),
-        "rfm": rfm.initial(),
+        "rfm": rfm.default(),
         "signup_bonus_at": None,
         "first_purchase_at": None,
         "last_purchase_at": None,

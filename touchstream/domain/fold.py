@@ -13,13 +13,12 @@ from collections.abc import Callable
 from typing import Any
 
 from touchstream.config.rules import Rules
-from touchstream.domain import carts, consent, loyalty, sessions, state_bounds
+from touchstream.domain import carts, consent, loyalty, rfm, sessions, state_bounds
 from touchstream.domain.customer import ASKED_LIMIT, REFUSED_LIMIT, forget_old, seen_entries
 from touchstream.domain.decision import Decision
 from touchstream.domain.identity import held_marks
 from touchstream.domain.migrate import FORMAT, migrate
 from touchstream.domain.records import lift
-from touchstream.domain.rfm import fold_rfm
 from touchstream.domain.state import State
 from touchstream.domain.triggers import fold_deferred, fold_delivered
 
@@ -297,7 +296,7 @@ FOLDERS: dict[str, Folder] = {
     },
     "identifiers": _identifiers,
     "asked": _asked,  # after identifiers: a link that joined is no longer asked for
-    "rfm": fold_rfm,  # last: it reads the merged orders, purchases and consent
+    "rfm": rfm.fold,  # last: it reads the merged orders, purchases and consent
 }
 
 

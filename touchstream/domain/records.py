@@ -205,7 +205,10 @@ class Session(Record, kw_only=True):  # domain.sessions
     added: list[str]
 
 
-class Rfm(Record, kw_only=True):  # domain.rfm
+class Rfm(Record, kw_only=True, omit_defaults=True):  # domain.rfm
+    """``omit_defaults``: ``figures`` None (never evaluated) is not written, as the dict of
+    ``domain.rfm`` before the rewrite had no such key: the stored bytes stay what they were."""
+
     at: int | None
     scores: Scores | None
     due: int | None
@@ -288,6 +291,7 @@ LEAVES: dict[str, Any] = {
     "consent": dict[str, Grant],
     "session": Session | None,
     "carts": dict[str, Cart],
+    "rfm": Rfm,
 }
 ABSENT = object()
 _ENCODE = msgspec.json.Encoder().encode

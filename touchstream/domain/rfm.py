@@ -26,13 +26,19 @@ Definitions (exact):
   trigger, not a score: profiling consent does not hold it back (the emit path checks the
   marketing consents).
 
-``state["rfm"]`` (JSON-serialisable, owned by this module; ``initial()`` for a new customer)::
+``state["rfm"]`` is an ``Rfm`` record (``domain.records``; owned by this module, ``default()``
+for a new customer), held by the state's dict (the typed-state rewrite,
+docs/design/typed-state.md, step 3); it is stored as the JSON object it was::
 
-    {"at": int | None,        # event time of the last evaluate (scores and figures are as of it)
-     "scores": {"r": int, "f": int, "m": int, "segment": str} | None,
-     "due": int | None,       # next_change(state, at): when evaluate must run again
-     "lapse": int | None,     # last_purchase_at of the last lapse win_back was proposed for
-     "figures": {...}}        # figures(state, at): what the profile shows, without a rescan
+    Rfm(at: int | None,        # event time of the last evaluate (scores and figures are as of it)
+        scores: Scores(r, f, m, segment) | None,
+        due: int | None,       # next_change(state, at): when evaluate must run again
+        lapse: int | None,     # last_purchase_at of the last lapse win_back was proposed for
+        figures: Figures | None)  # figures(state, at): what the profile shows, without a rescan
+
+``figures`` is None until the first evaluation (not stored then, as the dict had no such key).
+Records are values: ``evaluate`` and ``fold`` put a new ``Rfm`` in the state, never change one
+a previous state holds.
 
 Scores and the win-back condition change as time passes with no event; ``due`` is the next
 such moment, for the timers to call ``evaluate(state, due, rules)``.
@@ -42,9 +48,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from msgspec.structs import replace
+
 from touchstream.config.rules import Rules
 from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.decision import Decision
+from touchstream.domain.records import Figures, Rfm, Scores
 from touchstream.domain.state import State
 from touchstream.domain.triggers import propose
 
@@ -59,14 +68,17 @@ NO_FIGURES = {
 }
 
 
-def initial() -> dict[str, Any]:
-    """``state["rfm"]`` of a new customer: never evaluated."""
-    return {"at": None, "scores": None, "due": None, "lapse": None}
+_INITIAL = Rfm(at=None, scores=None, due=None, lapse=None)
 
 
-def _rfm(state: State) -> dict[str, Any]:
-    rfm: dict[str, Any] | None = state.get("rfm")
-    return rfm if rfm is not None else initial()
+def default() -> Rfm:
+    """``state["rfm"]`` of a new customer: never evaluated (``domain.customer.new_state``)."""
+    return _INITIAL
+
+
+def _rfm(state: State) -> Rfm:
+    rfm: Rfm | None = state.get("rfm")
+    return rfm if rfm is not None else _INITIAL
 
 
 def counts(order: dict[str, Any]) -> bool:
@@ -142,8 +154,8 @@ def segment(r: int, f: int, m: int) -> str:
 
 def scores(
     state: State, at: int, rules: Rules, counted: list[dict[str, Any]] | None = None
-) -> dict[str, Any] | None:
-    """{"r", "f", "m", "segment"} at ``at``, or None for a customer with no counted order.
+) -> Scores | None:
+    """``Scores(r, f, m, segment)`` at ``at``, or None for a customer with no counted order.
     ``counted``: ``_counted(state)``, when the caller has it already.
 
     (Consent is not checked here; ``evaluate`` does.)
@@ -157,12 +169,12 @@ def scores(
     r = r_score(last, at, rules)
     f = _at_least(len(window), rules.rfm.frequency_orders)
     m = _at_least(_spend(window), rules.rfm.monetary_minor)
-    return {"r": r, "f": f, "m": m, "segment": segment(r, f, m)}
+    return Scores(r=r, f=f, m=m, segment=segment(r, f, m))
 
 
 def figures(
     state: State, at: int, rules: Rules, counted: list[dict[str, Any]] | None = None
-) -> dict[str, Any]:
+) -> Figures:
     """Purchase figures at ``at``: counted orders and spend in the window, their average
     (integer floor, 0 without orders), and the average days between purchases over all counted
     orders, ``(last - first) / (n - 1)`` in days rounded to 1 decimal (None below 2 orders)."""
@@ -178,12 +190,12 @@ def figures(
         if past and past["counted"]:
             times += [past["first"], past["last"]]
         gap = round((max(times) - min(times)) / (n - 1) / MS_PER_DAY, 1)
-    return {
-        "orders_365": len(window),
-        "spend_365_minor": spend,
-        "avg_order_value_minor": spend // len(window) if window else 0,
-        "avg_days_between_purchases": gap,
-    }
+    return Figures(
+        orders_365=len(window),
+        spend_365_minor=spend,
+        avg_order_value_minor=spend // len(window) if window else 0,
+        avg_days_between_purchases=gap,
+    )
 
 
 def _armed(state: State, counted: list[dict[str, Any]], rules: Rules) -> bool:
@@ -192,7 +204,7 @@ def _armed(state: State, counted: list[dict[str, Any]], rules: Rules) -> bool:
     return (
         last is not None
         and _lifetime(state, counted) >= rules.rfm.win_back_min_orders
-        and _rfm(state)["lapse"] != last
+        and _rfm(state).lapse != last
     )
 
 
@@ -234,28 +246,30 @@ def _owed(state: State, counted: list[dict[str, Any]], at: int, rules: Rules) ->
 def evaluate(state: State, at: int, rules: Rules) -> list[Decision]:
     """Re-score the customer at ``at`` and propose ``win_back`` if a lapse has just come due.
 
-    Replaces ``state["rfm"]`` (a new dict; nested objects of the old one are not mutated).
+    Replaces ``state["rfm"]`` (a new ``Rfm``; the old one is not changed).
     The proposal's time is the lapse's due time ``last + win_back_days``, not ``at``, its cause
     ``lapse:<last_purchase_at>``, and its evidence describes the customer at that time, so a
     replay or a late evaluation proposes the same trigger.
     """
-    prior = _rfm(state)["at"]
+    old = _rfm(state)
+    prior = old.at
     if prior is not None and at < prior:
         at = prior  # a late event: the customer's time does not go back
     counted = _counted(state)  # once: scores, figures and next_change read the same orders
-    lapse = _rfm(state)["lapse"]
+    lapse = old.lapse
     decisions: list[Decision] = []
     if _owed(state, counted, at, rules):
         decisions.append(_win_back(state, counted, rules))
         lapse = state["last_purchase_at"]
-    state["rfm"] = {
-        "at": at,
-        "scores": scores(state, at, rules, counted) if profiling_allowed(state) else None,
-        "due": None,
-        "lapse": lapse,
-        "figures": figures(state, at, rules, counted),
-    }
-    state["rfm"]["due"] = next_change(state, at, rules, counted)
+    # next_change reads the new lapse (through _armed): it sees the record without its due
+    state["rfm"] = Rfm(
+        at=at,
+        scores=scores(state, at, rules, counted) if profiling_allowed(state) else None,
+        due=None,
+        lapse=lapse,
+        figures=figures(state, at, rules, counted),
+    )
+    state["rfm"] = replace(state["rfm"], due=next_change(state, at, rules, counted))
     return decisions
 
 
@@ -274,34 +288,40 @@ def _win_back(state: State, counted: list[dict[str, Any]], rules: Rules) -> Deci
             "orders": _lifetime(state, counted),
             "days_since_last_purchase": days,
             "spend_365_minor": _spend(_in_window(counted, when, rules)),
-            "segment": then["segment"] if then is not None else None,
+            "segment": then.segment if then is not None else None,
         },
         "win_back",
     )
 
 
 def due(state: State) -> int | None:
-    """When ``evaluate`` must run again (``state["rfm"]["due"]``); cheap, for the hot path."""
-    result: int | None = _rfm(state)["due"]
-    return result
+    """When ``evaluate`` must run again (``state["rfm"].due``); cheap, for the hot path."""
+    return _rfm(state).due
 
 
 def project(state: State, rules: Rules) -> dict[str, Any]:
     """Profile fields: r_score, f_score, m_score, segment (None without scores), and the
     figures as of the last evaluation (kept in the state: this runs for every event)."""
     rfm = _rfm(state)
-    s = rfm["scores"]
+    s = rfm.scores
     out: dict[str, Any] = {
-        "r_score": s["r"] if s else None,
-        "f_score": s["f"] if s else None,
-        "m_score": s["m"] if s else None,
-        "segment": s["segment"] if s else None,
+        "r_score": s.r if s else None,
+        "f_score": s.f if s else None,
+        "m_score": s.m if s else None,
+        "segment": s.segment if s else None,
     }
-    out.update(rfm.get("figures") or NO_FIGURES)
+    f = rfm.figures
+    if f is None:
+        out.update(NO_FIGURES)
+    else:
+        out["orders_365"] = f.orders_365
+        out["spend_365_minor"] = f.spend_365_minor
+        out["avg_order_value_minor"] = f.avg_order_value_minor
+        out["avg_days_between_purchases"] = f.avg_days_between_purchases
     return out
 
 
-def fold_rfm(winner: State, loser: State, out: State, rules: Rules) -> dict[str, Any]:
+def fold_rfm(winner: State, loser: State, out: State, rules: Rules) -> Rfm:
     """``rfm`` of a merged profile (a ``fold.FOLDERS`` rule); ``out`` holds the merged
     ``orders``, ``last_purchase_at`` and ``consent``.
 
@@ -311,22 +331,28 @@ def fold_rfm(winner: State, loser: State, out: State, rules: Rules) -> dict[str,
     time, so the next timer run proposes it. Order-insensitive.
     """
     mine, theirs = _rfm(winner), _rfm(loser)
-    times = [t for t in (mine["at"], theirs["at"]) if t is not None]
-    lapses = [x for x in (mine["lapse"], theirs["lapse"]) if x is not None]
-    merged = {
-        "at": max(times) if times else None,
-        "scores": None,
-        "due": None,
-        "lapse": max(lapses) if lapses else None,
-    }
-    at = merged["at"]
+    times = [t for t in (mine.at, theirs.at) if t is not None]
+    lapses = [x for x in (mine.lapse, theirs.lapse) if x is not None]
+    merged = Rfm(
+        at=max(times) if times else None,
+        scores=None,
+        due=None,
+        lapse=max(lapses) if lapses else None,
+    )
+    at = merged.at
     if at is None:
         return merged
-    view = {**out, "rfm": merged}
+    view = {**out, "rfm": merged}  # the rules below read only its lapse
     counted = _counted(view)
-    if profiling_allowed(view):
-        merged["scores"] = scores(view, at, rules, counted)
     owed = _owed(view, counted, at, rules)
-    merged["due"] = at if owed else next_change(view, at, rules, counted)
-    merged["figures"] = figures(view, at, rules, counted)
-    return merged
+    return replace(
+        merged,
+        scores=scores(view, at, rules, counted) if profiling_allowed(view) else None,
+        due=at if owed else next_change(view, at, rules, counted),
+        figures=figures(view, at, rules, counted),
+    )
+
+
+def fold(w: State, lo: State, out: State, rules: Rules) -> Rfm:
+    """``domain.fold``'s rule for ``rfm`` (``FOLDERS``): ``fold_rfm``."""
+    return fold_rfm(w, lo, out, rules)

@@ -5,6 +5,7 @@ M >= 200000/100000/50000/20000/1 minor, window 365 days, win_back after 90 days,
 import dataclasses
 from typing import Any
 
+import msgspec
 import pytest
 
 from touchstream.config.rules import load_rules
@@ -13,7 +14,7 @@ from touchstream.domain.clock import MS_PER_DAY as DAY
 from touchstream.domain.clock import iso
 from touchstream.domain.customer import new_state
 from touchstream.domain.fold import fold
-from touchstream.domain.records import Grant
+from touchstream.domain.records import Figures, Grant, Rfm, Scores
 
 RULES = load_rules(None)
 NOW = 1_751_328_000_000  # 2025-07-01T00:00:00.000Z
@@ -23,7 +24,7 @@ def customer(cid: str, *orders: tuple[int, int, int], at: int = NOW) -> dict[str
     """A state whose orders are (days before ``at``, net, refunded), as the purchase path
     leaves them (first/last purchase over all orders, refunded or not)."""
     state = new_state(cid)
-    state["rfm"] = rfm.initial()
+    state["rfm"] = rfm.default()
     for i, (days, net, ref) in enumerate(orders):
         buy(state, f"{cid}-{i}", at - days * DAY, net, ref)
     return state
@@ -40,8 +41,8 @@ def consent(state: dict[str, Any], granted: bool, at: int) -> None:
 
 
 def triple(state: dict[str, Any]) -> tuple[Any, ...] | None:
-    s = state["rfm"]["scores"]
-    return None if s is None else (s["r"], s["f"], s["m"], s["segment"])
+    s = state["rfm"].scores
+    return None if s is None else (s.r, s.f, s.m, s.segment)
 
 
 # a scripted year: (days ago, net, refunded) per order, and the hand-computed (R, F, M, segment)
@@ -118,14 +119,14 @@ def test_average_order_value_is_floored_and_days_between_rounded_to_one_decimal(
 
     got = rfm.figures(state, NOW, RULES)
 
-    assert got["avg_order_value_minor"] == 100  # 302 // 3
-    assert got["avg_days_between_purchases"] == 5.2  # 5.1666...
+    assert got.avg_order_value_minor == 100  # 302 // 3
+    assert got.avg_days_between_purchases == 5.2  # 5.1666...
 
 
 def test_project_before_any_evaluation_has_no_scores_and_zero_figures():
     state = customer("c", (1, 1_000, 0))
 
-    assert rfm.initial() == {"at": None, "scores": None, "due": None, "lapse": None}
+    assert rfm.default() == Rfm(at=None, scores=None, due=None, lapse=None, figures=None)
     assert rfm.project(state, RULES) == {
         "r_score": None,
         "f_score": None,
@@ -158,7 +159,7 @@ def test_recency_boundaries_are_inclusive_to_the_millisecond(days, extra_ms, r):
 
     got = rfm.scores(state, NOW, RULES)
 
-    assert got is not None and got["r"] == r
+    assert got is not None and got.r == r
 
 
 @pytest.mark.parametrize(("extra_ms", "f"), [(0, 0), (1, 1)])
@@ -169,8 +170,8 @@ def test_an_order_leaves_the_window_exactly_365_days_later(extra_ms, f):
     got = rfm.scores(state, NOW, RULES)
 
     assert got is not None
-    assert (got["f"], got["m"]) == (f, f)  # 10000 minor: M 1 (>= 1, < 20000)
-    assert got["segment"] == "Lost"
+    assert (got.f, got.m) == (f, f)  # 10000 minor: M 1 (>= 1, < 20000)
+    assert got.segment == "Lost"
 
 
 def test_segment_list_first_match_wins():
@@ -215,16 +216,16 @@ def test_a_champion_slides_to_at_risk_then_lost_with_no_new_order():
     ]
 
 
-def test_evaluate_replaces_the_rfm_dict_and_leaves_the_old_one_alone():
+def test_evaluate_replaces_the_rfm_record_and_leaves_the_old_one_alone():
     state = customer("c", (1, 10_000, 0))
     rfm.evaluate(state, NOW, RULES)
     before = state["rfm"]
-    snapshot = dict(before)
+    snapshot = msgspec.structs.replace(before)
 
     rfm.evaluate(state, NOW + 200 * DAY, RULES)
 
     assert before == snapshot and state["rfm"] is not before
-    assert state["rfm"]["at"] == NOW + 200 * DAY
+    assert state["rfm"].at == NOW + 200 * DAY
 
 
 def test_win_back_fires_once_at_90_days_for_two_orders():
@@ -248,7 +249,7 @@ def test_win_back_fires_once_at_90_days_for_two_orders():
         "spend_365_minor": 120_000,
         "segment": "Hibernating",  # R 3, F 2
     }
-    assert state["rfm"]["lapse"] == last
+    assert state["rfm"].lapse == last
     assert rfm.due(state) == last + 90 * DAY + 1  # the next R boundary, not the win-back
     assert rfm.evaluate(state, last + 90 * DAY, RULES) == []
     assert rfm.evaluate(state, last + 200 * DAY, RULES) == []
@@ -271,7 +272,7 @@ def test_no_win_back_for_a_single_order_or_a_fully_refunded_second_one():
 
     for state in (one, refunded):
         assert rfm.evaluate(state, NOW + 100 * DAY, RULES) == []
-        assert state["rfm"]["lapse"] is None
+        assert state["rfm"].lapse is None
         # the R 3 -> 2 boundary, not the win-back moment 1 ms before it
         assert rfm.next_change(state, NOW + 79 * DAY, RULES) == NOW + 80 * DAY + 1
 
@@ -312,7 +313,7 @@ def test_refused_profiling_clears_scores_and_granting_again_restores_them():
 
     consent(state, False, NOW + DAY)
     rfm.evaluate(state, NOW + DAY, RULES)
-    assert state["rfm"]["scores"] is None
+    assert state["rfm"].scores is None
     assert rfm.project(state, RULES)["segment"] is None
     # no score can change any more: the next moment is the win-back, not an R boundary
     assert rfm.due(state) == NOW + 80 * DAY
@@ -330,7 +331,7 @@ def test_win_back_does_not_depend_on_profiling_consent():
     (d,) = rfm.evaluate(state, NOW + 80 * DAY, RULES)
 
     assert d.payload["evidence"]["segment"] is None
-    assert state["rfm"]["scores"] is None
+    assert state["rfm"].scores is None
 
 
 def _pair() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -346,25 +347,25 @@ def _pair() -> tuple[dict[str, Any], dict[str, Any]]:
 
 def test_fold_is_order_insensitive_and_keeps_the_later_lapse():
     a, b = _pair()
-    assert a["rfm"]["lapse"] == NOW - 100 * DAY and b["rfm"]["lapse"] is None
+    assert a["rfm"].lapse == NOW - 100 * DAY and b["rfm"].lapse is None
 
     ab = rfm.fold_rfm(a, b, fold(a, b, RULES), RULES)
     ba = rfm.fold_rfm(b, a, fold(b, a, RULES), RULES)
 
     assert ab == ba
     # 3 orders (-200, -100, -50), 95000, last 50 days ago; scored at the later evaluation
-    assert ab == {
-        "at": NOW,
-        "scores": {"r": 4, "f": 3, "m": 3, "segment": "Potential loyalist"},
-        "due": NOW + 10 * DAY + 1,  # R 4 -> 3
-        "lapse": NOW - 100 * DAY,  # the merged last purchase (-50) is still armed
-        "figures": {
-            "orders_365": 3,
-            "spend_365_minor": 95_000,
-            "avg_order_value_minor": 31_666,
-            "avg_days_between_purchases": 75.0,  # (200 - 50) / 2
-        },
-    }
+    assert ab == Rfm(
+        at=NOW,
+        scores=Scores(r=4, f=3, m=3, segment="Potential loyalist"),
+        due=NOW + 10 * DAY + 1,  # R 4 -> 3
+        lapse=NOW - 100 * DAY,  # the merged last purchase (-50) is still armed
+        figures=Figures(
+            orders_365=3,
+            spend_365_minor=95_000,
+            avg_order_value_minor=31_666,
+            avg_days_between_purchases=75.0,  # (200 - 50) / 2
+        ),
+    )
 
 
 def test_a_fold_that_makes_a_win_back_owed_leaves_it_due_now():
@@ -377,7 +378,7 @@ def test_a_fold_that_makes_a_win_back_owed_leaves_it_due_now():
     ba = rfm.fold_rfm(b, a, fold(b, a, RULES), RULES)
     merged = {**fold(a, b, RULES), "rfm": ab}
 
-    assert ab == ba and ab["due"] == NOW and ab["lapse"] is None
+    assert ab == ba and ab.due == NOW and ab.lapse is None
     (d,) = rfm.evaluate(merged, NOW, RULES)
     assert (d.payload["cause"], d.payload["at"]) == (f"lapse:{NOW - 120 * DAY}", NOW - 30 * DAY)
 
@@ -387,14 +388,14 @@ def test_a_fold_of_two_lapses_keeps_the_later_and_proposes_it_no_more():
     b = customer("b", (150, 25_000, 0), (120, 25_000, 0))
     for state in (a, b):
         assert len(rfm.evaluate(state, NOW, RULES)) == 1  # each proposes its win-back
-    assert (a["rfm"]["lapse"], b["rfm"]["lapse"]) == (NOW - 200 * DAY, NOW - 120 * DAY)
+    assert (a["rfm"].lapse, b["rfm"].lapse) == (NOW - 200 * DAY, NOW - 120 * DAY)
 
     ab = rfm.fold_rfm(a, b, fold(a, b, RULES), RULES)
     ba = rfm.fold_rfm(b, a, fold(b, a, RULES), RULES)
     merged = {**fold(a, b, RULES), "rfm": ab}
 
-    assert ab == ba and ab["lapse"] == NOW - 120 * DAY
-    assert ab["due"] == NOW - 120 * DAY + 180 * DAY + 1  # R 2 -> 1, no win-back left
+    assert ab == ba and ab.lapse == NOW - 120 * DAY
+    assert ab.due == NOW - 120 * DAY + 180 * DAY + 1  # R 2 -> 1, no win-back left
     assert rfm.evaluate(merged, NOW, RULES) == []
 
 
@@ -403,7 +404,7 @@ def test_an_order_after_the_evaluation_time_is_due_when_it_enters_the_window():
     state = customer("c", (0, 10_000, 0))
     rfm.evaluate(state, NOW - 10 * DAY, RULES)
 
-    assert state["rfm"]["scores"]["f"] == 0
+    assert state["rfm"].scores.f == 0
     assert rfm.due(state) == NOW
     rfm.evaluate(state, NOW, RULES)
     assert triple(state) == (5, 1, 1, "New")
@@ -412,9 +413,9 @@ def test_an_order_after_the_evaluation_time_is_due_when_it_enters_the_window():
 def test_a_late_event_does_not_take_the_scores_back_in_time():
     state = customer("c", (300, 30_000, 0), (10, 30_000, 0))
     rfm.evaluate(state, NOW, RULES)
-    now_scores = state["rfm"]["scores"]
+    now_scores = state["rfm"].scores
 
     rfm.evaluate(state, NOW - 200 * DAY, RULES)  # a late return, 200 days old
 
-    assert state["rfm"]["at"] == NOW and state["rfm"]["scores"] == now_scores
-    assert state["rfm"]["figures"]["orders_365"] == 2
+    assert state["rfm"].at == NOW and state["rfm"].scores == now_scores
+    assert state["rfm"].figures.orders_365 == 2

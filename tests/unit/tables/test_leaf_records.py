@@ -14,7 +14,7 @@ import pytest
 from touchstream.agents.ports import Output
 from touchstream.config.rules import load_rules
 from touchstream.domain import records
-from touchstream.domain.customer import apply
+from touchstream.domain.customer import apply, new_state
 from touchstream.domain.fold import fold
 from touchstream.domain.identity import home_of
 from touchstream.domain.privacy import everything
@@ -84,8 +84,43 @@ def test_the_core_holds_carts_as_cart_records() -> None:
     }
 
 
-def test_a_stored_state_reads_back_with_its_records_and_stores_todays_json() -> None:
-    state = shopper(A, {"email": "hash-a"})
+def buyer(cid: str, ids: dict[str, str]) -> dict[str, Any]:
+    """A shopper who bought twice, so RFM scored them."""
+    state = shopper(cid, ids)
+    for n, net in ((7, 12_000), (8, 3_000)):
+        props = {"order_id": f"O-{n}", "total_minor": net, "currency": "EUR", "items": []}
+        ev = internal(cid, ids, "purchase", f"{cid}-{n}", n, at=T0 + n * 86_400_000, **props)
+        state = apply(state, ev, RULES).state
+    return state
+
+
+def test_the_core_holds_rfm_as_an_rfm_record() -> None:
+    state = buyer(A, {"email": "hash-a"})
+    marks = state["rfm"]
+    assert isinstance(marks, records.Rfm)
+    assert marks.at == T0 + 8 * 86_400_000
+    assert marks.figures == records.Figures(
+        orders_365=2,
+        spend_365_minor=15_000,
+        avg_order_value_minor=7_500,
+        avg_days_between_purchases=1.0,
+    )
+    assert marks.scores is None  # profiling refused
+    view = project(state, RULES)
+    assert (view["orders_365"], view["avg_order_value_minor"], view["segment"]) == (2, 7_500, None)
+
+
+def test_rfm_never_evaluated_is_stored_without_figures_as_before() -> None:
+    state = new_state(A)
+    assert state["rfm"] == records.Rfm(at=None, scores=None, due=None, lapse=None)
+    stored = orjson.loads(orjson.dumps(state["rfm"], default=records.json_default))
+    assert stored == {"at": None, "scores": None, "due": None, "lapse": None}
+    assert decode_state(encode(state)) == state
+
+
+@pytest.mark.parametrize("make", [shopper, buyer])
+def test_a_stored_state_reads_back_with_its_records_and_stores_todays_json(make: Any) -> None:
+    state = make(A, {"email": "hash-a"})
     stored = encode(state)
     read = decode_state(stored)
     assert read == state
@@ -105,6 +140,9 @@ def test_a_stored_state_reads_back_with_its_records_and_stores_todays_json() -> 
         ("session", [T0, T0], "session"),
         ("carts", {"C-1": {"items": {"S": [1]}, "at": T0}}, "items"),
         ("carts", {"C-1": {"items": {}, "at": "yesterday"}}, "at"),
+        ("rfm", {"at": T0, "scores": None, "due": None}, "lapse"),
+        ("rfm", {"at": T0, "scores": {"r": 5}, "due": None, "lapse": None}, "scores"),
+        ("rfm", None, "rfm"),
     ],
 )
 def test_a_stored_leaf_of_the_wrong_shape_is_refused_naming_it(
