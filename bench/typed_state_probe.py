@@ -150,9 +150,9 @@ def _dict_reads(s: dict[str, Any]) -> tuple[Any, ...]:
         s["customer_id"],
         s["points"],
         sum(s["events"].values()),
-        m["tier"],
-        m["spend"],
-        m["risk"],
+        m.tier,  # leaf records (step 3)
+        m.spend,
+        m.risk,
         len(s["orders"]) + (past["orders"] if past else 0),
         s["last_purchase_at"],
         s["signup_bonus_at"],

@@ -72,7 +72,7 @@ def new_state(
         "redemptions": {},  # redemption id -> [points taken, event time] (domain.state_bounds)
         "past": None,  # aggregates of orders folded out of the windows (domain.state_bounds)
         "ids": None,  # ids of folded orders and returns, kept for ID_SPAN (domain.state_bounds)
-        "loyalty": loyalty.initial(),
+        "loyalty": loyalty.default(),
         "rfm": rfm.default(),
         "signup_bonus_at": None,
         "first_purchase_at": None,

@@ -168,45 +168,6 @@ def _redemptions(w: State, lo: State, out: State, rules: Rules) -> dict[str, lis
     return {**lo["redemptions"], **w["redemptions"]}  # bounded by ``fold`` (domain.state_bounds)
 
 
-def _loyalty(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
-    """The merged ledger judged at the later of both evaluations: its spend and next change.
-
-    The announced tier is the higher of both; when the merged ledger holds another tier (or
-    owes an expiry step), ``due`` is that moment, so the next clock advance announces it
-    (``tier_changed``, and ``vip_status`` for the top tier) through the usual evaluation.
-    """
-    a, b = w["loyalty"], lo["loyalty"]
-    ranks = [loyalty.tier_rank(m["tier"], rules) for m in (a, b)]
-    times = [m["at"] for m in (a, b) if m["at"] is not None]
-    warned = [m["warned"] for m in (a, b) if m["warned"] is not None]
-    expired = [m["expired"] for m in (a, b) if m["expired"] is not None]
-    marks = {
-        "tier": rules.loyalty.tiers[max(ranks)].name,
-        "at": max(times) if times else None,
-        "due": None,
-        "spend": 0,
-        "risk": a["risk"] or b["risk"],
-        "warned": max(warned) if warned else None,
-        "expired": max(expired) if expired else None,
-        "vips": max(a.get("vips", 0), b.get("vips", 0)),
-    }
-    at = marks["at"]
-    if at is None:
-        return marks
-    view = {**out, "loyalty": marks}
-    marks["spend"] = loyalty.tier_spend(view, at, rules)
-    unlocked = [*w["rewards"], *lo["rewards"]]
-    if (
-        loyalty.held_tier(view, at, rules) != max(ranks)
-        or loyalty.expiry_owed(view, at, rules)
-        or loyalty.reward_owed(view, unlocked, rules)
-    ):
-        marks["due"] = at
-    else:
-        marks["due"] = loyalty.next_change(view, at, rules)
-    return marks
-
-
 def _pending(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
     # the fold settles the survivor's reservation for the loser; the loser's own reservations
     # now wait here, where those profiles' folds will be forwarded
@@ -272,7 +233,7 @@ FOLDERS: dict[str, Folder] = {
     "signup_bonus_at": _min("signup_bonus_at"),
     "first_purchase_at": _min("first_purchase_at"),
     "last_purchase_at": _max("last_purchase_at"),
-    "loyalty": _loyalty,
+    "loyalty": loyalty.fold,
     "first_seen_at": _min("first_seen_at"),
     "last_event_at": _max("last_event_at"),
     "clock_at": lambda w, lo, out, rules: max(

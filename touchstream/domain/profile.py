@@ -16,15 +16,15 @@ from touchstream.domain.state import Stored
 def project(state: dict[str, Any], rules: Rules) -> dict[str, Any]:
     last_purchase = state["last_purchase_at"]
     last_event = state["last_event_at"]
-    marks = state["loyalty"]
+    marks = state["loyalty"]  # a LoyaltyMarks record
     expiry = loyalty.expiry_times(state, rules)
-    downgrade = marks["risk"][1] + rules.loyalty.grace_days * MS_PER_DAY if marks["risk"] else None
+    downgrade = marks.risk[1] + rules.loyalty.grace_days * MS_PER_DAY if marks.risk else None
     return {
         "customer_id": state["customer_id"],
         "points": state["points"],
         "touchpoints": sum(state["events"].values()),
         "tier": loyalty.tier_name(state, rules),
-        "qualifying_spend_minor": marks["spend"],
+        "qualifying_spend_minor": marks.spend,
         "tier_downgrade_at": iso(downgrade) if downgrade is not None else "",
         "points_expire_at": iso(expiry[2]) if expiry is not None else "",
         "orders": len(state["orders"]) + (state["past"] or {"orders": 0})["orders"],

@@ -292,6 +292,7 @@ LEAVES: dict[str, Any] = {
     "session": Session | None,
     "carts": dict[str, Cart],
     "rfm": Rfm,
+    "loyalty": LoyaltyMarks,
 }
 ABSENT = object()
 _ENCODE = msgspec.json.Encoder().encode

@@ -187,12 +187,12 @@ def test_falling_below_the_tier_starts_a_grace_period_with_one_downgrade_warning
     assert len(risks) == 1
     assert risks[0]["evidence"]["needed_minor"] == 100_000 - 20_000
     assert risks[0]["evidence"]["downgrade_at"] == iso(at + 395 * DAY)
-    assert m.state["loyalty"]["tier"] == "gold"  # kept through the grace period
+    assert m.state["loyalty"].tier == "gold"  # kept through the grace period
 
     m.stage.tick(at + 394 * DAY, NOW)
-    assert m.state["loyalty"]["tier"] == "gold"
+    assert m.state["loyalty"].tier == "gold"
     m.stage.tick(at + 395 * DAY, NOW)
-    assert m.state["loyalty"]["tier"] == "member"
+    assert m.state["loyalty"].tier == "member"
     changed = [d.payload for d in m.stage.decisions if d.payload.get("outcome") == "tier_changed"]
     assert [(c["tier_before"], c["tier"]) for c in changed] == [
         ("member", "gold"),
@@ -223,7 +223,7 @@ def test_buying_again_inside_the_grace_period_keeps_the_tier():
     m.buy("G-2", 100_000, at + 370 * DAY)
     m.stage.tick(at + 400 * DAY, NOW)
 
-    assert m.state["loyalty"]["tier"] == "gold" and m.state["loyalty"]["risk"] is None
+    assert m.state["loyalty"].tier == "gold" and m.state["loyalty"].risk is None
     # the top tier was held throughout: no second VIP decision
     assert [d for d in m.stage.decisions if d.payload.get("type") == "vip_status"][1:] == []
 
@@ -234,12 +234,12 @@ def test_calendar_year_mode_holds_a_tier_through_the_next_year():
     jan_2026, jan_2027 = jan_2025 + 365 * DAY, jan_2025 + 730 * DAY
     m = Member(rules).buy("G-1", 100_000, jan_2025 + 100 * DAY)
     m.stage.tick(jan_2026 + 200 * DAY, NOW)
-    assert m.state["loyalty"]["tier"] == "gold"  # earned in 2025, held through 2026
+    assert m.state["loyalty"].tier == "gold"  # earned in 2025, held through 2026
 
     m.stage.tick(jan_2027, NOW)
-    assert m.state["loyalty"]["risk"] == ["gold", jan_2027]
+    assert m.state["loyalty"].risk == ("gold", jan_2027)
     m.stage.tick(jan_2027 + 30 * DAY, NOW)
-    assert m.state["loyalty"]["tier"] == "member"
+    assert m.state["loyalty"].tier == "member"
 
 
 def test_a_category_campaign_multiplies_the_points_of_its_items_only():

@@ -78,7 +78,7 @@ def test_a_lapsed_big_spender_opening_an_email_gets_no_vip_invitation():
         ("trigger_audit", "points_expiring", "stale"),
         ("trigger_audit", "tier_downgrade_risk", "stale"),
     ]
-    assert s.state["loyalty"]["tier"] == "member" and s.state["points"] == 0
+    assert s.state["loyalty"].tier == "member" and s.state["points"] == 0
 
 
 def test_a_backfilled_purchase_never_sends_last_years_vip_invitation():

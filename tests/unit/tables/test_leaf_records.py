@@ -27,6 +27,7 @@ RULES = load_rules(None)
 T0 = 1_795_179_807_512
 A = home_of("email", "hash-a")
 B = home_of("loyalty_id", "L-1")
+MARKS = {"tier": None, "at": T0, "due": None, "spend": 0, "risk": None, "warned": None}
 
 
 def shopper(cid: str, ids: dict[str, str], n0: int = 0, profiling: bool = False) -> dict[str, Any]:
@@ -118,6 +119,37 @@ def test_rfm_never_evaluated_is_stored_without_figures_as_before() -> None:
     assert decode_state(encode(state)) == state
 
 
+def test_the_core_holds_the_loyalty_marks_as_a_loyalty_marks_record() -> None:
+    state = buyer(A, {"email": "hash-a"})
+    marks = state["loyalty"]
+    assert isinstance(marks, records.LoyaltyMarks)
+    assert (marks.tier, marks.at, marks.spend, marks.risk, marks.vips) == (
+        None,
+        T0 + 8 * 86_400_000,
+        15_000,
+        None,
+        0,
+    )
+    assert plain({"loyalty": marks})["loyalty"] == {
+        "tier": None,
+        "at": T0 + 8 * 86_400_000,
+        "due": marks.due,
+        "spend": 15_000,
+        "risk": None,
+        "warned": None,
+        "expired": None,
+        "vips": 0,
+    }
+    assert project(state, RULES)["qualifying_spend_minor"] == 15_000
+
+
+def test_loyalty_marks_written_before_vips_was_kept_read_as_none_announced() -> None:
+    state = plain(buyer(A, {"email": "hash-a"}))
+    del state["loyalty"]["vips"]
+    read = decode_state(pack(orjson.dumps(state)))
+    assert read is not None and read["loyalty"].vips == 0
+
+
 @pytest.mark.parametrize("make", [shopper, buyer])
 def test_a_stored_state_reads_back_with_its_records_and_stores_todays_json(make: Any) -> None:
     state = make(A, {"email": "hash-a"})
@@ -143,6 +175,10 @@ def test_a_stored_state_reads_back_with_its_records_and_stores_todays_json(make:
         ("rfm", {"at": T0, "scores": None, "due": None}, "lapse"),
         ("rfm", {"at": T0, "scores": {"r": 5}, "due": None, "lapse": None}, "scores"),
         ("rfm", None, "rfm"),
+        ("loyalty", {"tier": "gold", "at": T0}, "due"),
+        ("loyalty", dict(MARKS, expired=None, risk=["gold"]), "risk"),
+        ("loyalty", dict(MARKS, expired=None, spend="lots"), "spend"),
+        ("loyalty", MARKS, "expired"),
     ],
 )
 def test_a_stored_leaf_of_the_wrong_shape_is_refused_naming_it(

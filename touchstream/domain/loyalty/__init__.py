@@ -16,7 +16,8 @@ A trigger type's check that it still holds at emit time lives in the module that
 (``domain/trigger_catalog.py`` names it by module and function).
 
 The ledger lives in the customer record (``orders``, ``returns``, ``redemptions``, ``points``)
-and ``loyalty`` holds what was last announced (``evaluation.initial``). The ledger is a pure
+and ``loyalty`` holds what was last announced, a ``LoyaltyMarks`` record (``evaluation.default``;
+its fold rule ``evaluation.fold``). The ledger is a pure
 function of the facts, not of the order they arrived in or of which worker saw what first, so a
 merge of two profiles prices their orders exactly as one profile that had seen them all
 (``domain.fold``).
@@ -25,7 +26,7 @@ The rest of the core uses the names re-exported here (``loyalty.evaluate``, ``lo
 ...): the capability's interface.
 """
 
-from touchstream.domain.loyalty.evaluation import due, evaluate, initial, next_change
+from touchstream.domain.loyalty.evaluation import default, due, evaluate, fold, next_change
 from touchstream.domain.loyalty.expiry import expiry_owed, expiry_times
 from touchstream.domain.loyalty.handlers import purchase, redeem, refund, signup
 from touchstream.domain.loyalty.outcomes import outcome, published
@@ -34,13 +35,14 @@ from touchstream.domain.loyalty.rewards import reward_owed, rewards
 from touchstream.domain.loyalty.tiers import held_tier, tier_name, tier_rank, tier_spend
 
 __all__ = [
+    "default",
     "due",
     "evaluate",
     "expiry_owed",
     "expiry_times",
+    "fold",
     "held_points",
     "held_tier",
-    "initial",
     "next_change",
     "outcome",
     "priced",

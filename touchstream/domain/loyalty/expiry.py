@@ -6,12 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from msgspec.structs import replace
+
 from touchstream.config.rules import Rules
 from touchstream.domain import triggers
 from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.decision import Decision
 from touchstream.domain.loyalty.outcomes import outcome
 from touchstream.domain.loyalty.rewards import rewards
+from touchstream.domain.records import LoyaltyMarks
 from touchstream.domain.state import State
 
 
@@ -37,27 +40,29 @@ def expiry_owed(state: State, at: int, rules: Rules) -> bool:
     if expiry is None:
         return False
     anchor, warn_at, expires_at = expiry
-    marks = state["loyalty"]
-    return (at >= warn_at and marks["warned"] != anchor) or (
-        at >= expires_at and marks["expired"] != anchor
+    marks: LoyaltyMarks = state["loyalty"]
+    return (at >= warn_at and marks.warned != anchor) or (
+        at >= expires_at and marks.expired != anchor
     )
 
 
 def expire(
-    state: State, marks: dict[str, Any], at: int, rules: Rules, decisions: list[Decision]
-) -> None:
+    state: State, marks: LoyaltyMarks, at: int, rules: Rules, decisions: list[Decision]
+) -> LoyaltyMarks:
+    """``marks`` after the expiry warning or the expiry that fell due by ``at`` (a new record
+    when one did; the points expire in ``state``)."""
     expiry = expiry_times(state, rules)
     if expiry is None:
-        return
+        return marks
     anchor, warn_at, expires_at = expiry
-    if at >= expires_at and marks["expired"] != anchor:
-        marks["expired"] = marks["warned"] = anchor
+    if at >= expires_at and marks.expired != anchor:
+        marks = replace(marks, expired=anchor, warned=anchor)
         lost = state["points"]
         state["points"] = 0
         decisions.append(outcome(state, "points_expired", str(anchor), expires_at, points=-lost))
         rewards(state, expires_at, rules, decisions)
-    elif at >= warn_at and marks["warned"] != anchor:
-        marks["warned"] = anchor
+    elif at >= warn_at and marks.warned != anchor:
+        marks = replace(marks, warned=anchor)
         decisions.append(
             triggers.propose(
                 "points_expiring",
@@ -73,6 +78,7 @@ def expire(
                 "points_expiring",
             )
         )
+    return marks
 
 
 # --- still true at emit time ----------------------------------------------------------------

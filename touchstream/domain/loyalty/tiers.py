@@ -190,7 +190,7 @@ def downgrade_risk(state: State, held: int, at: int, rules: Rules) -> Decision:
 
 
 def tier_name(state: State, rules: Rules) -> str:
-    return str(state["loyalty"]["tier"] or rules.loyalty.tiers[0].name)
+    return str(state["loyalty"].tier or rules.loyalty.tiers[0].name)
 
 
 def still_vip(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
@@ -198,8 +198,10 @@ def still_vip(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
 
 
 def still_at_risk(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
-    marks = state["loyalty"]
-    return marks["risk"] is not None and tier_name(state, rules) == proposal["evidence"]["tier"]
+    return (
+        state["loyalty"].risk is not None
+        and tier_name(state, rules) == proposal["evidence"]["tier"]
+    )
 
 
 def purchased_recently(state: State, proposal: dict[str, Any], rules: Rules) -> bool:
