@@ -17,7 +17,7 @@ from itertools import islice
 from typing import Any
 
 from touchstream.config.rules import Rules
-from touchstream.domain import carts, consent, loyalty, rfm, sessions, state_bounds
+from touchstream.domain import carts, consent, loyalty, rfm, sessions, state_bounds, triggers
 from touchstream.domain.clock import MS_PER_DAY
 from touchstream.domain.decision import Decision
 from touchstream.domain.identity import PRIORITY, strongest
@@ -86,8 +86,8 @@ def new_state(
         "carts": carts.default(),
         "carts_closed_until": None,
         "consent": consent.default(),
-        "delivered": [],
-        "deferred": [],
+        "delivered": triggers.default_delivered(),
+        "deferred": triggers.default_deferred(),
         "session": sessions.default(),
         "late_events": 0,
         "rewards": [],

@@ -243,8 +243,8 @@ FOLDERS: dict[str, Folder] = {
     "carts": carts.fold,
     "carts_closed_until": _max("carts_closed_until"),
     "consent": consent.fold,
-    "delivered": lambda w, lo, out, rules: fold_delivered(w, lo),
-    "deferred": lambda w, lo, out, rules: fold_deferred(w, lo),
+    "delivered": fold_delivered,
+    "deferred": fold_deferred,
     "session": sessions.fold,
     "late_events": lambda w, lo, out, rules: w["late_events"] + lo["late_events"],
     # thresholds stay unlocked while the merged balance is above them

@@ -47,6 +47,7 @@ FORMAT = 3  # the typed state format's version (a Live's ``fmt``); the flat dict
 FLAT_FORMAT = 2
 
 Rank = tuple[int, int, str]  # strongest identifier kind, profile's first time, its id
+Delivered = tuple[str, int, str]  # a delivered trigger: (type, event time, trigger id)
 
 
 class RecordFormatError(TouchstreamError):
@@ -188,7 +189,7 @@ class CartBook(Record, kw_only=True):  # domain.carts
 
 
 class TriggerLog(Record, kw_only=True):  # domain.triggers
-    delivered: list[tuple[str, int, str]]  # (type, event time, trigger id)
+    delivered: list[Delivered]  # (type, event time, trigger id)
     deferred: list[dict[str, Any]]  # trigger envelopes held by quiet hours (dicts until typed)
 
 
@@ -293,6 +294,10 @@ LEAVES: dict[str, Any] = {
     "carts": dict[str, Cart],
     "rfm": Rfm,
     "loyalty": LoyaltyMarks,
+    # the trigger log (TriggerLog's two keys): tuples, and the envelopes as dicts (checked to
+    # be objects) until the decisions are typed records
+    "delivered": list[Delivered],
+    "deferred": list[dict[str, Any]],
 }
 ABSENT = object()
 _ENCODE = msgspec.json.Encoder().encode
@@ -456,6 +461,7 @@ __all__ = [
     "Cart",
     "CartBook",
     "CustomerState",
+    "Delivered",
     "Erased",
     "Figures",
     "Grant",

@@ -9,6 +9,13 @@ and per-type cool-down (counted in event time over delivered triggers only). A s
 trigger is the same envelope plus ``suppressed_reason`` (one of ``SUPPRESSED_REASONS``), for
 ``triggers.audit``. (``erased`` is not one: an erased customer has no profile left to propose
 anything; see ``domain.privacy``.)
+
+The trigger log is two keys of the state's dict (the typed-state rewrite,
+docs/design/typed-state.md, step 3: the design's ``TriggerLog``): ``delivered``, a list of
+``Delivered`` tuples (type, event time, trigger id), oldest first, stored as the JSON arrays
+they were; and ``deferred``, the envelopes held back by quiet hours (dicts until the decisions
+are typed records). ``records.lift`` reads both with their types, refusing another shape.
+Lists are values here too: a change puts a new list in the state.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from touchstream.domain.decision import (
     TriggerDeferred,
     TriggerOut,
 )
+from touchstream.domain.records import Delivered
 from touchstream.domain.state import State
 
 SCHEMA_VERSION = 1
@@ -101,7 +109,7 @@ def guard(
         "channels": channels(state),
     }
     t = rules.triggers
-    delivered = state["delivered"]
+    delivered: list[Delivered] = state["delivered"]
     if any(d[2] == envelope["trigger_id"] for d in delivered):
         return envelope, DUPLICATE
     if now_ms - at > t.freshness_hours * HOUR_MS:
@@ -118,13 +126,25 @@ def guard(
     cooldown = t.cooldown_hours.get(kind, 0) * HOUR_MS
     if any(d[0] == kind and at - cooldown < d[1] <= at for d in delivered):
         return envelope, COOLDOWN
-    state["delivered"] = [*delivered, [kind, at, envelope["trigger_id"]]][-DELIVERED_KEPT:]
+    state["delivered"] = [*delivered, (kind, at, envelope["trigger_id"])][-DELIVERED_KEPT:]
     return envelope, None
 
 
-def fold_delivered(winner: State, loser: State) -> list[list[Any]]:
-    seen = {d[2] for d in winner["delivered"]}
-    merged = [*winner["delivered"], *(d for d in loser["delivered"] if d[2] not in seen)]
+def default_delivered() -> list[Delivered]:
+    """A new profile's delivered triggers: none (``domain.customer.new_state``)."""
+    return []
+
+
+def default_deferred() -> list[dict[str, Any]]:
+    """A new profile's triggers held back by quiet hours: none (``domain.customer.new_state``)."""
+    return []
+
+
+def fold_delivered(w: State, lo: State, out: State, rules: Rules) -> list[Delivered]:
+    """``domain.fold``'s rule for ``delivered`` (``FOLDERS``): both logs, a trigger id once,
+    in event time, the latest ``DELIVERED_KEPT``."""
+    seen = {d[2] for d in w["delivered"]}
+    merged: list[Delivered] = [*w["delivered"], *(d for d in lo["delivered"] if d[2] not in seen)]
     return sorted(merged, key=lambda d: (d[1], d[2]))[-DELIVERED_KEPT:]
 
 
@@ -197,11 +217,13 @@ def release(state: State, index: int) -> Proposal:
     return Proposal(deferred[index])
 
 
-def fold_deferred(winner: State, loser: State) -> list[dict[str, Any]]:
-    seen = {(d["type"], d["cause"]) for d in winner["deferred"]}
+def fold_deferred(w: State, lo: State, out: State, rules: Rules) -> list[dict[str, Any]]:
+    """``domain.fold``'s rule for ``deferred`` (``FOLDERS``): both profiles' held triggers,
+    one per (type, cause), the earliest due ``DEFERRED_MAX``."""
+    seen = {(d["type"], d["cause"]) for d in w["deferred"]}
     held = [
-        *winner["deferred"],
-        *(d for d in loser["deferred"] if (d["type"], d["cause"]) not in seen),
+        *w["deferred"],
+        *(d for d in lo["deferred"] if (d["type"], d["cause"]) not in seen),
     ]
     if len(held) > DEFERRED_MAX:
         held = sorted(held, key=lambda d: (d["due"], d["at"], d["type"], d["cause"]))

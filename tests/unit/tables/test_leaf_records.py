@@ -13,7 +13,7 @@ import pytest
 
 from touchstream.agents.ports import Output
 from touchstream.config.rules import load_rules
-from touchstream.domain import records
+from touchstream.domain import records, triggers
 from touchstream.domain.customer import apply, new_state
 from touchstream.domain.fold import fold
 from touchstream.domain.identity import home_of
@@ -150,7 +150,34 @@ def test_loyalty_marks_written_before_vips_was_kept_read_as_none_announced() -> 
     assert read is not None and read["loyalty"].vips == 0
 
 
-@pytest.mark.parametrize("make", [shopper, buyer])
+def notified(cid: str, ids: dict[str, str]) -> dict[str, Any]:
+    """A shopper who was sent a trigger and has one held back by quiet hours."""
+    state = shopper(cid, ids)
+    proposal = triggers.propose(
+        "reward_unlocked", "500:0", T0 + 4000, "r", {"threshold": 0, "points": 0}, "reward_unlocked"
+    )
+    assert triggers.emit(state, proposal, T0 + 5000, RULES).kind == "trigger_out"
+    held = dict(proposal.trigger, cause="500:1", due=T0 + 9000, released=True)
+    state["deferred"] = [held]
+    return state
+
+
+def test_the_core_holds_the_delivered_triggers_as_tuples() -> None:
+    state = notified(A, {"email": "hash-a"})
+    (entry,) = state["delivered"]
+    assert entry == (
+        "reward_unlocked",
+        T0 + 4000,
+        triggers.trigger_id(A, "reward_unlocked", "500:0"),
+    )
+    assert plain(state)["delivered"] == [list(entry)]
+    # read back from the table, or folded from a fold message, the log holds tuples again
+    assert decode_state(encode(state))["delivered"] == [entry]  # type: ignore[index]
+    other = shopper(B, {"loyalty_id": "L-1"}, n0=10)
+    assert fold(other, plain(state), RULES)["delivered"] == [entry]
+
+
+@pytest.mark.parametrize("make", [shopper, buyer, notified])
 def test_a_stored_state_reads_back_with_its_records_and_stores_todays_json(make: Any) -> None:
     state = make(A, {"email": "hash-a"})
     stored = encode(state)
@@ -179,6 +206,9 @@ def test_a_stored_state_reads_back_with_its_records_and_stores_todays_json(make:
         ("loyalty", dict(MARKS, expired=None, risk=["gold"]), "risk"),
         ("loyalty", dict(MARKS, expired=None, spend="lots"), "spend"),
         ("loyalty", MARKS, "expired"),
+        ("delivered", [["reward_unlocked", T0]], "delivered"),
+        ("delivered", [["reward_unlocked", "yesterday", "id"]], "delivered"),
+        ("deferred", [["reward_unlocked"]], "deferred"),
     ],
 )
 def test_a_stored_leaf_of_the_wrong_shape_is_refused_naming_it(
