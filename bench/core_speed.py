@@ -27,10 +27,13 @@ import orjson
 
 from touchstream.bench.replay import bench_events
 from touchstream.config.rules import load_rules
-from touchstream.domain.records import json_default
 from touchstream.runtime.worker import GC_THRESHOLDS
 from touchstream.tables import state_codec
 
+try:  # a state holding typed records (domain/records.py) is hashed as the dicts they replace
+    from touchstream.domain.records import json_default
+except ImportError:  # trees before the typed state hold only dicts
+    json_default = None  # type: ignore[assignment]
 try:
     from touchstream.offline import OfflineStage
 except ImportError:  # trees before the oracle left domain/ (to compare with them)
