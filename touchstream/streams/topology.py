@@ -378,11 +378,10 @@ class Topology:
         profile = view(state, self.rules)
         if profile is None or "merged_into" in profile or state["last_event_at"] is None:
             return profile
-        day = self.activity.totals(state["customer_id"], state["last_event_at"])
-        for name, count in day.items():
-            profile[f"{name}_today"] = count
+        customer_id, at = state["customer_id"], state["last_event_at"]
+        self.activity.add_today(profile, customer_id, at)
         if state["orders"] or state["signup_bonus_at"] is not None:
-            profile.update(self.ledger.totals(state["customer_id"], state["last_event_at"]))
+            profile.update(self.ledger.totals(customer_id, at))
         return profile
 
     async def _take_group_errors(self) -> None:
