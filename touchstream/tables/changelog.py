@@ -40,8 +40,15 @@ class OutboxTable(faust.Table):
         if self.outbox.undo.entries is not None:
             self._journal(key)
         partition = self._changelog_add(key, value, self.value_serializer)
-        self._maybe_set_key_ttl(key, partition)
+        if self._expiring():  # (Faust's ``_maybe_set_key_ttl`` returns at once otherwise)
+            self._maybe_set_key_ttl(key, partition)
         self._sensor_on_set(self, key, value)
+
+    def put(self, key: Any, value: Any) -> None:
+        """``table[key] = value`` (``ManagedUserDict.__setitem__``: ``on_key_set``, then the
+        store), the store's own dict written directly when it has one."""
+        self.on_key_set(key, value)
+        self._target()[key] = value
 
     def on_key_del(self, key: Any) -> None:
         if self.outbox is None:
@@ -57,18 +64,40 @@ class OutboxTable(faust.Table):
         (streams.isolation), remember how to put the key's value back, without a changelog
         record (the outbox takes back the one this change queues)."""
         assert self.outbox is not None and self.outbox.undo.entries is not None
-        store = self.data
-        # the memory store's own dict when there is one: Mapping.get and the store's
-        # __getitem__ are two Python calls per table write, and a KeyError for each new key
-        raw = getattr(store, "data", None)
-        target = raw if type(raw) is dict else store
+        target = self._target()
         self.outbox.undo.entries.append((_restore, target, key, target.get(key, _ABSENT)))
+
+    _store_target: Any = None
+    _expires: bool | None = None
+    _changelog_name: str | None = None
+
+    def _target(self) -> Any:
+        """The memory store's own dict when there is one, else the store: Mapping.get and
+        the store's __getitem__ are two Python calls per table write, and a KeyError for each
+        new key. Worked out at the first write: a table's store, once made, is the same
+        object for the table's life (and the memory store's dict is cleared, never replaced)."""
+        target = self._store_target
+        if target is None:
+            store = self.data
+            raw = getattr(store, "data", None)
+            target = self._store_target = raw if type(raw) is dict else store
+        return target
+
+    def _expiring(self) -> bool:
+        """Faust's ``_should_expire_keys``, asked once: a table's window is set when the
+        table is made (``tumbling``), before any write."""
+        expires = self._expires
+        if expires is None:
+            expires = self._expires = self._should_expire_keys()
+        return expires
 
     def _changelog_add(self, key: Any, value: Any, value_serializer: Any) -> int:
         partition = self.partition_for_key(key)
         if partition is None:  # use_partitioner tables are not ours to batch
             raise TypeError(f"table {self.name}: changelog partition unknown")
-        topic = self.changelog_topic
+        name = self._changelog_name
+        if name is None:
+            name = self._changelog_name = self.changelog_topic.get_topic_name()
         key_serializer = self.key_serializer
         if _raw(key, key_serializer) and (value is None or _raw(value, value_serializer)):
             raw_key, raw_value = key, value  # what Faust's raw codec returns, without its calls
@@ -79,12 +108,13 @@ class OutboxTable(faust.Table):
             raw_key = _JSON.dumps(key)
             raw_value = None if value is None else _JSON.dumps(value)
         else:
+            topic = self.changelog_topic
             raw_key, _ = topic.prepare_key(key, self.key_serializer)
             raw_value = None
             if value is not None:
                 raw_value, _ = topic.prepare_value(value, value_serializer)
         assert self.outbox is not None
-        self.outbox.add(topic.get_topic_name(), raw_key, raw_value, partition)
+        self.outbox.add(name, raw_key, raw_value, partition)
         return partition
 
 

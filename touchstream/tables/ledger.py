@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 import faust
 
-from touchstream.tables.store import Readers
+from touchstream.tables.store import Readers, table_writer
 from touchstream.tables.windows import add_once, window_value, with_entry
 
 DAILY_KEPT = timedelta(days=400)
@@ -83,7 +83,7 @@ class Ledger:
                     del self.monthly[old]
             month = {}  # the table's default
         if outcome_id not in month:
-            self.monthly[key] = with_entry(month, outcome_id, entry, ENTRIES_KEPT)
+            table_writer(self.monthly)(key, with_entry(month, outcome_id, entry, ENTRIES_KEPT))
 
     def totals(self, customer_id: str, at_ms: int) -> dict[str, int]:
         """Points and qualifying spend of the day and the month containing ``at_ms``."""

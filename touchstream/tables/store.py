@@ -19,6 +19,13 @@ def store_reader(table: Any) -> Reader:
     return inner.get if type(inner) is dict else store.get
 
 
+def table_writer(table: Any) -> Callable[[Any, Any], None]:
+    """``table[key] = value``: an ``OutboxTable``'s ``put`` (the same, with fewer calls), or
+    the mapping's own ``__setitem__`` (unit tests)."""
+    put = getattr(table, "put", None)
+    return put if put is not None else table.__setitem__
+
+
 class Readers:
     """Each table's ``store_reader``, made at its first read and kept: a table's store, once
     Faust has made it, stays the same object for the table's life (the memory store's dict

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from touchstream.tables.store import Reader, store_reader
+from touchstream.tables.store import Reader, store_reader, table_writer
 
 
 def window_value(wrapper: Any, key: Any, at_s: float, read: Reader | None = None) -> Any:
@@ -45,7 +45,7 @@ def add_once(
     if held is None:
         held = table.default()
     if entry_id not in held:
-        table[windowed] = with_entry(held, entry_id, entry, kept)
+        table_writer(table)(windowed, with_entry(held, entry_id, entry, kept))
 
 
 def column_sums(held: dict[str, list[int]], width: int) -> list[int]:
