@@ -13,6 +13,7 @@ touchpoints.privileged┘                                     commands on touchp
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -205,7 +206,9 @@ class Topology:
             settings.redis_tombstone_ttl_s,
         )
         self.redis_sync.undo = self.outbox.undo
-        self.output = Output(self.outbox.add, settings.topic)
+        # a topic's full name made once (the settings are frozen): not a new string to build
+        # and hash for every record sent
+        self.output = Output(self.outbox.add, functools.cache(settings.topic))
         for topic, name, handler in (
             (self.touchpoints, "ingest", make_ingest_handler(self._ingest_ports(False))),
             (self.privileged, "ingest-privileged", make_ingest_handler(self._ingest_ports(True))),
