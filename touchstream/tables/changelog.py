@@ -43,7 +43,10 @@ class OutboxTable(faust.Table):
         if self.outbox.undo.entries is not None:
             self._journal(key)
         partition = self._changelog_add(key, value, self.value_serializer)
-        if self._expiring():  # (Faust's ``_maybe_set_key_ttl`` returns at once otherwise)
+        expires = self._expires
+        if expires is None:
+            expires = self._expiring()
+        if expires:  # (Faust's ``_maybe_set_key_ttl`` returns at once otherwise)
             self._maybe_set_key_ttl(key, partition)
         self._sensor_on_set(self, key, value)
 
