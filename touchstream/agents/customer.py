@@ -162,7 +162,6 @@ def _apply_batch(
     index = p.timers
     faults = p.faults
     tally = metrics.Tally()
-    inc, observe, loads, read = tally.inc, tally.observe, orjson.loads, cache.get
     for position, message in enumerate(messages):
         if position in skip:
             continue
@@ -170,7 +169,7 @@ def _apply_batch(
         stage.now = "codec"
         try:
             key: bytes = message.key
-            msg = loads(message.value)
+            msg = orjson.loads(message.value)
             kind = msg.get("k", "ev")
             if faults:
                 faults.check("codec", msg.get("id"))
@@ -184,19 +183,14 @@ def _apply_batch(
                 if kind == "ev":  # timers due by the event's time fire before it is applied
                     clock = index.advance_event(partition, msg, int(wall * 1000))  # skew past rt
                     if clock < msg["at"]:
-                        inc(metrics.EVENT_TIME_CAPPED)
+                        tally.inc(metrics.EVENT_TIME_CAPPED)
             if clock is not None:
-                now = int(msg.get("ts", 0))
-                due = index.due(partition)
-                if due:  # (most records: none)
-                    failed = timer_faults.get(position)
-                    _fire_due(
-                        p, cache, stage, tally, partition, clock, msg, now, due, coalescing, failed
-                    )
+                failed = timer_faults.get(position)
+                _fire_due(p, cache, stage, tally, partition, clock, msg, coalescing, failed)
             if kind == "tick":
                 continue
             stage.now = "codec"
-            state = read(key)
+            state = cache.get(key)
             stage.now = "core"
             step = handle(key.decode(), state, msg, rules)
             if faults:  # after the core changed the state in place: that must not survive
@@ -209,9 +203,9 @@ def _apply_batch(
             internal = kind not in EXTERNAL_KINDS
             raise RecordFailed(Failure(position, stage.now, exc, internal)) from exc
         if "rt" in msg and not (step.forwarded or step.duplicate or step.dropped):
-            inc(metrics.EVENTS_APPLIED, msg["type"])
-            observe(metrics.DECISION_LATENCY, max(wall - msg["rt"] / 1000, 0.0))
-            observe(metrics.EVENT_TIME_LAG, max(wall - msg["at"] / 1000, 0.0))
+            tally.inc(metrics.EVENTS_APPLIED, msg["type"])
+            tally.observe(metrics.DECISION_LATENCY, max(wall - msg["rt"] / 1000, 0.0))
+            tally.observe(metrics.EVENT_TIME_LAG, max(wall - msg["at"] / 1000, 0.0))
     if coalescing is not None:
         unsent: set[bytes] = set()  # all of them at once: one re-run, however many they are
         for key, last in coalescing.states.items():  # in the order of their last change
@@ -272,16 +266,14 @@ def _fire_due(
     partition: int,
     clock: int,
     msg: dict[str, Any],
-    now: int,
-    due: list[str],
     coalescing: Coalescing | None,
     failed: set[str] | None = None,
 ) -> None:
-    """Each customer's ``due`` timers (``TimerIndex.due``) at ``now``, the record's ``ts``;
-    one whose timers raise is reported as ``TimerFailed`` (the batch runs again leaving it
-    out: ``failed``), not as the record's fault."""
+    """Each customer's due timers; one whose timers raise is reported as ``TimerFailed`` (the
+    batch runs again leaving it out: ``failed``), not as the record's fault."""
+    now = int(msg.get("ts", 0))
     faults = p.faults
-    for customer_id in due:
+    for customer_id in p.timers.due(partition):
         if failed and customer_id in failed:
             continue  # its entry is gone; its state unchanged
         try:
@@ -309,16 +301,14 @@ def _execute(
     before: dict[str, Any] | None,
     coalescing: Coalescing | None = None,
 ) -> None:
-    kind = msg.get("k", "ev")
     if step.dropped:
-        tally.inc(metrics.ERASED_DROPPED, kind)
+        tally.inc(metrics.ERASED_DROPPED, msg.get("k", "ev"))
         tally.inc(metrics.ERASURE_DROPS, step.dropped_reason or "in_flight")
         return
-    store = step.store
-    erased = store is not None and is_erased(store)
-    if erased and kind == "confirm":  # Redis confirmed an erasure: its receipt
-        assert store is not None
-        cache.put(key, store)
+    erased = step.store is not None and is_erased(step.store)
+    if erased and msg.get("k") == "confirm":  # Redis confirmed an erasure: its receipt
+        assert step.store is not None
+        cache.put(key, step.store)
         for decision in step.decisions:
             publish(p.publishing, tally, decision)
         return
@@ -326,55 +316,56 @@ def _execute(
         if coalescing is not None:  # its update would come after the removal: it never leaves
             coalescing.states.pop(key, None)
         gone = aliases(before) if before else []
-        if kind in ("drop", "forget"):  # a stale alias may still name this home
+        if msg.get("k") in ("drop", "forget"):  # a stale alias may still name this home
             gone.append((msg["via"][0], msg["via"][1]))
         if erased:
-            assert store is not None
-            if unconfirmed(store) is not None:  # its receipt waits for Redis (privacy.confirm)
-                bury(p.redis, key.decode(), store, gone)
+            assert step.store is not None
+            if unconfirmed(step.store) is not None:  # its receipt waits for Redis (privacy.confirm)
+                bury(p.redis, key.decode(), step.store, gone)
             else:
-                p.redis.remove(key.decode(), gone, store["version"])
+                p.redis.remove(key.decode(), gone, step.store["version"])
         else:  # an anonymous profile dropped: deleted, no tombstone (seen again, it starts anew)
             p.redis.remove(key.decode(), gone)
     stage.now = "core"
     if step.delete:
         cache.delete(key)
-    elif store is not None:
-        cache.put(key, store)
-        due = next_due(store, p.rules)
+    elif step.store is not None:
+        cache.put(key, step.store)
+        due = next_due(step.store, p.rules)
         if due is not None:
             p.timers.track(partition, due, key.decode())
     stage.now = "output"
     for target, out in step.sends:
-        if out.get("k") == "merge" and kind == "ev":
+        if out.get("k") == "merge" and msg.get("k", "ev") == "ev":
             tally.inc(metrics.IDENTITY_LINKS)
         p.output.send(topics.CUSTOMER_EVENTS, target, out)
     if step.forwarded:
-        tally.inc(metrics.FORWARDED, kind)
+        tally.inc(metrics.FORWARDED, msg.get("k", "ev"))
         return
     if step.duplicate:
         tally.inc(metrics.DUPLICATES, "customer")
         return
     for _ in range(step.seen_evicted):
         tally.inc(metrics.SEEN_EVICTED)
-    if step.decisions:
-        publishing = p.publishing
-        for decision in step.decisions:
-            publish(publishing, tally, decision)
-    if store is None or step.delete:
+    for decision in step.decisions:
+        publish(p.publishing, tally, decision)
+    if step.store is None or step.delete:
         return
     event_id = msg.get("id", "")
     # (an erasure's notice leaves at once)
-    if coalescing is not None and "erased_at" not in store and key not in coalescing.per_record:
-        states = coalescing.states
-        last = states.pop(key, None)  # put back last: flushed in order of last change
+    if (
+        coalescing is not None
+        and "erased_at" not in step.store
+        and key not in coalescing.per_record
+    ):
+        last = coalescing.states.pop(key, None)  # put back last: flushed in order of last change
         if last is None:
-            last = Coalesced(store, step.identifiers_changed, event_id)
+            last = Coalesced(step.store, step.identifiers_changed, event_id)
         else:
-            last.add(store, step.identifiers_changed, event_id)
-        states[key] = last
+            last.add(step.store, step.identifiers_changed, event_id)
+        coalescing.states[key] = last
         return
-    _project(p, stage, tally, key, Coalesced(store, step.identifiers_changed, event_id))
+    _project(p, stage, tally, key, Coalesced(step.store, step.identifiers_changed, event_id))
 
 
 def _project(
@@ -391,9 +382,10 @@ def _project(
     state, events = last.state, last.events
     stage.now = "projection"
     profile = p.profile_of(state)
+    customer_id = key.decode()
     if profile is None:  # erased: downstream copies must go too
-        notice = {"customer_id": key.decode(), "erased": True, "version": state["version"]}
-        p.output.send(topics.PROFILES_UPDATES, key.decode(), notice)
+        notice = {"customer_id": customer_id, "erased": True, "version": state["version"]}
+        p.output.send(topics.PROFILES_UPDATES, customer_id, notice)
         return
     new_aliases = aliases(state) if last.identifiers_changed else None
     p.redis.submit(profile["customer_id"], profile, new_aliases)
