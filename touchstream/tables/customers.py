@@ -13,7 +13,6 @@ from touchstream.tables import state_codec
 from touchstream.tables.store import store_reader, table_writer
 
 CUSTOMERS_TABLE = "customers"
-_UNREAD: Any = object()  # not in a batch's states yet
 
 
 def customers_table(app: faust.App, partitions: int) -> Any:
@@ -93,9 +92,9 @@ class StateCache:
         self._dirty: dict[bytes, State | None] = {}
 
     def get(self, key: bytes) -> State | None:
-        state = self._dirty.get(key, _UNREAD)
-        if state is not _UNREAD:  # (None: deleted in this batch)
-            return state
+        dirty = self._dirty
+        if key in dirty:
+            return dirty[key]
         state = self._live.take(key)
         if state is not None:
             return state
