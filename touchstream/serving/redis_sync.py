@@ -174,17 +174,19 @@ class RedisSync:
         """Queue the newest profile; ``aliases`` are (kind, value) keys to point at it."""
         if self._dropped_since is not None:
             return  # the re-sync that follows writes it from the table
-        previous = self._queue(customer_id)
-        if previous is None and len(self._pending) >= self._max_pending:
+        pending = self._pending
+        previous = pending.pop(customer_id, None)  # (``_queue``, inlined: once per profile)
+        if previous is None and len(pending) >= self._max_pending:
             self._overflow()
             return
         undo = self.undo.entries if self.undo is not None else None
         if undo is not None:
             undo.append((self._put_back, customer_id, previous))
         merged_aliases = list(previous[1]) if previous else []
-        merged_aliases.extend(a for a in aliases or () if a not in merged_aliases)
-        self._pending[customer_id] = (profile, merged_aliases, self._since(previous))
-        if len(self._pending) >= MAX_BATCH:
+        if aliases:  # (most updates change no identifier: None)
+            merged_aliases.extend(a for a in aliases if a not in merged_aliases)
+        pending[customer_id] = (profile, merged_aliases, self._since(previous))
+        if len(pending) >= MAX_BATCH:
             self._wake.set()
 
     def remove(

@@ -13,6 +13,7 @@ touchpoints.privileged┘                                     commands on touchp
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -206,7 +207,9 @@ class Topology:
             settings.redis_tombstone_ttl_s,
         )
         self.redis_sync.undo = self.outbox.undo
-        self.output = Output(self.outbox.add, settings.topic)
+        # a topic's full name made once (the settings are frozen): not a new string to build
+        # and hash for every record sent
+        self.output = Output(self.outbox.add, functools.cache(settings.topic))
         for topic, name, handler in (
             (self.touchpoints, "ingest", make_ingest_handler(self._ingest_ports(False))),
             (self.privileged, "ingest-privileged", make_ingest_handler(self._ingest_ports(True))),
@@ -379,11 +382,10 @@ class Topology:
         profile = view(state, self.rules)
         if profile is None or not isinstance(state, dict) or state["last_event_at"] is None:
             return profile
-        day = self.activity.totals(state["customer_id"], state["last_event_at"])
-        for name, count in day.items():
-            profile[f"{name}_today"] = count
+        customer_id, at = state["customer_id"], state["last_event_at"]
+        self.activity.add_today(profile, customer_id, at)
         if state["orders"] or state["signup_bonus_at"] is not None:
-            profile.update(self.ledger.totals(state["customer_id"], state["last_event_at"]))
+            profile.update(self.ledger.totals(customer_id, at))
         return profile
 
     async def _take_group_errors(self) -> None:

@@ -20,11 +20,15 @@ from typing import Any
 
 import faust
 
+from touchstream.tables.store import Readers
 from touchstream.tables.windows import add_once, column_sums, window_value
 
 COUNTS = ("page_views", "product_views", "searches", "cart_adds")
 HOURLY_KEPT = timedelta(hours=48)
 DAILY_KEPT = timedelta(days=35)
+# the names ``Activity.add_today`` gives the day's figures in a served profile, in its order
+TODAY = ("sessions_today", *(f"{name}_today" for name in COUNTS))
+_NONE_TODAY = dict.fromkeys(TODAY, 0)
 SESSIONS_KEPT = 64  # sessions held per window and customer: a bot cannot grow one without bound
 
 
@@ -32,6 +36,7 @@ class Activity:
     def __init__(self, app: faust.App, partitions: int) -> None:
         self.hourly = self._table(app, "activity-hourly", 3600, HOURLY_KEPT, partitions)
         self.daily = self._table(app, "activity-daily", 86400, DAILY_KEPT, partitions)
+        self._read = Readers()  # the tables' stores, read without Faust's per-access wrappers
 
     @staticmethod
     def _table(app: faust.App, name: str, size_s: int, kept: timedelta, partitions: int) -> Any:
@@ -49,15 +54,26 @@ class Activity:
         customer_id = session["customer_id"]
         entry = [session[c] for c in COUNTS]
         at_s = session["start_ms"] / 1000
+        session_id, read = session["session_id"], self._read
         for table in (self.hourly, self.daily):
-            add_once(table, customer_id, at_s, session["session_id"], entry, SESSIONS_KEPT)
+            add_once(table, customer_id, at_s, session_id, entry, SESSIONS_KEPT, read(table.table))
 
     def totals(self, customer_id: str, at_ms: int, period: str = "day") -> dict[str, int]:
         """Sessions and counts of the hour or day of event time containing ``at_ms``."""
         table = self.hourly if period == "hour" else self.daily
-        held = window_value(table, customer_id, at_ms / 1000)
+        held = window_value(table, customer_id, at_ms / 1000, self._read(table.table))
         sums = column_sums(held, len(COUNTS))
         return {"sessions": len(held), **dict(zip(COUNTS, sums, strict=True))}
+
+    def add_today(self, profile: dict[str, Any], customer_id: str, at_ms: int) -> None:
+        """``totals`` of the day containing ``at_ms`` into ``profile``, each name with
+        ``_today`` after it (``TODAY``): what a served profile shows."""
+        daily = self.daily
+        held = window_value(daily, customer_id, at_ms / 1000, self._read(daily.table))
+        if not held:  # most shoppers' day so far: no closed session
+            profile.update(_NONE_TODAY)
+            return
+        profile.update(zip(TODAY, (len(held), *column_sums(held, len(COUNTS))), strict=True))
 
     def erase(self, customer_id: str) -> int:
         """Remove every window of an erased customer (tombstones in the changelogs)."""

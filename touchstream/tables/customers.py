@@ -10,7 +10,7 @@ import faust
 from touchstream.domain.migrate import read
 from touchstream.domain.state import Stored
 from touchstream.tables import state_codec
-from touchstream.tables.store import store_reader
+from touchstream.tables.store import store_reader, table_writer
 
 CUSTOMERS_TABLE = "customers"
 
@@ -115,9 +115,10 @@ class StateCache:
         """Write what changed (inside the batch: the table needs its partition's event)."""
         table = self._table
         live = self._live
+        write, encode = table_writer(table), state_codec.encode
         for key, state in self._dirty.items():
             if state is not None:
-                table[key] = state_codec.encode(state)
+                write(key, encode(state))
                 live.keep(key, state)
             else:
                 live.take(key)

@@ -26,8 +26,8 @@ from zoneinfo import ZoneInfo
 
 import faust
 
-from touchstream.tables.store import store_reader
-from touchstream.tables.windows import add_once, column_sums, window_value, with_entry
+from touchstream.tables.store import Readers, table_writer
+from touchstream.tables.windows import add_once, window_value, with_entry
 
 DAILY_KEPT = timedelta(days=400)
 MONTHS_KEPT = 25
@@ -52,6 +52,7 @@ class Ledger:
             help="Points and qualifying spend per customer per calendar month of event time",
         )
         self.tz = ZoneInfo(timezone)
+        self._read = Readers()  # the tables' stores, read without Faust's per-access wrappers
 
     def month(self, at_ms: int, back: int = 0) -> str:
         return _month_name(self._month_index(at_ms) - back)
@@ -67,26 +68,37 @@ class Ledger:
             return
         customer_id, at, outcome_id = outcome["customer_id"], outcome["at"], outcome["outcome_id"]
         entry = [points, spend]
-        add_once(self.daily, customer_id, at / 1000, outcome_id, entry, ENTRIES_KEPT)
+        daily = self.daily
+        add_once(
+            daily, customer_id, at / 1000, outcome_id, entry, ENTRIES_KEPT, self._read(daily.table)
+        )
         index = self._month_index(at)
         key = f"{customer_id}|{_month_name(index)}"
-        if key not in self.monthly:  # the customer's first outcome of this month
+        read = self._read(self.monthly)  # (a table's store never holds None: a key is there)
+        month = read(key)
+        if month is None:  # the customer's first outcome of this month
             for back in range(MONTHS_KEPT, MONTHS_KEPT + 12):
                 old = f"{customer_id}|{_month_name(index - back)}"
-                if old in self.monthly:
+                if read(old) is not None:
                     del self.monthly[old]
-        month = self.monthly[key]  # the table's default ({}) if new
+            month = {}  # the table's default
         if outcome_id not in month:
-            self.monthly[key] = with_entry(month, outcome_id, entry, ENTRIES_KEPT)
+            table_writer(self.monthly)(key, with_entry(month, outcome_id, entry, ENTRIES_KEPT))
 
     def totals(self, customer_id: str, at_ms: int) -> dict[str, int]:
         """Points and qualifying spend of the day and the month containing ``at_ms``."""
-        day = window_value(self.daily, customer_id, at_ms / 1000)
+        daily = self.daily
+        day = window_value(daily, customer_id, at_ms / 1000, self._read(daily.table))
         month: dict[str, list[int]] = (
-            store_reader(self.monthly)(f"{customer_id}|{self.month(at_ms)}") or {}
+            self._read(self.monthly)(f"{customer_id}|{self.month(at_ms)}") or {}
         )
-        points_day, spend_day = column_sums(day, 2)
-        points_month, spend_month = column_sums(month, 2)
+        points_day = spend_day = points_month = spend_month = 0
+        for points, spend in day.values():
+            points_day += points
+            spend_day += spend
+        for points, spend in month.values():
+            points_month += points
+            spend_month += spend
         return {
             "points_today": points_day,
             "spend_today_minor": spend_day,

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from touchstream.tables.store import store_reader
+from touchstream.tables.store import Reader, store_reader, table_writer
 
 
-def window_value(wrapper: Any, key: Any, at_s: float) -> Any:
-    """The value of ``key`` in the window containing ``at_s`` (the table's default if none)."""
+def window_value(wrapper: Any, key: Any, at_s: float, read: Reader | None = None) -> Any:
+    """The value of ``key`` in the window containing ``at_s`` (the table's default if none);
+    ``read``: the table's ``store_reader``, if the caller keeps it."""
     table = wrapper.table
-    held = store_reader(table)((key, table.window.current(at_s)))
+    held = (read or store_reader(table))((key, table.window.current(at_s)))
     return table.default() if held is None else held
 
 
@@ -26,12 +27,25 @@ def set_window_value(wrapper: Any, key: Any, at_s: float, value: Any) -> None:
     table[key, table.window.current(at_s)] = value
 
 
-def add_once(wrapper: Any, key: Any, at_s: float, entry_id: str, entry: Any, kept: int) -> None:
+def add_once(
+    wrapper: Any,
+    key: Any,
+    at_s: float,
+    entry_id: str,
+    entry: Any,
+    kept: int,
+    read: Reader | None = None,
+) -> None:
     """Hold ``entry`` under ``entry_id`` in the window containing ``at_s``, unless it is there
-    already (a redelivered outcome or session counts once), keeping the newest ``kept``."""
-    held = window_value(wrapper, key, at_s)
+    already (a redelivered outcome or session counts once), keeping the newest ``kept``
+    (``window_value`` then ``set_window_value``, the window's key worked out once)."""
+    table = wrapper.table
+    windowed = (key, table.window.current(at_s))
+    held = (read or store_reader(table))(windowed)
+    if held is None:
+        held = table.default()
     if entry_id not in held:
-        set_window_value(wrapper, key, at_s, with_entry(held, entry_id, entry, kept))
+        table_writer(table)(windowed, with_entry(held, entry_id, entry, kept))
 
 
 def column_sums(held: dict[str, list[int]], width: int) -> list[int]:

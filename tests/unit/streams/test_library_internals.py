@@ -32,6 +32,7 @@ from typing import Any
 
 import aiokafka
 import faust
+import faust.utils.json
 import mode.utils.times
 import pytest
 from aiokafka.consumer.group_coordinator import GroupCoordinator
@@ -161,6 +162,7 @@ ATTRIBUTES: dict[str, tuple[list[str], str]] = {
             "_maybe_del_key_ttl",
             "_sensor_on_set",
             "_sensor_on_del",
+            "_should_expire_keys",
             "partition_for_key",
             "changelog_topic",
             "key_serializer",
@@ -204,6 +206,7 @@ MODULE_NAMES = {
         "streams/transport.py",
     ),
     "mode.utils.times": (mode.utils.times, ("want_seconds",), "streams/topology.py"),
+    "faust.utils.json": (faust.utils.json, ("on_default",), "tables/changelog.py"),
     "aiokafka GroupCoordinator": (
         GroupCoordinator,
         ("check_errors", "request_rejoin"),
