@@ -67,7 +67,7 @@ def new_state(
         "seen": {},
         "points": 0,
         "qualifying_spend_minor": 0,
-        "orders": {},
+        "orders": loyalty.default_orders(),  # order id -> records.Order
         "returns": {},
         "redemptions": {},  # redemption id -> [points taken, event time] (domain.state_bounds)
         "past": None,  # aggregates of orders folded out of the windows (domain.state_bounds)

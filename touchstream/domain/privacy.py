@@ -145,7 +145,7 @@ def everything(state: State, ev: dict[str, Any], profile: dict[str, Any]) -> dic
         "ledger": {
             "points": state["points"],
             "signup_bonus_at": state["signup_bonus_at"],
-            "orders": state["orders"],
+            "orders": records.builtins(state["orders"]),  # order id -> Order, as the dicts
             "orders_folded": state.get("past"),  # older orders, as aggregates (domain.state_bounds)
             "returns": state["returns"],
             "redemptions": state["redemptions"],

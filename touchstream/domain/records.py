@@ -289,6 +289,7 @@ DROPPED_WHEN_NONE = ("erased_before",)
 # records already, in the core's own dict (a leaf record for a capability); the rest are still
 # the builtins orjson reads
 LEAVES: dict[str, Any] = {
+    "orders": dict[str, Order],
     "consent": dict[str, Grant],
     "session": Session | None,
     "carts": dict[str, Cart],

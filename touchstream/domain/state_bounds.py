@@ -31,6 +31,7 @@ from typing import Any
 from touchstream.config.rules import Rules
 from touchstream.domain.clock import MS_PER_DAY
 from touchstream.domain.decision import Decision
+from touchstream.domain.records import Order
 from touchstream.domain.state import State
 
 ID_SPAN_DAYS = 14  # >= input topic retention + DLQ retention (7 + 7 days by default)
@@ -104,12 +105,12 @@ def clock(state: State, at: int | None = None) -> int:
     return at if last is None else max(last, at)
 
 
-def _counts(order: dict[str, Any]) -> bool:
-    net, ref = order["net"], order.get("ref", 0)
+def _counts(order: Order) -> bool:
+    net, ref = order.net, order.ref
     return bool(ref < net or net == 0)
 
 
-def held(order: dict[str, Any]) -> int:
+def held(order: Order) -> int:
     from touchstream.domain.loyalty import held_points
 
     return held_points(order)
@@ -125,14 +126,12 @@ def _fold_orders(state: State, gone: list[str]) -> None:
         order = orders.pop(order_id)
         past["orders"] += 1
         past["held"] += held(order)
-        past["spend"] += order["net"] - order.get("ref", 0)
+        past["spend"] += order.net - order.ref
         if _counts(order):
             past["counted"] += 1
-            past["first"] = (
-                order["at"] if past["first"] is None else min(past["first"], order["at"])
-            )
-            past["last"] = order["at"] if past["last"] is None else max(past["last"], order["at"])
-        ids["o"][order_id] = order["at"]
+            past["first"] = order.at if past["first"] is None else min(past["first"], order.at)
+            past["last"] = order.at if past["last"] is None else max(past["last"], order.at)
+        ids["o"][order_id] = order.at
     gone_set = set(gone)
     returns = {}
     for rid, ret in state["returns"].items():
@@ -155,11 +154,11 @@ def compact(state: State, at: int, rules: Rules, decisions: list[Decision]) -> N
     """Bring the ledger of ``state`` (a fresh copy) within its bounds at event time ``at``."""
     now = clock(state, at)
     horizon = now - needed_ms(rules)
-    old = [k for k, o in state["orders"].items() if o["at"] < horizon]
+    old = [k for k, o in state["orders"].items() if o.at < horizon]
     if old:
         _fold_orders(state, old)
     if len(state["orders"]) > ORDERS_MAX:
-        oldest = sorted(state["orders"].items(), key=lambda kv: (kv[1]["at"], kv[0]))
+        oldest = sorted(state["orders"].items(), key=lambda kv: (kv[1].at, kv[0]))
         extra = [k for k, _ in oldest[: len(state["orders"]) - ORDERS_MAX]]
         _fold_orders(state, extra)
         _capped(state, "orders", len(extra), now, decisions)

@@ -12,6 +12,7 @@ from touchstream.domain.customer import apply, new_state
 from touchstream.domain.fold import fold
 from touchstream.domain.loyalty import held_points
 from touchstream.domain.profile import project
+from touchstream.domain.records import Order
 from touchstream.simulator.factory import internal
 
 RULES = load_rules(None)
@@ -68,13 +69,7 @@ def with_orders(
     ``apply`` would have (building it event by event is quadratic in the book's size)."""
     c = customer or Customer()
     orders = {
-        f"{prefix}{i:05d}": {
-            "at": start + i * every,
-            "net": 1000,
-            "eff": 1_000_000,
-            "pts": 10,
-            "ref": 0,
-        }
+        f"{prefix}{i:05d}": Order(at=start + i * every, net=1000, eff=1_000_000, pts=10, ref=0)
         for i in range(n)
     }
     c.state["orders"] = {**c.state["orders"], **orders}
@@ -101,7 +96,7 @@ def test_orders_beyond_every_window_are_folded_and_the_profile_stays_the_same():
 
     kept = state_bounds.needed_ms(RULES)
     horizon = c.state["last_event_at"] - kept
-    assert all(o["at"] >= horizon for o in c.state["orders"].values())
+    assert all(o.at >= horizon for o in c.state["orders"].values())
     assert len(c.state["orders"]) < 30  # the oldest went into the aggregates
     profile = project(c.state, RULES)
     assert profile["orders"] == 30

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from touchstream.config.rules import Rules
 from touchstream.domain import state_bounds
 from touchstream.domain.decision import Decision
@@ -20,6 +22,7 @@ from touchstream.domain.loyalty.pricing import (
     reprice,
 )
 from touchstream.domain.loyalty.tiers import multiplier_before
+from touchstream.domain.records import Order
 from touchstream.domain.state import State
 
 # redemption, order and return ids are remembered for a span of event time with a hard cap
@@ -37,10 +40,10 @@ def purchase(state: State, event: dict[str, Any], rules: Rules, decisions: list[
     effective = effective_value(props, net, at, rules)
     # the history before it in event time: an order that arrived earlier but was placed later
     # (or at the same moment, with a later id) does not raise this order's tier
-    earlier = {k: o for k, o in state["orders"].items() if (o["at"], k) < (at, order_id)}
+    earlier = {k: o for k, o in state["orders"].items() if (o.at, k) < (at, order_id)}
     multiplier = multiplier_before({"orders": earlier, "returns": state["returns"]}, at, rules)
     points = earned_points(effective, multiplier, rules)
-    order = {"at": at, "net": net, "eff": effective, "pts": points, "ref": 0}
+    order = Order(at=at, net=net, eff=effective, pts=points, ref=0)
     state["orders"] = dict(state["orders"], **{order_id: order})
     state["points"] += points
     state["qualifying_spend_minor"] += net
@@ -115,13 +118,14 @@ def refund(state: State, event: dict[str, Any], rules: Rules, decisions: list[De
 
 def _refund(state: State, return_id: str, entry: dict[str, Any], decisions: list[Decision]) -> None:
     order_id = entry["order"]
-    order = dict(state["orders"][order_id])
-    before_pts, before_ref = held_points(order), order.get("ref", 0)
-    order["ref"] = min(order["net"], before_ref + entry["refund"])
+    held = state["orders"][order_id]
+    before_pts, before_ref = held_points(held), held.ref
+    # a new record: the previous state holds the old one
+    order = msgspec.structs.replace(held, ref=min(held.net, before_ref + entry["refund"]))
     state["orders"] = dict(state["orders"], **{order_id: order})
     taken = before_pts - held_points(order)
     state["points"] -= taken
-    state["qualifying_spend_minor"] -= order["ref"] - before_ref
+    state["qualifying_spend_minor"] -= order.ref - before_ref
     decisions.append(
         outcome(
             state,
@@ -132,7 +136,7 @@ def _refund(state: State, return_id: str, entry: dict[str, Any], decisions: list
             order_id=order_id,
             refund_minor=entry["refund"],
             points=-taken,
-            spend_minor=before_ref - order["ref"],
+            spend_minor=before_ref - order.ref,
         )
     )
 
