@@ -108,13 +108,6 @@ def _ids(w: State, lo: State, out: State, rules: Rules) -> dict[str, dict[str, i
     return {kind: {**lo["ids"][kind], **w["ids"][kind]} for kind in ("o", "r")}
 
 
-def _returns(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
-    merged = {**lo["returns"], **w["returns"]}
-    if out["ids"] is None:
-        return merged
-    return {rid: r for rid, r in merged.items() if rid not in out["ids"]["r"]}
-
-
 def _redemptions(w: State, lo: State, out: State, rules: Rules) -> dict[str, list[int]]:
     return {**lo["redemptions"], **w["redemptions"]}  # bounded by ``fold`` (domain.state_bounds)
 
@@ -176,7 +169,7 @@ FOLDERS: dict[str, Folder] = {
     "seen": _seen,
     "ids": _ids,  # before returns and orders: what either profile folded away stays folded
     "past": _past,
-    "returns": _returns,  # before orders: the merged returns apply to the merged orders
+    "returns": loyalty.fold_returns,  # before orders: the merged returns apply to the merged orders
     "orders": loyalty.fold_orders,  # before points: the balance is priced from the merged order book
     "redemptions": _redemptions,
     "points": _points,

@@ -290,6 +290,7 @@ DROPPED_WHEN_NONE = ("erased_before",)
 # the builtins orjson reads
 LEAVES: dict[str, Any] = {
     "orders": dict[str, Order],
+    "returns": dict[str, Return],
     "consent": dict[str, Grant],
     "session": Session | None,
     "carts": dict[str, Cart],

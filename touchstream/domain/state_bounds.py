@@ -135,8 +135,8 @@ def _fold_orders(state: State, gone: list[str]) -> None:
     gone_set = set(gone)
     returns = {}
     for rid, ret in state["returns"].items():
-        if ret["order"] in gone_set:
-            ids["r"][rid] = ret["at"]
+        if ret.order in gone_set:
+            ids["r"][rid] = ret.at
         else:
             returns[rid] = ret
     state["orders"], state["past"], state["ids"], state["returns"] = orders, past, ids, returns
@@ -164,12 +164,12 @@ def compact(state: State, at: int, rules: Rules, decisions: list[Decision]) -> N
         _capped(state, "orders", len(extra), now, decisions)
     # returns waiting for an order that never came, beyond every window: their ids only
     waiting = [
-        (r["at"], rid)
+        (r.at, rid)
         for rid, r in state["returns"].items()
-        if r["order"] not in state["orders"] and r["at"] < horizon
+        if r.order not in state["orders"] and r.at < horizon
     ]
     if len(state["returns"]) > RETURNS_MAX:
-        live = sorted((r["at"], rid) for rid, r in state["returns"].items())
+        live = sorted((r.at, rid) for rid, r in state["returns"].items())
         over = live[: len(state["returns"]) - RETURNS_MAX]
         _capped(state, "returns", len(over), now, decisions)
         waiting = sorted(set(waiting) | set(over))

@@ -12,7 +12,7 @@ from touchstream.domain.customer import apply, new_state
 from touchstream.domain.fold import fold
 from touchstream.domain.loyalty import held_points
 from touchstream.domain.profile import project
-from touchstream.domain.records import Order
+from touchstream.domain.records import Order, Return
 from touchstream.simulator.factory import internal
 
 RULES = load_rules(None)
@@ -148,7 +148,7 @@ def test_a_return_for_an_order_folded_away_is_reported_and_changes_nothing():
 def test_live_returns_are_capped():
     c = Customer()
     c.state["returns"] = {
-        f"r{i:05d}": {"order": f"gone-{i}", "at": T0 + i * 60_000, "refund": 100}
+        f"r{i:05d}": Return(order=f"gone-{i}", at=T0 + i * 60_000, refund=100)
         for i in range(state_bounds.RETURNS_MAX)
     }
     c.state["last_event_at"] = T0 + state_bounds.RETURNS_MAX * 60_000

@@ -158,7 +158,7 @@ def returned(cid: str, ids: dict[str, str]) -> dict[str, Any]:
     return apply(state, ev, RULES).state
 
 
-def test_the_core_holds_the_orders_as_order_records() -> None:
+def test_the_core_holds_the_orders_and_returns_as_order_and_return_records() -> None:
     before = buyer(A, {"email": "hash-a"})
     first = before["orders"]["O-7"]
     assert isinstance(first, records.Order)
@@ -177,6 +177,12 @@ def test_the_core_holds_the_orders_as_order_records() -> None:
         "pts": first.pts,
         "ref": 2_000,
     }
+    assert state["returns"] == {
+        "R-1": records.Return(order="O-7", at=T0 + 9 * 86_400_000, refund=2_000)
+    }
+    assert plain({"returns": state["returns"]})["returns"] == {
+        "R-1": {"order": "O-7", "at": T0 + 9 * 86_400_000, "refund": 2_000}
+    }
     view = project(state, RULES)
     assert (view["orders"], view["points"]) == (2, state["points"])
     doc = everything(state, {"at": T0, "props": {"request_id": "r-1"}}, view)
@@ -184,6 +190,9 @@ def test_the_core_holds_the_orders_as_order_records() -> None:
         everything(plain(state), {"at": T0, "props": {"request_id": "r-1"}}, view)
     )
     assert doc["ledger"]["orders"]["O-7"]["ref"] == 2_000
+    assert doc["ledger"]["returns"] == {
+        "R-1": {"order": "O-7", "at": T0 + 9 * 86_400_000, "refund": 2_000}
+    }
 
 
 def test_a_fold_message_carrying_orders_folds_them_as_records() -> None:
@@ -200,6 +209,7 @@ def test_a_fold_message_carrying_orders_folds_them_as_records() -> None:
     assert set(through_kafka["orders"]) == {"O-7", "O-8", "O-30"}
     assert all(isinstance(o, records.Order) for o in through_kafka["orders"].values())
     assert through_kafka["orders"]["O-7"].ref == 2_000
+    assert isinstance(through_kafka["returns"]["R-1"], records.Return)
 
 
 def notified(cid: str, ids: dict[str, str]) -> dict[str, Any]:
@@ -264,6 +274,8 @@ def test_a_stored_state_reads_back_with_its_records_and_stores_todays_json(make:
         ("orders", {"O-1": {"at": T0, "net": 100, "eff": 100_000, "ref": 0}}, "pts"),
         ("orders", {"O-1": {"at": T0, "net": "100", "eff": 0, "pts": 1, "ref": 0}}, "net"),
         ("orders", {"O-1": [T0, 100, 100_000, 1, 0]}, "orders"),
+        ("returns", {"R-1": {"order": "O-1", "at": T0}}, "refund"),
+        ("returns", {"R-1": {"order": 7, "at": T0, "refund": 100}}, "order"),
     ],
 )
 def test_a_stored_leaf_of_the_wrong_shape_is_refused_naming_it(

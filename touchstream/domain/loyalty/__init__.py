@@ -32,7 +32,9 @@ from touchstream.domain.loyalty.handlers import purchase, redeem, refund, signup
 from touchstream.domain.loyalty.outcomes import outcome, published
 from touchstream.domain.loyalty.pricing import (
     default_orders,
+    default_returns,
     fold_orders,
+    fold_returns,
     held_points,
     priced,
     sole_ledger,
@@ -43,12 +45,14 @@ from touchstream.domain.loyalty.tiers import held_tier, tier_name, tier_rank, ti
 __all__ = [
     "default",
     "default_orders",
+    "default_returns",
     "due",
     "evaluate",
     "expiry_owed",
     "expiry_times",
     "fold",
     "fold_orders",
+    "fold_returns",
     "held_points",
     "held_tier",
     "next_change",

@@ -70,7 +70,7 @@ def _changes(
                 out += [order.at + window, order.at + window + grace]
         # a return matched late (its order arrived after it) lowers the spend at its own time
         for ret in state.get("returns", {}).values():
-            out += [ret["at"], ret["at"] + grace]
+            out += [ret.at, ret.at + grace]
     expiry = expiry_times(state, rules)
     if expiry is not None:
         anchor, warn_at, expires_at = expiry

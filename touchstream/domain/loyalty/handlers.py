@@ -22,7 +22,7 @@ from touchstream.domain.loyalty.pricing import (
     reprice,
 )
 from touchstream.domain.loyalty.tiers import multiplier_before
-from touchstream.domain.records import Order
+from touchstream.domain.records import Order, Return
 from touchstream.domain.state import State
 
 # redemption, order and return ids are remembered for a span of event time with a hard cap
@@ -60,7 +60,7 @@ def purchase(state: State, event: dict[str, Any], rules: Rules, decisions: list[
             multiplier=multiplier,
         )
     )
-    waiting = [rid for rid, r in state["returns"].items() if r["order"] == order_id]
+    waiting = [rid for rid, r in state["returns"].items() if r.order == order_id]
     for rid in waiting:
         _refund(state, rid, state["returns"][rid], decisions)
     reprice(state, (at, order_id), at, rules, decisions)
@@ -88,7 +88,7 @@ def refund(state: State, event: dict[str, Any], rules: Rules, decisions: list[De
     return_id = props["return_id"]
     if return_id in state["returns"] or state_bounds.folded_return(state, return_id):
         return False
-    entry = {"order": props["order_id"], "at": event["at"], "refund": props["refund_minor"]}
+    entry = Return(order=props["order_id"], at=event["at"], refund=props["refund_minor"])
     folded = state_bounds.folded_order(
         state, props["order_id"]
     )  # into ``past`` (domain.state_bounds)
@@ -112,16 +112,16 @@ def refund(state: State, event: dict[str, Any], rules: Rules, decisions: list[De
         )
         return False
     _refund(state, return_id, entry, decisions)
-    reprice(state, (entry["at"], ""), entry["at"], rules, decisions)
+    reprice(state, (entry.at, ""), entry.at, rules, decisions)
     return True
 
 
-def _refund(state: State, return_id: str, entry: dict[str, Any], decisions: list[Decision]) -> None:
-    order_id = entry["order"]
+def _refund(state: State, return_id: str, entry: Return, decisions: list[Decision]) -> None:
+    order_id = entry.order
     held = state["orders"][order_id]
     before_pts, before_ref = held_points(held), held.ref
     # a new record: the previous state holds the old one
-    order = msgspec.structs.replace(held, ref=min(held.net, before_ref + entry["refund"]))
+    order = msgspec.structs.replace(held, ref=min(held.net, before_ref + entry.refund))
     state["orders"] = dict(state["orders"], **{order_id: order})
     taken = before_pts - held_points(order)
     state["points"] -= taken
@@ -131,10 +131,10 @@ def _refund(state: State, return_id: str, entry: dict[str, Any], decisions: list
             state,
             "points_reversed",
             return_id,
-            entry["at"],
+            entry.at,
             return_id=return_id,
             order_id=order_id,
-            refund_minor=entry["refund"],
+            refund_minor=entry.refund,
             points=-taken,
             spend_minor=before_ref - order.ref,
         )

@@ -16,7 +16,7 @@ from touchstream.config.rules import Rules
 from touchstream.domain.decision import Decision
 from touchstream.domain.loyalty.outcomes import outcome
 from touchstream.domain.loyalty.tiers import multiplier_before, tier_index
-from touchstream.domain.records import Order
+from touchstream.domain.records import Order, Return
 from touchstream.domain.state import State
 
 
@@ -70,7 +70,7 @@ def _in_time(item: tuple[str, Order]) -> tuple[int, str]:
 
 def priced(
     orders: dict[str, Order],
-    returns: dict[str, Any],
+    returns: dict[str, Return],
     rules: Rules,
     after: tuple[int, str] = (0, ""),
 ) -> dict[str, tuple[int, float]]:
@@ -137,6 +137,20 @@ def default_orders() -> dict[str, Order]:
     return {}
 
 
+def default_returns() -> dict[str, Return]:
+    """A new profile's returns (``domain.customer.new_state``): return id -> Return."""
+    return {}
+
+
+def fold_returns(w: State, lo: State, out: State, rules: Rules) -> dict[str, Return]:
+    """Both profiles' returns, once each, but for those either profile folded away (``ids``,
+    folded first): the merged returns apply to the merged orders (``fold_orders``, after)."""
+    merged = {**lo["returns"], **w["returns"]}
+    if out["ids"] is None:
+        return merged
+    return {rid: r for rid, r in merged.items() if rid not in out["ids"]["r"]}
+
+
 def sole_ledger(w: State, lo: State) -> State | None:
     """The one profile of the two that holds a ledger, when the other holds none and neither
     folded an order or a return away (``past``, ``ids``): most merges, an anonymous visitor's
@@ -171,7 +185,7 @@ def fold_orders(w: State, lo: State, out: State, rules: Rules) -> dict[str, Orde
         union = {k: o for k, o in union.items() if k not in out["ids"]["o"]}
     refunded: dict[str, int] = {}
     for ret in out["returns"].values():
-        refunded[ret["order"]] = refunded.get(ret["order"], 0) + ret["refund"]
+        refunded[ret.order] = refunded.get(ret.order, 0) + ret.refund
     # a return folded away (a capped return book) stays in its order's ``ref``
     known = {k: max(s["orders"][k].ref for s in (w, lo) if k in s["orders"]) for k in union}
     return {

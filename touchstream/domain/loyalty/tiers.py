@@ -24,7 +24,7 @@ from touchstream.domain.state import State
 def refunds_by_order(state: State) -> dict[str, list[tuple[int, int]]]:
     out: dict[str, list[tuple[int, int]]] = {}
     for ret in state.get("returns", {}).values():
-        out.setdefault(ret["order"], []).append((ret["at"], ret["refund"]))
+        out.setdefault(ret.order, []).append((ret.at, ret.refund))
     return out
 
 
@@ -154,7 +154,7 @@ def fell_at(state: State, at: int, held: int, rules: Rules) -> int:
     moments = {since, at, year_start(at, rules), year_start(at, rules, 1)}
     for order in state["orders"].values():
         moments.update((order.at, order.at + window))
-    moments.update(ret["at"] for ret in state.get("returns", {}).values())
+    moments.update(ret.at for ret in state.get("returns", {}).values())
     refunds = refunds_by_order(state)
     fell = at
     for moment in sorted((m for m in moments if since <= m <= at), reverse=True):
