@@ -86,26 +86,7 @@ def _points(w: State, lo: State, out: State, rules: Rules) -> int:
 
 def _spend(w: State, lo: State, out: State, rules: Rules) -> int:
     live = sum(o.net - o.ref for o in out["orders"].values())
-    return int(live + state_bounds.past_of(out)["spend"])
-
-
-def _past(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any] | None:
-    if w["past"] is None or lo["past"] is None:
-        return w["past"] or lo["past"]
-    a, b = w["past"], lo["past"]
-    firsts = [t for t in (a["first"], b["first"]) if t is not None]
-    lasts = [t for t in (a["last"], b["last"]) if t is not None]
-    return {
-        **{k: a[k] + b[k] for k in ("orders", "counted", "spend", "held")},
-        "first": min(firsts) if firsts else None,
-        "last": max(lasts) if lasts else None,
-    }
-
-
-def _ids(w: State, lo: State, out: State, rules: Rules) -> dict[str, dict[str, int]] | None:
-    if w["ids"] is None or lo["ids"] is None:
-        return w["ids"] or lo["ids"]
-    return {kind: {**lo["ids"][kind], **w["ids"][kind]} for kind in ("o", "r")}
+    return int(live + state_bounds.past_of(out).spend)
 
 
 def _redemptions(w: State, lo: State, out: State, rules: Rules) -> dict[str, list[int]]:
@@ -167,8 +148,8 @@ FOLDERS: dict[str, Folder] = {
     "version": _version,
     "src": _src,
     "seen": _seen,
-    "ids": _ids,  # before returns and orders: what either profile folded away stays folded
-    "past": _past,
+    "ids": state_bounds.fold_ids,  # before returns and orders: what either profile folded away stays folded
+    "past": state_bounds.fold_past,
     "returns": loyalty.fold_returns,  # before orders: the merged returns apply to the merged orders
     "orders": loyalty.fold_orders,  # before points: the balance is priced from the merged order book
     "redemptions": _redemptions,

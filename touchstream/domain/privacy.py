@@ -146,7 +146,9 @@ def everything(state: State, ev: dict[str, Any], profile: dict[str, Any]) -> dic
             "points": state["points"],
             "signup_bonus_at": state["signup_bonus_at"],
             "orders": records.builtins(state["orders"]),  # order id -> Order, as the dicts
-            "orders_folded": state.get("past"),  # older orders, as aggregates (domain.state_bounds)
+            "orders_folded": records.builtins(
+                state.get("past")
+            ),  # older orders, as aggregates (domain.state_bounds)
             "returns": records.builtins(state["returns"]),  # return id -> Return
             "redemptions": state["redemptions"],
         },

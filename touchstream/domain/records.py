@@ -291,6 +291,8 @@ DROPPED_WHEN_NONE = ("erased_before",)
 LEAVES: dict[str, Any] = {
     "orders": dict[str, Order],
     "returns": dict[str, Return],
+    "past": Past | None,
+    "ids": Ids | None,
     "consent": dict[str, Grant],
     "session": Session | None,
     "carts": dict[str, Cart],

@@ -53,7 +53,7 @@ from msgspec.structs import replace
 from touchstream.config.rules import Rules
 from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.decision import Decision
-from touchstream.domain.records import Figures, Order, Rfm, Scores
+from touchstream.domain.records import Figures, Order, Past, Rfm, Scores
 from touchstream.domain.state import State
 from touchstream.domain.triggers import propose
 
@@ -94,8 +94,8 @@ def _counted(state: State) -> list[Order]:
 
 def _lifetime(state: State, counted: list[Order]) -> int:
     """Counted orders ever: the live ones and those folded into ``past`` (domain.state_bounds)."""
-    past = state.get("past")
-    return len(counted) + (past["counted"] if past else 0)
+    past: Past | None = state.get("past")
+    return len(counted) + (past.counted if past is not None else 0)
 
 
 def _in_window(counted: list[Order], at: int, rules: Rules) -> list[Order]:
@@ -184,9 +184,9 @@ def figures(state: State, at: int, rules: Rules, counted: list[Order] | None = N
     n = _lifetime(state, counted)
     if n >= 2:
         times = [o.at for o in counted]
-        past = state.get("past")
-        if past and past["counted"]:
-            times += [past["first"], past["last"]]
+        past: Past | None = state.get("past")
+        if past is not None and past.first is not None and past.last is not None:
+            times += [past.first, past.last]  # set together, with the first counted order
         gap = round((max(times) - min(times)) / (n - 1) / MS_PER_DAY, 1)
     return Figures(
         orders_365=len(window),

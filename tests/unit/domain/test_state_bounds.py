@@ -12,7 +12,7 @@ from touchstream.domain.customer import apply, new_state
 from touchstream.domain.fold import fold
 from touchstream.domain.loyalty import held_points
 from touchstream.domain.profile import project
-from touchstream.domain.records import Order, Return
+from touchstream.domain.records import Ids, Order, Return
 from touchstream.simulator.factory import internal
 
 RULES = load_rules(None)
@@ -108,7 +108,7 @@ def test_orders_beyond_every_window_are_folded_and_the_profile_stays_the_same():
     assert c.state["points"] == points
     # the folded orders' points are in the aggregates: held points add up to the balance
     live = sum(held_points(o) for o in c.state["orders"].values())
-    assert c.state["past"]["held"] + live == points
+    assert c.state["past"].held + live == points
     assert c.capped("orders") == []  # folding by age is not a cap
 
 
@@ -119,7 +119,7 @@ def test_live_orders_are_capped_and_the_oldest_folded_with_a_state_capped_outcom
     c.buy("one-more", 1000, last + HOUR)
 
     assert len(c.state["orders"]) == state_bounds.ORDERS_MAX
-    assert "o00000" not in c.state["orders"] and c.state["past"]["orders"] == 1
+    assert "o00000" not in c.state["orders"] and c.state["past"].orders == 1
     assert project(c.state, RULES)["orders"] == state_bounds.ORDERS_MAX + 1
     earned = c.outcomes("points_earned")[-1]["points"]
     assert c.state["points"] == 10 * state_bounds.ORDERS_MAX + earned  # the folded order's too
@@ -156,7 +156,7 @@ def test_live_returns_are_capped():
     c.send("return", c.state["last_event_at"], return_id="r-new", order_id="x", refund_minor=1)
 
     assert len(c.state["returns"]) == state_bounds.RETURNS_MAX
-    assert "r00000" not in c.state["returns"] and "r00000" in c.state["ids"]["r"]
+    assert "r00000" not in c.state["returns"] and "r00000" in c.state["ids"].r
     (out,) = c.outcomes("state_capped")
     assert (out["capped"], out["dropped"]) == ("returns", 1)
 
@@ -202,14 +202,13 @@ def test_redemption_ids_beyond_the_hard_cap_are_forgotten_counted_and_reported()
 
 def test_ids_of_folded_orders_are_capped():
     c = with_orders(state_bounds.ORDERS_MAX, T0, 60_000)
-    c.state["ids"] = {
-        "o": {f"x{i}": c.state["last_event_at"] for i in range(state_bounds.IDS_MAX)},
-        "r": {},
-    }
+    c.state["ids"] = Ids(
+        o={f"x{i}": c.state["last_event_at"] for i in range(state_bounds.IDS_MAX)}, r={}
+    )
 
     c.buy("one-more", 1000, c.state["last_event_at"] + 1)
 
-    assert len(c.state["ids"]["o"]) == state_bounds.IDS_MAX
+    assert len(c.state["ids"].o) == state_bounds.IDS_MAX
     assert [o["capped"] for o in c.outcomes("state_capped")] == ["orders", "order_ids"]
 
 
@@ -276,7 +275,7 @@ def test_merging_two_long_histories_stays_bounded_and_sums_right(monkeypatch):
     again = fold(out, c.state, RULES)
 
     assert len(out["orders"]) == state_bounds.ORDERS_MAX
-    assert out["past"]["orders"] == 400
+    assert out["past"].orders == 400
     assert [(d.payload["capped"], d.payload["dropped"]) for d in decisions] == [("orders", 400)]
     assert len(again["orders"]) == state_bounds.ORDERS_MAX
     # the totals are those of the same merges with no cap at all

@@ -195,6 +195,57 @@ def test_the_core_holds_the_orders_and_returns_as_order_and_return_records() -> 
     }
 
 
+def folded(cid: str, ids: dict[str, str]) -> dict[str, Any]:
+    """A buyer whose returned orders are beyond every window: folded into ``past``, their
+    ids (and the return's) kept in ``ids`` (domain.state_bounds)."""
+    state = returned(cid, ids)
+    props = {"order_id": "O-800", "total_minor": 4_000, "currency": "EUR", "items": []}
+    ev = internal(cid, ids, "purchase", f"{cid}-800", 800, at=T0 + 800 * 86_400_000, **props)
+    return apply(state, ev, RULES).state
+
+
+def test_the_core_holds_folded_orders_as_past_and_ids_records() -> None:
+    state = folded(A, {"email": "hash-a"})
+    past = state["past"]
+    assert isinstance(past, records.Past)
+    assert (past.orders, past.counted, past.spend) == (2, 2, 13_000)
+    assert (past.first, past.last) == (T0 + 7 * 86_400_000, T0 + 8 * 86_400_000)
+    assert state["ids"] is None  # their ids are older than ID_SPAN: forgotten
+    view = project(state, RULES)
+    assert view["orders"] == 3  # the live order and the two folded
+    ev = {"at": T0, "props": {"request_id": "r-1"}}
+    doc = everything(state, ev, view)
+    assert orjson.dumps(doc) == orjson.dumps(everything(plain(state), ev, view))
+    assert doc["ledger"]["orders_folded"]["spend"] == 13_000
+    other = shopper(B, {"loyalty_id": "L-1"}, n0=900)
+    merged = fold(other, plain(state), RULES)
+    assert merged["past"] == past and merged["ids"] is None
+
+
+def remembering(cid: str, ids: dict[str, str]) -> dict[str, Any]:
+    """A customer whose folded order's id is still remembered (within ``ID_SPAN``), and who
+    then returned that order: the return's id is remembered too, nothing applied."""
+    state = folded(cid, ids)
+    state["ids"] = records.Ids(o={"O-7": T0 + 799 * 86_400_000}, r={})
+    props = {"return_id": "R-2", "order_id": "O-7", "refund_minor": 500, "currency": "EUR"}
+    ev = internal(cid, ids, "return", f"{cid}-801", 801, at=T0 + 801 * 86_400_000, **props)
+    return apply(state, ev, RULES).state
+
+
+def test_the_core_holds_the_ids_of_folded_orders_and_returns_as_an_ids_record() -> None:
+    state = remembering(A, {"email": "hash-a"})
+    assert state["ids"] == records.Ids(
+        o={"O-7": T0 + 799 * 86_400_000}, r={"R-2": T0 + 801 * 86_400_000}
+    )
+    assert plain({"ids": state["ids"]})["ids"] == {
+        "o": {"O-7": T0 + 799 * 86_400_000},
+        "r": {"R-2": T0 + 801 * 86_400_000},
+    }
+    assert "R-2" not in state["returns"]
+    merged = fold(shopper(B, {"loyalty_id": "L-1"}, n0=900), plain(state), RULES)
+    assert merged["ids"] == state["ids"]
+
+
 def test_a_fold_message_carrying_orders_folds_them_as_records() -> None:
     winner = returned(A, {"email": "hash-a"})
     loser = shopper(B, {"loyalty_id": "L-1"}, n0=20)
@@ -239,7 +290,7 @@ def test_the_core_holds_the_delivered_triggers_as_tuples() -> None:
     assert fold(other, plain(state), RULES)["delivered"] == [entry]
 
 
-@pytest.mark.parametrize("make", [shopper, buyer, notified, returned])
+@pytest.mark.parametrize("make", [shopper, buyer, notified, returned, folded, remembering])
 def test_a_stored_state_reads_back_with_its_records_and_stores_todays_json(make: Any) -> None:
     state = make(A, {"email": "hash-a"})
     stored = encode(state)
@@ -276,6 +327,10 @@ def test_a_stored_state_reads_back_with_its_records_and_stores_todays_json(make:
         ("orders", {"O-1": [T0, 100, 100_000, 1, 0]}, "orders"),
         ("returns", {"R-1": {"order": "O-1", "at": T0}}, "refund"),
         ("returns", {"R-1": {"order": 7, "at": T0, "refund": 100}}, "order"),
+        ("past", {"orders": 1, "counted": 1, "spend": 0, "held": 0, "first": T0}, "last"),
+        ("past", [1, 1, 0, 0, T0, T0], "past"),
+        ("ids", {"o": {"O-1": T0}}, "r"),
+        ("ids", {"o": {"O-1": "yesterday"}, "r": {}}, "ids"),
     ],
 )
 def test_a_stored_leaf_of_the_wrong_shape_is_refused_naming_it(

@@ -22,7 +22,7 @@ from touchstream.domain.loyalty.pricing import (
     reprice,
 )
 from touchstream.domain.loyalty.tiers import multiplier_before
-from touchstream.domain.records import Order, Return
+from touchstream.domain.records import Ids, Order, Return
 from touchstream.domain.state import State
 
 # redemption, order and return ids are remembered for a span of event time with a hard cap
@@ -94,7 +94,7 @@ def refund(state: State, event: dict[str, Any], rules: Rules, decisions: list[De
     )  # into ``past`` (domain.state_bounds)
     if folded:  # nothing to apply it to, ever: only its id is kept
         known = state_bounds.ids_of(state)
-        state["ids"] = {**known, "r": {**known["r"], return_id: event["at"]}}
+        state["ids"] = Ids(o=known.o, r={**known.r, return_id: event["at"]})
     else:
         state["returns"] = dict(state["returns"], **{return_id: entry})
     if folded or props["order_id"] not in state["orders"]:

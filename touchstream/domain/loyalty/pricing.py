@@ -148,7 +148,7 @@ def fold_returns(w: State, lo: State, out: State, rules: Rules) -> dict[str, Ret
     merged = {**lo["returns"], **w["returns"]}
     if out["ids"] is None:
         return merged
-    return {rid: r for rid, r in merged.items() if rid not in out["ids"]["r"]}
+    return {rid: r for rid, r in merged.items() if rid not in out["ids"].r}
 
 
 def sole_ledger(w: State, lo: State) -> State | None:
@@ -182,7 +182,7 @@ def fold_orders(w: State, lo: State, out: State, rules: Rules) -> dict[str, Orde
         return only["orders"]
     union = {**lo["orders"], **w["orders"]}
     if out["ids"] is not None:  # counted in ``past``
-        union = {k: o for k, o in union.items() if k not in out["ids"]["o"]}
+        union = {k: o for k, o in union.items() if k not in out["ids"].o}
     refunded: dict[str, int] = {}
     for ret in out["returns"].values():
         refunded[ret.order] = refunded.get(ret.order, 0) + ret.refund
