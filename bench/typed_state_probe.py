@@ -153,7 +153,7 @@ def _dict_reads(s: dict[str, Any]) -> tuple[Any, ...]:
         m.tier,  # leaf records (step 3)
         m.spend,
         m.risk,
-        len(s["orders"]) + (past["orders"] if past else 0),
+        len(s["orders"]) + (past.orders if past is not None else 0),  # a Past record (step 3)
         s["last_purchase_at"],
         s["signup_bonus_at"],
         sum(c.value for c in s["carts"].values() if c.closed_at is None),

@@ -67,8 +67,8 @@ def new_state(
         "seen": {},
         "points": 0,
         "qualifying_spend_minor": 0,
-        "orders": {},
-        "returns": {},
+        "orders": loyalty.default_orders(),  # order id -> records.Order
+        "returns": loyalty.default_returns(),  # return id -> records.Return
         "redemptions": {},  # redemption id -> [points taken, event time] (domain.state_bounds)
         "past": None,  # aggregates of orders folded out of the windows (domain.state_bounds)
         "ids": None,  # ids of folded orders and returns, kept for ID_SPAN (domain.state_bounds)

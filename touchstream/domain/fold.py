@@ -76,7 +76,7 @@ def _points(w: State, lo: State, out: State, rules: Rules) -> int:
     for rid, (spent, _) in lo["redemptions"].items():
         if rid in w["redemptions"]:
             total += spent  # the same redemption, seen by both: spent once
-    if _sole_ledger(w, lo) is not None:
+    if loyalty.sole_ledger(w, lo) is not None:
         return int(total)  # its orders are the merged book as they are: their points stay
     # an order one profile folded into ``past`` and the other still holds: its points are in
     # the folding profile's ``past`` (so outside the orders) and leave the merged order book
@@ -85,83 +85,8 @@ def _points(w: State, lo: State, out: State, rules: Rules) -> int:
 
 
 def _spend(w: State, lo: State, out: State, rules: Rules) -> int:
-    live = sum(o["net"] - o.get("ref", 0) for o in out["orders"].values())
-    return int(live + state_bounds.past_of(out)["spend"])
-
-
-def _past(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any] | None:
-    if w["past"] is None or lo["past"] is None:
-        return w["past"] or lo["past"]
-    a, b = w["past"], lo["past"]
-    firsts = [t for t in (a["first"], b["first"]) if t is not None]
-    lasts = [t for t in (a["last"], b["last"]) if t is not None]
-    return {
-        **{k: a[k] + b[k] for k in ("orders", "counted", "spend", "held")},
-        "first": min(firsts) if firsts else None,
-        "last": max(lasts) if lasts else None,
-    }
-
-
-def _ids(w: State, lo: State, out: State, rules: Rules) -> dict[str, dict[str, int]] | None:
-    if w["ids"] is None or lo["ids"] is None:
-        return w["ids"] or lo["ids"]
-    return {kind: {**lo["ids"][kind], **w["ids"][kind]} for kind in ("o", "r")}
-
-
-def _returns(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
-    merged = {**lo["returns"], **w["returns"]}
-    if out["ids"] is None:
-        return merged
-    return {rid: r for rid, r in merged.items() if rid not in out["ids"]["r"]}
-
-
-def _sole_ledger(w: State, lo: State) -> State | None:
-    """The one profile of the two that holds a ledger, when the other holds none and neither
-    folded an order or a return away (``past``, ``ids``): most merges, an anonymous visitor's
-    profile and a shopper's. Its orders are the merged book as they are: priced again over the
-    same history they give the points they hold (each was priced at the tier its history held
-    before it, and priced again when an order or a return arrived late: ``loyalty.reprice``),
-    and their refunds are its returns'. Pricing them again cost a fifth of a merge. (After a
-    change of the rules' points or tiers, they keep what they earned under the rules of their
-    time, as they would with no merge; docs/domain.md, "Identity".)"""
-    for a, b in ((w, lo), (lo, w)):
-        if (
-            not b["orders"]
-            and not b["returns"]
-            and b["past"] is None
-            and b["ids"] is None
-            and a["past"] is None
-            and a["ids"] is None
-        ):
-            return a
-    return None
-
-
-def _orders(w: State, lo: State, out: State, rules: Rules) -> dict[str, Any]:
-    """The union of both order books, each order priced at the tier the merged history held
-    before it (in event time), exactly as one profile that had seen them all would have; a
-    return either profile holds is applied to its order once."""
-    only = _sole_ledger(w, lo)
-    if only is not None:
-        return only["orders"]
-    union = {**lo["orders"], **w["orders"]}
-    if out["ids"] is not None:  # counted in ``past``
-        union = {k: o for k, o in union.items() if k not in out["ids"]["o"]}
-    refunded: dict[str, int] = {}
-    for ret in out["returns"].values():
-        refunded[ret["order"]] = refunded.get(ret["order"], 0) + ret["refund"]
-    # a return folded away (a capped return book) stays in its order's ``ref``
-    known = {
-        k: max(s["orders"][k].get("ref", 0) for s in (w, lo) if k in s["orders"]) for k in union
-    }
-    return {
-        order_id: dict(
-            union[order_id],
-            pts=points,
-            ref=min(union[order_id]["net"], max(refunded.get(order_id, 0), known[order_id])),
-        )
-        for order_id, (points, _) in loyalty.priced(union, out["returns"], rules).items()
-    }
+    live = sum(o.net - o.ref for o in out["orders"].values())
+    return int(live + state_bounds.past_of(out).spend)
 
 
 def _redemptions(w: State, lo: State, out: State, rules: Rules) -> dict[str, list[int]]:
@@ -223,10 +148,10 @@ FOLDERS: dict[str, Folder] = {
     "version": _version,
     "src": _src,
     "seen": _seen,
-    "ids": _ids,  # before returns and orders: what either profile folded away stays folded
-    "past": _past,
-    "returns": _returns,  # before orders: the merged returns apply to the merged orders
-    "orders": _orders,  # before points: the balance is priced from the merged order book
+    "ids": state_bounds.fold_ids,  # before returns and orders: what either profile folded away stays folded
+    "past": state_bounds.fold_past,
+    "returns": loyalty.fold_returns,  # before orders: the merged returns apply to the merged orders
+    "orders": loyalty.fold_orders,  # before points: the balance is priced from the merged order book
     "redemptions": _redemptions,
     "points": _points,
     "qualifying_spend_minor": _spend,

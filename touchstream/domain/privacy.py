@@ -145,9 +145,11 @@ def everything(state: State, ev: dict[str, Any], profile: dict[str, Any]) -> dic
         "ledger": {
             "points": state["points"],
             "signup_bonus_at": state["signup_bonus_at"],
-            "orders": state["orders"],
-            "orders_folded": state.get("past"),  # older orders, as aggregates (domain.state_bounds)
-            "returns": state["returns"],
+            "orders": records.builtins(state["orders"]),  # order id -> Order, as the dicts
+            "orders_folded": records.builtins(
+                state.get("past")
+            ),  # older orders, as aggregates (domain.state_bounds)
+            "returns": records.builtins(state["returns"]),  # return id -> Return
             "redemptions": state["redemptions"],
         },
         "carts": records.builtins(state["carts"]),  # cart id -> Cart, as the dict it replaces

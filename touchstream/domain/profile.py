@@ -9,7 +9,7 @@ from touchstream.domain import loyalty, rfm
 from touchstream.domain.carts import open_value
 from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.consent import flags
-from touchstream.domain.records import Erased, Redirect
+from touchstream.domain.records import Erased, Past, Redirect
 from touchstream.domain.state import Stored
 
 
@@ -17,6 +17,7 @@ def project(state: dict[str, Any], rules: Rules) -> dict[str, Any]:
     last_purchase = state["last_purchase_at"]
     last_event = state["last_event_at"]
     marks = state["loyalty"]  # a LoyaltyMarks record
+    past: Past | None = state["past"]  # folded orders' aggregates (domain.state_bounds)
     expiry = loyalty.expiry_times(state, rules)
     downgrade = marks.risk[1] + rules.loyalty.grace_days * MS_PER_DAY if marks.risk else None
     return {
@@ -27,7 +28,7 @@ def project(state: dict[str, Any], rules: Rules) -> dict[str, Any]:
         "qualifying_spend_minor": marks.spend,
         "tier_downgrade_at": iso(downgrade) if downgrade is not None else "",
         "points_expire_at": iso(expiry[2]) if expiry is not None else "",
-        "orders": len(state["orders"]) + (state["past"] or {"orders": 0})["orders"],
+        "orders": len(state["orders"]) + (past.orders if past is not None else 0),
         "last_purchase_at": iso(last_purchase) if last_purchase is not None else "",
         "open_cart_value_minor": open_value(state),
         **rfm.project(state, rules),

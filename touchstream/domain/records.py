@@ -7,7 +7,8 @@ the order of the rewrite. The records convert to and from today's flat dict (sta
 records (``Redirect``, ``Erased``: ``domain.linking`` and ``domain.privacy`` build them,
 ``domain.migrate.read`` makes a stored one its record), stored as the dicts they were
 (``flat_marker``, by ``tables.state_codec``). Since step 3 the values of a live profile's keys
-in ``LEAVES`` are records (consent, the open session, carts); ``lift`` builds them from the
+in ``LEAVES`` are records (consent, the open session, carts, RFM, the loyalty marks, the
+trigger log, the ledger's orders, returns, ``past`` and ``ids``); ``lift`` builds them from the
 builtins orjson reads, and ``json_default`` writes them back for orjson where the codec's own
 hook is not used.
 
@@ -289,6 +290,10 @@ DROPPED_WHEN_NONE = ("erased_before",)
 # records already, in the core's own dict (a leaf record for a capability); the rest are still
 # the builtins orjson reads
 LEAVES: dict[str, Any] = {
+    "orders": dict[str, Order],
+    "returns": dict[str, Return],
+    "past": Past | None,
+    "ids": Ids | None,
     "consent": dict[str, Grant],
     "session": Session | None,
     "carts": dict[str, Cart],

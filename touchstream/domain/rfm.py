@@ -53,7 +53,7 @@ from msgspec.structs import replace
 from touchstream.config.rules import Rules
 from touchstream.domain.clock import MS_PER_DAY, iso
 from touchstream.domain.decision import Decision
-from touchstream.domain.records import Figures, Rfm, Scores
+from touchstream.domain.records import Figures, Order, Past, Rfm, Scores
 from touchstream.domain.state import State
 from touchstream.domain.triggers import propose
 
@@ -81,30 +81,30 @@ def _rfm(state: State) -> Rfm:
     return rfm if rfm is not None else _INITIAL
 
 
-def counts(order: dict[str, Any]) -> bool:
+def counts(order: Order) -> bool:
     """An order counts unless it is fully refunded (``ref < net``, or ``net == 0``)."""
-    net, ref = order["net"], order.get("ref", 0)
+    net, ref = order.net, order.ref
     return bool(ref < net or net == 0)
 
 
-def _counted(state: State) -> list[dict[str, Any]]:
+def _counted(state: State) -> list[Order]:
     """The live counted orders (those folded into ``past`` are outside every window)."""
     return [o for o in state["orders"].values() if counts(o)]
 
 
-def _lifetime(state: State, counted: list[dict[str, Any]]) -> int:
+def _lifetime(state: State, counted: list[Order]) -> int:
     """Counted orders ever: the live ones and those folded into ``past`` (domain.state_bounds)."""
-    past = state.get("past")
-    return len(counted) + (past["counted"] if past else 0)
+    past: Past | None = state.get("past")
+    return len(counted) + (past.counted if past is not None else 0)
 
 
-def _in_window(counted: list[dict[str, Any]], at: int, rules: Rules) -> list[dict[str, Any]]:
+def _in_window(counted: list[Order], at: int, rules: Rules) -> list[Order]:
     start = at - rules.rfm.window_days * MS_PER_DAY
-    return [o for o in counted if start < o["at"] <= at]
+    return [o for o in counted if start < o.at <= at]
 
 
-def _spend(orders: list[dict[str, Any]]) -> int:
-    return sum(o["net"] - o.get("ref", 0) for o in orders)
+def _spend(orders: list[Order]) -> int:
+    return sum(o.net - o.ref for o in orders)
 
 
 def profiling_allowed(state: State) -> bool:
@@ -153,7 +153,7 @@ def segment(r: int, f: int, m: int) -> str:
 
 
 def scores(
-    state: State, at: int, rules: Rules, counted: list[dict[str, Any]] | None = None
+    state: State, at: int, rules: Rules, counted: list[Order] | None = None
 ) -> Scores | None:
     """``Scores(r, f, m, segment)`` at ``at``, or None for a customer with no counted order.
     ``counted``: ``_counted(state)``, when the caller has it already.
@@ -172,9 +172,7 @@ def scores(
     return Scores(r=r, f=f, m=m, segment=segment(r, f, m))
 
 
-def figures(
-    state: State, at: int, rules: Rules, counted: list[dict[str, Any]] | None = None
-) -> Figures:
+def figures(state: State, at: int, rules: Rules, counted: list[Order] | None = None) -> Figures:
     """Purchase figures at ``at``: counted orders and spend in the window, their average
     (integer floor, 0 without orders), and the average days between purchases over all counted
     orders, ``(last - first) / (n - 1)`` in days rounded to 1 decimal (None below 2 orders)."""
@@ -185,10 +183,10 @@ def figures(
     gap = None
     n = _lifetime(state, counted)
     if n >= 2:
-        times = [o["at"] for o in counted]
-        past = state.get("past")
-        if past and past["counted"]:
-            times += [past["first"], past["last"]]
+        times = [o.at for o in counted]
+        past: Past | None = state.get("past")
+        if past is not None and past.first is not None and past.last is not None:
+            times += [past.first, past.last]  # set together, with the first counted order
         gap = round((max(times) - min(times)) / (n - 1) / MS_PER_DAY, 1)
     return Figures(
         orders_365=len(window),
@@ -198,7 +196,7 @@ def figures(
     )
 
 
-def _armed(state: State, counted: list[dict[str, Any]], rules: Rules) -> bool:
+def _armed(state: State, counted: list[Order], rules: Rules) -> bool:
     """A win-back is still to come for the current lapse."""
     last = state["last_purchase_at"]
     return (
@@ -213,7 +211,7 @@ def _win_back_at(last: int, rules: Rules) -> int:
 
 
 def next_change(
-    state: State, after: int, rules: Rules, counted: list[dict[str, Any]] | None = None
+    state: State, after: int, rules: Rules, counted: list[Order] | None = None
 ) -> int | None:
     """The earliest time t > ``after`` at which scores, figures or the win-back condition can
     change with no new event, or None.
@@ -229,7 +227,7 @@ def next_change(
     if not _lifetime(state, counted) or last is None:
         return None
     window = rules.rfm.window_days * MS_PER_DAY
-    candidates = [o["at"] for o in counted] + [o["at"] + window for o in counted]
+    candidates = [o.at for o in counted] + [o.at + window for o in counted]
     if profiling_allowed(state):
         candidates += [last + days * MS_PER_DAY + 1 for days in rules.rfm.recency_days]
     if _armed(state, counted, rules):
@@ -238,7 +236,7 @@ def next_change(
     return min(later) if later else None
 
 
-def _owed(state: State, counted: list[dict[str, Any]], at: int, rules: Rules) -> bool:
+def _owed(state: State, counted: list[Order], at: int, rules: Rules) -> bool:
     last = state["last_purchase_at"]
     return _armed(state, counted, rules) and at >= _win_back_at(last, rules)
 
@@ -273,7 +271,7 @@ def evaluate(state: State, at: int, rules: Rules) -> list[Decision]:
     return decisions
 
 
-def _win_back(state: State, counted: list[dict[str, Any]], rules: Rules) -> Decision:
+def _win_back(state: State, counted: list[Order], rules: Rules) -> Decision:
     last = state["last_purchase_at"]
     when = _win_back_at(last, rules)
     then = scores(state, when, rules) if profiling_allowed(state) else None

@@ -28,9 +28,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from touchstream.config.rules import Rules
 from touchstream.domain.clock import MS_PER_DAY
 from touchstream.domain.decision import Decision
+from touchstream.domain.records import Ids, Order, Past
 from touchstream.domain.state import State
 
 ID_SPAN_DAYS = 14  # >= input topic retention + DLQ retention (7 + 7 days by default)
@@ -42,36 +45,65 @@ IDS_MAX = 4_096  # ids of folded orders and returns remembered within ID_SPAN, e
 CAL_YEARS_MS = 2 * 366 * MS_PER_DAY  # calendar_year mode looks back into last year
 
 
-def empty_past() -> dict[str, Any]:
+def empty_past() -> Past:
     """``past``: the aggregates of folded orders (lifetime figures, not windowed)."""
-    return {"orders": 0, "counted": 0, "spend": 0, "held": 0, "first": None, "last": None}
+    return Past(orders=0, counted=0, spend=0, held=0, first=None, last=None)
 
 
-def empty_ids() -> dict[str, dict[str, int]]:
-    """``ids``: order ("o") and return ("r") ids folded away, with their event time."""
-    return {"o": {}, "r": {}}
+def empty_ids() -> Ids:
+    """``ids``: order (``o``) and return (``r``) ids folded away, with their event time."""
+    return Ids(o={}, r={})
 
 
 # both are null in the state until something is folded (most customers, ever): every
 # changelog record and every encode carries fewer bytes
-def past_of(state: State) -> dict[str, Any]:
-    past: dict[str, Any] | None = state.get("past")
+def past_of(state: State) -> Past:
+    past: Past | None = state.get("past")
     return past if past is not None else empty_past()
 
 
-def ids_of(state: State) -> dict[str, dict[str, int]]:
-    ids: dict[str, dict[str, int]] | None = state.get("ids")
+def ids_of(state: State) -> Ids:
+    ids: Ids | None = state.get("ids")
     return ids if ids is not None else empty_ids()
 
 
 def folded_order(state: State, order_id: str) -> bool:
-    ids = state.get("ids")
-    return ids is not None and order_id in ids["o"]
+    ids: Ids | None = state.get("ids")
+    return ids is not None and order_id in ids.o
 
 
 def folded_return(state: State, return_id: str) -> bool:
-    ids = state.get("ids")
-    return ids is not None and return_id in ids["r"]
+    ids: Ids | None = state.get("ids")
+    return ids is not None and return_id in ids.r
+
+
+def fold_past(w: State, lo: State, out: State, rules: Rules) -> Past | None:
+    """``past`` of a merge (``domain.fold``'s FOLDERS points here): the sums of both profiles'
+    aggregates, the earliest first and the latest last counted order."""
+    a: Past | None = w["past"]
+    b: Past | None = lo["past"]
+    if a is None or b is None:
+        return a if a is not None else b
+    firsts = [t for t in (a.first, b.first) if t is not None]
+    lasts = [t for t in (a.last, b.last) if t is not None]
+    return Past(
+        orders=a.orders + b.orders,
+        counted=a.counted + b.counted,
+        spend=a.spend + b.spend,
+        held=a.held + b.held,
+        first=min(firsts) if firsts else None,
+        last=max(lasts) if lasts else None,
+    )
+
+
+def fold_ids(w: State, lo: State, out: State, rules: Rules) -> Ids | None:
+    """``ids`` of a merge (folded before returns and orders: what either profile folded away
+    stays folded): the union of both, the winner's time where both hold an id."""
+    a: Ids | None = w["ids"]
+    b: Ids | None = lo["ids"]
+    if a is None or b is None:
+        return a if a is not None else b
+    return Ids(o={**b.o, **a.o}, r={**b.r, **a.r})
 
 
 _needed: tuple[Rules | None, int] = (None, 0)  # the last rules asked about, and their answer
@@ -104,12 +136,12 @@ def clock(state: State, at: int | None = None) -> int:
     return at if last is None else max(last, at)
 
 
-def _counts(order: dict[str, Any]) -> bool:
-    net, ref = order["net"], order.get("ref", 0)
+def _counts(order: Order) -> bool:
+    net, ref = order.net, order.ref
     return bool(ref < net or net == 0)
 
 
-def held(order: dict[str, Any]) -> int:
+def held(order: Order) -> int:
     from touchstream.domain.loyalty import held_points
 
     return held_points(order)
@@ -118,29 +150,28 @@ def held(order: dict[str, Any]) -> int:
 def _fold_orders(state: State, gone: list[str]) -> None:
     """Fold these orders (and the returns on them) into ``past``, keeping their ids."""
     orders = dict(state["orders"])
-    past = dict(past_of(state))
+    past = msgspec.structs.asdict(past_of(state))  # a new record below, never changed in place
     known = ids_of(state)
-    ids = {"o": dict(known["o"]), "r": dict(known["r"])}
+    ids = {"o": dict(known.o), "r": dict(known.r)}
     for order_id in gone:
         order = orders.pop(order_id)
         past["orders"] += 1
         past["held"] += held(order)
-        past["spend"] += order["net"] - order.get("ref", 0)
+        past["spend"] += order.net - order.ref
         if _counts(order):
             past["counted"] += 1
-            past["first"] = (
-                order["at"] if past["first"] is None else min(past["first"], order["at"])
-            )
-            past["last"] = order["at"] if past["last"] is None else max(past["last"], order["at"])
-        ids["o"][order_id] = order["at"]
+            past["first"] = order.at if past["first"] is None else min(past["first"], order.at)
+            past["last"] = order.at if past["last"] is None else max(past["last"], order.at)
+        ids["o"][order_id] = order.at
     gone_set = set(gone)
     returns = {}
     for rid, ret in state["returns"].items():
-        if ret["order"] in gone_set:
-            ids["r"][rid] = ret["at"]
+        if ret.order in gone_set:
+            ids["r"][rid] = ret.at
         else:
             returns[rid] = ret
-    state["orders"], state["past"], state["ids"], state["returns"] = orders, past, ids, returns
+    state["orders"], state["returns"] = orders, returns
+    state["past"], state["ids"] = Past(**past), Ids(o=ids["o"], r=ids["r"])
 
 
 def _capped(state: State, what: str, dropped: int, at: int, decisions: list[Decision]) -> None:
@@ -155,34 +186,34 @@ def compact(state: State, at: int, rules: Rules, decisions: list[Decision]) -> N
     """Bring the ledger of ``state`` (a fresh copy) within its bounds at event time ``at``."""
     now = clock(state, at)
     horizon = now - needed_ms(rules)
-    old = [k for k, o in state["orders"].items() if o["at"] < horizon]
+    old = [k for k, o in state["orders"].items() if o.at < horizon]
     if old:
         _fold_orders(state, old)
     if len(state["orders"]) > ORDERS_MAX:
-        oldest = sorted(state["orders"].items(), key=lambda kv: (kv[1]["at"], kv[0]))
+        oldest = sorted(state["orders"].items(), key=lambda kv: (kv[1].at, kv[0]))
         extra = [k for k, _ in oldest[: len(state["orders"]) - ORDERS_MAX]]
         _fold_orders(state, extra)
         _capped(state, "orders", len(extra), now, decisions)
     # returns waiting for an order that never came, beyond every window: their ids only
     waiting = [
-        (r["at"], rid)
+        (r.at, rid)
         for rid, r in state["returns"].items()
-        if r["order"] not in state["orders"] and r["at"] < horizon
+        if r.order not in state["orders"] and r.at < horizon
     ]
     if len(state["returns"]) > RETURNS_MAX:
-        live = sorted((r["at"], rid) for rid, r in state["returns"].items())
+        live = sorted((r.at, rid) for rid, r in state["returns"].items())
         over = live[: len(state["returns"]) - RETURNS_MAX]
         _capped(state, "returns", len(over), now, decisions)
         waiting = sorted(set(waiting) | set(over))
     if waiting:
         returns = dict(state["returns"])
         known = ids_of(state)
-        ids_r = dict(known["r"])
+        ids_r = dict(known.r)
         for at_, rid in waiting:
             returns.pop(rid)
             ids_r[rid] = at_
         state["returns"] = returns
-        state["ids"] = {**known, "r": ids_r}
+        state["ids"] = Ids(o=known.o, r=ids_r)
     _bound_ids(state, now, decisions)
     _bound_redemptions(state, now, decisions)
 
@@ -202,15 +233,17 @@ def _within(
 
 
 def _bound_ids(state: State, now: int, decisions: list[Decision]) -> None:
-    ids = state.get("ids")
+    ids: Ids | None = state.get("ids")
     if ids is None:
         return
     out = {}
-    for kind, name in (("o", "order_ids"), ("r", "return_ids")):
-        out[kind], dropped = _within(ids[kind], now - ID_SPAN, IDS_MAX, lambda v: v)
+    for kind, name, held_ids in (("o", "order_ids", ids.o), ("r", "return_ids", ids.r)):
+        out[kind], dropped = _within(held_ids, now - ID_SPAN, IDS_MAX, lambda v: v)
         if dropped:
             _capped(state, name, dropped, now, decisions)
-    state["ids"] = out if out["o"] or out["r"] else None
+    if out["o"] is ids.o and out["r"] is ids.r:
+        return  # nothing expired: the record stays
+    state["ids"] = Ids(o=out["o"], r=out["r"]) if out["o"] or out["r"] else None
 
 
 def _bound_redemptions(state: State, now: int, decisions: list[Decision]) -> None:

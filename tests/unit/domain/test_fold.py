@@ -165,7 +165,7 @@ def test_an_order_earned_at_different_tiers_gives_the_same_ledger_either_way_rou
     # decide the balance: merges settle in whatever order the messages happen to arrive.
     a = ann(buy("a1", "big", 100_000, T0), buy("a2", "shared", 10_000, T0 + HOUR))
     b = member(buy("b1", "shared", 10_000, T0 + HOUR))
-    assert (a["orders"]["shared"]["pts"], b["orders"]["shared"]["pts"]) == (150, 100)
+    assert (a["orders"]["shared"].pts, b["orders"]["shared"].pts) == (150, 100)
 
     a_into_b = fold(b, a, RULES)
     b_into_a = fold(a, b, RULES)

@@ -236,7 +236,7 @@ def snapshot(shop: Shop) -> list[tuple[Any, ...]]:
     out = []
     for cid, s in shop.live().items():
         ids = tuple(sorted((k, tuple(v)) for k, v in ids_of(s).items()))
-        orders = tuple(sorted((o, r["net"], r["pts"]) for o, r in s["orders"].items()))
+        orders = tuple(sorted((o, r.net, r.pts) for o, r in s["orders"].items()))
         out.append((ids, s["points"], s["qualifying_spend_minor"], orders, cid))
     return sorted(out)
 
@@ -350,7 +350,7 @@ def test_an_order_both_profiles_hold_counts_the_same_whatever_the_interleaving()
     balances = {}
     for seed in [None, *range(30)]:
         (profile,) = Shop(seed).send(*events).live().values()
-        balances[seed] = (profile["points"], profile["orders"]["SHARED"]["pts"])
+        balances[seed] = (profile["points"], profile["orders"]["SHARED"].pts)
 
     assert len(set(balances.values())) == 1, balances
 

@@ -377,4 +377,4 @@ def test_merging_two_ledgers_counts_a_shared_order_return_and_redemption_once(fi
     # after the return (1.25 x 100); the redemption: -100
     assert merged["points"] == 300 + 125 - 100
     assert merged["qualifying_spend_minor"] == 30_000 + 10_000
-    assert merged["orders"]["O-1"]["ref"] == 10_000
+    assert merged["orders"]["O-1"].ref == 10_000

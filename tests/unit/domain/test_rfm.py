@@ -14,7 +14,7 @@ from touchstream.domain.clock import MS_PER_DAY as DAY
 from touchstream.domain.clock import iso
 from touchstream.domain.customer import new_state
 from touchstream.domain.fold import fold
-from touchstream.domain.records import Figures, Grant, Rfm, Scores
+from touchstream.domain.records import Figures, Grant, Order, Rfm, Scores
 
 RULES = load_rules(None)
 NOW = 1_751_328_000_000  # 2025-07-01T00:00:00.000Z
@@ -31,8 +31,9 @@ def customer(cid: str, *orders: tuple[int, int, int], at: int = NOW) -> dict[str
 
 
 def buy(state: dict[str, Any], order_id: str, at: int, net: int, ref: int = 0) -> None:
-    state["orders"] = {**state["orders"], order_id: {"at": at, "net": net, "pts": 0, "ref": ref}}
-    times = [o["at"] for o in state["orders"].values()]
+    order = Order(at=at, net=net, eff=net * 1000, pts=0, ref=ref)
+    state["orders"] = {**state["orders"], order_id: order}
+    times = [o.at for o in state["orders"].values()]
     state["first_purchase_at"], state["last_purchase_at"] = min(times), max(times)
 
 
@@ -336,7 +337,7 @@ def test_win_back_does_not_depend_on_profiling_consent():
 
 def _pair() -> tuple[dict[str, Any], dict[str, Any]]:
     a = customer("a", (200, 30_000, 0), (100, 40_000, 0))
-    a["orders"]["shared"] = {"at": NOW - 100 * DAY, "net": 40_000, "pts": 0, "ref": 0}
+    a["orders"]["shared"] = Order(at=NOW - 100 * DAY, net=40_000, eff=40_000_000, pts=0, ref=0)
     del a["orders"]["a-1"]
     b = customer("b", (50, 25_000, 0))
     b["orders"]["shared"] = a["orders"]["shared"]

@@ -12,6 +12,7 @@ from touchstream.domain.customer import apply, new_state
 from touchstream.domain.fold import fold
 from touchstream.domain.loyalty import held_points
 from touchstream.domain.profile import project
+from touchstream.domain.records import Ids, Order, Return
 from touchstream.simulator.factory import internal
 
 RULES = load_rules(None)
@@ -68,13 +69,7 @@ def with_orders(
     ``apply`` would have (building it event by event is quadratic in the book's size)."""
     c = customer or Customer()
     orders = {
-        f"{prefix}{i:05d}": {
-            "at": start + i * every,
-            "net": 1000,
-            "eff": 1_000_000,
-            "pts": 10,
-            "ref": 0,
-        }
+        f"{prefix}{i:05d}": Order(at=start + i * every, net=1000, eff=1_000_000, pts=10, ref=0)
         for i in range(n)
     }
     c.state["orders"] = {**c.state["orders"], **orders}
@@ -101,7 +96,7 @@ def test_orders_beyond_every_window_are_folded_and_the_profile_stays_the_same():
 
     kept = state_bounds.needed_ms(RULES)
     horizon = c.state["last_event_at"] - kept
-    assert all(o["at"] >= horizon for o in c.state["orders"].values())
+    assert all(o.at >= horizon for o in c.state["orders"].values())
     assert len(c.state["orders"]) < 30  # the oldest went into the aggregates
     profile = project(c.state, RULES)
     assert profile["orders"] == 30
@@ -113,7 +108,7 @@ def test_orders_beyond_every_window_are_folded_and_the_profile_stays_the_same():
     assert c.state["points"] == points
     # the folded orders' points are in the aggregates: held points add up to the balance
     live = sum(held_points(o) for o in c.state["orders"].values())
-    assert c.state["past"]["held"] + live == points
+    assert c.state["past"].held + live == points
     assert c.capped("orders") == []  # folding by age is not a cap
 
 
@@ -124,7 +119,7 @@ def test_live_orders_are_capped_and_the_oldest_folded_with_a_state_capped_outcom
     c.buy("one-more", 1000, last + HOUR)
 
     assert len(c.state["orders"]) == state_bounds.ORDERS_MAX
-    assert "o00000" not in c.state["orders"] and c.state["past"]["orders"] == 1
+    assert "o00000" not in c.state["orders"] and c.state["past"].orders == 1
     assert project(c.state, RULES)["orders"] == state_bounds.ORDERS_MAX + 1
     earned = c.outcomes("points_earned")[-1]["points"]
     assert c.state["points"] == 10 * state_bounds.ORDERS_MAX + earned  # the folded order's too
@@ -153,7 +148,7 @@ def test_a_return_for_an_order_folded_away_is_reported_and_changes_nothing():
 def test_live_returns_are_capped():
     c = Customer()
     c.state["returns"] = {
-        f"r{i:05d}": {"order": f"gone-{i}", "at": T0 + i * 60_000, "refund": 100}
+        f"r{i:05d}": Return(order=f"gone-{i}", at=T0 + i * 60_000, refund=100)
         for i in range(state_bounds.RETURNS_MAX)
     }
     c.state["last_event_at"] = T0 + state_bounds.RETURNS_MAX * 60_000
@@ -161,7 +156,7 @@ def test_live_returns_are_capped():
     c.send("return", c.state["last_event_at"], return_id="r-new", order_id="x", refund_minor=1)
 
     assert len(c.state["returns"]) == state_bounds.RETURNS_MAX
-    assert "r00000" not in c.state["returns"] and "r00000" in c.state["ids"]["r"]
+    assert "r00000" not in c.state["returns"] and "r00000" in c.state["ids"].r
     (out,) = c.outcomes("state_capped")
     assert (out["capped"], out["dropped"]) == ("returns", 1)
 
@@ -207,14 +202,13 @@ def test_redemption_ids_beyond_the_hard_cap_are_forgotten_counted_and_reported()
 
 def test_ids_of_folded_orders_are_capped():
     c = with_orders(state_bounds.ORDERS_MAX, T0, 60_000)
-    c.state["ids"] = {
-        "o": {f"x{i}": c.state["last_event_at"] for i in range(state_bounds.IDS_MAX)},
-        "r": {},
-    }
+    c.state["ids"] = Ids(
+        o={f"x{i}": c.state["last_event_at"] for i in range(state_bounds.IDS_MAX)}, r={}
+    )
 
     c.buy("one-more", 1000, c.state["last_event_at"] + 1)
 
-    assert len(c.state["ids"]["o"]) == state_bounds.IDS_MAX
+    assert len(c.state["ids"].o) == state_bounds.IDS_MAX
     assert [o["capped"] for o in c.outcomes("state_capped")] == ["orders", "order_ids"]
 
 
@@ -281,7 +275,7 @@ def test_merging_two_long_histories_stays_bounded_and_sums_right(monkeypatch):
     again = fold(out, c.state, RULES)
 
     assert len(out["orders"]) == state_bounds.ORDERS_MAX
-    assert out["past"]["orders"] == 400
+    assert out["past"].orders == 400
     assert [(d.payload["capped"], d.payload["dropped"]) for d in decisions] == [("orders", 400)]
     assert len(again["orders"]) == state_bounds.ORDERS_MAX
     # the totals are those of the same merges with no cap at all

@@ -150,6 +150,119 @@ def test_loyalty_marks_written_before_vips_was_kept_read_as_none_announced() -> 
     assert read is not None and read["loyalty"].vips == 0
 
 
+def returned(cid: str, ids: dict[str, str]) -> dict[str, Any]:
+    """A buyer who returned part of their first order."""
+    state = buyer(cid, ids)
+    props = {"return_id": "R-1", "order_id": "O-7", "refund_minor": 2_000, "currency": "EUR"}
+    ev = internal(cid, ids, "return", f"{cid}-9", 9, at=T0 + 9 * 86_400_000, **props)
+    return apply(state, ev, RULES).state
+
+
+def test_the_core_holds_the_orders_and_returns_as_order_and_return_records() -> None:
+    before = buyer(A, {"email": "hash-a"})
+    first = before["orders"]["O-7"]
+    assert isinstance(first, records.Order)
+    assert first == records.Order(
+        at=T0 + 7 * 86_400_000, net=12_000, eff=12_000_000, pts=first.pts, ref=0
+    )
+    state = returned(A, {"email": "hash-a"})
+    refunded = state["orders"]["O-7"]
+    assert (refunded.net, refunded.ref) == (12_000, 2_000)
+    assert refunded.pts == first.pts and refunded is not first
+    assert first.ref == 0  # the state before the return still holds its order as it was
+    assert plain({"orders": state["orders"]})["orders"]["O-7"] == {
+        "at": T0 + 7 * 86_400_000,
+        "net": 12_000,
+        "eff": 12_000_000,
+        "pts": first.pts,
+        "ref": 2_000,
+    }
+    assert state["returns"] == {
+        "R-1": records.Return(order="O-7", at=T0 + 9 * 86_400_000, refund=2_000)
+    }
+    assert plain({"returns": state["returns"]})["returns"] == {
+        "R-1": {"order": "O-7", "at": T0 + 9 * 86_400_000, "refund": 2_000}
+    }
+    view = project(state, RULES)
+    assert (view["orders"], view["points"]) == (2, state["points"])
+    doc = everything(state, {"at": T0, "props": {"request_id": "r-1"}}, view)
+    assert orjson.dumps(doc) == orjson.dumps(
+        everything(plain(state), {"at": T0, "props": {"request_id": "r-1"}}, view)
+    )
+    assert doc["ledger"]["orders"]["O-7"]["ref"] == 2_000
+    assert doc["ledger"]["returns"] == {
+        "R-1": {"order": "O-7", "at": T0 + 9 * 86_400_000, "refund": 2_000}
+    }
+
+
+def folded(cid: str, ids: dict[str, str]) -> dict[str, Any]:
+    """A buyer whose returned orders are beyond every window: folded into ``past``, their
+    ids (and the return's) kept in ``ids`` (domain.state_bounds)."""
+    state = returned(cid, ids)
+    props = {"order_id": "O-800", "total_minor": 4_000, "currency": "EUR", "items": []}
+    ev = internal(cid, ids, "purchase", f"{cid}-800", 800, at=T0 + 800 * 86_400_000, **props)
+    return apply(state, ev, RULES).state
+
+
+def test_the_core_holds_folded_orders_as_past_and_ids_records() -> None:
+    state = folded(A, {"email": "hash-a"})
+    past = state["past"]
+    assert isinstance(past, records.Past)
+    assert (past.orders, past.counted, past.spend) == (2, 2, 13_000)
+    assert (past.first, past.last) == (T0 + 7 * 86_400_000, T0 + 8 * 86_400_000)
+    assert state["ids"] is None  # their ids are older than ID_SPAN: forgotten
+    view = project(state, RULES)
+    assert view["orders"] == 3  # the live order and the two folded
+    ev = {"at": T0, "props": {"request_id": "r-1"}}
+    doc = everything(state, ev, view)
+    assert orjson.dumps(doc) == orjson.dumps(everything(plain(state), ev, view))
+    assert doc["ledger"]["orders_folded"]["spend"] == 13_000
+    other = shopper(B, {"loyalty_id": "L-1"}, n0=900)
+    merged = fold(other, plain(state), RULES)
+    assert merged["past"] == past and merged["ids"] is None
+
+
+def remembering(cid: str, ids: dict[str, str]) -> dict[str, Any]:
+    """A customer whose folded order's id is still remembered (within ``ID_SPAN``), and who
+    then returned that order: the return's id is remembered too, nothing applied."""
+    state = folded(cid, ids)
+    state["ids"] = records.Ids(o={"O-7": T0 + 799 * 86_400_000}, r={})
+    props = {"return_id": "R-2", "order_id": "O-7", "refund_minor": 500, "currency": "EUR"}
+    ev = internal(cid, ids, "return", f"{cid}-801", 801, at=T0 + 801 * 86_400_000, **props)
+    return apply(state, ev, RULES).state
+
+
+def test_the_core_holds_the_ids_of_folded_orders_and_returns_as_an_ids_record() -> None:
+    state = remembering(A, {"email": "hash-a"})
+    assert state["ids"] == records.Ids(
+        o={"O-7": T0 + 799 * 86_400_000}, r={"R-2": T0 + 801 * 86_400_000}
+    )
+    assert plain({"ids": state["ids"]})["ids"] == {
+        "o": {"O-7": T0 + 799 * 86_400_000},
+        "r": {"R-2": T0 + 801 * 86_400_000},
+    }
+    assert "R-2" not in state["returns"]
+    merged = fold(shopper(B, {"loyalty_id": "L-1"}, n0=900), plain(state), RULES)
+    assert merged["ids"] == state["ids"]
+
+
+def test_a_fold_message_carrying_orders_folds_them_as_records() -> None:
+    winner = returned(A, {"email": "hash-a"})
+    loser = shopper(B, {"loyalty_id": "L-1"}, n0=20)
+    props = {"order_id": "O-30", "total_minor": 5_000, "currency": "EUR", "items": []}
+    ev = internal(
+        B, {"loyalty_id": "L-1"}, "purchase", f"{B}-30", 30, at=T0 + 10 * 86_400_000, **props
+    )
+    loser = apply(loser, ev, RULES).state
+    in_memory = fold(winner, loser, RULES)
+    through_kafka = fold(winner, plain(loser), RULES)
+    assert through_kafka == in_memory
+    assert set(through_kafka["orders"]) == {"O-7", "O-8", "O-30"}
+    assert all(isinstance(o, records.Order) for o in through_kafka["orders"].values())
+    assert through_kafka["orders"]["O-7"].ref == 2_000
+    assert isinstance(through_kafka["returns"]["R-1"], records.Return)
+
+
 def notified(cid: str, ids: dict[str, str]) -> dict[str, Any]:
     """A shopper who was sent a trigger and has one held back by quiet hours."""
     state = shopper(cid, ids)
@@ -177,7 +290,7 @@ def test_the_core_holds_the_delivered_triggers_as_tuples() -> None:
     assert fold(other, plain(state), RULES)["delivered"] == [entry]
 
 
-@pytest.mark.parametrize("make", [shopper, buyer, notified])
+@pytest.mark.parametrize("make", [shopper, buyer, notified, returned, folded, remembering])
 def test_a_stored_state_reads_back_with_its_records_and_stores_todays_json(make: Any) -> None:
     state = make(A, {"email": "hash-a"})
     stored = encode(state)
@@ -209,6 +322,15 @@ def test_a_stored_state_reads_back_with_its_records_and_stores_todays_json(make:
         ("delivered", [["reward_unlocked", T0]], "delivered"),
         ("delivered", [["reward_unlocked", "yesterday", "id"]], "delivered"),
         ("deferred", [["reward_unlocked"]], "deferred"),
+        ("orders", {"O-1": {"at": T0, "net": 100, "eff": 100_000, "ref": 0}}, "pts"),
+        ("orders", {"O-1": {"at": T0, "net": "100", "eff": 0, "pts": 1, "ref": 0}}, "net"),
+        ("orders", {"O-1": [T0, 100, 100_000, 1, 0]}, "orders"),
+        ("returns", {"R-1": {"order": "O-1", "at": T0}}, "refund"),
+        ("returns", {"R-1": {"order": 7, "at": T0, "refund": 100}}, "order"),
+        ("past", {"orders": 1, "counted": 1, "spend": 0, "held": 0, "first": T0}, "last"),
+        ("past", [1, 1, 0, 0, T0, T0], "past"),
+        ("ids", {"o": {"O-1": T0}}, "r"),
+        ("ids", {"o": {"O-1": "yesterday"}, "r": {}}, "ids"),
     ],
 )
 def test_a_stored_leaf_of_the_wrong_shape_is_refused_naming_it(

@@ -31,9 +31,13 @@ STATE = {
         "vips": 0,
     },
 }
-# STATE as the core holds it once read: its loyalty marks a record (docs/design/typed-state.md,
-# step 3), which stores as the dict above
-READ = dict(STATE, loyalty=records.LoyaltyMarks(**STATE["loyalty"]))
+# STATE as the core holds it once read: its loyalty marks and orders records
+# (docs/design/typed-state.md, step 3), which store as the dicts above
+READ = dict(
+    STATE,
+    loyalty=records.LoyaltyMarks(**STATE["loyalty"]),
+    orders={k: records.Order(**o) for k, o in STATE["orders"].items()},
+)
 # STATE as the first compressed format wrote it: changelogs and disks hold values like this,
 # so a changed dictionary or frame layout must fail here, not in a restarted worker
 STORED_V1 = bytes.fromhex(

@@ -30,17 +30,29 @@ from touchstream.domain.loyalty.evaluation import default, due, evaluate, fold, 
 from touchstream.domain.loyalty.expiry import expiry_owed, expiry_times
 from touchstream.domain.loyalty.handlers import purchase, redeem, refund, signup
 from touchstream.domain.loyalty.outcomes import outcome, published
-from touchstream.domain.loyalty.pricing import held_points, priced
+from touchstream.domain.loyalty.pricing import (
+    default_orders,
+    default_returns,
+    fold_orders,
+    fold_returns,
+    held_points,
+    priced,
+    sole_ledger,
+)
 from touchstream.domain.loyalty.rewards import reward_owed, rewards
 from touchstream.domain.loyalty.tiers import held_tier, tier_name, tier_rank, tier_spend
 
 __all__ = [
     "default",
+    "default_orders",
+    "default_returns",
     "due",
     "evaluate",
     "expiry_owed",
     "expiry_times",
     "fold",
+    "fold_orders",
+    "fold_returns",
     "held_points",
     "held_tier",
     "next_change",
@@ -53,6 +65,7 @@ __all__ = [
     "reward_owed",
     "rewards",
     "signup",
+    "sole_ledger",
     "tier_name",
     "tier_rank",
     "tier_spend",

@@ -67,10 +67,10 @@ def _changes(
         else:
             window = loyalty.tier_window_days * MS_PER_DAY
             for order in state["orders"].values():
-                out += [order["at"] + window, order["at"] + window + grace]
+                out += [order.at + window, order.at + window + grace]
         # a return matched late (its order arrived after it) lowers the spend at its own time
         for ret in state.get("returns", {}).values():
-            out += [ret["at"], ret["at"] + grace]
+            out += [ret.at, ret.at + grace]
     expiry = expiry_times(state, rules)
     if expiry is not None:
         anchor, warn_at, expires_at = expiry

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from touchstream.config.rules import Rules
 from touchstream.domain import state_bounds
 from touchstream.domain.decision import Decision
@@ -20,6 +22,7 @@ from touchstream.domain.loyalty.pricing import (
     reprice,
 )
 from touchstream.domain.loyalty.tiers import multiplier_before
+from touchstream.domain.records import Ids, Order, Return
 from touchstream.domain.state import State
 
 # redemption, order and return ids are remembered for a span of event time with a hard cap
@@ -37,10 +40,10 @@ def purchase(state: State, event: dict[str, Any], rules: Rules, decisions: list[
     effective = effective_value(props, net, at, rules)
     # the history before it in event time: an order that arrived earlier but was placed later
     # (or at the same moment, with a later id) does not raise this order's tier
-    earlier = {k: o for k, o in state["orders"].items() if (o["at"], k) < (at, order_id)}
+    earlier = {k: o for k, o in state["orders"].items() if (o.at, k) < (at, order_id)}
     multiplier = multiplier_before({"orders": earlier, "returns": state["returns"]}, at, rules)
     points = earned_points(effective, multiplier, rules)
-    order = {"at": at, "net": net, "eff": effective, "pts": points, "ref": 0}
+    order = Order(at=at, net=net, eff=effective, pts=points, ref=0)
     state["orders"] = dict(state["orders"], **{order_id: order})
     state["points"] += points
     state["qualifying_spend_minor"] += net
@@ -57,7 +60,7 @@ def purchase(state: State, event: dict[str, Any], rules: Rules, decisions: list[
             multiplier=multiplier,
         )
     )
-    waiting = [rid for rid, r in state["returns"].items() if r["order"] == order_id]
+    waiting = [rid for rid, r in state["returns"].items() if r.order == order_id]
     for rid in waiting:
         _refund(state, rid, state["returns"][rid], decisions)
     reprice(state, (at, order_id), at, rules, decisions)
@@ -85,13 +88,13 @@ def refund(state: State, event: dict[str, Any], rules: Rules, decisions: list[De
     return_id = props["return_id"]
     if return_id in state["returns"] or state_bounds.folded_return(state, return_id):
         return False
-    entry = {"order": props["order_id"], "at": event["at"], "refund": props["refund_minor"]}
+    entry = Return(order=props["order_id"], at=event["at"], refund=props["refund_minor"])
     folded = state_bounds.folded_order(
         state, props["order_id"]
     )  # into ``past`` (domain.state_bounds)
     if folded:  # nothing to apply it to, ever: only its id is kept
         known = state_bounds.ids_of(state)
-        state["ids"] = {**known, "r": {**known["r"], return_id: event["at"]}}
+        state["ids"] = Ids(o=known.o, r={**known.r, return_id: event["at"]})
     else:
         state["returns"] = dict(state["returns"], **{return_id: entry})
     if folded or props["order_id"] not in state["orders"]:
@@ -109,30 +112,31 @@ def refund(state: State, event: dict[str, Any], rules: Rules, decisions: list[De
         )
         return False
     _refund(state, return_id, entry, decisions)
-    reprice(state, (entry["at"], ""), entry["at"], rules, decisions)
+    reprice(state, (entry.at, ""), entry.at, rules, decisions)
     return True
 
 
-def _refund(state: State, return_id: str, entry: dict[str, Any], decisions: list[Decision]) -> None:
-    order_id = entry["order"]
-    order = dict(state["orders"][order_id])
-    before_pts, before_ref = held_points(order), order.get("ref", 0)
-    order["ref"] = min(order["net"], before_ref + entry["refund"])
+def _refund(state: State, return_id: str, entry: Return, decisions: list[Decision]) -> None:
+    order_id = entry.order
+    held = state["orders"][order_id]
+    before_pts, before_ref = held_points(held), held.ref
+    # a new record: the previous state holds the old one
+    order = msgspec.structs.replace(held, ref=min(held.net, before_ref + entry.refund))
     state["orders"] = dict(state["orders"], **{order_id: order})
     taken = before_pts - held_points(order)
     state["points"] -= taken
-    state["qualifying_spend_minor"] -= order["ref"] - before_ref
+    state["qualifying_spend_minor"] -= order.ref - before_ref
     decisions.append(
         outcome(
             state,
             "points_reversed",
             return_id,
-            entry["at"],
+            entry.at,
             return_id=return_id,
             order_id=order_id,
-            refund_minor=entry["refund"],
+            refund_minor=entry.refund,
             points=-taken,
-            spend_minor=before_ref - order["ref"],
+            spend_minor=before_ref - order.ref,
         )
     )
 

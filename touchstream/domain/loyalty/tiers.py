@@ -24,7 +24,7 @@ from touchstream.domain.state import State
 def refunds_by_order(state: State) -> dict[str, list[tuple[int, int]]]:
     out: dict[str, list[tuple[int, int]]] = {}
     for ret in state.get("returns", {}).values():
-        out.setdefault(ret["order"], []).append((ret["at"], ret["refund"]))
+        out.setdefault(ret.order, []).append((ret.at, ret.refund))
     return out
 
 
@@ -40,8 +40,8 @@ def spend_between(state: State, start: int, end: int, refunds: dict[str, Any] | 
         refunds = refunds_by_order(state)
     total = 0
     for order_id, order in state["orders"].items():
-        if start < order["at"] <= end:
-            net = order["net"]
+        if start < order.at <= end:
+            net = order.net
             back = refunds.get(order_id)
             if back:
                 net -= sum(r for at, r in back if at <= end)
@@ -83,15 +83,13 @@ def held_tier(state: State, at: int, rules: Rules) -> int:
         return tier_index(0, rules)
     # no moment's spend exceeds every order placed by ``at`` with no refund: when that earns
     # no tier above the first, none is held (most profiles), and no moment can beat it
-    top = tier_index(
-        sum(o["net"] for o in orders.values() if o["at"] <= at and o["net"] > 0), rules
-    )
+    top = tier_index(sum(o.net for o in orders.values() if o.at <= at and o.net > 0), rules)
     if top == 0:
         return 0
     refunds = refunds_by_order(state)
     since = at - rules.loyalty.grace_days * MS_PER_DAY
     # spend only rises when an order is placed: the maximum is at the start or at an order
-    moments = [since, at, *(o["at"] for o in orders.values() if since < o["at"] <= at)]
+    moments = [since, at, *(o.at for o in orders.values() if since < o.at <= at)]
     held = 0
     for moment in moments:
         held = max(held, tier_index(tier_spend(state, moment, rules, refunds), rules))
@@ -113,7 +111,7 @@ def tier_rank(name: str | None, rules: Rules) -> int:
 def reached_at(state: State, at: int, index: int, rules: Rules) -> int:
     """The moment the held tier last rose to ``index`` or above, by ``at``: the placing of an
     order (only an order raises the spend), by the ledger known at ``at``."""
-    placed = sorted({o["at"] for o in state["orders"].values() if o["at"] <= at}, reverse=True)
+    placed = sorted({o.at for o in state["orders"].values() if o.at <= at}, reverse=True)
     reached = at
     for moment in placed:
         reached = moment
@@ -127,7 +125,7 @@ def vip(state: State, spend: int, reached: int, times: int, rules: Rules) -> Dec
     moment it was reached, not the fact."""
     top = rules.loyalty.tiers[-1]
     last = state["last_purchase_at"]
-    placed = sorted(k for k, o in state["orders"].items() if o["at"] == reached)
+    placed = sorted(k for k, o in state["orders"].items() if o.at == reached)
     return triggers.propose(
         "vip_status",
         f"{top.name}:{times}",
@@ -155,8 +153,8 @@ def fell_at(state: State, at: int, held: int, rules: Rules) -> int:
     # returns, and calendar years turning
     moments = {since, at, year_start(at, rules), year_start(at, rules, 1)}
     for order in state["orders"].values():
-        moments.update((order["at"], order["at"] + window))
-    moments.update(ret["at"] for ret in state.get("returns", {}).values())
+        moments.update((order.at, order.at + window))
+    moments.update(ret.at for ret in state.get("returns", {}).values())
     refunds = refunds_by_order(state)
     fell = at
     for moment in sorted((m for m in moments if since <= m <= at), reverse=True):
