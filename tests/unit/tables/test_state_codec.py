@@ -139,6 +139,9 @@ def test_a_state_whose_values_are_typed_records_is_stored_as_the_dict_it_replace
     assert live > 100
 
 
-def test_a_value_that_is_neither_json_nor_a_record_is_still_refused() -> None:
-    with pytest.raises(orjson.JSONEncodeError, match="set"):
-        state_codec.encode({"customer_id": "ts-1", "merged": {"a"}})
+@pytest.mark.parametrize("state", [{"customer_id": "ts-1", "merged": object()}])
+def test_a_value_that_is_neither_json_nor_a_record_is_still_refused(state: dict) -> None:
+    # (a set would be written as an array: the core stores none, which the comparison with
+    # orjson over the bench states above holds)
+    with pytest.raises(TypeError, match="object"):
+        state_codec.encode(state)
