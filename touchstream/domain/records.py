@@ -333,6 +333,11 @@ def lift(state: dict[str, Any]) -> dict[str, Any]:
     shape raises ``RecordFormatError`` naming the key and the bad field, never guessed."""
     if "orders" not in state and not any(key in state for key in _LEAF_KEYS):
         return state  # a redirect or an erasure marker
+    if type(state.get("loyalty")) is LoyaltyMarks:
+        # built in this process (``customer.new_state`` and the core make every leaf a record
+        # at once; a state read or received as JSON has none): nothing to convert, and a merge
+        # of two such states skips two conversions
+        return state
     try:
         leaves = msgspec.convert({k: state[k] for k in _LEAF_KEYS if k in state}, _LEAVES)
     except msgspec.ValidationError as exc:
