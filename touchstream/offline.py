@@ -94,7 +94,12 @@ class OfflineStage:
 
     def _fire(self, partition: int, clock: int, now_ms: int) -> None:
         for customer_id in self._timers.due(partition):
-            step = fire(customer_id, self.table.get(customer_id), clock, now_ms, self.rules)
+            state = self.table.get(customer_id)
+            step = fire(customer_id, state, clock, now_ms, self.rules)
+            if step.store is None and not step.delete:  # a stale entry: track it anew
+                due = next_due(state, self.rules)
+                if due is not None:
+                    self._timers.track(partition, due, customer_id)
             self._apply(partition, customer_id, step)
 
     def tick(self, at: int | dict[int, int], now_ms: int) -> OfflineStage:

@@ -286,9 +286,17 @@ def _fire_due(
                 faults.check("timer", customer_id)
             if step.store is not None or step.delete:
                 tally.inc(metrics.TIMERS_FIRED)
+            else:  # a stale entry (the state's timers moved on): track when they are due now
+                _track_again(p, partition, customer_id, old)
             _execute(p, cache, stage, tally, ckey, partition, step, msg, old, coalescing)
         except Exception as exc:
             raise TimerFailed(customer_id, exc) from exc
+
+
+def _track_again(p: CustomerPorts, partition: int, customer_id: str, state: Stored | None) -> None:
+    due = next_due(state, p.rules)
+    if due is not None:
+        p.timers.track(partition, due, customer_id)
 
 
 def _execute(

@@ -61,6 +61,12 @@ class TimerIndex:
         # per partition: (window, largest at - rt of the window, of the window before)
         self._skew: dict[int, tuple[int, int | None, int | None]] = {}
         self._heaps: dict[int, list[tuple[int, str]]] = {}
+        # per partition: each customer's earliest due time in its heap. A customer gets a new
+        # entry only when its due time comes before the one it holds: a shopper's every event
+        # moves the session's end on, and one entry per event filled the heap with an entry
+        # per event of the session gap. The entry that comes up first is re-tracked at the
+        # customer's next due time once it is handled (``due``'s callers do).
+        self._earliest: dict[int, dict[str, int]] = {}
         self._clocks: dict[int, int] = {}
         # per partition: (wall ms, clock) when it last saw an event, for the idle fallback
         self._seen: dict[int, tuple[int, int]] = {}
@@ -87,9 +93,15 @@ class TimerIndex:
     ) -> None:
         """One partition's (due, customer_id) timers and the clock to resume from (the latest
         event time its profiles have seen), replacing what the index held for it."""
-        heap = list(entries)
+        earliest: dict[str, int] = {}
+        for due, customer_id in entries:
+            held = earliest.get(customer_id)
+            if held is None or due < held:
+                earliest[customer_id] = due
+        heap = [(due, customer_id) for customer_id, due in earliest.items()]
         heapq.heapify(heap)
         self._heaps[partition] = heap
+        self._earliest[partition] = earliest
         if clock is not None:
             resumed = max(self._clocks.get(partition, clock), clock)
             self._clocks[partition] = resumed
@@ -97,11 +109,20 @@ class TimerIndex:
         self._todo.pop(partition, None)
 
     def track(self, partition: int, due: int, customer_id: str) -> None:
+        """The customer's timers are next due at ``due``: an entry, unless it holds one at
+        or before that time already."""
+        earliest = self._earliest.get(partition)
+        if earliest is None:
+            earliest = self._earliest[partition] = {}
+        held = earliest.get(customer_id)
+        if held is not None and held <= due:
+            return
         heap = self._heaps.setdefault(partition, [])
         heapq.heappush(heap, (due, customer_id))
+        earliest[customer_id] = due
         undo = self.undo.entries
         if undo is not None:
-            undo.append((_remove, heap, (due, customer_id)))
+            undo.append((_untrack, heap, earliest, (due, customer_id), held))
 
     def advance(self, partition: int, at: int, wall_ms: int | None = None) -> int:
         """Move the partition's clock to ``at`` if later; ``wall_ms`` marks a real event (a
@@ -166,15 +187,25 @@ class TimerIndex:
         return seen[1] + (wall_ms - seen[0])
 
     def due(self, partition: int) -> list[str]:
+        """The customers whose entry the partition's clock has reached, earliest first, each
+        once. Their entries are gone: the caller tracks each one's next due time again after
+        handling it (also when nothing was due after all: the entry was stale)."""
         heap = self._heaps.get(partition)
         clock = self._clocks.get(partition)
         out: list[str] = []
+        if not heap or clock is None or heap[0][0] > clock:
+            return out
+        earliest = self._earliest.setdefault(partition, {})
         undo = self.undo.entries
-        while heap and clock is not None and heap[0][0] <= clock:
+        while heap and heap[0][0] <= clock:
             entry = heapq.heappop(heap)
-            if undo is not None:
-                undo.append((heapq.heappush, heap, entry))
-            customer_id = entry[1]
+            due, customer_id = entry
+            if earliest.get(customer_id) == due:
+                del earliest[customer_id]
+                if undo is not None:
+                    undo.append((_put_back, heap, earliest, entry, True))
+            elif undo is not None:
+                undo.append((_put_back, heap, earliest, entry, False))
             if customer_id not in out:
                 out.append(customer_id)
         return out
@@ -198,7 +229,26 @@ class TimerIndex:
         return sum(len(h) for h in self._heaps.values())
 
 
-def _remove(heap: list[tuple[int, str]], entry: tuple[int, str]) -> None:
+def _untrack(
+    heap: list[tuple[int, str]],
+    earliest: dict[str, int],
+    entry: tuple[int, str],
+    held: int | None,
+) -> None:
+    """Undo ``track``: the entry out, the customer's earlier due time (if any) back."""
     if entry in heap:
         heap.remove(entry)
         heapq.heapify(heap)
+    if held is None:
+        earliest.pop(entry[1], None)
+    else:
+        earliest[entry[1]] = held
+
+
+def _put_back(
+    heap: list[tuple[int, str]], earliest: dict[str, int], entry: tuple[int, str], held: bool
+) -> None:
+    """Undo one pop of ``due``."""
+    heapq.heappush(heap, entry)
+    if held:
+        earliest[entry[1]] = entry[0]

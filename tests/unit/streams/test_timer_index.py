@@ -80,3 +80,50 @@ def test_a_state_from_before_the_capped_time_resumes_no_further_than_the_skew_pa
     assert resume_clock({"last_event_at": T0 - HOUR}, SKEW, T0) == T0 - HOUR
     assert resume_clock({"last_event_at": None}, SKEW, T0) is None
     assert resume_clock(None, SKEW, T0) is None
+
+
+def test_a_shopper_whose_every_event_moves_the_session_end_holds_one_entry_not_one_per_event():
+    index = TimerIndex(SKEW)
+    for i in range(1_000):  # each event pushes the session's end 30 minutes past itself
+        index.track(0, T0 + i * MIN + 30 * MIN, "browser")
+    assert len(index) == 1
+    index.track(0, T0 - MIN, "browser")  # an earlier due time (a cart reminder) does get one
+    assert len(index) == 2
+
+
+def test_a_stale_entry_comes_up_once_and_the_customer_is_tracked_again_at_its_real_time():
+    index = TimerIndex(SKEW)
+    index.track(0, T0 + 30 * MIN, "browser")
+    index.track(0, T0 + 50 * MIN, "browser")  # the session went on: its end moved later
+    index.advance(0, T0 + 30 * MIN)
+    assert index.due(0) == ["browser"]  # the first entry: nothing due yet, the caller re-tracks
+    assert index.due(0) == []
+    index.track(0, T0 + 50 * MIN, "browser")
+    assert len(index) == 1
+    index.advance(0, T0 + 50 * MIN)
+    assert index.due(0) == ["browser"]
+
+
+def test_an_undone_batch_puts_back_the_entries_it_took_and_removes_the_ones_it_added():
+    index = TimerIndex(SKEW)
+    index.track(0, T0 + MIN, "a")
+    index.advance(0, T0 + MIN)
+    index.undo.begin()
+    assert index.due(0) == ["a"]
+    index.track(0, T0 + 2 * MIN, "a")
+    index.track(0, T0 + 3 * MIN, "b")
+    index.undo.rollback()
+    assert len(index) == 1
+    assert index.due(0) == ["a"]  # back as it was before the batch
+    index.track(0, T0 + 5 * MIN, "a")  # and it is tracked afresh once taken
+    assert len(index) == 1
+
+
+def test_a_partition_loaded_from_the_table_holds_each_customers_earliest_time_once():
+    index = TimerIndex(SKEW)
+    index.load(0, [(T0 + 2 * MIN, "a"), (T0 + MIN, "a"), (T0 + 3 * MIN, "b")], None, T0)
+    assert len(index) == 2
+    index.track(0, T0 + 2 * MIN, "a")  # later than its entry: nothing new
+    assert len(index) == 2
+    index.advance(0, T0 + MIN)
+    assert index.due(0) == ["a"]
