@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import os
+import pickle
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -496,7 +497,19 @@ def settle_and_compare(
     TALLIES.append(tally)
     print(f"{tally.scenario}: compared after {settled_s:.1f}s, triggers read in {read_s:.1f}s")
     assert not problems, report(problems, expected)
-    assert tally.applied == distinct, f"{tally.applied} touchpoints applied of {distinct}"
+    if tally.applied != distinct:
+        kept = stack.workdir / "inbound.pickle"  # to replay the oracle offline
+        kept.write_bytes(pickle.dumps((inbound, ids, excluded)))
+        counted_twice = {
+            cid: (sum(s["events"].values()), len(s["seen"]))
+            for cid, s in expected.live().items()
+            if sum(s["events"].values()) != len(s["seen"])
+        }
+        raise AssertionError(
+            f"{tally.applied} touchpoints applied of {distinct}; the oracle's profiles whose "
+            f"touchpoints are not their remembered event ids (touchpoints, ids): "
+            f"{counted_twice}; inbound kept in {kept}"
+        )
     # every trigger the oracle proposed, under the same trigger_id, and no other (but for the
     # shoppers whose profiles each decided something before they were linked)
     assert not missing and not other, (
