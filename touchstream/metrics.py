@@ -147,9 +147,8 @@ TRIGGERS_DEFERRED = Counter(
 )
 CHANGELOG_STALE = Counter(
     "touchstream_changelog_stale_total",
-    "Customer states (and ledger or activity window values) on a changelog older than the one "
-    "already held, left out by recovery or a standby replica (a late write from a worker "
-    "that had lost the partition)",
+    "Customer states on the changelog older than the one already held, left out by recovery "
+    "or a standby replica (a late write from a worker that had lost the partition)",
 )
 TIMERS_PENDING = Gauge(
     "touchstream_timers_pending",

@@ -21,7 +21,7 @@ from typing import Any
 import faust
 
 from touchstream.tables.store import Readers
-from touchstream.tables.windows import SupersededEntries, add_once, column_sums, window_value
+from touchstream.tables.windows import add_once, column_sums, window_value
 
 COUNTS = ("page_views", "product_views", "searches", "cart_adds")
 HOURLY_KEPT = timedelta(hours=48)
@@ -40,16 +40,14 @@ class Activity:
 
     @staticmethod
     def _table(app: faust.App, name: str, size_s: int, kept: timedelta, partitions: int) -> Any:
-        table: Any = app.Table(
+        return app.Table(
             name,
             default=dict,
             partitions=partitions,
             # windowed keys are (customer_id, (start, end)) tuples
             schema=faust.Schema(key_serializer="json", value_serializer="json"),
             help=f"Per-customer activity per {size_s // 3600}h window of event time",
-        )
-        table.changelog_filter = SupersededEntries()  # (tables.changelog.OutboxTable)
-        return table.tumbling(size_s, expires=kept)
+        ).tumbling(size_s, expires=kept)
 
     def record(self, session: dict[str, Any]) -> None:
         """Count a closed session into the windows its start falls in (inside the agent)."""

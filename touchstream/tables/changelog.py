@@ -25,9 +25,6 @@ from faust.utils import json as faust_json
 from touchstream.streams.outbox import Outbox
 from touchstream.tables.store import store_reader
 
-# (batch, the store's key of a record's key, the store's reader) -> the records to apply
-ChangelogFilter = Callable[[list[Any], Callable[[Any], Any], Callable[[Any], Any]], list[Any]]
-
 
 class OutboxTable(faust.Table):
     outbox: Outbox | None = None  # set by the topology once the outbox exists
@@ -42,16 +39,14 @@ class OutboxTable(faust.Table):
         self.data.set_persisted_offset(tp, offset)
 
     # what recovery and standby replicas apply of each batch of changelog records, given the
-    # batch, the key as the store holds it (a windowed key's JSON list becomes a tuple) and a
-    # reader of the value the store holds (None: all of it). A record older than the value
-    # held is a late write of a worker that had lost the partition (tables.customers,
-    # tables.windows).
-    changelog_filter: ChangelogFilter | None = None
+    # batch and a reader of the value the store holds (None: all of it). The customers table
+    # leaves out a record older than the value held: a late write (tables.customers).
+    changelog_filter: Callable[[list[Any], Callable[[Any], Any]], list[Any]] | None = None
 
     def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
         keep = self.changelog_filter
         if keep is not None:
-            batch = keep(list(batch), self._to_key, store_reader(self))
+            batch = keep(list(batch), store_reader(self))
         super().apply_changelog_batch(batch)
 
     def on_key_set(self, key: Any, value: Any) -> None:

@@ -73,12 +73,7 @@ class NewestVersions:
         self.late.difference_update(keys)
         return keys
 
-    def __call__(
-        self,
-        batch: list[Any],
-        to_key: Callable[[Any], Any],
-        held: Callable[[bytes], bytes | None],
-    ) -> list[Any]:
+    def __call__(self, batch: list[Any], held: Callable[[bytes], bytes | None]) -> list[Any]:
         memo = self._memo
         if len(memo) > self.MEMO:
             memo.clear()
@@ -114,12 +109,8 @@ class NewestVersions:
 
 
 def newest_versions(batch: list[Any], held: Callable[[bytes], bytes | None]) -> list[Any]:
-    """``NewestVersions`` without its memo (one batch; bytes keys, as the table's)."""
-    return NewestVersions()(batch, _same, held)
-
-
-def _same(key: Any) -> Any:
-    return key
+    """``NewestVersions`` without its memo (one batch)."""
+    return NewestVersions()(batch, held)
 
 
 def version_of(raw: bytes | None) -> int | None:

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import faust
 
 from touchstream.tables.store import Readers, table_writer
-from touchstream.tables.windows import SupersededEntries, add_once, window_value, with_entry
+from touchstream.tables.windows import add_once, window_value, with_entry
 
 DAILY_KEPT = timedelta(days=400)
 MONTHS_KEPT = 25
@@ -37,24 +37,20 @@ ENTRIES_KEPT = 256  # outcomes held per window and customer
 class Ledger:
     def __init__(self, app: faust.App, partitions: int, timezone: str) -> None:
         schema: Any = faust.Schema(key_serializer="json", value_serializer="json")
-        daily: Any = app.Table(
+        self.daily: Any = app.Table(
             "loyalty-daily",
             default=dict,
             partitions=partitions,
             schema=schema,
             help="Points and qualifying spend per customer per day of event time",
-        )
-        monthly: Any = app.Table(
+        ).tumbling(86400, expires=DAILY_KEPT)
+        self.monthly = app.Table(
             "loyalty-monthly",
             default=dict,
             partitions=partitions,
             schema=schema,
             help="Points and qualifying spend per customer per calendar month of event time",
         )
-        # a late write of a worker that had lost the partition never takes entries back
-        daily.changelog_filter = monthly.changelog_filter = SupersededEntries()
-        self.monthly = monthly
-        self.daily: Any = daily.tumbling(86400, expires=DAILY_KEPT)
         self.tz = ZoneInfo(timezone)
         self._read = Readers()  # the tables' stores, read without Faust's per-access wrappers
 

@@ -9,14 +9,9 @@ changelog and window expiry must see them.
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from typing import Any
 
-from touchstream import metrics
 from touchstream.tables.store import Reader, store_reader, table_writer
-
-log = logging.getLogger(__name__)
 
 
 def window_value(wrapper: Any, key: Any, at_s: float, read: Reader | None = None) -> Any:
@@ -68,36 +63,3 @@ def with_entry(held: dict[str, Any], entry_id: str, entry: Any, kept: int) -> di
     added = dict(held)
     added[entry_id] = entry
     return added if len(added) <= kept else dict(list(added.items())[-kept:])
-
-
-class SupersededEntries:
-    """The changelog records of a window table that recovery and standby replicas may apply:
-    each one but those whose entries the value held by then already has, all of them.
-
-    A window value only ever gains an entry (``add_once``; keeping the newest ``kept`` drops
-    the oldest as it adds), so a value with no entry the held one lacks is an older one: the
-    late write of a worker whose group session expired while the broker was away
-    (tables.customers.NewestVersions tells the story). Applied, it would take back the
-    sessions, points and spend added since. A deletion (an erasure, an old month) applies.
-    """
-
-    def __call__(self, batch: list[Any], to_key: Callable[[Any], Any], held: Reader) -> list[Any]:
-        newest: dict[Any, Any] = {}  # per key: the value it holds after the records so far
-        kept: list[Any] = []
-        stale = 0
-        for event in batch:
-            key, value = to_key(event.key), event.value
-            if value is None:
-                newest[key] = None
-                kept.append(event)
-                continue
-            holds = newest[key] if key in newest else held(key)
-            if isinstance(holds, dict) and isinstance(value, dict) and value.keys() <= holds.keys():
-                stale += 1
-                continue
-            newest[key] = value
-            kept.append(event)
-        if stale:
-            metrics.CHANGELOG_STALE.inc(stale)
-            log.warning("recovery: %d window value(s) older than the one held left out", stale)
-        return kept

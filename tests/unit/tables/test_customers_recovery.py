@@ -40,10 +40,6 @@ def record(value: bytes | None, offset: int, key: bytes = KEY) -> Any:
     return SimpleNamespace(key=key, value=value, message=message)
 
 
-def same(key: Any) -> Any:
-    return key
-
-
 def stale_count() -> float:
     return metrics.CHANGELOG_STALE._value.get()
 
@@ -92,12 +88,12 @@ def test_the_table_recovers_the_redirect_not_the_late_live_state(table_app: faus
 def test_versions_remembered_across_batches_never_outlive_the_value_held() -> None:
     keep = NewestVersions()
     store: dict[bytes, bytes] = {}
-    for event in keep([record(live(3, 1), 1)], same, store.get):
+    for event in keep([record(live(3, 1), 1)], store.get):
         store[event.key] = event.value
     store[KEY] = absorbed(9)  # the worker's own write since (an active partition)
-    assert keep([record(live(5, 2), 2)], same, store.get) == []  # older than the held redirect
+    assert keep([record(live(5, 2), 2)], store.get) == []  # older than the held redirect
     store[KEY] = live(4, 1)
-    assert len(keep([record(live(5, 2), 3)], same, store.get)) == 1
+    assert len(keep([record(live(5, 2), 3)], store.get)) == 1
 
 
 def test_the_keys_a_late_write_was_left_out_for_wait_for_their_partition_to_write_them_again() -> (
@@ -105,8 +101,13 @@ def test_the_keys_a_late_write_was_left_out_for_wait_for_their_partition_to_writ
 ):
     keep = NewestVersions()
     other = record(live(1, 1), 2, key=b"ts-other")
-    batch = [record(absorbed(3), 1), record(live(1, 1), 2), other, record(live(0, 0), 3, b"x")]
-    keep(batch, same, {b"ts-other": live(5, 5), b"x": live(0, 0)}.get)
+    keep(
+        [record(absorbed(3), 1), record(live(1, 1), 2), other, record(live(0, 0), 3, b"x")],
+        {
+            b"ts-other": live(5, 5),
+            b"x": live(0, 0),
+        }.get,
+    )
     assert keep.late == {KEY, b"ts-other"}
     assert keep.take_late(lambda key: key == KEY) == [KEY]
     assert keep.late == {b"ts-other"}
