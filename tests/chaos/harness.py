@@ -268,39 +268,33 @@ def recovered_differences(stack: Stack, expected: OfflineStage, rules: Rules) ->
 
     Redis alone cannot show a state that went back: its versioned writes keep the newer
     profile it was given, while the table (what the next worker builds on) holds the older
-    one. Two readings: recovery's, each partition's records in offset order leaving out a
-    state older than the one held (``tables.customers.NewestVersions``), and compaction's, the
-    last record of each key (a late write the customer stage has not written over yet would
-    differ there)."""
+    one. Recovery applies each partition's records in offset order, leaving out a state older
+    than the one held (``tables.customers.newest_versions``), as here."""
     name = f"{stack.settings['topic_prefix']}touchstream-{CUSTOMERS_TABLE}-changelog"
+    table: dict[bytes, bytes] = {}
     records = sorted(
         read_topic(stack.broker.bootstrap, name), key=lambda r: (r.partition, r.offset)
     )
-    recovered: dict[bytes, bytes] = {}
-    for r in newest_versions([_Event(r.key, r.value) for r in records], recovered.get):
+    for r in newest_versions([_Event(r.key, r.value) for r in records], table.get):
         if r.value is None:
-            recovered.pop(r.key, None)
+            table.pop(r.key, None)
         else:
-            recovered[r.key] = r.value
-    compacted = {r.key: r.value for r in records}
+            table[r.key] = r.value
     problems: list[str] = []
-    for reading, table in (("recovery", recovered), ("compaction", compacted)):
-        keys = {k.decode() for k in table if k is not None}
-        for cid in sorted(set(expected.table) | keys):
-            want, raw = expected.table.get(cid), table.get(cid.encode())
-            got = decode_state(raw) if raw is not None else None
-            # a redirect must lead where the oracle's does; an erasure marker's numbers may
-            # differ
-            if type(want) is not type(got) or (
-                isinstance(want, Redirect) and isinstance(got, Redirect) and want.into != got.into
-            ):
-                problems.append(f"{cid}: the oracle holds {want!r:.120}, {reading} {got!r:.120}")
-                continue
-            if isinstance(want, dict) and isinstance(got, dict):
-                served, held = project(want, rules), project(got, rules)
-                wrong = {f: (served[f], held[f]) for f in FIELDS if served[f] != held[f]}
-                if wrong:
-                    problems.append(f"{cid}: after {reading}, field (expected, held): {wrong}")
+    for cid in sorted(set(expected.table) | {k.decode() for k in table}):
+        want, raw = expected.table.get(cid), table.get(cid.encode())
+        got = decode_state(raw) if raw is not None else None
+        # a redirect must lead where the oracle's does; an erasure marker's numbers may differ
+        if type(want) is not type(got) or (
+            isinstance(want, Redirect) and isinstance(got, Redirect) and want.into != got.into
+        ):
+            problems.append(f"{cid}: the oracle holds {want!r:.120}, recovery {got!r:.120}")
+            continue
+        if isinstance(want, dict) and isinstance(got, dict):
+            served, held = project(want, rules), project(got, rules)
+            wrong = {f: (served[f], held[f]) for f in FIELDS if served[f] != held[f]}
+            if wrong:
+                problems.append(f"{cid}: recovered field (expected, recovered): {wrong}")
     return problems
 
 
