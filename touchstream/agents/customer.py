@@ -60,14 +60,9 @@ def make_customer_handler(p: CustomerPorts) -> Handler:
         parked_timers: list[tuple[Any, Failure]] = []
         # customers whose coalesced update raised or was over its limit: one update per record
         per_record: set[bytes] = set()
-        late = p.late_states(partition)
         while True:
             cache = StateCache(p.customers, p.live_states)
             unwritten.append(cache)
-            for key in late:  # written again: the changelog's last record of each was late
-                state = cache.get(key)
-                if state is not None:
-                    cache.put(key, state)
             mark, clock = p.mark(), p.timers.checkpoint(partition)
             undo.begin()
             try:

@@ -114,9 +114,6 @@ class CustomerPorts:
     publishing: Publishing
     redis: ProfileSync
     halt: Callable[[Any, int, str], None]  # (partition, offset, why)
-    # keys of a partition whose last changelog record recovery found to be a late write,
-    # taken out: the stage writes their state again (tables.customers.NewestVersions)
-    late_states: Callable[[int], list[bytes]]
     # undoing a batch that raised (streams.isolation)
     journal: Undo  # the table's, Redis's and the timers' changes
     mark: Callable[[], Any]  # where the output ends now

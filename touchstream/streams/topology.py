@@ -307,16 +307,10 @@ class Topology:
             publishing=Publishing(self.output, self.activity, self.ledger, export_budget),
             redis=self.redis_sync,
             halt=self.routes.halt,
-            late_states=self._late_states,
             journal=outbox.undo,
             mark=outbox.mark,
             take_back=outbox.take_back,
         )
-
-    def _late_states(self, partition: int) -> list[bytes]:
-        late = self.customers.changelog_filter  # tables.customers.NewestVersions
-        partitions = self.settings.partitions
-        return late.take_late(lambda key: partition_for(key, partitions) == partition)
 
     async def _input_restarted(self, tp: Any) -> bool:
         # only the input topic: the internal topics are this deployment's own

@@ -49,12 +49,6 @@ class NewestVersions:
     of the same version is applied (the later write: a link's reservation made or released
     keeps the version). A deletion is applied; a record after one is compared with nothing.
 
-    A late write stays the last record of its key on the changelog, and compaction would
-    leave only it: the keys it was left out for wait in ``late`` (at most ``MEMO``) until the
-    customer stage, at its partition's next batch, writes their state again (``take_late``).
-    The worker that was late rejoins its group at once, so a recovery over its late records
-    follows them on every partition they reached.
-
     Reading a version costs a decode (about 10 us); the versions of the values let through
     last are remembered (at most ``MEMO`` keys), so a key changing in batch after batch of an
     uncompacted changelog is not decoded twice per record.
@@ -64,14 +58,6 @@ class NewestVersions:
 
     def __init__(self) -> None:
         self._memo: dict[bytes, tuple[bytes, int | None]] = {}
-        self.late: set[bytes] = set()
-
-    def take_late(self, mine: Callable[[bytes], bool]) -> list[bytes]:
-        """The keys ``mine`` says are of a partition being handled whose last changelog
-        record is a late write, taken out."""
-        keys = [key for key in self.late if mine(key)]
-        self.late.difference_update(keys)
-        return keys
 
     def __call__(self, batch: list[Any], held: Callable[[bytes], bytes | None]) -> list[Any]:
         memo = self._memo
@@ -96,8 +82,6 @@ class NewestVersions:
             version = version_of(value)
             if holds is not None and version is not None and version < holds:
                 stale += 1
-                if len(self.late) < self.MEMO:
-                    self.late.add(key)
                 continue
             newest[key] = version
             memo[key] = (value, version)

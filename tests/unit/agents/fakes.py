@@ -120,18 +120,6 @@ class Redis:
             self.profiles[customer_id] = profile
 
 
-class Table(dict[bytes, bytes]):
-    """The customers table: a dict that remembers which keys were written."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.written: list[bytes] = []
-
-    def __setitem__(self, key: bytes, value: bytes) -> None:
-        self.written.append(key)
-        super().__setitem__(key, value)
-
-
 @dataclass
 class Windows:
     recorded: list[Any] = field(default_factory=list)
@@ -158,8 +146,7 @@ class CustomerStage:
 
     def __init__(self, faults: str = "", rules: Rules | None = None, partitions: int = 1) -> None:
         self.rules = rules or load_rules(None)
-        self.table = Table()
-        self.late: list[bytes] = []  # keys whose last changelog record recovery found late
+        self.table: dict[bytes, bytes] = {}
         self.records = Records()
         journal = Undo()
         self.redis = Redis(journal)
@@ -184,16 +171,11 @@ class CustomerStage:
             publishing=Publishing(output, self.activity, self.ledger, lambda key: 1 << 20),
             redis=self.redis,
             halt=lambda tp, offset, why: self.halted.setdefault(tp, offset),
-            late_states=self._take_late,
             journal=journal,
             mark=self.records.mark,
             take_back=self.records.take_back,
         )
         self.handle = make_customer_handler(self.ports)
-
-    def _take_late(self, partition: int) -> list[bytes]:
-        keys, self.late = self.late, []
-        return keys
 
     async def run(self, messages: list[Message], partition: int = 0) -> None:
         """One fetch of ``partition``: handled, its output delivered, its states written."""

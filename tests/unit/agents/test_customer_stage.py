@@ -127,20 +127,3 @@ async def test_a_halted_partition_keeps_what_came_before_the_failed_internal_rec
     assert stage.of(topics.QUARANTINE) == []  # an internal record is never parked
     state = stage.state(KEY)
     assert state is not None and sorted(state["orders"]) == ["o-0"]
-
-
-async def test_a_state_whose_last_changelog_record_was_late_is_written_again() -> None:
-    # recovery left out an older state a late worker delivered after this one
-    # (tables.customers.NewestVersions): the next batch of the partition writes the newest
-    # again, so the changelog's last record of the key is the one recovery kept
-    stage = CustomerStage()
-    kept = state_codec.encode(new_state("crm-9", "customer_id", "crm-9", NOW))
-    dict.__setitem__(stage.table, b"crm-9", kept)
-    stage.late.append(b"crm-9")
-    await stage.run(await ingested(shop(1)))
-
-    assert stage.table.written.count(b"crm-9") == 1
-    assert stage.table[b"crm-9"] == kept  # the same state, the same bytes
-    assert sorted(set(stage.table.written)) == [b"crm-1", b"crm-9"]
-    await stage.run(await ingested(shop(1)))
-    assert stage.table.written.count(b"crm-9") == 1  # once: the key was taken out

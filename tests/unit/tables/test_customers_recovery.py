@@ -94,20 +94,3 @@ def test_versions_remembered_across_batches_never_outlive_the_value_held() -> No
     assert keep([record(live(5, 2), 2)], store.get) == []  # older than the held redirect
     store[KEY] = live(4, 1)
     assert len(keep([record(live(5, 2), 3)], store.get)) == 1
-
-
-def test_the_keys_a_late_write_was_left_out_for_wait_for_their_partition_to_write_them_again() -> (
-    None
-):
-    keep = NewestVersions()
-    other = record(live(1, 1), 2, key=b"ts-other")
-    keep(
-        [record(absorbed(3), 1), record(live(1, 1), 2), other, record(live(0, 0), 3, b"x")],
-        {
-            b"ts-other": live(5, 5),
-            b"x": live(0, 0),
-        }.get,
-    )
-    assert keep.late == {KEY, b"ts-other"}
-    assert keep.take_late(lambda key: key == KEY) == [KEY]
-    assert keep.late == {b"ts-other"}
