@@ -30,12 +30,12 @@ def customers_table(app: faust.App, partitions: int) -> Any:
         partitions=partitions,
         help="Per-customer state (domain.customer), one record per customer id",
     )
-    table.changelog_filter = NewestVersions()  # (tables.changelog.OutboxTable)
+    table.changelog_filter = newest_versions  # (tables.changelog.OutboxTable)
     return table
 
 
-class NewestVersions:
-    """The changelog records of a batch that recovery and standby replicas may apply: each
+def newest_versions(batch: list[Any], held: Callable[[bytes], bytes | None]) -> list[Any]:
+    """The changelog records of ``batch`` that recovery and standby replicas may apply: each
     one but those older than the value its key holds by then (``held``, or an earlier record
     of the batch). A state's version only grows (a redirect or an erasure marker is numbered
     past the profile it replaces), so an older one arriving later is a late write.
@@ -48,53 +48,27 @@ class NewestVersions:
     recovery: an absorbed profile live again, folded a second time into its survivor. A record
     of the same version is applied (the later write: a link's reservation made or released
     keeps the version). A deletion is applied; a record after one is compared with nothing.
-
-    Reading a version costs a decode (about 10 us); the versions of the values let through
-    last are remembered (at most ``MEMO`` keys), so a key changing in batch after batch of an
-    uncompacted changelog is not decoded twice per record.
     """
-
-    MEMO = 100_000
-
-    def __init__(self) -> None:
-        self._memo: dict[bytes, tuple[bytes, int | None]] = {}
-
-    def __call__(self, batch: list[Any], held: Callable[[bytes], bytes | None]) -> list[Any]:
-        memo = self._memo
-        if len(memo) > self.MEMO:
-            memo.clear()
-        newest: dict[bytes, int | None] = {}  # per key: the version it holds after the records
-        kept: list[Any] = []
-        stale = 0
-        for event in batch:
-            key, value = event.key, event.value
-            if value is None:
-                newest[key] = None
-                memo.pop(key, None)
-                kept.append(event)
-                continue
-            if key in newest:
-                holds = newest[key]
-            else:
-                raw = held(key)
-                known = memo.get(key)
-                holds = known[1] if known is not None and known[0] == raw else version_of(raw)
-            version = version_of(value)
-            if holds is not None and version is not None and version < holds:
-                stale += 1
-                continue
-            newest[key] = version
-            memo[key] = (value, version)
+    newest: dict[bytes, int | None] = {}  # per key: the version it holds after the records so far
+    kept: list[Any] = []
+    stale = 0
+    for event in batch:
+        key, value = event.key, event.value
+        if value is None:
+            newest[key] = None
             kept.append(event)
-        if stale:
-            metrics.CHANGELOG_STALE.inc(stale)
-            log.warning("recovery: %d customer state(s) older than the one held left out", stale)
-        return kept
-
-
-def newest_versions(batch: list[Any], held: Callable[[bytes], bytes | None]) -> list[Any]:
-    """``NewestVersions`` without its memo (one batch)."""
-    return NewestVersions()(batch, held)
+            continue
+        holds = newest[key] if key in newest else version_of(held(key))
+        version = version_of(value)
+        if holds is not None and version is not None and version < holds:
+            stale += 1
+            continue
+        newest[key] = version
+        kept.append(event)
+    if stale:
+        metrics.CHANGELOG_STALE.inc(stale)
+        log.warning("recovery: %d customer state(s) older than the one held left out", stale)
+    return kept
 
 
 def version_of(raw: bytes | None) -> int | None:

@@ -12,12 +12,7 @@ import faust
 from touchstream import metrics
 from touchstream.domain.records import Redirect
 from touchstream.tables import state_codec
-from touchstream.tables.customers import (
-    NewestVersions,
-    customers_table,
-    decode_state,
-    newest_versions,
-)
+from touchstream.tables.customers import customers_table, decode_state, newest_versions
 
 KEY = b"ts-absorbed"
 
@@ -83,14 +78,3 @@ def test_the_table_recovers_the_redirect_not_the_late_live_state(table_app: faus
     table.apply_changelog_batch([record(live(1, 1), 1724)])  # the late write, a batch later
     assert decode_state(table.data[KEY]) == decode_state(absorbed(3))
     assert decode_state(table.data[b"ts-other"])["version"] == 7
-
-
-def test_versions_remembered_across_batches_never_outlive_the_value_held() -> None:
-    keep = NewestVersions()
-    store: dict[bytes, bytes] = {}
-    for event in keep([record(live(3, 1), 1)], store.get):
-        store[event.key] = event.value
-    store[KEY] = absorbed(9)  # the worker's own write since (an active partition)
-    assert keep([record(live(5, 2), 2)], store.get) == []  # older than the held redirect
-    store[KEY] = live(4, 1)
-    assert len(keep([record(live(5, 2), 3)], store.get)) == 1
