@@ -145,15 +145,8 @@ SESSIONS_CLOSED = Counter(
 TRIGGERS_DEFERRED = Counter(
     "touchstream_triggers_deferred_total", "Triggers held back to the end of quiet hours", ["type"]
 )
-CHANGELOG_STALE = Counter(
-    "touchstream_changelog_stale_total",
-    "Customer states on the changelog older than the one already held, left out by recovery "
-    "or a standby replica (a late write from a worker that had lost the partition)",
-)
 TIMERS_PENDING = Gauge(
-    "touchstream_timers_pending",
-    "Timer entries held in the local index: about one per customer with a timer pending "
-    "(cart, session, ...), at its earliest due time",
+    "touchstream_timers_pending", "Timer entries held in the local index (cart, session, ...)"
 )
 CONSUMER_LAG = Gauge(
     "touchstream_consumer_lag",

@@ -35,7 +35,6 @@ from touchstream.domain.identity import IdentityNormaliser
 from touchstream.domain.ingest import Ingest
 from touchstream.domain.privileged import requires_privilege
 from touchstream.domain.profile import project
-from touchstream.domain.records import Redirect
 from touchstream.errors import PoisonEvent, PrivilegedOnPublicInput
 from touchstream.offline import OfflineStage
 from touchstream.runtime.kafka_io import Out, produce, read_topic
@@ -46,7 +45,6 @@ from touchstream.simulator.traffic import Record, topic_for
 from touchstream.streams import topics
 from touchstream.streams.size_limits import KAFKA_DEFAULT_MESSAGE_MAX_BYTES, largest_value  # noqa: F401
 from touchstream.streams.topic_identity import identity_of
-from touchstream.tables.customers import CUSTOMERS_TABLE, decode_state, newest_versions
 
 LONG = os.environ.get("TOUCHSTREAM_CHAOS", "short") == "long"
 PARTITIONS = 4
@@ -262,48 +260,6 @@ def differences(client: redis.Redis, expected: OfflineStage, rules: Rules) -> li
     return problems
 
 
-def recovered_differences(stack: Stack, expected: OfflineStage, rules: Rules) -> list[str]:
-    """Every way the customers table a worker would recover from its changelog now differs
-    from the oracle's, one line each (empty: equal).
-
-    Redis alone cannot show a state that went back: its versioned writes keep the newer
-    profile it was given, while the table (what the next worker builds on) holds the older
-    one. Recovery applies each partition's records in offset order, leaving out a state older
-    than the one held (``tables.customers.newest_versions``), as here."""
-    name = f"{stack.settings['topic_prefix']}touchstream-{CUSTOMERS_TABLE}-changelog"
-    table: dict[bytes, bytes] = {}
-    records = sorted(
-        read_topic(stack.broker.bootstrap, name), key=lambda r: (r.partition, r.offset)
-    )
-    for r in newest_versions([_Event(r.key, r.value) for r in records], table.get):
-        if r.value is None:
-            table.pop(r.key, None)
-        else:
-            table[r.key] = r.value
-    problems: list[str] = []
-    for cid in sorted(set(expected.table) | {k.decode() for k in table}):
-        want, raw = expected.table.get(cid), table.get(cid.encode())
-        got = decode_state(raw) if raw is not None else None
-        # a redirect must lead where the oracle's does; an erasure marker's numbers may differ
-        if type(want) is not type(got) or (
-            isinstance(want, Redirect) and isinstance(got, Redirect) and want.into != got.into
-        ):
-            problems.append(f"{cid}: the oracle holds {want!r:.120}, recovery {got!r:.120}")
-            continue
-        if isinstance(want, dict) and isinstance(got, dict):
-            served, held = project(want, rules), project(got, rules)
-            wrong = {f: (served[f], held[f]) for f in FIELDS if served[f] != held[f]}
-            if wrong:
-                problems.append(f"{cid}: recovered field (expected, recovered): {wrong}")
-    return problems
-
-
-@dataclass(frozen=True)
-class _Event:  # what recovery reads of a changelog record
-    key: bytes | None
-    value: bytes | None
-
-
 def _text(value: Any) -> str:
     """A profile field as Redis holds it (serving.keys: None is stored as an empty string)."""
     return "" if value is None else str(value)
@@ -502,8 +458,6 @@ def settle_and_compare(
             time.sleep(1.5)  # anything still redelivered or in flight would change a profile now
             catch_up(expected, workers)
             problems = differences(client, expected, rules)
-        if not problems:
-            problems = recovered_differences(stack, expected, rules)
         tally.differing = len({p.split(":", 1)[0] for p in problems})
         tally.applied = applied_touchpoints(client)
     finally:
@@ -551,22 +505,10 @@ def settle_and_compare(
             for cid, s in expected.live().items()
             if sum(s["events"].values()) != len(s["seen"])
         }
-        client = redis.Redis.from_url(stack.redis.url(stack.redis_db), decode_responses=True)
-        try:  # read again: a write after the comparison shows here
-            again = differences(client, expected, rules)
-            served = {
-                cid: p.get("touchpoints")
-                for cid, p in redis_profiles(client).items()
-                if "merged_into" not in p
-            }
-        finally:
-            client.close()
         raise AssertionError(
             f"{tally.applied} touchpoints applied of {distinct}; the oracle's profiles whose "
             f"touchpoints are not their remembered event ids (touchpoints, ids): "
-            f"{counted_twice}; Redis against the oracle now: {again[:10]}; live profiles in "
-            f"Redis {len(served)}, in the oracle {len(expected.live())}, touchpoints served "
-            f"{sum(int(v or 0) for v in served.values())}; inbound kept in {kept}"
+            f"{counted_twice}; inbound kept in {kept}"
         )
     # every trigger the oracle proposed, under the same trigger_id, and no other (but for the
     # shoppers whose profiles each decided something before they were linked)

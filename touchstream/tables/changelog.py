@@ -14,7 +14,7 @@ the producer before it commits offsets, so no offset is committed past a change 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -23,7 +23,6 @@ from faust.serializers import codecs
 from faust.utils import json as faust_json
 
 from touchstream.streams.outbox import Outbox
-from touchstream.tables.store import store_reader
 
 
 class OutboxTable(faust.Table):
@@ -37,17 +36,6 @@ class OutboxTable(faust.Table):
 
     def _persisted(self, tp: Any, offset: int) -> None:
         self.data.set_persisted_offset(tp, offset)
-
-    # what recovery and standby replicas apply of each batch of changelog records, given the
-    # batch and a reader of the value the store holds (None: all of it). The customers table
-    # leaves out a record older than the value held: a late write (tables.customers).
-    changelog_filter: Callable[[list[Any], Callable[[Any], Any]], list[Any]] | None = None
-
-    def apply_changelog_batch(self, batch: Iterable[Any]) -> None:
-        keep = self.changelog_filter
-        if keep is not None:
-            batch = keep(list(batch), store_reader(self))
-        super().apply_changelog_batch(batch)
 
     def on_key_set(self, key: Any, value: Any) -> None:
         if self.outbox is None:

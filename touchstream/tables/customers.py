@@ -3,26 +3,20 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable
 from typing import Any
 
 import faust
 
-from touchstream import metrics
 from touchstream.domain.migrate import read
 from touchstream.domain.state import Stored
-from touchstream.errors import TouchstreamError
 from touchstream.tables import state_codec
 from touchstream.tables.store import store_reader, table_writer
 
 CUSTOMERS_TABLE = "customers"
 
-log = logging.getLogger(__name__)
-
 
 def customers_table(app: faust.App, partitions: int) -> Any:
-    table: Any = app.Table(
+    return app.Table(
         CUSTOMERS_TABLE,
         default=None,
         key_type=bytes,
@@ -30,60 +24,6 @@ def customers_table(app: faust.App, partitions: int) -> Any:
         partitions=partitions,
         help="Per-customer state (domain.customer), one record per customer id",
     )
-    table.changelog_filter = newest_versions  # (tables.changelog.OutboxTable)
-    return table
-
-
-def newest_versions(batch: list[Any], held: Callable[[bytes], bytes | None]) -> list[Any]:
-    """The changelog records of ``batch`` that recovery and standby replicas may apply: each
-    one but those older than the value its key holds by then (``held``, or an earlier record
-    of the batch). A state's version only grows (a redirect or an erasure marker is numbered
-    past the profile it replaces), so an older one arriving later is a late write.
-
-    That happens when a worker's group session expires while its batch's records wait for the
-    broker (a broker down longer than the session timeout): the group gives its partitions to
-    another worker, which replays the uncommitted input from its own copy of the state, and
-    the first worker's producer still delivers the old batch afterwards, as Faust flushes it
-    when the partitions are revoked. Applied, the old state would come back at the next
-    recovery: an absorbed profile live again, folded a second time into its survivor. A record
-    of the same version is applied (the later write: a link's reservation made or released
-    keeps the version). A deletion is applied; a record after one is compared with nothing.
-    """
-    newest: dict[bytes, int | None] = {}  # per key: the version it holds after the records so far
-    kept: list[Any] = []
-    stale = 0
-    for event in batch:
-        key, value = event.key, event.value
-        if value is None:
-            newest[key] = None
-            kept.append(event)
-            continue
-        holds = newest[key] if key in newest else version_of(held(key))
-        version = version_of(value)
-        if holds is not None and version is not None and version < holds:
-            stale += 1
-            continue
-        newest[key] = version
-        kept.append(event)
-    if stale:
-        metrics.CHANGELOG_STALE.inc(stale)
-        log.warning("recovery: %d customer state(s) older than the one held left out", stale)
-    return kept
-
-
-def version_of(raw: bytes | None) -> int | None:
-    """The version of a state as the table stores it; None for none, or a value no codec of
-    this version reads (applied as it is: recovery is not where a corrupt value is judged)."""
-    if raw is None:
-        return None
-    try:
-        state = decode_state(raw)
-    except (TouchstreamError, ValueError):  # unreadable: compared with nothing
-        return None
-    if isinstance(state, dict):
-        version = state.get("version")
-        return version if isinstance(version, int) else None
-    return getattr(state, "version", None)
 
 
 def decode_state(raw: bytes | None) -> Stored | None:
