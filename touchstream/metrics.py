@@ -146,7 +146,9 @@ TRIGGERS_DEFERRED = Counter(
     "touchstream_triggers_deferred_total", "Triggers held back to the end of quiet hours", ["type"]
 )
 TIMERS_PENDING = Gauge(
-    "touchstream_timers_pending", "Timer entries held in the local index (cart, session, ...)"
+    "touchstream_timers_pending",
+    "Timer entries held in the local index: about one per customer with a timer pending "
+    "(cart, session, ...), at its earliest due time",
 )
 CONSUMER_LAG = Gauge(
     "touchstream_consumer_lag",
