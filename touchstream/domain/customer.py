@@ -145,15 +145,6 @@ def forget_old(kept: dict[str, int]) -> int:
     return evicted
 
 
-def _beyond_memory(seen: dict[str, int], at: int) -> bool:
-    """The id memory cannot tell whether an event at ``at`` was applied: it holds no ids (a
-    state from before it), it is full (ids were pushed out), or the event is older than the
-    span it covers."""
-    if not seen or len(seen) >= SEEN_CAP:
-        return True
-    return at < next(reversed(seen.values())) - SEEN_SPAN_MS
-
-
 def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> Outcome:
     """Apply one internal event; applying the same delivery twice changes nothing."""
     if state is None:
@@ -170,27 +161,17 @@ def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> 
         # the first event carrying an identity comes from (the input topic of the upgrade)
         legacy = src_key(event["cid"], state["customer_id"], partition)
         high = src.get(legacy)
-    fingerprint = event_fingerprint(event["id"])
-    seen = state["seen"]
-    listed = not isinstance(seen, dict)  # an id list of an older format: no span to go by
-    if listed:
-        seen = seen_entries(seen, max(event["at"], state["last_event_at"] or 0))
-    # A route's records arrive in inbound order, but not always: after a broker outage a later
-    # batch of an input partition can be forwarded before an earlier one is replayed
-    # (docs/design/late-writes.md). An offset at or below the route's mark is a duplicate when
-    # its id is remembered, or when the id memory cannot tell: an older format's list, no ids
-    # yet, ids pushed out by the cap, or an event older than the memory's span.
-    if (
-        high is not None
-        and high >= offset
-        and (listed or fingerprint in seen or _beyond_memory(seen, event["at"]))
-    ):
+    if high is not None and high >= offset:
         return Outcome(state, duplicate=True)
     routes = dict(src)
     if legacy is not None:
         routes.pop(legacy, None)
-    routes[pkey] = offset if high is None or offset > high else high
+    routes[pkey] = offset
     state = dict(state, src=routes)
+    fingerprint = event_fingerprint(event["id"])
+    seen = state["seen"]
+    if not isinstance(seen, dict):
+        seen = seen_entries(seen, max(event["at"], state["last_event_at"] or 0))
     if fingerprint in seen:
         return Outcome(state, duplicate=True)
     # remembered at the latest event time the memory holds: an id stays for the span after
