@@ -175,6 +175,10 @@ EVENT_TIME_CAPPED = Counter(
     "the partition clock moved only that far (the event itself keeps its claimed time)",
 )
 REBALANCES = Counter("touchstream_rebalances_total", "Partition assignments this worker received")
+STALE_FETCHES_DROPPED = Counter(
+    "touchstream_stale_fetches_dropped_total",
+    "Partitions' fetched records dropped because a rebalance came between fetch and handling",
+)
 RECOVERY_SECONDS = Histogram(
     "touchstream_recovery_seconds",
     "Seconds from a partition assignment to its tables being recovered (ready again)",

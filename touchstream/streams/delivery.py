@@ -219,6 +219,9 @@ async def _deliver(
         return
     assert routes.outbox is not None
     await consumer.app.flow_control.acquire()
+    work = _current(consumer, work)
+    if not work:
+        return
     generation = consumer.app.consumer_generation_id
     # A rebalance stops the fetcher, cancelling this loop; the fetch itself finishes (its
     # state and output must not be cut in half) and the revocation waits for it in
@@ -244,6 +247,36 @@ async def _deliver(
     if commit_every is not None and consumer._n_acked >= commit_every:
         consumer._n_acked = 0
         await consumer.commit()
+
+
+def _current(consumer: Any, work: list[tuple[Handler, Any, list[Any]]]) -> list[Any]:
+    """The partitions of ``work`` still to handle once flow control let the fetch through.
+
+    ``acquire`` waits out a rebalance: a fetch taken before it is stale, and handling it would
+    forward a later run of a partition before the earlier run the committed offset replays
+    (the customer stage's offset guard then drops the earlier one as duplicates) and write
+    states to a table partition that may be another worker's by now, where they would land
+    after its owner's. Faust's own stream drops such records by their generation
+    (faust-streaming#221, fixed in #223); this path must too. Dropped records are never
+    acknowledged: whoever owns the partition now reads them again from the committed offset.
+    """
+    if consumer.suspend_flow.is_set() or not consumer.flow_active:
+        return []
+    generation = consumer.app.consumer_generation_id
+    assigned = consumer.assignment()
+    current = [
+        (handler, tp, messages)
+        for handler, tp, messages in work
+        if tp in assigned and messages[0].generation_id == generation
+    ]
+    if len(current) < len(work):
+        metrics.STALE_FETCHES_DROPPED.inc(len(work) - len(current))
+        log.info(
+            "dropped the records of %d partition(s) fetched before a rebalance: they are read"
+            " again from the committed offset",
+            len(work) - len(current),
+        )
+    return current
 
 
 async def _log_restarted(consumer: Any, tp: Any, routes: Routes) -> bool:
