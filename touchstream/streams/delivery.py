@@ -58,7 +58,7 @@ class Routes:
     def __init__(self) -> None:
         self.handlers: dict[str, Handler] = {}
         self.outbox: Outbox | None = None
-        self.in_flight: asyncio.Future[None] | None = None
+        self.in_flight: asyncio.Future[bool] | None = None
         # told of each authorization error the consumer backs off from (streams.access_watch)
         self.refused: Callable[[str, BaseException], None] | None = None
         # asked when a routed partition hands back offsets below those already read: whether
@@ -126,8 +126,20 @@ def partition_event(message: Any) -> Iterator[None]:
         _current_event.reset(token)
 
 
-async def run_fetch(work: list[tuple[Handler, Any, list[Any]]], outbox: Outbox) -> None:
-    """Every partition's batch, then their output delivered at once, then their finishers."""
+async def run_fetch(
+    work: list[tuple[Handler, Any, list[Any]]],
+    outbox: Outbox,
+    current: Callable[[], bool] | None = None,
+) -> bool:
+    """Every partition's batch, then their output delivered at once, then their finishers.
+
+    ``current`` is asked once the output is delivered: False (a rebalance began meanwhile)
+    and the finishers write nothing, as if the output had failed. A worker whose session was
+    lost while the broker was away finishes its fetch only once the broker is back, and by
+    then another worker may own the partition and have written newer states: states written
+    now would land after them on the changelog (docs/design/late-writes.md). The input is not
+    acknowledged either, so the partition's owner reads it again. Returns whether the
+    output was delivered and the finishers wrote their states."""
     finishers: list[tuple[Any, Finisher]] = []
     delivered = False
     try:
@@ -139,12 +151,13 @@ async def run_fetch(work: list[tuple[Handler, Any, list[Any]]], outbox: Outbox) 
         # output first, state second: a crash in between replays the batch and sends the
         # output again (same ids); state written first would mark as done what never left
         await outbox.flush(delivered=bool(finishers))
-        delivered = True
+        delivered = current is None or current()
     finally:
         for last, finish in finishers:
             with partition_event(last):
                 finish(delivered)
     await outbox.flush()  # the states' changelog: Faust's commit waits for it
+    return delivered
 
 
 async def drain(consumer: Any, fetcher: Any, routes: Routes) -> None:
@@ -224,12 +237,23 @@ async def _deliver(
         return
     generation = consumer.app.consumer_generation_id
     # A rebalance stops the fetcher, cancelling this loop; the fetch itself finishes (its
-    # state and output must not be cut in half) and the revocation waits for it in
-    # ``wait_empty`` before the partition's next owner recovers the table.
-    fetch = asyncio.ensure_future(run_fetch(work, routes.outbox))
+    # output must not be cut in half) and the revocation waits for it in ``wait_empty``. Its
+    # states are written only if no rebalance began before its output was delivered
+    # (``current``): a worker whose session expired may still be revoking when the partition's
+    # next owner, in a generation formed without it, has already recovered the table.
+    app = consumer.app
+
+    def current() -> bool:
+        return (
+            not app.rebalancing
+            and app.consumer_generation_id == generation
+            and consumer.flow_active
+            and not consumer.suspend_flow.is_set()
+        )
+
+    fetch = asyncio.ensure_future(run_fetch(work, routes.outbox, current))
     routes.in_flight = fetch
-    await asyncio.shield(fetch)
-    if consumer.app.consumer_generation_id != generation or not consumer.flow_active:
+    if not await asyncio.shield(fetch) or not current():
         return  # reassigned meanwhile: read again from the committed offset, as duplicates
     assigned = consumer.assignment()
     for _handler, tp, fresh in work:

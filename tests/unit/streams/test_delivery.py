@@ -143,6 +143,7 @@ class FlowControl:
 class App:
     def __init__(self) -> None:
         self.consumer_generation_id = 1
+        self.rebalancing = False
         self.flow_control: FlowControl
 
 
@@ -173,12 +174,12 @@ def _fetched(partition: int, offsets: range) -> list[Any]:
     return [FetchedMessage(TP("touchpoints", partition), o, 1) for o in offsets]
 
 
-async def _deliver_fetch(consumer: Consumer) -> list[str]:
+async def _deliver_fetch(consumer: Consumer, outbox: Any = None) -> list[str]:
     from touchstream.streams.delivery import Routes, _deliver
 
     log: list[str] = []
     routes = Routes()
-    routes.outbox = RecordingOutbox(log)  # type: ignore[assignment]
+    routes.outbox = (outbox or RecordingOutbox)(log)
     routes.add("touchpoints", _handler(log, with_state=True))
     batches = {TP("touchpoints", 0): _fetched(0, range(2000, 2003))}
     await _deliver(consumer, batches, routes, lambda topic: True)
@@ -213,4 +214,32 @@ async def test_a_fetch_taken_before_a_rebalance_is_dropped_even_if_the_partition
 async def test_a_fetch_of_a_partition_revoked_meanwhile_writes_no_state() -> None:
     consumer = Consumer({TP("touchpoints", 0)}, rebalance={TP("touchpoints", 1)})
     assert await _deliver_fetch(consumer) == []
+    assert consumer.acked == []
+
+
+async def test_states_are_not_written_when_they_are_current_no_more() -> None:
+    log: list[str] = []
+    customer = _handler(log, with_state=True)
+    work: list[tuple[Any, Any, list[Any]]] = [
+        (customer, TP("customer-events", 4), _batch("customer-events", 4, 2))
+    ]
+    written = await run_fetch(work, RecordingOutbox(log), lambda: False)  # type: ignore[arg-type]
+    assert not written
+    assert log == ["handled customer-events[4] x2", "delivered", "states 4 dropped", "queued"]
+
+
+async def test_a_rebalance_begun_while_the_output_waited_for_the_broker_drops_the_states() -> None:
+    # the late writes of docs/design/late-writes.md: the old owner's output was delivered
+    # only once the broker was back, when its revocation had begun and another worker owned
+    # the partition; its states would have landed after the new owner's
+    consumer = Consumer({TP("touchpoints", 0)})
+
+    class BrokerBackDuringRevocation(RecordingOutbox):
+        async def flush(self, delivered: bool = False) -> None:
+            if delivered:
+                consumer.app.rebalancing = True
+            await super().flush(delivered)
+
+    log = await _deliver_fetch(consumer, BrokerBackDuringRevocation)
+    assert log == ["handled touchpoints[0] x3", "delivered", "states 0 dropped", "queued"]
     assert consumer.acked == []
