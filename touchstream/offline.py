@@ -26,7 +26,7 @@ from touchstream.domain.linking import handle
 from touchstream.domain.records import Erased, Redirect
 from touchstream.domain.state import Stored
 from touchstream.domain.step import Step
-from touchstream.domain.timers import fire, next_due
+from touchstream.domain.timers import fire, next_due, stale_due
 from touchstream.streams.timer_index import DEFAULT_MAX_SKEW_MS, TimerIndex, partition_for
 
 
@@ -85,9 +85,7 @@ class OfflineStage:
                 # Redis confirms the erasure's deletion at once: the receipt follows
                 confirm = {"k": "confirm", "version": store.version, "ts": store.erased_at}
                 self._enqueue(target, confirm)
-            due = next_due(result.store, self.rules)
-            if due is not None:
-                self._timers.track(partition, due, target)
+            self._timers.track(partition, next_due(result.store, self.rules), target)
         for dest, out in result.sends:
             self._enqueue(dest, out)
         self.decisions.extend(result.decisions)
@@ -96,10 +94,7 @@ class OfflineStage:
         for customer_id in self._timers.due(partition):
             state = self.table.get(customer_id)
             step = fire(customer_id, state, clock, now_ms, self.rules)
-            if step.store is None and not step.delete:  # a stale entry: track it anew
-                due = next_due(state, self.rules)
-                if due is not None:
-                    self._timers.track(partition, due, customer_id)
+            self._timers.track(partition, stale_due(step, state, self.rules), customer_id)
             self._apply(partition, customer_id, step)
 
     def tick(self, at: int | dict[int, int], now_ms: int) -> OfflineStage:

@@ -23,7 +23,7 @@ from touchstream.domain.privacy import unconfirmed
 from touchstream.domain.profile import aliases
 from touchstream.domain.records import Erased
 from touchstream.domain.state import Stored
-from touchstream.domain.timers import fire, next_due
+from touchstream.domain.timers import fire, next_due, stale_due
 from touchstream.errors import TouchstreamError
 from touchstream.streams import topics
 from touchstream.streams.delivery import Finisher, Handler
@@ -286,17 +286,10 @@ def _fire_due(
                 faults.check("timer", customer_id)
             if step.store is not None or step.delete:
                 tally.inc(metrics.TIMERS_FIRED)
-            else:  # a stale entry (the state's timers moved on): track when they are due now
-                _track_again(p, partition, customer_id, old)
+            p.timers.track(partition, stale_due(step, old, p.rules), customer_id)
             _execute(p, cache, stage, tally, ckey, partition, step, msg, old, coalescing)
         except Exception as exc:
             raise TimerFailed(customer_id, exc) from exc
-
-
-def _track_again(p: CustomerPorts, partition: int, customer_id: str, state: Stored | None) -> None:
-    due = next_due(state, p.rules)
-    if due is not None:
-        p.timers.track(partition, due, customer_id)
 
 
 def _execute(
@@ -340,9 +333,7 @@ def _execute(
         cache.delete(key)
     elif step.store is not None:
         cache.put(key, step.store)
-        due = next_due(step.store, p.rules)
-        if due is not None:
-            p.timers.track(partition, due, key.decode())
+        p.timers.track(partition, next_due(step.store, p.rules), key.decode())
     stage.now = "output"
     for target, out in step.sends:
         if out.get("k") == "merge" and msg.get("k", "ev") == "ev":

@@ -60,6 +60,18 @@ def next_due(state: Stored | None, rules: Rules) -> int | None:
     return out
 
 
+def stale_due(step: Step, state: Stored | None, rules: Rules) -> int | None:
+    """When to track a customer again whose due entry ``fire`` answered with ``step``.
+
+    The index keeps one entry per customer, at the earliest time it was told of
+    (streams.timer_index), so an entry can come up before the customer's timers are due: a
+    step that neither stores nor deletes says so, and the entry is tracked again at the
+    state's real due time. A step that stores is tracked with its new state, like any other."""
+    if step.store is not None or step.delete:
+        return None
+    return next_due(state, rules)
+
+
 def pending(state: Stored | None, rules: Rules) -> int:
     """How many timers a profile has pending (an erasure receipt counts them)."""
     if not isinstance(state, dict):  # none, a redirect or an erasure marker

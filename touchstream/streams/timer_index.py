@@ -108,9 +108,11 @@ class TimerIndex:
             self._seen[partition] = (wall_ms, resumed)
         self._todo.pop(partition, None)
 
-    def track(self, partition: int, due: int, customer_id: str) -> None:
-        """The customer's timers are next due at ``due``: an entry, unless it holds one at
-        or before that time already."""
+    def track(self, partition: int, due: int | None, customer_id: str) -> None:
+        """The customer's timers are next due at ``due`` (None: it has none): an entry,
+        unless it holds one at or before that time already."""
+        if due is None:
+            return
         earliest = self._earliest.get(partition)
         if earliest is None:
             earliest = self._earliest[partition] = {}
