@@ -152,6 +152,11 @@ async def run_fetch(
         # output again (same ids); state written first would mark as done what never left
         await outbox.flush(delivered=bool(finishers))
         delivered = current is None or current()
+        if not delivered:
+            log.info(
+                "a rebalance began while the output of a fetch was delivered: its states are"
+                " not written, and its input is read again from the committed offset"
+            )
     finally:
         for last, finish in finishers:
             with partition_event(last):
