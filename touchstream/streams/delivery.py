@@ -181,6 +181,7 @@ async def drain(consumer: Any, fetcher: Any, routes: Routes) -> None:
             if consumer.should_stop:
                 break
             batches: dict[Any, list[Any]] = defaultdict(list)
+            seeks = consumer.seeks  # before the fetch: a seek after it makes it suspect
             try:
                 async for tp, message in consumer.getmany(timeout=1.0):
                     if tp.topic in handlers:
@@ -201,7 +202,7 @@ async def drain(consumer: Any, fetcher: Any, routes: Routes) -> None:
             else:
                 backoff = DENIED_BACKOFF_S[0]
             if batches:
-                await _deliver(consumer, batches, routes, acks_enabled_for)
+                await _deliver(consumer, batches, routes, acks_enabled_for, seeks)
                 await asyncio.sleep(0)  # let the web server, timers and Redis sync run
     except consumer.consumer_stopped_errors:
         if consumer.transport.app.should_stop:
@@ -214,7 +215,11 @@ async def drain(consumer: Any, fetcher: Any, routes: Routes) -> None:
 
 
 async def _deliver(
-    consumer: Any, batches: dict[Any, list[Any]], routes: Routes, acks_enabled_for: Any
+    consumer: Any,
+    batches: dict[Any, list[Any]],
+    routes: Routes,
+    acks_enabled_for: Any,
+    seeks: int | None = None,
 ) -> None:
     # a rebalance began after the fetch: the partition's next owner (maybe us again, after
     # Faust seeks to the committed offset) reads these records again
@@ -238,6 +243,8 @@ async def _deliver(
     assert routes.outbox is not None
     await consumer.app.flow_control.acquire()
     work = _current(consumer, work)
+    if work and seeks is not None and consumer.seeks != seeks:
+        work = await _not_passed_by_a_seek(consumer, work)
     if not work:
         return
     generation = consumer.app.consumer_generation_id
@@ -245,20 +252,20 @@ async def _deliver(
     # output must not be cut in half) and the revocation waits for it in ``wait_empty``. Its
     # states are written only if no rebalance began before its output was delivered
     # (``current``): a worker whose session expired may still be revoking when the partition's
-    # next owner, in a generation formed without it, has already recovered the table.
+    # next owner, in a generation formed without it, has already recovered the table. Only a
+    # rebalance that began after the fetch counts (``rebalancing_count``), never one that is
+    # still ending (``app.rebalancing`` stays set until recovery is over, while fetches already
+    # flow): that rebalance's seek to the committed offsets is what reads the fetch again, and
+    # a fetch dropped with no seek to follow would leave a hole the next fetch makes permanent.
     app = consumer.app
+    rebalances = app.rebalancing_count
 
     def current() -> bool:
-        return (
-            not app.rebalancing
-            and app.consumer_generation_id == generation
-            and consumer.flow_active
-            and not consumer.suspend_flow.is_set()
-        )
+        return app.rebalancing_count == rebalances and app.consumer_generation_id == generation
 
     fetch = asyncio.ensure_future(run_fetch(work, routes.outbox, current))
     routes.in_flight = fetch
-    if not await asyncio.shield(fetch) or not current():
+    if not await asyncio.shield(fetch) or not current() or not consumer.flow_active:
         return  # reassigned meanwhile: read again from the committed offset, as duplicates
     assigned = consumer.assignment()
     for _handler, tp, fresh in work:
@@ -298,14 +305,41 @@ def _current(consumer: Any, work: list[tuple[Handler, Any, list[Any]]]) -> list[
         for handler, tp, messages in work
         if tp in assigned and messages[0].generation_id == generation
     ]
-    if len(current) < len(work):
-        metrics.STALE_FETCHES_DROPPED.inc(len(work) - len(current))
-        log.info(
-            "dropped the records of %d partition(s) fetched before a rebalance: they are read"
-            " again from the committed offset",
-            len(work) - len(current),
-        )
+    _count_stale(len(work) - len(current), "fetched before a rebalance")
     return current
+
+
+async def _not_passed_by_a_seek(
+    consumer: Any, work: list[tuple[Handler, Any, list[Any]]]
+) -> list[Any]:
+    """The partitions of a fetch taken before a seek whose records are still the consumer's
+    next ones (its position is past them, as after any fetch).
+
+    At an assignment Faust resumes the partitions before it seeks them to their committed
+    offsets (``Recovery.on_recovery_completed``), so a fetch can come from the position the
+    consumer held before, in the new generation and with flow on: in a broker-kill run, the
+    ingest stage forwarded offsets 2000..2850 of an input partition, then the seek's replay
+    from 0, and the customer stage dropped 0..1999 as duplicates. A partition whose position
+    the seek moved back to or before these records reads them again; handling them now would
+    forward a later run first. Asked only when a seek came since the fetch: a rebalance."""
+    current = []
+    for handler, tp, messages in work:
+        position = await consumer.position(tp)
+        if position is not None and position > messages[-1].offset:
+            current.append((handler, tp, messages))
+    _count_stale(len(work) - len(current), "fetched before a seek")
+    return current
+
+
+def _count_stale(dropped: int, why: str) -> None:
+    if dropped:
+        metrics.STALE_FETCHES_DROPPED.inc(dropped)
+        log.info(
+            "dropped the records of %d partition(s) %s: they are read again from the"
+            " committed offset",
+            dropped,
+            why,
+        )
 
 
 async def _log_restarted(consumer: Any, tp: Any, routes: Routes) -> bool:

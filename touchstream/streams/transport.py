@@ -155,8 +155,26 @@ def transport_for(
             return await probe_end_offsets(bootstrap, reported)
 
     class Consumer(faust_aiokafka.Consumer):
+        # counts each seek's start and end (streams.delivery: a fetch taken before a seek is
+        # stale); Faust seeks every partition to its committed offset at each assignment
+        seeks = 0
+
         def _new_consumer_thread(self) -> Any:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+        async def perform_seek(self) -> None:
+            self.seeks += 1
+            try:
+                await super().perform_seek()
+            finally:
+                self.seeks += 1
+
+        async def seek(self, partition: Any, offset: int) -> None:
+            self.seeks += 1
+            try:
+                await super().seek(partition, offset)
+            finally:
+                self.seeks += 1
 
         async def take_group_errors(self) -> None:
             thread: Any = self._thread
