@@ -67,6 +67,10 @@ class Routes:
         # partitions stopped on an internal record that raised (streams.isolation): the
         # offset of that record, nothing from it on is handled or acknowledged
         self.halted: dict[Any, int] = {}
+        # partitions whose records were dropped unacknowledged while a seek was still to come
+        # (streams.delivery._current): the consumer's seek count then; nothing more of them
+        # is handled before that seek, or acknowledging it would commit past the dropped ones
+        self.holes: dict[Any, int] = {}
 
     def halt(self, tp: Any, offset: int, why: str) -> None:
         """Stop ``tp`` at ``offset``: an internal record failed and must never be parked."""
@@ -181,7 +185,8 @@ async def drain(consumer: Any, fetcher: Any, routes: Routes) -> None:
             if consumer.should_stop:
                 break
             batches: dict[Any, list[Any]] = defaultdict(list)
-            seeks = consumer.seeks  # before the fetch: a seek after it makes it suspect
+            # before the fetch: a rebalance or a seek after it makes it suspect (_deliver)
+            seen = Seen(consumer.app.rebalancing_count, consumer.seeks)
             try:
                 async for tp, message in consumer.getmany(timeout=1.0):
                     if tp.topic in handlers:
@@ -202,7 +207,7 @@ async def drain(consumer: Any, fetcher: Any, routes: Routes) -> None:
             else:
                 backoff = DENIED_BACKOFF_S[0]
             if batches:
-                await _deliver(consumer, batches, routes, acks_enabled_for, seeks)
+                await _deliver(consumer, batches, routes, acks_enabled_for, seen)
                 await asyncio.sleep(0)  # let the web server, timers and Redis sync run
     except consumer.consumer_stopped_errors:
         if consumer.transport.app.should_stop:
@@ -219,7 +224,7 @@ async def _deliver(
     batches: dict[Any, list[Any]],
     routes: Routes,
     acks_enabled_for: Any,
-    seeks: int | None = None,
+    seen: Seen,
 ) -> None:
     # a rebalance began after the fetch: the partition's next owner (maybe us again, after
     # Faust seeks to the committed offset) reads these records again
@@ -242,31 +247,36 @@ async def _deliver(
         return
     assert routes.outbox is not None
     await consumer.app.flow_control.acquire()
-    work = _current(consumer, work)
-    if work and seeks is not None and consumer.seeks != seeks:
-        work = await _not_passed_by_a_seek(consumer, work)
+    # From here to ``routes.in_flight`` nothing awaits: a revocation waits for the fetch in
+    # flight (``wait_empty``), so what is checked here can change before the fetch is
+    # registered only by a rebalance beginning in the consumer's thread, which ``current``
+    # sees. A rebalance stops the fetcher, cancelling this loop; the fetch itself finishes
+    # (its output must not be cut in half).
+    work = _current(consumer, work, seen, routes.holes)
     if not work:
         return
-    generation = consumer.app.consumer_generation_id
-    # A rebalance stops the fetcher, cancelling this loop; the fetch itself finishes (its
-    # output must not be cut in half) and the revocation waits for it in ``wait_empty``. Its
-    # states are written only if no rebalance began before its output was delivered
-    # (``current``): a worker whose session expired may still be revoking when the partition's
-    # next owner, in a generation formed without it, has already recovered the table. Only a
-    # rebalance that began after the fetch counts (``rebalancing_count``), never one that is
-    # still ending (``app.rebalancing`` stays set until recovery is over, while fetches already
-    # flow): that rebalance's seek to the committed offsets is what reads the fetch again, and
-    # a fetch dropped with no seek to follow would leave a hole the next fetch makes permanent.
     app = consumer.app
-    rebalances = app.rebalancing_count
+    generation = app.consumer_generation_id
 
     def current() -> bool:
-        return app.rebalancing_count == rebalances and app.consumer_generation_id == generation
+        # A rebalance begun since the fetch, and not sought yet, drops the fetch's states and
+        # leaves its records unacknowledged: its seek reads them again. A worker whose session
+        # expired while the broker was away finishes its fetch during its revocation, when
+        # the partition's next owner may have recovered the table already: states written
+        # then land after the owner's. Never for a rebalance still ending (``app.rebalancing``
+        # stays set until recovery is over, while fetches already flow after the seek): a
+        # fetch dropped with no seek to follow would leave a hole the next fetch makes
+        # permanent.
+        return app.consumer_generation_id == generation and not seen.rebalance_pending(consumer)
 
     fetch = asyncio.ensure_future(run_fetch(work, routes.outbox, current))
     routes.in_flight = fetch
     if not await asyncio.shield(fetch) or not current() or not consumer.flow_active:
-        return  # reassigned meanwhile: read again from the committed offset, as duplicates
+        # reassigned meanwhile: read again from the committed offset, as duplicates; until
+        # then no later fetch of these partitions may be acknowledged past them
+        if consumer.seeks == seen.seeks:
+            routes.holes.update(dict.fromkeys((tp for _, tp, _ in work), consumer.seeks))
+        return
     assigned = consumer.assignment()
     for _handler, tp, fresh in work:
         if tp not in assigned:
@@ -285,50 +295,69 @@ async def _deliver(
         await consumer.commit()
 
 
-def _current(consumer: Any, work: list[tuple[Handler, Any, list[Any]]]) -> list[Any]:
+class Seen:
+    """How many rebalances had begun, and seeks had been made, when a fetch was taken."""
+
+    __slots__ = ("rebalances", "seeks")
+
+    def __init__(self, rebalances: int, seeks: int) -> None:
+        self.rebalances = rebalances
+        self.seeks = seeks
+
+    def rebalance_pending(self, consumer: Any) -> bool:
+        """A rebalance began since, and no seek came since: the seek that rebalance ends with
+        is still to come, and it reads again whatever is not acknowledged."""
+        return consumer.app.rebalancing_count != self.rebalances and consumer.seeks == self.seeks
+
+
+def _current(
+    consumer: Any, work: list[tuple[Handler, Any, list[Any]]], seen: Seen, holes: dict[Any, int]
+) -> list[Any]:
     """The partitions of ``work`` still to handle once flow control let the fetch through.
 
-    ``acquire`` waits out a rebalance: a fetch taken before it is stale, and handling it would
-    forward a later run of a partition before the earlier run the committed offset replays
-    (the customer stage's offset guard then drops the earlier one as duplicates) and write
-    states to a table partition that may be another worker's by now, where they would land
-    after its owner's. Faust's own stream drops such records by their generation
-    (faust-streaming#221, fixed in #223); this path must too. Dropped records are never
-    acknowledged: whoever owns the partition now reads them again from the committed offset.
+    A fetch taken before a rebalance and handled after it would forward a later run of an
+    input partition before the earlier run that the seek to the committed offset replays (the
+    customer stage's offset guard then drops the earlier one as duplicates), and write states
+    to a table partition that may be another worker's by now. Dropped records are never
+    acknowledged, and each drop here is of records something reads again:
+    - a rebalance is under way, begun since the fetch, or its seek to the committed offsets
+      not done yet (Faust resumes an assignment's partitions, and even its flow, before it
+      seeks them: ``Recovery.on_recovery_completed``): that seek reads them. Until it comes,
+      nothing more of those partitions is handled (``holes``): acknowledging a later fetch
+      would commit past the dropped one. Faust's own stream drops such records by their
+      generation (faust-streaming#221, fixed in #223);
+    - a seek came since the fetch, and the partition's position is not past the records:
+      they are read again from there. Records the position is past are handled, because
+      nothing would read them again.
     """
-    if consumer.suspend_flow.is_set() or not consumer.flow_active:
-        return []
+    for tp in [tp for tp, seeks in holes.items() if seeks != consumer.seeks]:
+        del holes[tp]  # sought since: read again from the committed offset
     generation = consumer.app.consumer_generation_id
+    if (
+        consumer.suspend_flow.is_set()
+        or not consumer.flow_active
+        or consumer.sought_generation != generation
+        or seen.rebalance_pending(consumer)
+    ):
+        holes.update(dict.fromkeys((tp for _, tp, _ in work), consumer.seeks))
+        _count_stale(len(work), "fetched before a rebalance")
+        return []
     assigned = consumer.assignment()
     current = [
         (handler, tp, messages)
         for handler, tp, messages in work
-        if tp in assigned and messages[0].generation_id == generation
+        if tp in assigned and messages[0].generation_id == generation and tp not in holes
     ]
     _count_stale(len(work) - len(current), "fetched before a rebalance")
-    return current
-
-
-async def _not_passed_by_a_seek(
-    consumer: Any, work: list[tuple[Handler, Any, list[Any]]]
-) -> list[Any]:
-    """The partitions of a fetch taken before a seek whose records are still the consumer's
-    next ones (its position is past them, as after any fetch).
-
-    At an assignment Faust resumes the partitions before it seeks them to their committed
-    offsets (``Recovery.on_recovery_completed``), so a fetch can come from the position the
-    consumer held before, in the new generation and with flow on: in a broker-kill run, the
-    ingest stage forwarded offsets 2000..2850 of an input partition, then the seek's replay
-    from 0, and the customer stage dropped 0..1999 as duplicates. A partition whose position
-    the seek moved back to or before these records reads them again; handling them now would
-    forward a later run first. Asked only when a seek came since the fetch: a rebalance."""
-    current = []
-    for handler, tp, messages in work:
-        position = await consumer.position(tp)
+    if consumer.seeks == seen.seeks:
+        return current
+    passed = []
+    for handler, tp, messages in current:
+        position = consumer.position_now(tp)
         if position is not None and position > messages[-1].offset:
-            current.append((handler, tp, messages))
-    _count_stale(len(work) - len(current), "fetched before a seek")
-    return current
+            passed.append((handler, tp, messages))
+    _count_stale(len(current) - len(passed), "fetched before a seek")
+    return passed
 
 
 def _count_stale(dropped: int, why: str) -> None:

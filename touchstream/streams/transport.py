@@ -156,18 +156,22 @@ def transport_for(
 
     class Consumer(faust_aiokafka.Consumer):
         # counts each seek's start and end (streams.delivery: a fetch taken before a seek is
-        # stale); Faust seeks every partition to its committed offset at each assignment
+        # stale); Faust seeks every partition to its committed offset at each assignment,
+        # and ``sought_generation`` says for which generation it last did
         seeks = 0
+        sought_generation: int | None = None
 
         def _new_consumer_thread(self) -> Any:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
         async def perform_seek(self) -> None:
+            generation = self.app.consumer_generation_id
             self.seeks += 1
             try:
                 await super().perform_seek()
             finally:
                 self.seeks += 1
+            self.sought_generation = generation
 
         async def seek(self, partition: Any, offset: int) -> None:
             self.seeks += 1
@@ -175,6 +179,20 @@ def transport_for(
                 await super().seek(partition, offset)
             finally:
                 self.seeks += 1
+
+        def position_now(self, tp: Any) -> int | None:
+            """The consumer's position in ``tp`` as it is now, without waiting (the consumer
+            thread moves it; reading it is a few attribute reads): None when there is none,
+            because ``tp`` is not assigned or its position is being reset."""
+            inner = getattr(self._thread, "_consumer", None)
+            subscription = inner._subscription.subscription if inner is not None else None
+            assignment = subscription.assignment if subscription is not None else None
+            if assignment is None:
+                return None
+            state = assignment.state_value(faust_aiokafka.ensure_aiokafka_TP(tp))
+            if state is None or not state.has_valid_position:
+                return None
+            return int(state.position)
 
         async def take_group_errors(self) -> None:
             thread: Any = self._thread

@@ -127,40 +127,31 @@ class FetchedMessage(NamedTuple):
     generation_id: int
 
 
-class FlowControl:
-    """Faust's flow control as the drain sees it: ``acquire`` returns once flow is on again,
-    here after a rebalance the test scripts (a new generation, maybe another assignment)."""
-
-    def __init__(self, app: App, consumer: Consumer, rebalance: set[TP] | None) -> None:
-        self.app, self.consumer, self.rebalance = app, consumer, rebalance
-
-    async def acquire(self) -> None:
-        if self.rebalance is not None:
-            self.app.consumer_generation_id += 1
-            self.consumer.assigned = self.rebalance
-        if self.consumer.seek_to is not None:  # Faust's seek to the committed offsets
-            self.consumer.seeks += 2
-            self.consumer.positions = dict.fromkeys(self.consumer.assigned, self.consumer.seek_to)
-
-
 class App:
     def __init__(self) -> None:
         self.consumer_generation_id = 1
-        self.rebalancing_count = 0
-        self.flow_control: FlowControl
+        self.rebalancing_count = 1  # the first join counts as a rebalance
+        self.rebalancing = False
 
 
 class Consumer:
-    """The parts of Faust's consumer ``_deliver`` uses."""
+    """The parts of Faust's consumer ``_deliver`` uses. ``acquire`` (Faust's flow control)
+    returns after what the test scripts: a rebalance begun (another assignment, a new
+    generation) and the seek it ends with, to ``seek_to``."""
 
     def __init__(
-        self, assigned: set[TP], rebalance: set[TP] | None = None, seek_to: int | None = None
+        self,
+        assigned: set[TP],
+        rebalance: set[TP] | None = None,
+        seek_to: int | None = None,
+        begun: bool = False,
     ) -> None:
         import asyncio
         from collections import defaultdict
 
         self.app = App()
-        self.app.flow_control = FlowControl(self.app, self, rebalance)
+        self.app.flow_control = self  # type: ignore[attr-defined]
+        self.rebalance, self.seek_to, self.begun = rebalance, seek_to, begun
         self.assigned = assigned
         self.suspend_flow = asyncio.Event()
         self.flow_active = True
@@ -168,10 +159,22 @@ class Consumer:
         self._commit_every = None
         self.acked: list[tuple[int, int]] = []
         self.seeks = 0
-        self.seek_to = seek_to
+        self.sought_generation: int | None = 1
         self.positions = dict.fromkeys(assigned, 2003)  # past the fetch, as after any fetch
 
-    async def position(self, tp: TP) -> int | None:
+    async def acquire(self) -> None:
+        if self.begun:  # a revocation begun in the consumer's thread, nothing else yet
+            self.app.rebalancing_count += 1
+        if self.rebalance is not None:  # Faust's App.on_rebalance_start, then the assignment
+            self.app.rebalancing_count += 1
+            self.app.consumer_generation_id += 1
+            self.assigned = self.rebalance
+        if self.seek_to is not None:  # Consumer.perform_seek, to the committed offsets
+            self.seeks += 2
+            self.sought_generation = self.app.consumer_generation_id
+            self.positions = dict.fromkeys(self.assigned, self.seek_to)
+
+    def position_now(self, tp: TP) -> int | None:
         return self.positions.get(tp)
 
     def assignment(self) -> set[TP]:
@@ -181,20 +184,23 @@ class Consumer:
         self.acked.append((message.tp.partition, message.offset))
 
 
-def _fetched(partition: int, offsets: range) -> list[Any]:
-    return [FetchedMessage(TP("touchpoints", partition), o, 1) for o in offsets]
-
-
-async def _deliver_fetch(consumer: Consumer, outbox: Any = None) -> list[str]:
-    from touchstream.streams.delivery import Routes, _deliver
+async def _deliver_fetch(
+    consumer: Consumer, outbox: Any = None, generation: int = 1, routes: Any = None
+) -> list[str]:
+    from touchstream.streams.delivery import Routes, Seen, _deliver
 
     log: list[str] = []
-    routes = Routes()
+    routes = routes or Routes()
     routes.outbox = (outbox or RecordingOutbox)(log)
     routes.add("touchpoints", _handler(log, with_state=True))
-    batches = {TP("touchpoints", 0): _fetched(0, range(2000, 2003))}
-    await _deliver(consumer, batches, routes, lambda topic: True, seeks=0)
+    fetched = [FetchedMessage(TP("touchpoints", 0), o, generation) for o in range(2000, 2003)]
+    seen = Seen(consumer.app.rebalancing_count, consumer.seeks)  # as the drain takes it
+    await _deliver(consumer, {TP("touchpoints", 0): fetched}, routes, lambda topic: True, seen)
     return log
+
+
+HANDLED = ["handled touchpoints[0] x3", "delivered", "state 0 in event of partition 0", "queued"]
+ALL_ACKED = [(0, 2000), (0, 2001), (0, 2002)]
 
 
 @pytest.mark.parametrize("rebalance_ending", [False, True])
@@ -205,45 +211,53 @@ async def test_a_fetch_is_handled_and_acknowledged_when_no_rebalance_began_since
     # after its seek: dropping their states then, with no seek to follow, would leave a
     # hole that the next fetch makes permanent
     consumer = Consumer({TP("touchpoints", 0)})
-    consumer.app.rebalancing = rebalance_ending  # type: ignore[attr-defined]
-    log = await _deliver_fetch(consumer)
-    assert log == [
-        "handled touchpoints[0] x3",
-        "delivered",
-        "state 0 in event of partition 0",
-        "queued",
-    ]
-    assert consumer.acked == [(0, 2000), (0, 2001), (0, 2002)]
+    consumer.app.rebalancing = rebalance_ending
+    assert await _deliver_fetch(consumer) == HANDLED
+    assert consumer.acked == ALL_ACKED
 
 
-async def test_a_fetch_taken_before_a_rebalance_is_dropped_even_if_the_partition_stays() -> None:
-    # the broker-outage failure: records 2000.. fetched in the old generation were forwarded
-    # after the new one began, before the replay of 1014..1999 from the committed offset
+@pytest.mark.parametrize("stays", [True, False])
+async def test_a_fetch_taken_before_a_rebalance_not_yet_sought_is_dropped(stays: bool) -> None:
+    # the partition stays ours or goes: either way the rebalance's seek reads it again
+    after = {TP("touchpoints", 0)} if stays else {TP("touchpoints", 1)}
+    consumer = Consumer({TP("touchpoints", 0)}, rebalance=after)
     from touchstream import metrics
 
     before = metrics.STALE_FETCHES_DROPPED._value.get()
-    consumer = Consumer({TP("touchpoints", 0)}, rebalance={TP("touchpoints", 0)})
-    log = await _deliver_fetch(consumer)
-    assert log == []  # not handled: no output forwarded, no state written
-    assert consumer.acked == []  # read again from the committed offset
+    assert await _deliver_fetch(consumer) == []  # no output forwarded, no state written
+    assert consumer.acked == []
     assert metrics.STALE_FETCHES_DROPPED._value.get() == before + 1
 
 
-async def test_a_fetch_of_a_partition_revoked_meanwhile_writes_no_state() -> None:
-    consumer = Consumer({TP("touchpoints", 0)}, rebalance={TP("touchpoints", 1)})
+async def test_a_fetch_is_dropped_once_a_revocation_began_in_the_consumers_thread() -> None:
+    # aiokafka's thread calls App.on_rebalance_start before the worker stops its flow: the
+    # fetch would otherwise be handled, its states written while the partition may be
+    # another worker's already; the seek that rebalance ends with reads it again
+    consumer = Consumer({TP("touchpoints", 0)}, begun=True)
     assert await _deliver_fetch(consumer) == []
     assert consumer.acked == []
 
 
-async def test_states_are_not_written_when_they_are_current_no_more() -> None:
-    log: list[str] = []
-    customer = _handler(log, with_state=True)
-    work: list[tuple[Any, Any, list[Any]]] = [
-        (customer, TP("customer-events", 4), _batch("customer-events", 4, 2))
-    ]
-    written = await run_fetch(work, RecordingOutbox(log), lambda: False)  # type: ignore[arg-type]
-    assert not written
-    assert log == ["handled customer-events[4] x2", "delivered", "states 4 dropped", "queued"]
+async def test_a_fetch_of_another_generation_is_dropped_after_the_seek_too() -> None:
+    consumer = Consumer({TP("touchpoints", 0)}, rebalance={TP("touchpoints", 0)}, seek_to=2003)
+    assert await _deliver_fetch(consumer) == []
+    assert consumer.acked == []
+
+
+async def test_a_fetch_from_before_the_seek_of_an_assignment_is_dropped() -> None:
+    # the broker-kill failure: Faust resumes the partitions before it seeks them, so a fetch
+    # from the old position (2000..) came in the new generation; the seek moved it back to 0
+    consumer = Consumer({TP("touchpoints", 0)}, seek_to=0)
+    assert await _deliver_fetch(consumer) == []
+    assert consumer.acked == []
+
+
+async def test_a_fetch_the_consumer_is_past_is_handled_even_if_a_seek_came_since() -> None:
+    # records fetched after the seek (or below the committed offset): nothing reads them
+    # again, so dropping them would lose them
+    consumer = Consumer({TP("touchpoints", 0)}, seek_to=2003)
+    assert await _deliver_fetch(consumer) == HANDLED
+    assert consumer.acked == ALL_ACKED
 
 
 async def test_a_rebalance_begun_while_the_output_waited_for_the_broker_drops_the_states() -> None:
@@ -263,16 +277,20 @@ async def test_a_rebalance_begun_while_the_output_waited_for_the_broker_drops_th
     assert consumer.acked == []
 
 
-async def test_a_fetch_from_before_the_seek_of_an_assignment_is_dropped() -> None:
-    # Faust resumes the partitions before it seeks them: a fetch from the old position
-    # (2000..) came in the new generation; the seek moved the position back to 0
-    consumer = Consumer({TP("touchpoints", 0)}, seek_to=0)
-    assert await _deliver_fetch(consumer) == []
+async def test_nothing_of_an_assignment_is_handled_before_its_seek_nor_after_a_drop() -> None:
+    # Faust resumes an assignment's partitions and its flow before it seeks them: a fetch
+    # then comes from the position held before. Dropped, and so is every later fetch of the
+    # partition until the seek: acknowledging one would commit past the dropped records
+    from touchstream.streams.delivery import Routes
+
+    consumer = Consumer({TP("touchpoints", 0)})
+    consumer.app.consumer_generation_id = 2  # assigned, recovered, not sought yet
+    consumer.app.rebalancing_count = 2
+    routes = Routes()
+    assert await _deliver_fetch(consumer, generation=2, routes=routes) == []
+    consumer.sought_generation = 2  # as if the generation were sought, but no seek came
+    assert await _deliver_fetch(consumer, generation=2, routes=routes) == []
     assert consumer.acked == []
-
-
-async def test_a_fetch_the_consumer_is_past_is_handled_even_if_a_seek_came_since() -> None:
-    consumer = Consumer({TP("touchpoints", 0)}, seek_to=2003)
-    log = await _deliver_fetch(consumer)
-    assert log[0] == "handled touchpoints[0] x3"
-    assert consumer.acked == [(0, 2000), (0, 2001), (0, 2002)]
+    consumer.seeks += 2  # the seek: the records are read again from the committed offset
+    assert await _deliver_fetch(consumer, generation=2, routes=routes) == HANDLED
+    assert consumer.acked == ALL_ACKED

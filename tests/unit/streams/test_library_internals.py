@@ -36,6 +36,12 @@ import faust.utils.json
 import mode.utils.times
 import pytest
 from aiokafka.consumer.group_coordinator import GroupCoordinator
+from aiokafka.consumer.subscription_state import (
+    Assignment,
+    Subscription,
+    SubscriptionState,
+    TopicPartitionState,
+)
 from aiokafka.protocol import api as kafka_api
 from faust.tables.base import Collection
 from faust.tables.table import Table
@@ -188,6 +194,7 @@ ATTRIBUTES: dict[str, tuple[list[str], str]] = {
             "_fetch_max_wait_ms",
             "_coordinator",
             "_client",
+            "_subscription",
             "seek_to_committed",
             "seek_to_beginning",
             "commit",
@@ -211,6 +218,15 @@ MODULE_NAMES = {
     ),
     "mode.utils.times": (mode.utils.times, ("want_seconds",), "streams/topology.py"),
     "faust.utils.json": (faust.utils.json, ("on_default",), "tables/changelog.py"),
+    # the consumer's position read without waiting (streams/transport.py, position_now)
+    "aiokafka SubscriptionState": (SubscriptionState, ("subscription",), "streams/transport.py"),
+    "aiokafka Subscription": (Subscription, ("assignment",), "streams/transport.py"),
+    "aiokafka Assignment": (Assignment, ("state_value",), "streams/transport.py"),
+    "aiokafka TopicPartitionState": (
+        TopicPartitionState,
+        ("has_valid_position", "position"),
+        "streams/transport.py",
+    ),
     "aiokafka GroupCoordinator": (
         GroupCoordinator,
         ("check_errors", "request_rejoin"),
