@@ -67,10 +67,6 @@ class Routes:
         # partitions stopped on an internal record that raised (streams.isolation): the
         # offset of that record, nothing from it on is handled or acknowledged
         self.halted: dict[Any, int] = {}
-        # partitions whose records were dropped unacknowledged while a seek was still to come
-        # (streams.delivery._current): the consumer's seek count then; nothing more of them
-        # is handled before that seek, or acknowledging it would commit past the dropped ones
-        self.holes: dict[Any, int] = {}
 
     def halt(self, tp: Any, offset: int, why: str) -> None:
         """Stop ``tp`` at ``offset``: an internal record failed and must never be parked."""
@@ -185,8 +181,8 @@ async def drain(consumer: Any, fetcher: Any, routes: Routes) -> None:
             if consumer.should_stop:
                 break
             batches: dict[Any, list[Any]] = defaultdict(list)
-            # before the fetch: a rebalance or a seek after it makes it suspect (_deliver)
-            seen = Seen(consumer.app.rebalancing_count, consumer.seeks)
+            # before the fetch: a seek after it makes it suspect (_current)
+            seeks = consumer.seeks
             try:
                 async for tp, message in consumer.getmany(timeout=1.0):
                     if tp.topic in handlers:
@@ -207,7 +203,7 @@ async def drain(consumer: Any, fetcher: Any, routes: Routes) -> None:
             else:
                 backoff = DENIED_BACKOFF_S[0]
             if batches:
-                await _deliver(consumer, batches, routes, acks_enabled_for, seen)
+                await _deliver(consumer, batches, routes, acks_enabled_for, seeks)
                 await asyncio.sleep(0)  # let the web server, timers and Redis sync run
     except consumer.consumer_stopped_errors:
         if consumer.transport.app.should_stop:
@@ -224,12 +220,34 @@ async def _deliver(
     batches: dict[Any, list[Any]],
     routes: Routes,
     acks_enabled_for: Any,
-    seen: Seen,
+    seeks: int,
 ) -> None:
-    # a rebalance began after the fetch: the partition's next owner (maybe us again, after
-    # Faust seeks to the committed offset) reads these records again
-    if consumer.suspend_flow.is_set() or not consumer.flow_active:
-        return
+    """Handle a fetch taken when the consumer had made ``seeks`` seeks (``Consumer.seeks``)."""
+    dropped: list[tuple[Any, Any, list[Any]]] = []
+    try:
+        await _handle(consumer, batches, routes, acks_enabled_for, seeks, dropped)
+    finally:
+        if dropped and not consumer.should_stop:  # stopping: its thread may be gone
+            # Every record dropped here is read again: its partition is sought back to it
+            # (where still assigned and its position is past it; otherwise the next
+            # assignment reads it from the committed offset). No seek of Faust's can be
+            # counted on for that: at an assignment Faust resumes the partitions before it
+            # seeks them, one after the other as their committed offsets come back, so a
+            # partition sought already is fetched, and its records dropped, while the seek of
+            # the others is still under way (a broker-kill run lost offsets 901..1029 so).
+            rewound = await consumer.rewind({tp: m[0].offset for _, tp, m in dropped})
+            if rewound:
+                log.info("sought %d partition(s) back to the records dropped", rewound)
+
+
+async def _handle(
+    consumer: Any,
+    batches: dict[Any, list[Any]],
+    routes: Routes,
+    acks_enabled_for: Any,
+    seeks: int,
+    dropped: list[tuple[Any, Any, list[Any]]],
+) -> None:
     assigned = consumer.assignment()
     work = []
     halted = routes.halted
@@ -246,36 +264,31 @@ async def _deliver(
     if not work:
         return
     assert routes.outbox is not None
-    await consumer.app.flow_control.acquire()
+    if not _stopped(consumer):  # else no need to wait: it is all dropped
+        await consumer.app.flow_control.acquire()
     # From here to ``routes.in_flight`` nothing awaits: a revocation waits for the fetch in
     # flight (``wait_empty``), so what is checked here can change before the fetch is
     # registered only by a rebalance beginning in the consumer's thread, which ``current``
-    # sees. A rebalance stops the fetcher, cancelling this loop; the fetch itself finishes
-    # (its output must not be cut in half).
-    work = _current(consumer, work, seen, routes.holes)
+    # sees. The fetch itself always finishes (its output must not be cut in half).
+    work, stale = _current(consumer, work, seeks)
+    dropped.extend(stale)
     if not work:
         return
     app = consumer.app
     generation = app.consumer_generation_id
 
     def current() -> bool:
-        # A rebalance begun since the fetch, and not sought yet, drops the fetch's states and
-        # leaves its records unacknowledged: its seek reads them again. A worker whose session
-        # expired while the broker was away finishes its fetch during its revocation, when
-        # the partition's next owner may have recovered the table already: states written
-        # then land after the owner's. Never for a rebalance still ending (``app.rebalancing``
-        # stays set until recovery is over, while fetches already flow after the seek): a
-        # fetch dropped with no seek to follow would leave a hole the next fetch makes
-        # permanent.
-        return app.consumer_generation_id == generation and not seen.rebalance_pending(consumer)
+        # A rebalance begun and not sought yet drops the fetch's states and leaves its
+        # records unacknowledged, to be read again. A worker whose session expired while the
+        # broker was away finishes its fetch during its revocation, when the partition's
+        # next owner may have recovered the table already: states written then land after
+        # the owner's.
+        return app.consumer_generation_id == generation and not _rebalance_pending(consumer)
 
     fetch = asyncio.ensure_future(run_fetch(work, routes.outbox, current))
     routes.in_flight = fetch
     if not await asyncio.shield(fetch) or not current() or not consumer.flow_active:
-        # reassigned meanwhile: read again from the committed offset, as duplicates; until
-        # then no later fetch of these partitions may be acknowledged past them
-        if consumer.seeks == seen.seeks:
-            routes.holes.update(dict.fromkeys((tp for _, tp, _ in work), consumer.seeks))
+        dropped.extend(work)  # reassigned meanwhile: read again, as duplicates
         return
     assigned = consumer.assignment()
     for _handler, tp, fresh in work:
@@ -295,69 +308,60 @@ async def _deliver(
         await consumer.commit()
 
 
-class Seen:
-    """How many rebalances had begun, and seeks had been made, when a fetch was taken."""
+def _stopped(consumer: Any) -> bool:
+    return bool(consumer.suspend_flow.is_set() or not consumer.flow_active)
 
-    __slots__ = ("rebalances", "seeks")
 
-    def __init__(self, rebalances: int, seeks: int) -> None:
-        self.rebalances = rebalances
-        self.seeks = seeks
-
-    def rebalance_pending(self, consumer: Any) -> bool:
-        """A rebalance began since, and no seek came since: the seek that rebalance ends with
-        is still to come, and it reads again whatever is not acknowledged."""
-        return consumer.app.rebalancing_count != self.rebalances and consumer.seeks == self.seeks
+def _rebalance_pending(consumer: Any) -> bool:
+    """A rebalance began since the last seek: the seek it ends with is still to come."""
+    return bool(consumer.app.rebalancing_count != consumer.sought_rebalances)
 
 
 def _current(
-    consumer: Any, work: list[tuple[Handler, Any, list[Any]]], seen: Seen, holes: dict[Any, int]
-) -> list[Any]:
-    """The partitions of ``work`` still to handle once flow control let the fetch through.
+    consumer: Any, work: list[tuple[Handler, Any, list[Any]]], seeks: int
+) -> tuple[list[Any], list[Any]]:
+    """The partitions of ``work`` still to handle once flow control let the fetch through,
+    and those to drop (``_deliver`` seeks them back, so they are read again).
 
     A fetch taken before a rebalance and handled after it would forward a later run of an
     input partition before the earlier run that the seek to the committed offset replays (the
     customer stage's offset guard then drops the earlier one as duplicates), and write states
-    to a table partition that may be another worker's by now. Dropped records are never
-    acknowledged, and each drop here is of records something reads again:
-    - a rebalance is under way, begun since the fetch, or its seek to the committed offsets
-      not done yet (Faust resumes an assignment's partitions, and even its flow, before it
-      seeks them: ``Recovery.on_recovery_completed``): that seek reads them. Until it comes,
-      nothing more of those partitions is handled (``holes``): acknowledging a later fetch
-      would commit past the dropped one. Faust's own stream drops such records by their
+    to a table partition that may be another worker's by now. So nothing is handled:
+    - while flow is stopped, or a rebalance began and its seek to the committed offsets is
+      not done yet (Faust resumes an assignment's partitions before it seeks them:
+      ``Recovery.on_recovery_completed``): Faust's own stream drops such records by their
       generation (faust-streaming#221, fixed in #223);
-    - a seek came since the fetch, and the partition's position is not past the records:
-      they are read again from there. Records the position is past are handled, because
-      nothing would read them again.
+    - of a partition no longer assigned, or records of another generation;
+    - of a fetch taken before a seek, where the partition's position is not past its records
+      (the seek moved it back: they are read again from there). Records the position is
+      past are handled, because nothing would read them again.
     """
-    for tp in [tp for tp, seeks in holes.items() if seeks != consumer.seeks]:
-        del holes[tp]  # sought since: read again from the committed offset
     generation = consumer.app.consumer_generation_id
     if (
-        consumer.suspend_flow.is_set()
-        or not consumer.flow_active
+        _stopped(consumer)
         or consumer.sought_generation != generation
-        or seen.rebalance_pending(consumer)
+        or _rebalance_pending(consumer)
     ):
-        holes.update(dict.fromkeys((tp for _, tp, _ in work), consumer.seeks))
         _count_stale(len(work), "fetched before a rebalance")
-        return []
+        return [], work
     assigned = consumer.assignment()
-    current = [
-        (handler, tp, messages)
-        for handler, tp, messages in work
-        if tp in assigned and messages[0].generation_id == generation and tp not in holes
-    ]
-    _count_stale(len(work) - len(current), "fetched before a rebalance")
-    if consumer.seeks == seen.seeks:
-        return current
-    passed = []
-    for handler, tp, messages in current:
+    current: list[Any] = []
+    stale: list[Any] = []
+    for item in work:
+        _, tp, messages = item
+        ok = tp in assigned and messages[0].generation_id == generation
+        (current if ok else stale).append(item)
+    _count_stale(len(stale), "fetched before a rebalance")
+    if consumer.seeks == seeks:
+        return current, stale
+    passed: list[Any] = []
+    for item in current:
+        _, tp, messages = item
         position = consumer.position_now(tp)
-        if position is not None and position > messages[-1].offset:
-            passed.append((handler, tp, messages))
+        ok = position is not None and position > messages[-1].offset
+        (passed if ok else stale).append(item)
     _count_stale(len(current) - len(passed), "fetched before a seek")
-    return passed
+    return passed, stale
 
 
 def _count_stale(dropped: int, why: str) -> None:

@@ -66,6 +66,18 @@ async def probe_end_offsets(bootstrap: str, reported: Mapping[Any, int]) -> dict
     return result
 
 
+def _position(consumer: AIOKafkaConsumer | None, tp: Any) -> int | None:
+    """aiokafka's position in ``tp``: None when not assigned, or when being reset."""
+    subscription = consumer._subscription.subscription if consumer is not None else None
+    assignment = subscription.assignment if subscription is not None else None
+    if assignment is None:
+        return None
+    state = assignment.state_value(faust_aiokafka.ensure_aiokafka_TP(tp))
+    if state is None or not state.has_valid_position:
+        return None
+    return int(state.position)
+
+
 def _rejoin(coordinator: Any) -> None:
     """After a refused heartbeat aiokafka's coordinator re-raises the dead heartbeat task's
     error for ever and never joins again; a rejoin restarts the membership (and joining
@@ -92,6 +104,23 @@ def transport_for(
             if uncommitted:
                 await consumer.seek_to_beginning(*uncommitted)
             return committed
+
+        async def rewind(self, offsets: Mapping[Any, int]) -> int:
+            return int(await self.call_thread(self._rewind_now, offsets))
+
+        async def _rewind_now(self, offsets: Mapping[Any, int]) -> int:
+            # in the consumer's thread, so no seek of Faust's can come between the position
+            # read and this seek: whichever comes second sees where the first left it
+            consumer = self._consumer
+            if consumer is None:
+                return 0
+            rewound = 0
+            for tp, offset in offsets.items():
+                position = _position(consumer, tp)
+                if position is not None and position > offset:
+                    consumer.seek(faust_aiokafka.ensure_aiokafka_TP(tp), offset)
+                    rewound += 1
+            return rewound
 
         def take_group_errors(self) -> None:
             """aiokafka parks a group error (a refused heartbeat or join) until the
@@ -160,18 +189,23 @@ def transport_for(
         # and ``sought_generation`` says for which generation it last did
         seeks = 0
         sought_generation: int | None = None
+        # ``app.rebalancing_count`` when the last seek began: another count, and a rebalance
+        # began since, whose seek is still to come
+        sought_rebalances = 0
 
         def _new_consumer_thread(self) -> Any:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
         async def perform_seek(self) -> None:
             generation = self.app.consumer_generation_id
+            rebalances = self.app.rebalancing_count
             self.seeks += 1
             try:
                 await super().perform_seek()
             finally:
                 self.seeks += 1
             self.sought_generation = generation
+            self.sought_rebalances = rebalances
 
         async def seek(self, partition: Any, offset: int) -> None:
             self.seeks += 1
@@ -184,15 +218,14 @@ def transport_for(
             """The consumer's position in ``tp`` as it is now, without waiting (the consumer
             thread moves it; reading it is a few attribute reads): None when there is none,
             because ``tp`` is not assigned or its position is being reset."""
-            inner = getattr(self._thread, "_consumer", None)
-            subscription = inner._subscription.subscription if inner is not None else None
-            assignment = subscription.assignment if subscription is not None else None
-            if assignment is None:
-                return None
-            state = assignment.state_value(faust_aiokafka.ensure_aiokafka_TP(tp))
-            if state is None or not state.has_valid_position:
-                return None
-            return int(state.position)
+            return _position(getattr(self._thread, "_consumer", None), tp)
+
+        async def rewind(self, offsets: Mapping[Any, int]) -> int:
+            """Each partition of ``offsets`` still assigned sought back to its offset, where
+            its position is past it (streams.delivery: records dropped unhandled); returns
+            how many were."""
+            thread: Any = self._thread
+            return int(await thread.rewind(offsets))
 
         async def take_group_errors(self) -> None:
             thread: Any = self._thread

@@ -160,7 +160,10 @@ class Consumer:
         self.acked: list[tuple[int, int]] = []
         self.seeks = 0
         self.sought_generation: int | None = 1
+        self.sought_rebalances = 1
         self.positions = dict.fromkeys(assigned, 2003)  # past the fetch, as after any fetch
+        self.rewound: dict[TP, int] = {}
+        self.should_stop = False
 
     async def acquire(self) -> None:
         if self.begun:  # a revocation begun in the consumer's thread, nothing else yet
@@ -172,10 +175,20 @@ class Consumer:
         if self.seek_to is not None:  # Consumer.perform_seek, to the committed offsets
             self.seeks += 2
             self.sought_generation = self.app.consumer_generation_id
+            self.sought_rebalances = self.app.rebalancing_count
             self.positions = dict.fromkeys(self.assigned, self.seek_to)
 
     def position_now(self, tp: TP) -> int | None:
         return self.positions.get(tp)
+
+    async def rewind(self, offsets: dict[TP, int]) -> int:
+        # transport.Consumer.rewind: only where the position is past the offset
+        for tp, offset in offsets.items():
+            position = self.positions.get(tp)
+            if tp in self.assigned and position is not None and position > offset:
+                self.positions[tp] = offset
+                self.rewound[tp] = offset
+        return len(self.rewound)
 
     def assignment(self) -> set[TP]:
         return self.assigned
@@ -187,15 +200,15 @@ class Consumer:
 async def _deliver_fetch(
     consumer: Consumer, outbox: Any = None, generation: int = 1, routes: Any = None
 ) -> list[str]:
-    from touchstream.streams.delivery import Routes, Seen, _deliver
+    from touchstream.streams.delivery import Routes, _deliver
 
     log: list[str] = []
     routes = routes or Routes()
     routes.outbox = (outbox or RecordingOutbox)(log)
     routes.add("touchpoints", _handler(log, with_state=True))
     fetched = [FetchedMessage(TP("touchpoints", 0), o, generation) for o in range(2000, 2003)]
-    seen = Seen(consumer.app.rebalancing_count, consumer.seeks)  # as the drain takes it
-    await _deliver(consumer, {TP("touchpoints", 0): fetched}, routes, lambda topic: True, seen)
+    seeks = consumer.seeks  # as the drain takes it, before the fetch
+    await _deliver(consumer, {TP("touchpoints", 0): fetched}, routes, lambda topic: True, seeks)
     return log
 
 
@@ -218,7 +231,8 @@ async def test_a_fetch_is_handled_and_acknowledged_when_no_rebalance_began_since
 
 @pytest.mark.parametrize("stays", [True, False])
 async def test_a_fetch_taken_before_a_rebalance_not_yet_sought_is_dropped(stays: bool) -> None:
-    # the partition stays ours or goes: either way the rebalance's seek reads it again
+    # the partition stays ours or goes; if it stays it is sought back to the dropped
+    # records, so they are read again whatever Faust's seek does
     after = {TP("touchpoints", 0)} if stays else {TP("touchpoints", 1)}
     consumer = Consumer({TP("touchpoints", 0)}, rebalance=after)
     from touchstream import metrics
@@ -227,29 +241,34 @@ async def test_a_fetch_taken_before_a_rebalance_not_yet_sought_is_dropped(stays:
     assert await _deliver_fetch(consumer) == []  # no output forwarded, no state written
     assert consumer.acked == []
     assert metrics.STALE_FETCHES_DROPPED._value.get() == before + 1
+    assert consumer.rewound == ({TP("touchpoints", 0): 2000} if stays else {})
 
 
 async def test_a_fetch_is_dropped_once_a_revocation_began_in_the_consumers_thread() -> None:
     # aiokafka's thread calls App.on_rebalance_start before the worker stops its flow: the
     # fetch would otherwise be handled, its states written while the partition may be
-    # another worker's already; the seek that rebalance ends with reads it again
+    # another worker's already
     consumer = Consumer({TP("touchpoints", 0)}, begun=True)
     assert await _deliver_fetch(consumer) == []
     assert consumer.acked == []
+    assert consumer.rewound == {TP("touchpoints", 0): 2000}
 
 
 async def test_a_fetch_of_another_generation_is_dropped_after_the_seek_too() -> None:
     consumer = Consumer({TP("touchpoints", 0)}, rebalance={TP("touchpoints", 0)}, seek_to=2003)
     assert await _deliver_fetch(consumer) == []
     assert consumer.acked == []
+    assert consumer.rewound == {TP("touchpoints", 0): 2000}  # read again, as duplicates
 
 
 async def test_a_fetch_from_before_the_seek_of_an_assignment_is_dropped() -> None:
-    # the broker-kill failure: Faust resumes the partitions before it seeks them, so a fetch
-    # from the old position (2000..) came in the new generation; the seek moved it back to 0
+    # Faust resumes the partitions before it seeks them, so a fetch from the old position
+    # (2000..) came in the new generation; the seek moved it back to 0, where it stays
     consumer = Consumer({TP("touchpoints", 0)}, seek_to=0)
     assert await _deliver_fetch(consumer) == []
     assert consumer.acked == []
+    assert consumer.rewound == {}
+    assert consumer.positions[TP("touchpoints", 0)] == 0
 
 
 async def test_a_fetch_the_consumer_is_past_is_handled_even_if_a_seek_came_since() -> None:
@@ -258,6 +277,7 @@ async def test_a_fetch_the_consumer_is_past_is_handled_even_if_a_seek_came_since
     consumer = Consumer({TP("touchpoints", 0)}, seek_to=2003)
     assert await _deliver_fetch(consumer) == HANDLED
     assert consumer.acked == ALL_ACKED
+    assert consumer.rewound == {}
 
 
 async def test_a_rebalance_begun_while_the_output_waited_for_the_broker_drops_the_states() -> None:
@@ -275,22 +295,21 @@ async def test_a_rebalance_begun_while_the_output_waited_for_the_broker_drops_th
     log = await _deliver_fetch(consumer, BrokerBackDuringRevocation)
     assert log == ["handled touchpoints[0] x3", "delivered", "states 0 dropped", "queued"]
     assert consumer.acked == []
+    assert consumer.rewound == {TP("touchpoints", 0): 2000}
 
 
-async def test_nothing_of_an_assignment_is_handled_before_its_seek_nor_after_a_drop() -> None:
-    # Faust resumes an assignment's partitions and its flow before it seeks them: a fetch
-    # then comes from the position held before. Dropped, and so is every later fetch of the
-    # partition until the seek: acknowledging one would commit past the dropped records
-    from touchstream.streams.delivery import Routes
-
+async def test_records_fetched_while_the_assignments_seek_is_under_way_are_read_again() -> None:
+    # The broker-kill failure: Faust resumes an assignment's partitions, then seeks them one
+    # after another as their committed offsets come back. A partition sought already was
+    # fetched (901..1029), dropped while the seek of the others went on, and read next from
+    # 1030: those records were lost. A drop now seeks the partition back to them.
     consumer = Consumer({TP("touchpoints", 0)})
-    consumer.app.consumer_generation_id = 2  # assigned, recovered, not sought yet
+    consumer.app.consumer_generation_id = 2  # assigned, recovered, its seek not over
     consumer.app.rebalancing_count = 2
-    routes = Routes()
-    assert await _deliver_fetch(consumer, generation=2, routes=routes) == []
-    consumer.sought_generation = 2  # as if the generation were sought, but no seek came
-    assert await _deliver_fetch(consumer, generation=2, routes=routes) == []
+    assert await _deliver_fetch(consumer, generation=2) == []
     assert consumer.acked == []
-    consumer.seeks += 2  # the seek: the records are read again from the committed offset
-    assert await _deliver_fetch(consumer, generation=2, routes=routes) == HANDLED
+    assert consumer.positions[TP("touchpoints", 0)] == 2000  # the next fetch reads them
+    consumer.seeks += 2  # the seek ends
+    consumer.sought_generation, consumer.sought_rebalances = 2, 2
+    assert await _deliver_fetch(consumer, generation=2) == HANDLED
     assert consumer.acked == ALL_ACKED
