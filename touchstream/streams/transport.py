@@ -78,6 +78,19 @@ def _position(consumer: AIOKafkaConsumer | None, tp: Any) -> int | None:
     return int(state.position)
 
 
+def rewind_consumer(consumer: AIOKafkaConsumer, offsets: Mapping[Any, int]) -> int:
+    """Seek each partition of ``offsets`` that ``consumer`` holds back to its offset, where its
+    position is past it; returns how many were. aiokafka drops what it had fetched ahead for a
+    partition it seeks, so the next records of each are read from there."""
+    rewound = 0
+    for tp, offset in offsets.items():
+        position = _position(consumer, tp)
+        if position is not None and position > offset:
+            consumer.seek(faust_aiokafka.ensure_aiokafka_TP(tp), offset)
+            rewound += 1
+    return rewound
+
+
 def _rejoin(coordinator: Any) -> None:
     """After a refused heartbeat aiokafka's coordinator re-raises the dead heartbeat task's
     error for ever and never joins again; a rejoin restarts the membership (and joining
@@ -111,16 +124,7 @@ def transport_for(
         async def _rewind_now(self, offsets: Mapping[Any, int]) -> int:
             # in the consumer's thread, so no seek of Faust's can come between the position
             # read and this seek: whichever comes second sees where the first left it
-            consumer = self._consumer
-            if consumer is None:
-                return 0
-            rewound = 0
-            for tp, offset in offsets.items():
-                position = _position(consumer, tp)
-                if position is not None and position > offset:
-                    consumer.seek(faust_aiokafka.ensure_aiokafka_TP(tp), offset)
-                    rewound += 1
-            return rewound
+            return 0 if self._consumer is None else rewind_consumer(self._consumer, offsets)
 
         def take_group_errors(self) -> None:
             """aiokafka parks a group error (a refused heartbeat or join) until the
