@@ -41,6 +41,7 @@ Finisher = Callable[[bool], None]  # called with whether the fetch's output was 
 Handler = Callable[[Any, list[Any]], Awaitable[Finisher | None]]
 AUTHORIZATION_ERRORS = (GroupAuthorizationFailedError, TopicAuthorizationFailedError)
 DENIED_BACKOFF_S = (0.5, 5.0)  # first and longest wait after the broker refused a fetch
+SEEK_PENDING_PAUSE_S = 0.05  # after a fetch dropped whole because a seek is still to come
 
 
 class BatchEvent:
@@ -238,6 +239,10 @@ async def _deliver(
             rewound = await consumer.rewind({tp: m[0].offset for _, tp, m in dropped})
             if rewound:
                 log.info("sought %d partition(s) back to the records dropped", rewound)
+    if dropped and _seek_pending(consumer):
+        # the seek is under way (a worker that had lost its assignment keeps its flow on):
+        # fetching again at once would only drop again
+        await asyncio.sleep(SEEK_PENDING_PAUSE_S)
 
 
 async def _handle(
@@ -312,6 +317,15 @@ def _stopped(consumer: Any) -> bool:
     return bool(consumer.suspend_flow.is_set() or not consumer.flow_active)
 
 
+def _seek_pending(consumer: Any) -> bool:
+    """Flow stopped, or a rebalance not yet ended by its seek to the committed offsets."""
+    return bool(
+        _stopped(consumer)
+        or consumer.sought_generation != consumer.app.consumer_generation_id
+        or _rebalance_pending(consumer)
+    )
+
+
 def _rebalance_pending(consumer: Any) -> bool:
     """A rebalance began since the last seek: the seek it ends with is still to come."""
     return bool(consumer.app.rebalancing_count != consumer.sought_rebalances)
@@ -337,11 +351,7 @@ def _current(
       past are handled, because nothing would read them again.
     """
     generation = consumer.app.consumer_generation_id
-    if (
-        _stopped(consumer)
-        or consumer.sought_generation != generation
-        or _rebalance_pending(consumer)
-    ):
+    if _seek_pending(consumer):
         _count_stale(len(work), "fetched before a rebalance")
         return [], work
     assigned = consumer.assignment()

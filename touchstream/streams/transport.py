@@ -84,6 +84,8 @@ def rewind_consumer(consumer: AIOKafkaConsumer, offsets: Mapping[Any, int]) -> i
     partition it seeks, so the next records of each are read from there."""
     rewound = 0
     for tp, offset in offsets.items():
+        # no position: being reset from the committed offset, or, with none, from the earliest
+        # (``consumer_auto_offset_reset``, streams/topology.py), so at or before the records
         position = _position(consumer, tp)
         if position is not None and position > offset:
             consumer.seek(faust_aiokafka.ensure_aiokafka_TP(tp), offset)
@@ -196,6 +198,8 @@ def transport_for(
         # ``app.rebalancing_count`` when the last seek began: another count, and a rebalance
         # began since, whose seek is still to come
         sought_rebalances = 0
+        _seeks_begun = 0  # perform_seek calls begun; only the latest begun sets the above
+        _seek_recorded = 0
 
         def _new_consumer_thread(self) -> Any:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
@@ -203,13 +207,20 @@ def transport_for(
         async def perform_seek(self) -> None:
             generation = self.app.consumer_generation_id
             rebalances = self.app.rebalancing_count
+            self._seeks_begun += 1
+            begun = self._seeks_begun
             self.seeks += 1
             try:
                 await super().perform_seek()
             finally:
                 self.seeks += 1
-            self.sought_generation = generation
-            self.sought_rebalances = rebalances
+            # Faust's getmany seeks too when it finds flow stopped, in a rebalance; such a
+            # seek still waiting for committed offsets can end after the assignment's own
+            # seek, and must not record its older generation over the newer one
+            if begun > self._seek_recorded:
+                self._seek_recorded = begun
+                self.sought_generation = generation
+                self.sought_rebalances = rebalances
 
         async def seek(self, partition: Any, offset: int) -> None:
             self.seeks += 1
@@ -229,6 +240,8 @@ def transport_for(
             its position is past it (streams.delivery: records dropped unhandled); returns
             how many were."""
             thread: Any = self._thread
+            if thread.should_stop:  # a call queued to a stopping thread is never run
+                return 0
             return int(await thread.rewind(offsets))
 
         async def take_group_errors(self) -> None:
