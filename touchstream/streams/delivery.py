@@ -352,7 +352,7 @@ def _current(
     """
     generation = consumer.app.consumer_generation_id
     if _seek_pending(consumer):
-        _count_stale(len(work), "fetched before a rebalance")
+        _count_stale(work, "fetched before a rebalance")
         return [], work
     assigned = consumer.assignment()
     current: list[Any] = []
@@ -361,27 +361,30 @@ def _current(
         _, tp, messages = item
         ok = tp in assigned and messages[0].generation_id == generation
         (current if ok else stale).append(item)
-    _count_stale(len(stale), "fetched before a rebalance")
+    _count_stale(stale, "fetched before a rebalance")
     if consumer.seeks == seeks:
         return current, stale
     passed: list[Any] = []
+    behind: list[Any] = []
     for item in current:
         _, tp, messages = item
         position = consumer.position_now(tp)
         ok = position is not None and position > messages[-1].offset
-        (passed if ok else stale).append(item)
-    _count_stale(len(current) - len(passed), "fetched before a seek")
-    return passed, stale
+        (passed if ok else behind).append(item)
+    _count_stale(behind, "fetched before a seek")
+    return passed, stale + behind
 
 
-def _count_stale(dropped: int, why: str) -> None:
+def _count_stale(dropped: list[tuple[Any, Any, list[Any]]], why: str) -> None:
     if dropped:
-        metrics.STALE_FETCHES_DROPPED.inc(dropped)
+        metrics.STALE_FETCHES_DROPPED.inc(len(dropped))
         log.info(
-            "dropped the records of %d partition(s) %s: they are read again from the"
-            " committed offset",
-            dropped,
+            "dropped the records of %d partition(s) %s: they are read again (%s)",
+            len(dropped),
             why,
+            ", ".join(
+                f"{tp.topic}[{tp.partition}] {m[0].offset}..{m[-1].offset}" for _, tp, m in dropped
+            ),
         )
 
 

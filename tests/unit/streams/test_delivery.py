@@ -247,14 +247,22 @@ async def test_a_fetch_taken_before_a_rebalance_not_yet_sought_is_dropped(stays:
     assert consumer.asked == {TP("touchpoints", 0): 2000}  # the first dropped record
 
 
-async def test_a_fetch_is_dropped_once_a_revocation_began_in_the_consumers_thread() -> None:
+async def test_a_fetch_is_dropped_once_a_revocation_began_in_the_consumers_thread(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     # aiokafka's thread calls App.on_rebalance_start before the worker stops its flow: the
     # fetch would otherwise be handled, its states written while the partition may be
     # another worker's already
     consumer = Consumer({TP("touchpoints", 0)}, begun=True)
-    assert await _deliver_fetch(consumer) == []
+    with caplog.at_level("INFO", logger="touchstream.streams.delivery"):
+        assert await _deliver_fetch(consumer) == []
     assert consumer.acked == []
     assert consumer.asked == {TP("touchpoints", 0): 2000}
+    # the operator sees which records, and that they are read again
+    assert "fetched before a rebalance: they are read again (touchpoints[0] 2000..2002)" in (
+        caplog.text
+    )
+    assert "sought 1 partition(s) back to the records dropped" in caplog.text
 
 
 async def test_a_fetch_of_another_generation_is_dropped_after_the_seek_too() -> None:
