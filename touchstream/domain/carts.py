@@ -153,8 +153,19 @@ def close_by_purchase(state: dict[str, Any], event: dict[str, Any]) -> None:
     cart: Cart | None = state["carts"].get(cart_id)
     if cart is None:
         cart = _new(at)
-    cart = replace(cart, closed_at=max(cart.closed_at or 0, at), value=_value(cart.items))
+    # A cart closed at the time of the last purchase that named none was that purchase's
+    # choice (``_settled``), a guess a purchase naming the cart overrides: the cart closes
+    # when it was bought, and the unnamed purchase chooses again among the others. Kept at
+    # the unnamed purchase's time, it stayed that purchase's to give back, and a later cart
+    # event reopened a cart its own purchase had bought (a merge's forwarded events, in the
+    # "poison pills" chaos scenario).
+    bought = state["carts_closed_until"]
+    chosen = bought is not None and cart.closed_at == bought != at
+    closed_at = at if chosen else max(cart.closed_at or 0, at)
+    cart = replace(cart, closed_at=closed_at, value=_value(cart.items))
     _store(state, cart_id, cart)
+    if chosen:
+        _settle_unnamed_purchase(state, bought)
     _prune_closed(state)
 
 
