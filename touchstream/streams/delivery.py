@@ -240,8 +240,9 @@ async def _deliver(
             if rewound:
                 log.info("sought %d partition(s) back to the records dropped", rewound)
     if dropped and _seek_pending(consumer):
-        # the seek is under way (a worker that had lost its assignment keeps its flow on):
-        # fetching again at once would only drop again
+        # the seek is under way (recovery resumes flow to read the changelogs, before it
+        # resumes the stream partitions and seeks them): fetching again at once would only
+        # drop again
         await asyncio.sleep(SEEK_PENDING_PAUSE_S)
 
 
