@@ -28,6 +28,7 @@ import weakref
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
@@ -42,6 +43,9 @@ Handler = Callable[[Any, list[Any]], Awaitable[Finisher | None]]
 AUTHORIZATION_ERRORS = (GroupAuthorizationFailedError, TopicAuthorizationFailedError)
 DENIED_BACKOFF_S = (0.5, 5.0)  # first and longest wait after the broker refused a fetch
 SEEK_PENDING_PAUSE_S = 0.05  # after a fetch dropped whole because a seek is still to come
+# True in the drain's task: a seek made there is the one Faust's ``getmany`` makes when it finds
+# flow stopped (a rebalance began), not the seek that ends an assignment (streams/transport.py)
+IN_DRAIN: ContextVar[bool] = ContextVar("touchstream_in_drain", default=False)
 
 
 class BatchEvent:
@@ -176,6 +180,7 @@ async def drain(consumer: Any, fetcher: Any, routes: Routes) -> None:
     acks_enabled_for = consumer.app.topics.acks_enabled_for
     handlers = routes.handlers
     backoff = DENIED_BACKOFF_S[0]
+    IN_DRAIN.set(True)  # this task's context only: the drain runs in a task of its own
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             await consumer.sleep(0)

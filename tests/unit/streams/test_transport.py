@@ -11,7 +11,7 @@ import faust
 import pytest
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
-from touchstream.streams.delivery import Routes
+from touchstream.streams.delivery import IN_DRAIN, Routes
 from touchstream.streams.transport import transport_for
 
 
@@ -79,3 +79,28 @@ async def test_a_seek_that_fails_records_nothing(monkeypatch: pytest.MonkeyPatch
         await consumer.perform_seek()
     assert consumer.sought_generation is None
     assert consumer.seeks == 2
+
+
+async def test_the_seek_faust_getmany_makes_in_the_drain_records_nothing(
+    faust_seeks: list[asyncio.Event],
+) -> None:
+    # getmany seeks when a fetch comes back with flow stopped; by then the new generation may
+    # be assigned, and recovery's seek, the one that ends the rebalance, is still to come
+    consumer = _consumer()
+    consumer.app.consumer_generation_id, consumer.app.rebalancing_count = 2, 2
+
+    async def in_the_drain() -> None:
+        IN_DRAIN.set(True)  # what streams.delivery.drain sets in its task
+        await consumer.perform_seek()
+
+    getmany_seek = asyncio.ensure_future(in_the_drain())
+    await asyncio.sleep(0)
+    faust_seeks[0].set()
+    await getmany_seek
+    assert consumer.sought_generation is None  # the drain still waits for recovery's seek
+    assert consumer.seeks == 2  # yet a fetch taken before it is suspect
+    recovery_seek = asyncio.ensure_future(consumer.perform_seek())
+    await asyncio.sleep(0)
+    faust_seeks[1].set()
+    await recovery_seek
+    assert (consumer.sought_generation, consumer.sought_rebalances) == (2, 2)
