@@ -180,7 +180,9 @@ async def drain(consumer: Any, fetcher: Any, routes: Routes) -> None:
     acks_enabled_for = consumer.app.topics.acks_enabled_for
     handlers = routes.handlers
     backoff = DENIED_BACKOFF_S[0]
-    IN_DRAIN.set(True)  # this task's context only: the drain runs in a task of its own
+    # in this task's context (Faust's Fetcher runs the drain in a task of its own) and in the
+    # tasks it starts: recovery's seeks, in the Recovery service's tasks, do not see it
+    IN_DRAIN.set(True)
     try:
         while not (consumer_should_stop() or fetcher_should_stop()):
             await consumer.sleep(0)

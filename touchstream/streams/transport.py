@@ -193,14 +193,16 @@ def transport_for(
 
     class Consumer(faust_aiokafka.Consumer):
         # counts each seek's start and end (streams.delivery: a fetch taken before a seek is
-        # stale); Faust seeks every partition to its committed offset at each assignment,
-        # and ``sought_generation`` says for which generation it last did
+        # stale); Faust's recovery seeks every partition to its committed offset at each
+        # assignment, and ``sought_generation`` says for which generation it last did
         seeks = 0
         sought_generation: int | None = None
         # ``app.rebalancing_count`` when the last seek began: another count, and a rebalance
         # began since, whose seek is still to come
         sought_rebalances = 0
-        _seeks_begun = 0  # perform_seek calls begun; only the latest begun sets the above
+        # perform_seek calls begun; of those that record (not the drain's), only one begun
+        # after the last recorded sets the above
+        _seeks_begun = 0
         _seek_recorded = 0
 
         def _new_consumer_thread(self) -> Any:

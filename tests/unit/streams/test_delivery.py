@@ -323,3 +323,48 @@ async def test_records_fetched_while_the_assignments_seek_is_under_way_are_read_
     consumer.sought_generation, consumer.sought_rebalances = 2, 2
     assert await _deliver_fetch(consumer, generation=2) == HANDLED
     assert consumer.acked == ALL_ACKED
+
+
+async def test_a_seek_faust_getmany_makes_in_the_drain_is_known_as_the_drains() -> None:
+    # Faust's getmany seeks when a fetch comes back with flow stopped; that seek must not pass
+    # for recovery's (streams/transport.py, Consumer.perform_seek reads IN_DRAIN)
+    import asyncio
+
+    from touchstream.streams.delivery import IN_DRAIN, Routes, drain
+
+    seen: list[bool] = []
+
+    class Stopping:
+        def __init__(self) -> None:
+            self._stopped = asyncio.Event()
+
+    fetcher = Stopping()
+
+    class DrainedConsumer(Stopping):
+        callback = None
+        should_stop = False
+        consumer_stopped_errors = ()
+        seeks = 0
+        _read_offset: dict[Any, int] = {}
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.app = App()
+            self.app.topics = self  # type: ignore[attr-defined]
+
+        def acks_enabled_for(self, topic: str) -> bool:
+            return True
+
+        async def sleep(self, seconds: float) -> None:
+            await asyncio.sleep(seconds)
+
+        async def getmany(self, timeout: float) -> Any:
+            seen.append(IN_DRAIN.get())  # where Faust's getmany calls perform_seek
+            fetcher._stopped.set()
+            return
+            yield
+
+    # in a task of its own, as Faust's Fetcher service runs it
+    await asyncio.ensure_future(drain(DrainedConsumer(), fetcher, Routes()))
+    assert seen == [True]
+    assert IN_DRAIN.get() is False  # recovery's seeks run in other tasks: not flagged

@@ -40,8 +40,8 @@ def faust_seeks(monkeypatch: pytest.MonkeyPatch) -> list[asyncio.Event]:
 async def test_a_seek_begun_before_a_newer_one_and_ending_after_it_records_nothing(
     faust_seeks: list[asyncio.Event],
 ) -> None:
-    # Faust's getmany seeks when it finds flow stopped during a rebalance; that seek can wait
-    # on committed offsets past the assignment's own seek, and must not undo its record
+    # a recovery seek still waiting for committed offsets when the next generation's recovery
+    # has sought must not undo the newer record
     consumer = _consumer()
     older = asyncio.ensure_future(consumer.perform_seek())
     await asyncio.sleep(0)
