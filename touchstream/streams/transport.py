@@ -200,8 +200,8 @@ def transport_for(
         # ``app.rebalancing_count`` when the last seek began: another count, and a rebalance
         # began since, whose seek is still to come
         sought_rebalances = 0
-        # perform_seek calls begun; of those that record (not the drain's), only one begun
-        # after the last recorded sets the above
+        # recovery's perform_seek calls begun: one sets the above only if begun after the
+        # one that last did
         _seeks_begun = 0
         _seek_recorded = 0
 
@@ -214,21 +214,18 @@ def transport_for(
             # Faust's getmany seeks too, in the drain's task, when a fetch comes back with
             # flow stopped: a rebalance began, and the seek that ends it (recovery's, once
             # the tables are read) is still to come. Recorded, a getmany seek made after the
-            # new generation was assigned would let the drain handle the fetches taken while
-            # recovery resumes the partitions and seeks them one by one. The likeliest path
-            # of a joining/leaving failure (docs/design/late-writes.md): touchpoints[3] 2075..
-            # forwarded 16 ms into recovery's seek, which then moved it back to 2031, and the
-            # customer stage dropped 2031..2074 as duplicates
+            # new generation was assigned let the drain handle the fetches taken while
+            # recovery resumed the partitions and sought them one by one (the joining/leaving
+            # failure, docs/design/late-writes.md)
             recorded = not IN_DRAIN.get()
-            self._seeks_begun += 1
+            if recorded:
+                self._seeks_begun += 1
             begun = self._seeks_begun
             self.seeks += 1
             try:
                 await super().perform_seek()
             finally:
                 self.seeks += 1
-            # a seek still waiting for committed offsets can end after a newer one, and must
-            # not record its older generation over the newer one
             if not recorded:
                 log.info(
                     "a fetch came back with flow stopped (generation %s, rebalance %s): sought "
@@ -237,6 +234,8 @@ def transport_for(
                     rebalances,
                 )
             elif begun > self._seek_recorded:
+                # a recovery seek still waiting for committed offsets can end after a newer
+                # one, and must not record its older generation over the newer one
                 self._seek_recorded = begun
                 self.sought_generation = generation
                 self.sought_rebalances = rebalances
