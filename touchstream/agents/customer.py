@@ -349,7 +349,7 @@ def _execute(
         tally.inc(metrics.SEEN_EVICTED)
     for decision in step.decisions:
         publish(p.publishing, tally, decision)
-    if step.store is None or step.delete:
+    if step.store is None or step.delete or step.profile_unchanged:
         return
     event_id = msg.get("id", "")
     # (an erasure's notice leaves at once)

@@ -239,6 +239,7 @@ def _merge(target: str, state: State | Redirect | None, msg: dict[str, Any], rul
     if isinstance(state, Redirect):
         return _forward(state, msg)
     step = Step()
+    created = state is None
     if state is None:
         via = msg.get("via")
         if not via or home_of(via[0], via[1]) != target:
@@ -257,12 +258,14 @@ def _merge(target: str, state: State | Redirect | None, msg: dict[str, Any], rul
     if group is not None:
         state = dict(state, refused=[*state["refused"], peer][-REFUSED_LIMIT:])
         step.store = state
+        step.profile_unchanged = not created
         via = msg.get("via") or ["", ""]
         step.decisions.append(_refusal(target, via[0], via[1], group, msg, other=peer))
         return step
     # reserve what the peer brings until its fold arrives, so concurrent merges see it
     state = dict(state, pending={**state["pending"], peer: msg["pids"]})
     step.store = state
+    step.profile_unchanged = not created
     absorb = {
         "k": "absorb",
         "into": target,
@@ -325,7 +328,7 @@ def _release_reservation(state: State | Redirect | None, msg: dict[str, Any]) ->
     if state is None or msg["peer"] not in state["pending"]:
         return Step()
     pending = {k: v for k, v in state["pending"].items() if k != msg["peer"]}
-    return Step(store=dict(state, pending=pending))
+    return Step(store=dict(state, pending=pending), profile_unchanged=True)
 
 
 def redirect(state: State, winner: str) -> Redirect:

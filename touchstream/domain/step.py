@@ -20,6 +20,9 @@ class Step:
     seen_evicted: int = 0  # event ids inside the span the memory's cap pushed out
     forwarded: bool = False
     identifiers_changed: bool = False
+    # only link bookkeeping changed (a reservation, a refusal): the served profile is the same,
+    # so nothing is projected, written to Redis or sent on profiles.updates for it
+    profile_unchanged: bool = False
     delete: bool = False  # remove the record (a tombstone in the changelog)
     dropped: bool = False  # in flight for a customer erased since: not applied, not resurrected
     # why an event or link for an erased identifier was dropped (domain.linking.after_erasure)

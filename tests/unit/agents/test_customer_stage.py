@@ -12,7 +12,7 @@ import orjson
 from tests.unit.agents.fakes import NOW, SHOPPER, CustomerStage, Message, ingested, shop
 from touchstream.domain.customer import new_state
 from touchstream.domain.linking import redirect
-from touchstream.domain.records import Erased
+from touchstream.domain.records import Erased, json_default
 from touchstream.simulator.factory import event
 from touchstream.streams import topics
 from touchstream.tables import state_codec
@@ -127,3 +127,38 @@ async def test_a_halted_partition_keeps_what_came_before_the_failed_internal_rec
     assert stage.of(topics.QUARANTINE) == []  # an internal record is never parked
     state = stage.state(KEY)
     assert state is not None and sorted(state["orders"]) == ["o-0"]
+
+
+async def test_a_link_reserved_sends_no_profile_update_and_its_fold_sends_one() -> None:
+    """A merge from a weaker profile only reserves its identifiers until its fold arrives: the
+    reservation is stored, but the served profile is the same, so nothing goes to Redis or to
+    profiles.updates for it (each such update repeated the last one). The fold is served."""
+    stage = CustomerStage()
+    await stage.run(await ingested(shop(2)))
+    before = stage.state(KEY)
+    assert before is not None
+    stage.records.added.clear()
+    stage.redis.written.clear()
+    cause = {"at": NOW + 5, "id": "e9", "ts": NOW + 5}
+    weaker = [before["rank"][0] + 1, NOW, "dev-1"]  # a weaker kind of identifier
+    pids = {"device_id": ["d-1"]}
+    merge = {"k": "merge", "peer": "dev-1", "prank": weaker, "pids": pids, "via": None, **cause}
+    await stage.run([Message(topics.CUSTOMER_EVENTS, 0, 2, KEY, orjson.dumps(merge), 0.0)])
+
+    reserved = stage.state(KEY)
+    assert reserved is not None and reserved["pending"] == {"dev-1": pids}  # stored
+    ((peer, absorb),) = stage.of(topics.CUSTOMER_EVENTS)
+    assert (peer, absorb["k"], absorb["into"]) == (b"dev-1", "absorb", "crm-1")
+    assert stage.of(topics.PROFILES_UPDATES) == [] and stage.redis.written == []
+
+    loser = dict(new_state("dev-1", "device_id", "d-1", NOW), version=1)
+    fold = {"k": "fold", "state": loser, **cause}
+    await stage.run(
+        [Message(topics.CUSTOMER_EVENTS, 0, 3, KEY, orjson.dumps(fold, default=json_default), 0.0)]
+    )
+    ((_k, update),) = stage.of(topics.PROFILES_UPDATES)
+    assert update["customer_id"] == "crm-1" and update["version"] > before["version"]
+    assert stage.redis.written == ["crm-1"]
+    folded = stage.state(KEY)
+    assert folded is not None and folded["pending"] == {}
+    assert "d-1" in folded["identifiers"]["device_id"]
