@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -96,3 +97,28 @@ def test_ready_worker_answers_health_readiness_and_metrics(stack: Stack) -> None
     }
     status, body = worker.get("/metrics")
     assert status == 200 and b"touchstream_events_in_total" in body
+
+
+def test_a_recovery_that_times_out_stops_the_worker_for_its_supervisor_to_restart(
+    stack: Stack,
+) -> None:
+    """Faust's recovery gives up on a broker step that outlasts ``broker_request_timeout`` and
+    then never recovers an assignment again: left running, the worker would answer not ready
+    for ever. It exits non-zero instead, saying why (streams/recovery.py); a restarted worker
+    recovers and gets ready."""
+    worker = stack.start_worker(
+        faults="seek:1",  # the first generation's seek never ends: a broker that went silent
+        broker_request_timeout_s="8",
+    )
+    deadline = time.monotonic() + 60
+    while worker.child.alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not worker.child.alive(), "the worker stayed up after its recovery gave up"
+    assert worker.child.proc.returncode != 0
+    log = worker.child.tail(400)
+    assert "seek never ends" in log  # the fault was met, not some other failure
+    assert "table recovery waited 8.0 s" in log and "RecoveryTimedOut" in log
+
+    restarted = stack.start_worker(broker_request_timeout_s="8")
+    restarted.wait_ready()
+    assert restarted.get("/readyz")[0] == 200

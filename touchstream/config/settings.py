@@ -96,6 +96,10 @@ class Settings:
     log_level: str = "info"
     session_timeout_s: float = 30.0
     heartbeat_interval_s: float = 3.0
+    # how long the worker waits for a broker request (Faust's ``broker_request_timeout``, its
+    # default); table recovery waits for each step at most this long, and a step that takes
+    # longer stops the worker for its supervisor to restart it (streams/recovery.py)
+    broker_request_timeout_s: float = 90.0
     max_event_bytes: int = 65536
     future_tolerance_s: int = 86400
     # how far past the time its record reached the broker an event may move its partition's
@@ -123,8 +127,9 @@ class Settings:
     # TEST ONLY, empty (off) in every deployment: "stage:event_id,..." makes the named stage
     # raise for those events (stages: ingest, codec, core, projection, output; internal: the
     # identity messages an event causes; timer:<customer_id>: that customer's due timers), so
-    # tests can exercise each path of the quarantine
-    # and the halt (streams.isolation)
+    # tests can exercise each path of the quarantine and the halt (streams.isolation);
+    # seek:<generation>: recovery's seek of that consumer generation never ends, as with a
+    # broker that stopped answering (streams.recovery)
     faults: str = ""
     # touchpoints and touchstream.customer-events: records are needed until the stages read
     # them, seconds in normal operation; 7 days outlives any outage we plan to recover from
@@ -340,6 +345,8 @@ class Settings:
                 raise ConfigError(key(name), "must be > 0")
         if self.heartbeat_interval_s >= self.session_timeout_s:
             raise ConfigError(key("heartbeat_interval_s"), "must be below session_timeout_s")
+        if self.broker_request_timeout_s < self.session_timeout_s:  # Faust refuses it so
+            raise ConfigError(key("broker_request_timeout_s"), "must be >= session_timeout_s")
         if self.store not in ("memory", "rocksdb"):
             raise ConfigError(key("store"), "must be 'memory' or 'rocksdb'")
         if self.log_level.lower() not in ("debug", "info", "warning", "error"):

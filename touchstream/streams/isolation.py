@@ -34,7 +34,7 @@ REASON = "processing_failed"
 EXTERNAL_KINDS = frozenset(("ev", "tick"))
 # "internal": an identity message caused by the event (never parked: its partition halts);
 # "timer": a customer's due timers firing (named by customer id, not event id)
-STAGES = ("ingest", "codec", "core", "projection", "output", "internal", "timer")
+STAGES = ("ingest", "codec", "core", "projection", "output", "internal", "timer", "seek")
 EXCEPTION_MAX_CHARS = 500
 
 
@@ -81,6 +81,9 @@ class Faults:
     def parse(cls, spec: str) -> Faults | None:
         """The plan, or None when off (the stages test ``if faults``: a None check)."""
         return cls(spec) if spec.strip() else None
+
+    def holds(self, stage: str, event_id: Any) -> bool:
+        return event_id in self.plan.get(stage, ())
 
     def check(self, stage: str, event_id: Any) -> None:
         if event_id in self.plan.get(stage, ()):

@@ -49,6 +49,7 @@ from touchstream.streams.isolation import Faults
 from touchstream.streams.kafka_access import Need, worker_needs
 from touchstream.streams.kafka_client import kafka_ssl_context
 from touchstream.streams.outbox import Outbox
+from touchstream.streams.recovery import TableManager
 from touchstream.streams.size_limits import SizeLimits
 from touchstream.streams.timer_index import TimerIndex, partition_for
 from touchstream.streams.topic_admin import read_size_limits
@@ -136,6 +137,8 @@ class Topology:
             table_standby_replicas=settings.standby_replicas,
             broker_session_timeout=settings.session_timeout_s,
             broker_heartbeat_interval=settings.heartbeat_interval_s,
+            broker_request_timeout=settings.broker_request_timeout_s,
+            TableManager=TableManager,  # a recovery that times out stops the worker
             consumer_auto_offset_reset="earliest",
             key_serializer="raw",
             value_serializer="raw",
@@ -161,12 +164,14 @@ class Topology:
         # input topics' identities for the per-customer stage's offset memory (domain.customer)
         self.topic_identities = TopicIdentities(settings)
         self.routes.restarted = self._input_restarted
+        self.faults = Faults.parse(settings.faults)  # test only: None in a deployment
         self.app.transport = transport_for(
             self.app,
             settings.fetch_max_wait_ms,
             settings.bootstrap_servers(),
             settings.probe_end_offsets,
             self.routes,
+            self.faults,
         )
         # every record is checked against its topic's limit when added (streams/size_limits.py)
         limits = SizeLimits(
@@ -177,7 +182,6 @@ class Topology:
         self.outbox = self.routes.outbox = Outbox(
             self.app, settings.topic(topics.DLQ), settings.topic_prefix, limits
         )
-        self.faults = Faults.parse(settings.faults)  # test only: None in a deployment
         self.access = AccessWatch(settings, self.access_needs)
         self.routes.refused = self.access.refused
         self.touchpoints = self._topic(topics.TOUCHPOINTS)

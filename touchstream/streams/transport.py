@@ -24,6 +24,7 @@ their handlers a fetch at a time; before a commit, output not yet acknowledged b
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
@@ -36,6 +37,7 @@ from aiokafka.structs import OffsetAndMetadata
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 from touchstream.streams.delivery import AUTHORIZATION_ERRORS, IN_DRAIN, Routes, drain
+from touchstream.streams.isolation import Faults
 
 log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 5.0
@@ -103,7 +105,12 @@ def _rejoin(coordinator: Any) -> None:
 
 
 def transport_for(
-    app: faust.App, fetch_max_wait_ms: int, bootstrap: str, probe_end: bool, routes: Routes
+    app: faust.App,
+    fetch_max_wait_ms: int,
+    bootstrap: str,
+    probe_end: bool,
+    routes: Routes,
+    faults: Faults | None = None,
 ) -> Any:
     class ConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
         def _create_worker_consumer(self, transport: Any) -> Any:
@@ -223,6 +230,9 @@ def transport_for(
             begun = self._seeks_begun
             self.seeks += 1
             try:
+                if recorded and faults is not None and faults.holds("seek", str(generation)):
+                    log.warning("TOUCHSTREAM_FAULTS: generation %s's seek never ends", generation)
+                    await asyncio.Event().wait()  # until recovery gives up and cancels it
                 await super().perform_seek()
             finally:
                 self.seeks += 1

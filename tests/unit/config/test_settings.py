@@ -146,6 +146,14 @@ def test_heartbeat_must_be_below_session_timeout():
     assert error.key == "TOUCHSTREAM_HEARTBEAT_INTERVAL_S"
 
 
+def test_the_broker_request_timeout_may_not_be_below_the_session_timeout():
+    """Faust refuses it at start-up with its own wording: named here instead."""
+    error = refused({**DEV, "TOUCHSTREAM_BROKER_REQUEST_TIMEOUT_S": "5"})  # dev session: 6 s
+    assert error.key == "TOUCHSTREAM_BROKER_REQUEST_TIMEOUT_S"
+    assert "session_timeout_s" in str(error)
+    assert load_settings({**DEV, "TOUCHSTREAM_BROKER_REQUEST_TIMEOUT_S": "6"})
+
+
 @pytest.mark.parametrize(
     "broker",
     [
