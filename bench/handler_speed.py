@@ -15,7 +15,7 @@ import asyncio
 import gc
 import sys
 import time
-from collections import deque
+from collections import Counter, deque
 from typing import NamedTuple
 
 from touchstream.bench.runner import DATA_SEED, STEP_MS
@@ -44,9 +44,10 @@ class Partition(NamedTuple):
     partition: int
 
 
-async def one_round(events: int, customers: int) -> tuple[float, int, dict[str, int]]:
-    """CPU seconds of the handlers over ``events`` events, the customer-stage records, and
-    the bytes (key and value) each table's changelog holds at the end once compacted."""
+async def one_round(events: int, customers: int) -> tuple[float, int, dict[str, int], Counter[str]]:
+    """CPU seconds of the handlers over ``events`` events, the customer-stage records, the
+    bytes (key and value) each table's changelog holds at the end once compacted, and the
+    records each output topic got."""
     settings = load_settings(
         {"TOUCHSTREAM_ENV": "development", "TOUCHSTREAM_BROKER": "kafka://127.0.0.1:9"}
     )
@@ -67,6 +68,7 @@ async def one_round(events: int, customers: int) -> tuple[float, int, dict[str, 
     queues: list[deque[Record]] = [deque() for _ in range(partitions)]
     offsets = [0] * partitions
     compacted: dict[str, dict[bytes, bytes | None]] = {}
+    sent: Counter[str] = Counter()
 
     def route_outbox() -> None:
         records = t.outbox._records  # collected, never sent: there is no broker
@@ -74,6 +76,8 @@ async def one_round(events: int, customers: int) -> tuple[float, int, dict[str, 
             if topic.endswith("-changelog"):
                 compacted.setdefault(topic, {}).update(batch)
             if topic != internal:
+                if not topic.endswith("-changelog"):
+                    sent[topic] += len(batch)
                 continue
             for key, value in batch:
                 p = partition_for(key, partitions)
@@ -105,16 +109,19 @@ async def one_round(events: int, customers: int) -> tuple[float, int, dict[str, 
         topic: sum(len(k) + len(v) for k, v in kept.items() if v is not None)
         for topic, kept in compacted.items()
     }
-    return cpu, applied, table_bytes
+    return cpu, applied, table_bytes, sent
 
 
 def main(events: int = 50_000, customers: int = 5_000, rounds: int = 3) -> None:
     gc.set_threshold(*GC_THRESHOLDS)
     best = float("inf")
     for _ in range(rounds):
-        cpu, applied, table_bytes = asyncio.run(one_round(events, customers))
+        cpu, applied, table_bytes, sent = asyncio.run(one_round(events, customers))
         best = min(best, cpu)
         print(f"  {cpu:.2f} s CPU, {applied:,} customer-stage records", flush=True)
+    print("output records of the last round:")
+    for topic, count in sorted(sent.items()):
+        print(f"  {topic}: {count:,}")
     # state per shopper as docs/domain.md, "Targets" counts it: every table, not only the customers one
     print(f"table state at the end, per shopper of the data set ({customers:,}):")
     for topic, size in sorted(table_bytes.items()):
