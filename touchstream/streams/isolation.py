@@ -34,7 +34,10 @@ REASON = "processing_failed"
 EXTERNAL_KINDS = frozenset(("ev", "tick"))
 # "internal": an identity message caused by the event (never parked: its partition halts);
 # "timer": a customer's due timers firing (named by customer id, not event id)
-STAGES = ("ingest", "codec", "core", "projection", "output", "internal", "timer", "seek")
+STAGES = ("ingest", "codec", "core", "projection", "output", "internal", "timer")
+# the stages a record goes through, and recovery's seek of a consumer generation (named by
+# the generation: it never ends, streams.transport), which no record goes through
+FAULT_STAGES = (*STAGES, "seek")
 EXCEPTION_MAX_CHARS = 500
 
 
@@ -72,7 +75,7 @@ class Faults:
         wanted: dict[str, set[str]] = {}
         for item in filter(None, (part.strip() for part in spec.split(","))):
             stage, _, event_id = item.partition(":")
-            if stage not in STAGES or not event_id:
+            if stage not in FAULT_STAGES or not event_id:
                 raise ValueError(f"TOUCHSTREAM_FAULTS: {item!r} is not <stage>:<event_id>")
             wanted.setdefault(stage, set()).add(event_id)
         self.plan = {stage: frozenset(ids) for stage, ids in wanted.items()}
