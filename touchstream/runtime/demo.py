@@ -85,7 +85,11 @@ def run_demo(args: argparse.Namespace) -> int:
             say("running until Ctrl-C (SIGINT) or SIGTERM")
             try:
                 while True:
-                    signal.pause()
+                    # not signal.pause(): a signal that lands after the interpreter's last
+                    # check for pending handlers and before pause() blocks is left pending,
+                    # and pause() waits for another that never comes (a CI run hung so, its
+                    # worker never stopped); a sleep ends, and the handler runs, within 1 s
+                    time.sleep(1.0)
             except (Terminated, KeyboardInterrupt):
                 return 0
         summary = asyncio.run(_traffic(args, stack, worker))
