@@ -89,7 +89,7 @@ class Faults:
         return event_id in self.plan.get(stage, ())
 
     def check(self, stage: str, event_id: Any) -> None:
-        if event_id in self.plan.get(stage, ()):
+        if self.holds(stage, event_id):
             raise InjectedFault(f"fault injected in stage {stage} for event {event_id}")
 
 

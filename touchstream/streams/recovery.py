@@ -12,8 +12,8 @@ worker answers not ready until someone restarts it (docs/design/late-writes.md).
 Here a wait that timed out while the service is running raises ``RecoveryTimedOut``. The loop
 re-raises any exception other than its own, the recovery task ends with it, mode crashes the
 worker, and the process exits non-zero for its supervisor to start it again: it reads its
-tables from the changelogs and joins the group afresh (docs/operations.md, "A recovery that
-times out"). The overrides are checked against the pinned Faust by
+tables from the changelogs and joins the group afresh (docs/operations.md, "What a rebalance
+costs"). The overrides are checked against the pinned Faust by
 tests/unit/streams/test_library_internals.py.
 """
 
