@@ -72,7 +72,9 @@ class OfflineStage:
         target, msg = self._queues[partition].popleft()
         if msg.get("k", "ev") == "ev":  # as the agent: timers due by the event's time first
             now_ms = int(msg.get("ts", 0))
-            self._fire(partition, self._timers.advance_event(partition, msg, now_ms), now_ms)
+            clock = self._timers.advance_event(partition, msg, now_ms)
+            if clock is not None:
+                self._fire(partition, clock, now_ms)
         self._apply(partition, target, handle(target, self.table.get(target), msg, self.rules))
         return True
 

@@ -154,9 +154,10 @@ def oracle(
         identity = topic_id.get(r.topic) if isinstance(topic_id, dict) else topic_id
         try:
             decoded = decode(r.value or b"", defaults.max_event_bytes)
-            if not r.topic.endswith(".privileged") and requires_privilege(decoded):
+            privileged = r.topic.endswith(".privileged")
+            if not privileged and requires_privilege(decoded):
                 raise PrivilegedOnPublicInput(r.topic)
-            ev = ingest.normalise(decoded, now_ms, r.partition, r.offset, identity)
+            ev = ingest.normalise(decoded, now_ms, r.partition, r.offset, identity, privileged)
         except PoisonEvent:
             refused.append(r)
             continue

@@ -78,7 +78,12 @@ def ingest(
             if not arrival.privileged and requires_privilege(decoded):
                 raise PrivilegedOnPublicInput("touchpoints")
             ev = ingest.normalise(
-                decoded, arrival.read_ms, arrival.partition, arrival.offset, identity
+                decoded,
+                arrival.read_ms,
+                arrival.partition,
+                arrival.offset,
+                identity,
+                arrival.privileged,
             )
         except PoisonEvent as error:
             refused.append([index, error.reason])

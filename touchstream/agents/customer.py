@@ -184,7 +184,7 @@ def _apply_batch(
                 wall = time.time()
                 if kind == "ev":  # timers due by the event's time fire before it is applied
                     clock = index.advance_event(partition, msg, int(wall * 1000))  # skew past rt
-                    if clock < msg["at"]:
+                    if clock is not None and clock < msg["at"]:
                         tally.inc(metrics.EVENT_TIME_CAPPED)
             if clock is not None:
                 failed = timer_faults.get(position)

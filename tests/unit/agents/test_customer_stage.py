@@ -162,3 +162,25 @@ async def test_a_link_reserved_sends_no_profile_update_and_its_fold_sends_one() 
     folded = stage.state(KEY)
     assert folded is not None and folded["pending"] == {}
     assert "d-1" in folded["identifiers"]["device_id"]
+
+
+async def test_a_record_of_the_privileged_input_leaves_its_partition_s_clock_alone() -> None:
+    """docs/domain.md, "Event time and timers": ingest marks what the privileged input brings,
+    and the stage applies it without moving the clock ordinary events set."""
+    (ordinary,) = await ingested(shop(1))
+    later = NOW + 2 * 3_600_000
+    grant = event(
+        "consent_updated",
+        {"customer_id": "crm-2"},
+        {"purposes": {"email_marketing": True}},
+        occurred_at=later,
+    )
+    (command,) = await ingested([grant], privileged=True)
+    assert "privileged" not in orjson.loads(ordinary.value)
+    assert orjson.loads(command.value)["privileged"] is True
+
+    stage = CustomerStage()
+    await stage.run([ordinary, command._replace(offset=1)])
+
+    assert stage.timers.clock(0) == NOW  # the purchase's time, not the grant's
+    assert stage.state(b"crm-2")["consent"]["email_marketing"].granted  # the grant applied

@@ -108,6 +108,27 @@ def test_the_timer_fires_before_the_event_that_moved_the_clock_past_it():
     assert len(run.triggers()) == 1  # the cart is closed: no second reminder
 
 
+def test_a_privileged_record_read_ahead_of_a_backlog_sends_no_reminder_before_the_purchase():
+    """docs/domain.md, "Event time and timers": behind a backlog a worker reads the privileged
+    input's few records before the ordinary events around them (they are separate topics).
+    Another shopper's consent grant dated two hours on must not move the clock past the cart
+    whose purchase still waits in ``touchpoints``: the shopper bought, and gets no reminder."""
+    run = Run()
+    other = home_of("loyalty_id", "L-OTHER")
+    grant = internal(other, OTHER, "consent_updated", "g-1", 1, at=T0 + 2 * HOUR)
+    grant.update(ts=T0 + 2 * HOUR + 1_000, privileged=True)
+    grant["props"] = {"purposes": {"email_marketing": True}}
+    run.stage.submit([grant])
+    run.stage.drain()
+
+    run.add(T0, qty=2)
+    run.send("purchase", T0 + 30 * MIN, order_id="O-1", total_minor=5_000, items=[])
+    run.bystander(T0 + 3 * 24 * HOUR)
+
+    assert run.triggers() == []
+    assert run.stage.table[other]["consent"]["email_marketing"].granted  # the grant applied
+
+
 def test_an_unchanged_cart_never_triggers_twice_and_a_changed_one_re_arms_once():
     rules = dataclasses.replace(
         RULES,

@@ -46,6 +46,24 @@ def test_an_idle_tick_moves_on_from_the_capped_clock_not_the_claimed_time():
     assert index.idle_tick(0, T0 + 10_000, 5_000) == T0 + SKEW + 10_000
 
 
+def test_an_event_of_the_privileged_input_moves_no_clock_and_fires_no_timer():
+    """That input is read apart from ``touchpoints``: behind a backlog its few records come
+    first, and the clock they set would end every session whose next events still wait."""
+    index = TimerIndex(SKEW)
+    index.advance_event(0, event(T0, T0), T0)
+    index.track(0, T0 + 30 * MIN, "browsing")  # a session's end
+    grant = dict(event(T0 + 2 * HOUR, T0 + 2 * HOUR), privileged=True)
+
+    assert index.advance_event(0, grant, T0 + 1_000) is None
+    assert "ct" not in grant  # so the state keeps no clock it set, for a rebuild to resume
+    assert index.clock(0) == T0 and index.due(0) == []
+    # nor does it count as traffic: the idle fallback still moves the clock on
+    assert index.idle_tick(0, T0 + 10_000, 5_000) == T0 + 10_000
+    # a partition that has seen only such events has no clock yet
+    assert index.advance_event(1, dict(event(T0, T0), privileged=True), T0) is None
+    assert index.clock(1) is None
+
+
 def test_an_event_without_a_broker_time_moves_the_clock_to_its_claimed_time():
     index = TimerIndex(SKEW)
     assert index.advance_event(0, event(T0 + HOUR, None), T0) == T0 + HOUR
