@@ -154,10 +154,9 @@ def oracle(
         identity = topic_id.get(r.topic) if isinstance(topic_id, dict) else topic_id
         try:
             decoded = decode(r.value or b"", defaults.max_event_bytes)
-            privileged = r.topic.endswith(".privileged")
-            if not privileged and requires_privilege(decoded):
+            if not r.topic.endswith(".privileged") and requires_privilege(decoded):
                 raise PrivilegedOnPublicInput(r.topic)
-            ev = ingest.normalise(decoded, now_ms, r.partition, r.offset, identity, privileged)
+            ev = ingest.normalise(decoded, now_ms, r.partition, r.offset, identity)
         except PoisonEvent:
             refused.append(r)
             continue

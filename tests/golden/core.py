@@ -78,12 +78,7 @@ def ingest(
             if not arrival.privileged and requires_privilege(decoded):
                 raise PrivilegedOnPublicInput("touchpoints")
             ev = ingest.normalise(
-                decoded,
-                arrival.read_ms,
-                arrival.partition,
-                arrival.offset,
-                identity,
-                arrival.privileged,
+                decoded, arrival.read_ms, arrival.partition, arrival.offset, identity
             )
         except PoisonEvent as error:
             refused.append([index, error.reason])

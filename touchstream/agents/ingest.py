@@ -56,7 +56,7 @@ def make_ingest_handler(p: IngestPorts) -> Handler:
                 if not privileged and requires_privilege(decoded):
                     raise PrivilegedOnPublicInput(refusal(decoded))
                 internal = ingest.normalise(
-                    decoded, now_ms, message.partition, message.offset, topic_id, privileged
+                    decoded, now_ms, message.partition, message.offset, topic_id
                 )
                 # when the record reached the broker: a producer's CreateTime ahead of this
                 # worker's clock is not believed (it would let a future-dated event move the

@@ -61,17 +61,14 @@ class Ingest:
         partition: int,
         offset: int,
         topic: str | None = None,
-        privileged: bool = False,
     ) -> dict[str, Any]:
         """``topic`` is the inbound topic's identity (``streams.topic_identity``), carried
-        with the partition and offset so offsets of different topics are never compared.
-        ``privileged``: the event came from the privileged input, which moves no partition
-        clock (docs/domain.md, "Event time and timers")."""
+        with the partition and offset so offsets of different topics are never compared."""
         ids = self._ids.normalise(event["identity"])
         props = self._money(event["type"], event.get("properties") or {})
         # after conversion: a line's value is bounded in the program currency
         bounds.check(event["type"], props)
-        internal = {
+        return {
             "id": event["event_id"],
             "type": event["type"],
             "at": parse_occurred_at(event["occurred_at"], now_ms, self._future_ms),
@@ -86,9 +83,6 @@ class Ingest:
             "in": [partition, offset] if topic is None else [partition, offset, topic],
             "ts": now_ms,
         }
-        if privileged:  # only then: an ordinary event's record is what it always was
-            internal["privileged"] = True
-        return internal
 
     def _money(self, event_type: str, props: dict[str, Any]) -> dict[str, Any]:
         names = MONEY_BY_TYPE.get(event_type)

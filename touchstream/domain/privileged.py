@@ -17,11 +17,21 @@ PRIVILEGED_TYPES = frozenset({"erasure_requested", "access_requested", "redempti
 
 def requires_privilege(event: dict[str, Any]) -> bool:
     """True if ``event`` (schema-valid, as decoded) may only come from the privileged input."""
-    kind = event.get("type")
+    return _command(event.get("type"), event.get("properties"))
+
+
+def is_command(internal: dict[str, Any]) -> bool:
+    """``requires_privilege`` of an event as ingest hands it to the customer stage (its
+    properties under ``props``): a privileged command moves no partition clock
+    (docs/domain.md, "Event time and timers")."""
+    return _command(internal.get("type"), internal.get("props"))
+
+
+def _command(kind: Any, properties: Any) -> bool:
     if kind in PRIVILEGED_TYPES:
         return True
     if kind == "consent_updated":
-        purposes = (event.get("properties") or {}).get("purposes") or {}
+        purposes = (properties or {}).get("purposes") or {}
         return any(granted is True for granted in purposes.values())
     return False
 

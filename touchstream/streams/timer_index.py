@@ -10,8 +10,8 @@ when they come up, so a stale entry (the cart was bought, the profile was active
 nothing. Timers run while the agent handles a record of the same partition, so their table
 writes go to the right changelog partition.
 
-The clock of a partition is the highest event time it has seen (of the ordinary input: an
-event of the privileged input moves no clock, ``advance_event``), each event counting for its
+The clock of a partition is the highest event time it has seen (a privileged command moves no
+clock, ``advance_event``), each event counting for its
 claimed time but never more than ``max_skew_ms`` past the time its record reached the broker
 (``domain.clock.clock_time``, TOUCHSTREAM_MAX_CLOCK_SKEW_S): one event dated hours ahead must
 not fire every timer of its partition early. When it has seen no event for the idle interval,
@@ -29,6 +29,7 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 from touchstream.domain.clock import clock_time
+from touchstream.domain.privileged import is_command
 from touchstream.domain.state import Stored
 from touchstream.streams.isolation import Undo
 
@@ -49,9 +50,9 @@ def resume_clock(state: Stored | None, max_skew_ms: int, wall_ms: int) -> int | 
     ``max_skew_ms`` past the wall clock."""
     if not isinstance(state, dict):  # none, a redirect or an erasure marker (domain.records)
         return None
-    capped = state.get("clock_at")
-    if capped is not None:
-        return int(capped)
+    if "clock_at" in state:  # None: no event but privileged commands (they move no clock)
+        capped = state["clock_at"]
+        return None if capped is None else int(capped)
     seen = state.get("last_event_at")
     return None if seen is None else min(int(seen), wall_ms + max_skew_ms)
 
@@ -142,12 +143,14 @@ class TimerIndex:
         goes into ``msg["ct"]`` (the core keeps the highest in the state, where the index is
         rebuilt from); the event itself keeps its claimed time.
 
-        An event of the privileged input moves nothing and returns None (no timer is due
-        by it). That input is read beside ``touchpoints``, not in step with it: behind a
-        backlog, a worker reads the privileged input's few records at once, and the clocks
-        they set would fire every timer of the ordinary events still queued (over the
+        A privileged command (``domain.privileged.is_command``: an erasure, an access
+        request, a redemption, a consent grant) moves nothing and returns None (no timer is
+        due by it). Those come on the privileged input, read beside ``touchpoints`` and not
+        in step with it: behind a backlog a worker reads their few records at once, and the
+        clocks they set would fire every timer of the ordinary events still queued (over the
         benchmark's backlog, 12,000 sessions closed instead of 1,300)."""
-        if msg.get("privileged"):
+        if is_command(msg):
+            msg.pop("ct", None)  # set by a worker before this rule, on a forwarded record
             return None
         at: int = msg["at"]
         rt: int | None = msg.get("rt")

@@ -108,7 +108,7 @@ def test_the_timer_fires_before_the_event_that_moved_the_clock_past_it():
     assert len(run.triggers()) == 1  # the cart is closed: no second reminder
 
 
-def test_a_privileged_record_read_ahead_of_a_backlog_sends_no_reminder_before_the_purchase():
+def test_a_privileged_command_read_ahead_of_a_backlog_sends_no_reminder_before_the_purchase():
     """docs/domain.md, "Event time and timers": behind a backlog a worker reads the privileged
     input's few records before the ordinary events around them (they are separate topics).
     Another shopper's consent grant dated two hours on must not move the clock past the cart
@@ -116,8 +116,7 @@ def test_a_privileged_record_read_ahead_of_a_backlog_sends_no_reminder_before_th
     run = Run()
     other = home_of("loyalty_id", "L-OTHER")
     grant = internal(other, OTHER, "consent_updated", "g-1", 1, at=T0 + 2 * HOUR)
-    grant.update(ts=T0 + 2 * HOUR + 1_000, privileged=True)
-    grant["props"] = {"purposes": {"email_marketing": True}}
+    grant.update(ts=T0 + 2 * HOUR + 1_000, props={"purposes": {"email_marketing": True}})
     run.stage.submit([grant])
     run.stage.drain()
 

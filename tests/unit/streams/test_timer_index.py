@@ -2,6 +2,10 @@
 past the broker time of the records that move it, so a future-dated event fires no timer of
 its partition early."""
 
+from touchstream.config.rules import load_rules
+from touchstream.domain.identity import home_of
+from touchstream.domain.linking import handle
+from touchstream.simulator.factory import internal
 from touchstream.streams.timer_index import SKEW_WINDOW_MS, TimerIndex, resume_clock
 
 MIN = 60_000
@@ -46,22 +50,27 @@ def test_an_idle_tick_moves_on_from_the_capped_clock_not_the_claimed_time():
     assert index.idle_tick(0, T0 + 10_000, 5_000) == T0 + SKEW + 10_000
 
 
-def test_an_event_of_the_privileged_input_moves_no_clock_and_fires_no_timer():
-    """That input is read apart from ``touchpoints``: behind a backlog its few records come
-    first, and the clock they set would end every session whose next events still wait."""
+def test_a_privileged_command_moves_no_clock_and_fires_no_timer():
+    """Commands come on the privileged input, read apart from ``touchpoints``: behind a
+    backlog their few records come first, and the clock they set would end every session
+    whose next events still wait (docs/domain.md, "Event time and timers")."""
     index = TimerIndex(SKEW)
     index.advance_event(0, event(T0, T0), T0)
     index.track(0, T0 + 30 * MIN, "browsing")  # a session's end
-    grant = dict(event(T0 + 2 * HOUR, T0 + 2 * HOUR), privileged=True)
+    later = event(T0 + 2 * HOUR, T0 + 2 * HOUR)
+    grant = dict(later, type="consent_updated", props={"purposes": {"sms_marketing": True}})
 
     assert index.advance_event(0, grant, T0 + 1_000) is None
     assert "ct" not in grant  # so the state keeps no clock it set, for a rebuild to resume
     assert index.clock(0) == T0 and index.due(0) == []
     # nor does it count as traffic: the idle fallback still moves the clock on
     assert index.idle_tick(0, T0 + 10_000, 5_000) == T0 + 10_000
-    # a partition that has seen only such events has no clock yet
-    assert index.advance_event(1, dict(event(T0, T0), privileged=True), T0) is None
-    assert index.clock(1) is None
+    # a partition that has seen only commands has no clock yet
+    erasure = dict(event(T0, T0), type="erasure_requested", props={"request_id": "R-1"})
+    assert index.advance_event(1, erasure, T0) is None and index.clock(1) is None
+    # a withdrawal is no command (it is accepted on any input): it moves the clock
+    withdrawal = dict(later, type="consent_updated", props={"purposes": {"sms_marketing": False}})
+    assert index.advance_event(0, withdrawal, T0 + 2_000) == T0 + 2 * HOUR
 
 
 def test_an_event_without_a_broker_time_moves_the_clock_to_its_claimed_time():
@@ -90,6 +99,26 @@ def test_a_rebuilt_clock_resumes_from_the_capped_time_never_a_future_claim():
     index.track(0, T0 + HOUR, "cart-owner")
     index.load(0, [(T0 + HOUR, "cart-owner")], resume_clock(state, SKEW, T0 + MIN), T0)
     assert index.due(0) == []
+
+
+def test_a_profile_of_privileged_commands_alone_gives_a_rebuilt_index_no_clock():
+    """A rebuild (a restart, a rebalance) must not bring back the clock a command did not set:
+    a profile made by a consent grant dated two hours on tells nothing of its partition's time
+    until a shopper's event is applied to it."""
+    rules = load_rules(None)
+    ids = {"loyalty_id": "L-1"}
+    cid = home_of("loyalty_id", "L-1")
+    grant = internal(
+        cid, ids, "consent_updated", "g-1", 1, at=T0 + 2 * HOUR, purposes={"email_marketing": True}
+    )
+    index = TimerIndex(SKEW)
+    assert index.advance_event(0, grant, T0) is None
+    granted = handle(cid, None, grant, rules).store
+    assert resume_clock(granted, SKEW, T0) is None
+
+    view = internal(cid, ids, "page_view", "e-2", 2, at=T0 + MIN, url="/")
+    index.advance_event(0, view, T0 + MIN)
+    assert resume_clock(handle(cid, granted, view, rules).store, SKEW, T0) == T0 + MIN
 
 
 def test_a_state_from_before_the_capped_time_resumes_no_further_than_the_skew_past_now():
