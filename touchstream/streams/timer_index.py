@@ -11,10 +11,10 @@ nothing. Timers run while the agent handles a record of the same partition, so t
 writes go to the right changelog partition.
 
 The clock of a partition is the highest event time it has seen (a privileged command moves no
-clock, ``advance_event``), each event counting for its
-claimed time but never more than ``max_skew_ms`` past the time its record reached the broker
-(``domain.clock.clock_time``, TOUCHSTREAM_MAX_CLOCK_SKEW_S): one event dated hours ahead must
-not fire every timer of its partition early. When it has seen no event for the idle interval,
+clock, ``advance_event``), each event counting for its claimed time but never more than
+``max_skew_ms`` past the time its record reached the broker (``domain.clock.clock_time``,
+TOUCHSTREAM_MAX_CLOCK_SKEW_S): one event dated hours ahead must not fire every timer of its
+partition early. When it has seen no event for the idle interval,
 the worker sends it a tick record carrying the clock advanced by the wall time elapsed since
 its last event (docs/domain.md, "Idle fallback").
 """
