@@ -75,6 +75,10 @@ class OfflineStage:
             clock = self._timers.advance_event(partition, msg, now_ms)
             if clock is not None:
                 self._fire(partition, clock, now_ms)
+            else:  # a privileged command: its own customer's timers only
+                own = self._timers.command_time(msg, self.table.get(target))
+                if own is not None:
+                    self._fire(partition, own, now_ms, [target])
         self._apply(partition, target, handle(target, self.table.get(target), msg, self.rules))
         return True
 
@@ -92,8 +96,12 @@ class OfflineStage:
             self._enqueue(dest, out)
         self.decisions.extend(result.decisions)
 
-    def _fire(self, partition: int, clock: int, now_ms: int) -> None:
-        for customer_id in self._timers.due(partition):
+    def _fire(
+        self, partition: int, clock: int, now_ms: int, customers: list[str] | None = None
+    ) -> None:
+        """The timers due by ``clock`` of the partition's customers the index names (or of
+        ``customers``)."""
+        for customer_id in self._timers.due(partition) if customers is None else customers:
             state = self.table.get(customer_id)
             step = fire(customer_id, state, clock, now_ms, self.rules)
             self._timers.track(partition, stale_due(step, state, self.rules), customer_id)

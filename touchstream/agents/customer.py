@@ -177,6 +177,7 @@ def _apply_batch(
                 faults.check("codec", msg.get("id"))
             wall = 0.0
             clock: int | None = None
+            own: list[str] | None = None  # a command's: its own customer's timers only
             if kind == "tick":
                 # an idle partition's clock moving on (docs/domain.md, "Idle fallback")
                 clock = index.advance(partition, msg["at"])
@@ -184,11 +185,13 @@ def _apply_batch(
                 wall = time.time()
                 if kind == "ev":  # timers due by the event's time fire before it is applied
                     clock = index.advance_event(partition, msg, int(wall * 1000))  # skew past rt
-                    if clock is not None and clock < msg["at"]:
+                    if clock is None:  # a privileged command (docs/domain.md, "Event time")
+                        clock, own = index.command_time(msg, cache.get(key)), [key.decode()]
+                    elif clock < msg["at"]:
                         tally.inc(metrics.EVENT_TIME_CAPPED)
             if clock is not None:
                 failed = timer_faults.get(position)
-                _fire_due(p, cache, stage, tally, partition, clock, msg, coalescing, failed)
+                _fire_due(p, cache, stage, tally, partition, clock, msg, coalescing, failed, own)
             if kind == "tick":
                 continue
             stage.now = "codec"
@@ -270,12 +273,14 @@ def _fire_due(
     msg: dict[str, Any],
     coalescing: Coalescing | None,
     failed: set[str] | None = None,
+    customers: list[str] | None = None,
 ) -> None:
-    """Each customer's due timers; one whose timers raise is reported as ``TimerFailed`` (the
-    batch runs again leaving it out: ``failed``), not as the record's fault."""
+    """Each customer's due timers (of the customers the index names, or of ``customers``);
+    one whose timers raise is reported as ``TimerFailed`` (the batch runs again leaving it
+    out: ``failed``), not as the record's fault."""
     now = int(msg.get("ts", 0))
     faults = p.faults
-    for customer_id in p.timers.due(partition):
+    for customer_id in p.timers.due(partition) if customers is None else customers:
         if failed and customer_id in failed:
             continue  # its entry is gone; its state unchanged
         try:

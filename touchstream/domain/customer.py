@@ -22,6 +22,7 @@ from touchstream.domain.clock import MS_PER_DAY
 from touchstream.domain.decision import Decision
 from touchstream.domain.identity import PRIORITY, strongest
 from touchstream.domain.migrate import FORMAT
+from touchstream.domain.state import Stored
 
 # Event ids are remembered for SEEN_SPAN_MS of the profile's event time after they were seen:
 # the input topic's retention (7 days) plus the DLQ's (7 days), the longest a copy of an
@@ -150,28 +151,16 @@ def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> 
     if state is None:
         kind = strongest(event["ids"])
         state = new_state(event["cid"], kind, event["ids"][kind], event["at"])
-    partition, offset, *identity = event["in"]
-    topic = identity[0] if identity else None
-    src: dict[str, int] = state["src"]
-    pkey = src_key(event["cid"], state["customer_id"], partition, topic)
-    high = src.get(pkey)
-    legacy = None
-    if high is None and topic is not None and src:  # (a new state has no routes at all)
-        # a state from before topic identities: its partition's offset belongs to the topic
-        # the first event carrying an identity comes from (the input topic of the upgrade)
-        legacy = src_key(event["cid"], state["customer_id"], partition)
-        high = src.get(legacy)
-    if high is not None and high >= offset:
+    pkey, legacy, offset = _route(state, event)
+    if offset is None:
         return Outcome(state, duplicate=True)
-    routes = dict(src)
+    routes = dict(state["src"])
     if legacy is not None:
         routes.pop(legacy, None)
     routes[pkey] = offset
     state = dict(state, src=routes)
     fingerprint = event_fingerprint(event["id"])
-    seen = state["seen"]
-    if not isinstance(seen, dict):
-        seen = seen_entries(seen, max(event["at"], state["last_event_at"] or 0))
+    seen = _seen(state, event)
     if fingerprint in seen:
         return Outcome(state, duplicate=True)
     # remembered at the latest event time the memory holds: an id stays for the span after
@@ -195,6 +184,39 @@ def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> 
     _track(state, event)
     state["version"] += 1
     return Outcome(state, decisions, seen_evicted=evicted)
+
+
+def applied_before(state: Stored | None, event: dict[str, Any]) -> bool:
+    """True if ``apply`` would skip ``event`` as a delivery it applied already (by its input
+    offset or its id): a redelivered command fires no timers (agents/customer.py)."""
+    if not isinstance(state, dict):
+        return False
+    return _route(state, event)[2] is None or event_fingerprint(event["id"]) in _seen(state, event)
+
+
+def _route(state: dict[str, Any], event: dict[str, Any]) -> tuple[str, str | None, int | None]:
+    """The key of ``event``'s input partition in ``state["src"]``, the key from before topic
+    identities it replaces (or None), and the event's offset there (None: applied already)."""
+    partition, offset, *identity = event["in"]
+    topic = identity[0] if identity else None
+    src: dict[str, int] = state["src"]
+    pkey = src_key(event["cid"], state["customer_id"], partition, topic)
+    high = src.get(pkey)
+    legacy = None
+    if high is None and topic is not None and src:  # (a new state has no routes at all)
+        # a state from before topic identities: its partition's offset belongs to the topic
+        # the first event carrying an identity comes from (the input topic of the upgrade)
+        legacy = src_key(event["cid"], state["customer_id"], partition)
+        high = src.get(legacy)
+    return pkey, legacy, (None if high is not None and high >= offset else offset)
+
+
+def _seen(state: dict[str, Any], event: dict[str, Any]) -> dict[str, int]:
+    """The ids the state remembers applying, with when (a list in states from before then)."""
+    seen = state["seen"]
+    if not isinstance(seen, dict):
+        seen = seen_entries(seen, max(event["at"], state["last_event_at"] or 0))
+    return seen
 
 
 def _track(state: dict[str, Any], event: dict[str, Any]) -> None:

@@ -11,7 +11,8 @@ nothing. Timers run while the agent handles a record of the same partition, so t
 writes go to the right changelog partition.
 
 The clock of a partition is the highest event time it has seen (a privileged command moves no
-clock, ``advance_event``), each event counting for its claimed time but never more than
+clock, ``advance_event``: it brings only its own customer's timers up to its time,
+``command_time``), each event counting for its claimed time but never more than
 ``max_skew_ms`` past the time its record reached the broker (``domain.clock.clock_time``,
 TOUCHSTREAM_MAX_CLOCK_SKEW_S): one event dated hours ahead must not fire every timer of its
 partition early. When it has seen no event for the idle interval,
@@ -29,6 +30,7 @@ from typing import Any
 from aiokafka.partitioner import murmur2
 
 from touchstream.domain.clock import clock_time
+from touchstream.domain.customer import applied_before
 from touchstream.domain.privileged import is_command
 from touchstream.domain.state import Stored
 from touchstream.streams.isolation import Undo
@@ -144,11 +146,12 @@ class TimerIndex:
         rebuilt from); the event itself keeps its claimed time.
 
         A privileged command (``domain.privileged.is_command``: an erasure, an access
-        request, a redemption, a consent grant) moves nothing and returns None (no timer is
-        due by it). Those come on the privileged input, read beside ``touchpoints`` and not
+        request, a redemption, a consent grant) moves nothing and returns None (no timer of
+        the partition is due by it). Those come on the privileged input, read beside ``touchpoints`` and not
         in step with it: behind a backlog a worker reads their few records at once, and the
         clocks they set would fire every timer of the ordinary events still queued (over the
-        benchmark's backlog, 12,000 sessions closed instead of 1,300)."""
+        benchmark's backlog, 12,000 sessions closed instead of 1,300). The caller fires the
+        command's own customer's timers up to ``command_time`` instead."""
         if is_command(msg):
             msg.pop("ct", None)  # set by a worker before this rule, on a forwarded record
             return None
@@ -171,6 +174,16 @@ class TimerIndex:
         self._clocks[partition] = clock
         self._seen[partition] = (wall_ms, clock)
         return clock
+
+    def command_time(self, msg: dict[str, Any], state: Stored | None) -> int | None:
+        """The time a privileged command brings its own customer's timers up to before it is
+        applied, as any event of that customer would (its claimed time, capped like an event's):
+        what a customer is told then depends on its own events only, never on whether another
+        shopper's traffic happened to move the partition's clock first. None for a command
+        ``state`` applied already: a redelivery fires nothing, as it changes nothing."""
+        if applied_before(state, msg):
+            return None
+        return clock_time(msg["at"], msg.get("rt"), self.max_skew_ms)
 
     def _note_skew(self, partition: int, skew: int, wall_ms: int) -> None:
         window = wall_ms // SKEW_WINDOW_MS

@@ -208,10 +208,15 @@ class Identities:
 
 
 async def ingested(
-    events: list[dict[str, Any]], privileged: bool = False, rules: Rules | None = None
+    events: list[dict[str, Any]],
+    privileged: bool = False,
+    rules: Rules | None = None,
+    first: int = 0,
+    broker_ms: int = NOW,
 ) -> list[Message]:
     """The customer-events records the ingest stage makes of ``events`` (offsets 0..n-1), on
-    fakes of its ports."""
+    fakes of its ports; their inbound records are at offsets ``first``.. of their input, and
+    reached the broker at ``broker_ms``."""
     load_validators()
     rules = rules or load_rules(None)
     normaliser = IdentityNormaliser(
@@ -231,7 +236,8 @@ async def ingested(
         )
     )
     inbound = [
-        Message(source, 0, i, None, orjson.dumps(e), NOW / 1000) for i, e in enumerate(events)
+        Message(source, 0, first + i, None, orjson.dumps(e), broker_ms / 1000)
+        for i, e in enumerate(events)
     ]
     await handle(TP(source, 0), inbound)
     return [

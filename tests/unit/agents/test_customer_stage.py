@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from tests.unit.agents.fakes import NOW, SHOPPER, CustomerStage, Message, ingested, shop
+from touchstream.domain.clock import iso
 from touchstream.domain.customer import new_state
 from touchstream.domain.linking import redirect
 from touchstream.domain.records import Erased, json_default
@@ -182,3 +183,26 @@ async def test_a_privileged_command_leaves_its_partition_s_clock_alone() -> None
 
     assert stage.timers.clock(0) == NOW  # the purchase's time, not the grant's
     assert stage.state(b"crm-2")["consent"]["email_marketing"].granted  # the grant applied
+    assert stage.of(topics.SESSIONS) == []  # the buyer's visit is still open
+
+
+async def test_a_privileged_command_first_fires_its_own_customer_s_timers_due_by_its_time() -> None:
+    """docs/domain.md, "Event time and timers": the shopper's own grant, two hours after the
+    purchase, closes the shopper's visit first (it ended 30 minutes after the purchase), as any
+    event of theirs would, and still moves no clock."""
+    (ordinary,) = await ingested(shop(1))
+    later = NOW + 2 * 3_600_000
+    grant = event(
+        "consent_updated", SHOPPER, {"purposes": {"email_marketing": True}}, occurred_at=later
+    )
+    # its own inbound record, sent when it happened (the clock cap allows no more)
+    (command,) = await ingested([grant], privileged=True, first=1, broker_ms=later)
+
+    stage = CustomerStage()
+    await stage.run([ordinary, command._replace(offset=1)])
+
+    ((key, summary),) = stage.of(topics.SESSIONS)
+    assert key == KEY and summary["converted"] is True
+    assert (summary["start"], summary["end"]) == (iso(NOW), iso(NOW))  # its one event
+    assert stage.timers.clock(0) == NOW
+    assert stage.state(KEY)["consent"]["email_marketing"].granted

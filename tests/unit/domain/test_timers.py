@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 import fastjsonschema
+import pytest
 
 import touchstream.schemas
 from touchstream.config.rules import QuietHours, load_rules
@@ -126,6 +127,31 @@ def test_a_privileged_command_read_ahead_of_a_backlog_sends_no_reminder_before_t
 
     assert run.triggers() == []
     assert run.stage.table[other]["consent"]["email_marketing"].granted  # the grant applied
+
+
+@pytest.mark.parametrize("bystander_first", [True, False], ids=["bystander-first", "grant-first"])
+def test_a_shoppers_own_command_fires_its_timers_due_before_it_whoever_moved_the_clock(
+    bystander_first,
+):
+    """docs/domain.md, "Event time and timers": a command moves no partition clock, but its own
+    customer's timers due by its time fire before it is applied, as before any event of theirs.
+    The reminder fell due an hour before the shopper opted in, so it is held back for want of
+    consent, whether or not another shopper's visit at the same moment came first (when the
+    grant came first, it used to be delivered on the strength of the later grant)."""
+    run = Run(consent=False).add(T0)
+    if bystander_first:
+        run.bystander(T0 + 2 * HOUR)
+    run.send("consent_updated", T0 + 2 * HOUR, purposes={"email_marketing": True})
+    if not bystander_first:
+        run.bystander(T0 + 2 * HOUR)
+    run.bystander(T0 + 3 * 24 * HOUR)
+
+    assert run.triggers() == []
+    (held,) = [
+        d.payload for d in run.decided("trigger_audit") if d.payload["evidence"]["reminder"] == 1
+    ]
+    assert (held["type"], held["suppressed_reason"]) == ("abandoned_cart", "no_consent")
+    assert run.state()["consent"]["email_marketing"].granted  # the grant applied after it
 
 
 def test_an_unchanged_cart_never_triggers_twice_and_a_changed_one_re_arms_once():
