@@ -206,3 +206,26 @@ async def test_a_privileged_command_first_fires_its_own_customer_s_timers_due_by
     assert (summary["start"], summary["end"]) == (iso(NOW), iso(NOW))  # its one event
     assert stage.timers.clock(0) == NOW
     assert stage.state(KEY)["consent"]["email_marketing"].granted
+
+
+async def test_a_command_delivered_again_fires_no_timer() -> None:
+    """At-least-once: the grant comes again after a late visit of the shopper opened a session
+    that is due before the grant's time. The core skips the grant as applied, and its own
+    customer's timers are not brought up to its time again: that session stays open."""
+    later = NOW + 2 * 3_600_000
+    (ordinary,) = await ingested(shop(1))
+    grant = event(
+        "consent_updated", SHOPPER, {"purposes": {"email_marketing": True}}, occurred_at=later
+    )
+    (command,) = await ingested([grant], privileged=True, first=1, broker_ms=later)
+    visit = event("page_view", SHOPPER, {"url": "https://x.example/"}, occurred_at=NOW + 600_000)
+    (late,) = await ingested([visit], first=2, broker_ms=later)
+
+    stage = CustomerStage()
+    await stage.run([ordinary, command._replace(offset=1), late._replace(offset=2)])
+    assert len(stage.of(topics.SESSIONS)) == 1  # the purchase's visit, closed by the grant
+    await stage.run([command._replace(offset=3)])
+
+    assert len(stage.of(topics.SESSIONS)) == 1
+    state = stage.state(KEY)
+    assert state is not None and state["session"].page_views == 1  # the late visit, still open

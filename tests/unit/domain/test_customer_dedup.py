@@ -10,6 +10,7 @@ from touchstream.domain.clock import MS_PER_DAY
 from touchstream.domain.customer import (
     SEEN_CAP,
     SEEN_SPAN_MS,
+    applied_before,
     apply,
     event_fingerprint,
     new_state,
@@ -180,3 +181,28 @@ def test_old_changelog_value_read_by_the_new_worker_keeps_judging_duplicates():
     # and from then on the offsets are the topic's: the topic created again starts at 0
     recreated = apply(new.state, buy("e4", 0, topic=NEW_TOPIC, partition=1), RULES)
     assert not recreated.duplicate and recreated.state["points"] == 400
+
+
+def test_applied_before_answers_what_apply_would_skip_without_changing_the_state():
+    # what a redelivered privileged command is told by (it fires no timers then)
+    state = run([buy("e1", 0), buy("e2", 5)])
+    cases = {
+        "the same delivery": buy("e2", 5),
+        "an earlier offset of the route": buy("e9", 3),
+        "the same id at a new offset": buy("e1", 7),
+        "a new event": buy("e3", 6),
+        "a new event of a new input topic": buy("e4", 0, topic=NEW_TOPIC),
+    }
+    before = encode(state)
+    told = {name: applied_before(state, e) for name, e in cases.items()}
+
+    assert told == {name: apply(state, e, RULES).duplicate for name, e in cases.items()}
+    assert told == {
+        "the same delivery": True,
+        "an earlier offset of the route": True,
+        "the same id at a new offset": True,
+        "a new event": False,
+        "a new event of a new input topic": False,
+    }
+    assert encode(state) == before
+    assert applied_before(None, buy("e1", 0)) is False  # no profile yet: nothing applied
