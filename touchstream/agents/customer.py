@@ -185,7 +185,7 @@ def _apply_batch(
                 wall = time.time()
                 if kind == "ev":  # timers due by the event's time fire before it is applied
                     clock = index.advance_event(partition, msg, int(wall * 1000))  # skew past rt
-                    if clock is None:  # a privileged command (docs/domain.md, "Event time")
+                    if clock is None:  # a command: docs/domain.md, "Event time and timers"
                         clock, own = index.command_time(msg, cache.get(key)), [key.decode()]
                     elif clock < msg["at"]:
                         tally.inc(metrics.EVENT_TIME_CAPPED)
@@ -282,7 +282,7 @@ def _fire_due(
     faults = p.faults
     for customer_id in p.timers.due(partition) if customers is None else customers:
         if failed and customer_id in failed:
-            continue  # its entry is gone; its state unchanged
+            continue  # its state unchanged; its entry is gone (or, if a command's, kept)
         try:
             ckey = customer_id.encode()
             old = cache.get(ckey)

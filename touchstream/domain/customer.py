@@ -188,8 +188,10 @@ def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> 
 
 def applied_before(state: Stored | None, event: dict[str, Any]) -> bool:
     """True if ``apply`` would skip ``event`` as a delivery it applied already (by its input
-    offset or its id): a redelivered command fires no timers (agents/customer.py)."""
-    if not isinstance(state, dict):
+    offset or its id): a redelivered command fires no timers
+    (``streams.timer_index.TimerIndex.command_time``). Never for an erasure: it goes to
+    ``privacy.erase``, not ``apply``, and erases a live profile whichever delivery it is."""
+    if not isinstance(state, dict) or event.get("type") == "erasure_requested":
         return False
     return _route(state, event)[2] is None or event_fingerprint(event["id"]) in _seen(state, event)
 

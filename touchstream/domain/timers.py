@@ -5,7 +5,8 @@ session's end, a trigger held back by quiet hours, the end of an anonymous profi
 next moment the loyalty tier or balance (``domain.loyalty``) or the RFM scores (``domain.rfm``)
 can change with no new event.
 ``next_due`` says when the earliest is due; ``fire`` runs every timer due by the partition's
-event-time clock, in due order, before the record that moved the clock is applied. So timers
+event-time clock, in due order, before the record that moved the clock is applied (a privileged
+command moves no clock: it fires its own customer's timers due by its time). So timers
 survive a crash or a rebalance with the table, and a replay fires them at the same points.
 """
 
@@ -80,7 +81,8 @@ def pending(state: Stored | None, rules: Rules) -> int:
 
 
 def fire(target: str, state: Stored | None, clock: int, now_ms: int, rules: Rules) -> Step:
-    """Every timer of ``state`` due by ``clock`` (the partition's event time), in due order."""
+    """Every timer of ``state`` due by ``clock`` (the partition's event time, or a privileged
+    command's own: ``streams.timer_index.TimerIndex.command_time``), in due order."""
     due = next_due(state, rules)
     if not isinstance(state, dict) or due is None or due > clock:
         return Step()

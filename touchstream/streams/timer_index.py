@@ -147,8 +147,8 @@ class TimerIndex:
 
         A privileged command (``domain.privileged.is_command``: an erasure, an access
         request, a redemption, a consent grant) moves nothing and returns None (no timer of
-        the partition is due by it). Those come on the privileged input, read beside ``touchpoints`` and not
-        in step with it: behind a backlog a worker reads their few records at once, and the
+        the partition is due by it). Those come on the privileged input, read beside
+        ``touchpoints`` and not in step with it: behind a backlog a worker reads their few records at once, and the
         clocks they set would fire every timer of the ordinary events still queued (over the
         benchmark's backlog, 12,000 sessions closed instead of 1,300). The caller fires the
         command's own customer's timers up to ``command_time`` instead."""

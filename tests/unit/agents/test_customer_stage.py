@@ -229,3 +229,26 @@ async def test_a_command_delivered_again_fires_no_timer() -> None:
     assert len(stage.of(topics.SESSIONS)) == 1
     state = stage.state(KEY)
     assert state is not None and state["session"].page_views == 1  # the late visit, still open
+
+
+async def test_a_command_dated_ahead_fires_its_own_timers_only_up_to_the_clock_cap() -> None:
+    """docs/domain.md, "Event time and timers": a command's time counts for at most
+    TOUCHSTREAM_MAX_CLOCK_SKEW_S (300 s) past its record's broker time, like an event's. A
+    grant claiming to be two hours on, written to the broker a minute after the purchase, does
+    not end the shopper's visit (due 30 minutes after the purchase)."""
+    (ordinary,) = await ingested(shop(1))
+    grant = event(
+        "consent_updated",
+        SHOPPER,
+        {"purposes": {"email_marketing": True}},
+        occurred_at=NOW + 2 * 3_600_000,
+    )
+    (command,) = await ingested([grant], privileged=True, first=1, broker_ms=NOW + 60_000)
+
+    stage = CustomerStage()
+    await stage.run([ordinary, command._replace(offset=1)])
+
+    assert stage.of(topics.SESSIONS) == []
+    state = stage.state(KEY)
+    assert state is not None and state["consent"]["email_marketing"].granted
+    assert state["session"].start == NOW  # the visit, still open

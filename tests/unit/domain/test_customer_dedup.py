@@ -206,3 +206,8 @@ def test_applied_before_answers_what_apply_would_skip_without_changing_the_state
     }
     assert encode(state) == before
     assert applied_before(None, buy("e1", 0)) is False  # no profile yet: nothing applied
+    # an erasure goes to privacy.erase, which erases a live profile whichever delivery it is
+    erasure = internal(
+        CID, {"loyalty_id": "L-7"}, "erasure_requested", "e2", 5, 0, T0, topic=OLD_TOPIC
+    )
+    assert applied_before(state, erasure) is False
