@@ -15,9 +15,9 @@ clock, ``advance_event``: it brings only its own customer's timers up to its tim
 ``command_time``), each event counting for its claimed time but never more than
 ``max_skew_ms`` past the time its record reached the broker (``domain.clock.clock_time``,
 TOUCHSTREAM_MAX_CLOCK_SKEW_S): one event dated hours ahead must not fire every timer of its
-partition early. When it has seen no event for the idle interval,
-the worker sends it a tick record carrying the clock advanced by the wall time elapsed since
-its last event (docs/domain.md, "Idle fallback").
+partition early. When it has seen no event for the idle interval, the worker sends it a tick
+record carrying the clock advanced by the wall time elapsed since its last event
+(docs/domain.md, "Idle fallback").
 """
 
 from __future__ import annotations
@@ -148,10 +148,10 @@ class TimerIndex:
         A privileged command (``domain.privileged.is_command``: an erasure, an access
         request, a redemption, a consent grant) moves nothing and returns None (no timer of
         the partition is due by it). Those come on the privileged input, read beside
-        ``touchpoints`` and not in step with it: behind a backlog a worker reads their few records at once, and the
-        clocks they set would fire every timer of the ordinary events still queued (over the
-        benchmark's backlog, 12,000 sessions closed instead of 1,300). The caller fires the
-        command's own customer's timers up to ``command_time`` instead."""
+        ``touchpoints`` and not in step with it: behind a backlog a worker reads their few
+        records at once, and the clocks they set would fire every timer of the ordinary events
+        still queued (over the benchmark's backlog, 12,000 sessions closed instead of 1,300).
+        The caller fires the command's own customer's timers up to ``command_time`` instead."""
         if is_command(msg):
             msg.pop("ct", None)  # set by a worker before this rule, on a forwarded record
             return None
@@ -178,9 +178,9 @@ class TimerIndex:
     def command_time(self, msg: dict[str, Any], state: Stored | None) -> int | None:
         """The time a privileged command brings its own customer's timers up to before it is
         applied, as any event of that customer would (its claimed time, capped like an event's):
-        what a customer is told then depends on its own events only, never on whether another
-        shopper's traffic happened to move the partition's clock first. None for a command
-        ``state`` applied already: a redelivery fires nothing, as it changes nothing."""
+        which of a shopper's command and another shopper's event at the same moment comes
+        first then changes nothing the shopper is told. None for a command ``state`` applied
+        already (``domain.customer.applied_before``): a redelivery fires nothing."""
         if applied_before(state, msg):
             return None
         return clock_time(msg["at"], msg.get("rt"), self.max_skew_ms)
