@@ -99,8 +99,13 @@ def shopper(stack: Stack, worker: WorkerProcess) -> str:
     return source
 
 
-def erase(stack: Stack, source: str, request_id: str) -> dict[str, Any]:
-    request = event("erasure_requested", {"email": "Eve@Example.com"}, {"request_id": request_id})
+def erase(
+    stack: Stack, source: str, request_id: str, occurred_at: int | None = None
+) -> dict[str, Any]:
+    props = {"request_id": request_id}
+    request = event(
+        "erasure_requested", {"email": "Eve@Example.com"}, props, occurred_at=occurred_at
+    )
     produce_inputs(stack.broker.bootstrap, source, [(b"eve", request)])
     return request
 
@@ -111,7 +116,8 @@ def test_an_erased_shopper_leaves_nothing_behind_and_stays_erased_until_she_sign
     worker = stack.start_worker(name="first")
     worker.wait_ready()
     source = shopper(stack, worker)
-    erase(stack, source, "DSR-1")
+    # the requester's clock runs a minute ahead of ours (within the tolerance)
+    request = erase(stack, source, "DSR-1", occurred_at=int(time.time() * 1000) + 60_000)
 
     receipts = read_topic(
         stack.broker.bootstrap, stack.settings["topic_prefix"] + "privacy.receipts", expect=1
@@ -169,6 +175,17 @@ def test_an_erased_shopper_leaves_nothing_behind_and_stays_erased_until_she_sign
     produce_inputs(stack.broker.bootstrap, source, [(b"eve", till)])
     wait_metric([restarted], name, lambda v: v > dropped)
     assert orjson.loads(restarted.get(f"/customers/{ROOT}")[1])["orders"] == 0
+    # the same request again (a producer's retry): dated after the erasure took effect, so
+    # only its id tells it from a new request; it erases nothing and sends no second receipt
+    skipped = "touchstream_duplicates_skipped_total"
+    before = restarted.metrics().get(skipped, 0.0)
+    produce_inputs(stack.broker.bootstrap, source, [(b"eve", request)])
+    wait_metric([restarted], skipped, lambda v: v > before)
+    assert orjson.loads(restarted.get(f"/customers/{ROOT}")[1])["points"] == 100
+    receipts = read_topic(
+        stack.broker.bootstrap, stack.settings["topic_prefix"] + "privacy.receipts", expect=1
+    )
+    assert [r.json()["request_id"] for r in receipts] == ["DSR-1"]
 
 
 def test_an_erasure_while_redis_is_down_waits_durably_and_its_receipt_follows_redis(

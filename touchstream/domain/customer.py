@@ -189,11 +189,26 @@ def apply(state: dict[str, Any] | None, event: dict[str, Any], rules: Rules) -> 
 def applied_before(state: Stored | None, event: dict[str, Any]) -> bool:
     """True if ``apply`` would skip ``event`` as a delivery it applied already (by its input
     offset or its id): a redelivered command fires no timers
-    (``streams.timer_index.TimerIndex.command_time``). Never for an erasure: it goes to
-    ``privacy.erase``, not ``apply``, and erases a live profile whichever delivery it is."""
-    if not isinstance(state, dict) or event.get("type") == "erasure_requested":
+    (``streams.timer_index.TimerIndex.command_time``). An erasure goes to ``privacy.erase``,
+    not ``apply``: it is skipped only by a profile started after it (``erased_again``)."""
+    if not isinstance(state, dict):
         return False
+    if event.get("type") == "erasure_requested":
+        return erased_again(state, event)
     return _route(state, event)[2] is None or event_fingerprint(event["id"]) in _seen(state, event)
+
+
+def erased_again(state: dict[str, Any], event: dict[str, Any]) -> bool:
+    """True if ``event`` is an erasure request this profile was started after, delivered again
+    (a producer's retry, ingest's replay; ``domain.linking.handle`` skips it). Its claimed time
+    may be later than the erasure's ingest time (``erased_before``), so event time alone does
+    not tell it from a new request."""
+    requests = state.get("erased_by")
+    return (
+        requests is not None
+        and event.get("type") == "erasure_requested"
+        and event_fingerprint(event["id"]) in requests
+    )
 
 
 def _route(state: dict[str, Any], event: dict[str, Any]) -> tuple[str, str | None, int | None]:

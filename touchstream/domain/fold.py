@@ -24,6 +24,7 @@ from touchstream.domain.triggers import fold_deferred, fold_delivered
 
 Folder = Callable[[State, State, State, Rules], Any]
 MERGED_LIMIT = 64
+ERASED_BY_KEPT = 8  # erasure requests a profile remembers being started after (linking)
 
 
 def _keep(name: str) -> Folder:
@@ -207,6 +208,9 @@ def fold(
     erased = [s["erased_before"] for s in (winner, loser) if s.get("erased_before") is not None]
     if erased:
         out["erased_before"] = max(erased)
+    requests = [r for s in (winner, loser) for r in s.get("erased_by") or ()]
+    if requests:  # and a second delivery of any of those erasures stays without effect
+        out["erased_by"] = list(dict.fromkeys(requests))[-ERASED_BY_KEPT:]
     times = [t for t in (winner["last_event_at"], loser["last_event_at"]) if t is not None]
     if times:
         state_bounds.compact(out, max(times), rules, decisions if decisions is not None else [])

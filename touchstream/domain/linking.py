@@ -26,7 +26,15 @@ from typing import Any
 
 from touchstream.config.rules import Rules
 from touchstream.domain import privacy, triggers
-from touchstream.domain.customer import ASKED_LIMIT, REFUSED_LIMIT, Decision, apply, new_state
+from touchstream.domain.customer import (
+    ASKED_LIMIT,
+    REFUSED_LIMIT,
+    Decision,
+    apply,
+    erased_again,
+    event_fingerprint,
+    new_state,
+)
 from touchstream.domain.decision import Expired, LinkRefused, Merged, Proposal
 from touchstream.domain.fold import fold, fold_mark
 from touchstream.domain.identity import PRIORITY, home_of, link_mark, strongest
@@ -86,22 +94,29 @@ def handle(target: str, state: Stored | None, msg: dict[str, Any], rules: Rules)
             return privacy.confirm(target, state, msg)
         if kind == "forget":
             return Step()
+        if kind == "ev" and state.request == event_fingerprint(msg["id"]):
+            return Step(duplicate=True)  # the erasure that left this marker, delivered again
         refused = after_erasure(state, msg, rules)
         if refused:
             return Step(dropped=True, dropped_reason=refused)
         erased, state = state, None  # a new profile, nothing of the old
     elif kind == "confirm":
         return Step()  # the erasure it confirms was followed by a new profile already
-    elif kind == "ev" and isinstance(state, dict) and msg["at"] <= state.get("erased_before", -1):
-        # happened before this identifier was erased (an offline till, a lagging partition,
-        # a DLQ replay): never part of the new profile
-        return Step(dropped=True, dropped_reason="before_erasure")
+    elif kind == "ev" and isinstance(state, dict) and state.get("erased_before") is not None:
+        if msg["at"] <= state["erased_before"]:
+            # happened before this identifier was erased (an offline till, a lagging
+            # partition, a DLQ replay): never part of the new profile
+            return Step(dropped=True, dropped_reason="before_erasure")
+        if erased_again(state, msg):
+            return Step(duplicate=True)
     step = _dispatch(kind, target, state, msg, rules)
     if erased is not None and isinstance(step.store, dict):
         # numbered past the marker (Redis keeps its versioned tombstone until a newer write),
         # and remembering when the identifier was erased
         version = step.store["version"] + erased.version
         step.store = dict(step.store, version=version, erased_before=erased.erased_at)
+        if erased.request is not None:
+            step.store["erased_by"] = [erased.request]
     return step
 
 

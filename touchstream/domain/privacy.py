@@ -1,9 +1,10 @@
 """Erasure and access requests (docs/domain.md, "Privacy"), on the identity records of a customer.
 
 Erasure replaces the live profile and the home of every identifier it held with an erasure
-marker (``domain.records.Erased``): the customer id, when it was erased (ingest wall time) and
-a version, nothing else (the erased profile's own marker also holds what it waits for Redis
-with, ``unconfirmed``, until Redis confirmed the deletion).
+marker (``domain.records.Erased``): the customer id, when it was erased (ingest wall time), a
+version and the request's event fingerprint (a digest of its event id, which tells a second
+delivery of the request from a new one), nothing else (the erased profile's own marker also
+holds what it waits for Redis with, ``unconfirmed``, until Redis confirmed the deletion).
 The marker is what the changelog keeps for those keys, so a worker restoring the table never
 brings the customer back, and it tells a record still in flight from the erasure (older:
 dropped) from the same identifier seen again (newer: a new profile, nothing of the old).
@@ -23,6 +24,7 @@ import orjson
 from touchstream.config.rules import Rules
 from touchstream.domain import carts, decision, records
 from touchstream.domain.clock import iso
+from touchstream.domain.customer import event_fingerprint
 from touchstream.domain.decision import Export, Receipt
 from touchstream.domain.identity import home_of
 from touchstream.domain.state import State, Stored
@@ -30,10 +32,18 @@ from touchstream.domain.step import Step
 
 
 def marker(
-    customer_id: str, erased_at: int, version: int, unconfirmed: dict[str, Any] | None = None
+    customer_id: str,
+    erased_at: int,
+    version: int,
+    unconfirmed: dict[str, Any] | None = None,
+    request: str | None = None,
 ) -> records.Erased:
     return records.Erased(
-        customer_id=customer_id, erased_at=erased_at, version=version, unconfirmed=unconfirmed
+        customer_id=customer_id,
+        erased_at=erased_at,
+        version=version,
+        unconfirmed=unconfirmed,
+        request=request,
     )
 
 
@@ -76,8 +86,11 @@ def erase(target: str, state: State | None, ev: dict[str, Any], rules: Rules) ->
         },
     }
     waiting = {"aliases": aliases, "homes": sorted(homes), "receipt": receipt}
+    request = event_fingerprint(ev["id"])  # how a second delivery of it is known (linking)
     step = Step(
-        store=marker(target, erased_at, version, waiting), sends=sends, identifiers_changed=True
+        store=marker(target, erased_at, version, waiting, request),
+        sends=sends,
+        identifiers_changed=True,
     )
     step.decisions.append(decision.Erased(target))
     return step
@@ -98,7 +111,7 @@ def confirm(target: str, state: records.Erased, msg: dict[str, Any]) -> Step:
     if waiting is None or msg.get("version") != state.version:
         return Step()  # confirmed already (a redelivery), or for an erasure since replaced
     receipt = Receipt(**waiting["receipt"], completed_at=int(msg.get("ts", 0)))
-    store = marker(target, state.erased_at, state.version + 1)
+    store = marker(target, state.erased_at, state.version + 1, request=state.request)
     return Step(store=store, decisions=[receipt])
 
 
@@ -126,7 +139,10 @@ def forget(target: str, state: State | records.Redirect | None, msg: dict[str, A
     if isinstance(state, dict):
         return Step()  # a live profile of its own: that identifier was never the customer's
     version = (state.version if state is not None else 0) + 1
-    return Step(store=marker(target, msg["erased_at"], version), identifiers_changed=True)
+    request = event_fingerprint(msg["id"])  # the erasure's own id (``erase``)
+    return Step(
+        store=marker(target, msg["erased_at"], version, request=request), identifiers_changed=True
+    )
 
 
 def export(state: State, ev: dict[str, Any], profile: dict[str, Any]) -> Export:

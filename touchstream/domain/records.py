@@ -30,8 +30,8 @@ treats them as values all the same and changes them through ``msgspec.structs.re
 ``from_flat``/``to_flat`` convert a format-2 dict (as ``tables.customers.decode_state`` returns
 it) to records and back. The normalisations are ones the code already makes when it reads: an
 order without ``ref`` reads ``ref=0``, loyalty marks without ``vips`` read 0, a cart without
-``since`` reads None, a state without ``clock_at`` reads None; a None ``erased_before`` or
-``rfm.figures`` is written back as an absent key. Pairs stored as lists are tuples here.
+``since`` reads None, a state without ``clock_at`` reads None; a None ``erased_before``,
+``erased_by`` or ``rfm.figures`` is written back as an absent key. Pairs stored as lists are tuples here.
 """
 
 from __future__ import annotations
@@ -135,6 +135,9 @@ class Identity(Record, kw_only=True):  # domain.linking, domain.identity
     pending: dict[str, dict[str, list[str]]]  # peer -> identifiers reserved for its fold
     identifiers: dict[str, list[str]]
     erased_before: int | None = None
+    # the erasure requests (their event fingerprints) this profile was started after, so a
+    # second delivery of one erases nothing (``domain.linking.handle``); absent: none
+    erased_by: list[str] | None = None
 
 
 class Guard(Record, kw_only=True):  # domain.customer: at-least-once delivery, applied once
@@ -258,12 +261,15 @@ class Erased(
     """The marker an erasure leaves (``domain.privacy``). ``unconfirmed``: what the marker of
     the erased profile itself waits for Redis with (the alias keys, the identifier homes and
     the receipt, ``privacy.erase``) until Redis confirms the deletion; absent (not stored)
-    once confirmed, and on the markers of its identifiers' homes."""
+    once confirmed, and on the markers of its identifiers' homes. ``request``: the erasure
+    request's event fingerprint (``domain.customer.event_fingerprint``), by which a second
+    delivery of it is known; absent on markers written before it was kept."""
 
     customer_id: str
     erased_at: int
     version: int
     unconfirmed: dict[str, Any] | None = None
+    request: str | None = None
 
 
 CustomerState = Live | Redirect | Erased
@@ -284,7 +290,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 SINGLE = ("loyalty", "consent", "session", "rfm")
 FLAT_KEYS = frozenset(k for keys in GROUPS.values() for k in keys) | {"fmt", *SINGLE}
-DROPPED_WHEN_NONE = ("erased_before",)
+DROPPED_WHEN_NONE = ("erased_before", "erased_by")
 
 # step 3 of the rewrite (docs/design/typed-state.md): the flat dict's keys whose values are
 # records already, in the core's own dict (a leaf record for a capability); the rest are still
@@ -364,10 +370,12 @@ def json_default(value: Any) -> Any:
 
 def flat_marker(record: Redirect | Erased) -> dict[str, Any]:
     """A redirect or an erasure marker as format 2 stores it (``tables.state_codec``): the
-    dict of its fields, no tag, ``unconfirmed`` only while it waits."""
+    dict of its fields, no tag, ``unconfirmed`` only while it waits, ``request`` only if
+    known."""
     out = msgspec.structs.asdict(record)
-    if out.get("unconfirmed", ABSENT) is None:
-        del out["unconfirmed"]
+    for key in ("unconfirmed", "request"):
+        if out.get(key, ABSENT) is None:
+            del out[key]
     return out
 
 

@@ -16,6 +16,7 @@ from touchstream.domain.customer import (
     new_state,
 )
 from touchstream.domain.fold import fold
+from touchstream.domain.linking import handle
 from touchstream.simulator.factory import internal
 from touchstream.tables.state_codec import decode, encode
 
@@ -206,8 +207,14 @@ def test_applied_before_answers_what_apply_would_skip_without_changing_the_state
     }
     assert encode(state) == before
     assert applied_before(None, buy("e1", 0)) is False  # no profile yet: nothing applied
-    # an erasure goes to privacy.erase, which erases a live profile whichever delivery it is
+    # an erasure goes to privacy.erase, which erases a live profile whichever offset or id it
+    # comes with; only a profile started after that very request skips it
     erasure = internal(
         CID, {"loyalty_id": "L-7"}, "erasure_requested", "e2", 5, 0, T0, topic=OLD_TOPIC
     )
     assert applied_before(state, erasure) is False
+    started_after = dict(state, erased_before=T0 - 1, erased_by=[event_fingerprint("e2")])
+    assert applied_before(started_after, erasure) is True
+    assert handle(CID, started_after, erasure, RULES).duplicate
+    other = internal(CID, {"loyalty_id": "L-7"}, "erasure_requested", "e8", 9, 0, T0)
+    assert applied_before(started_after, other) is False

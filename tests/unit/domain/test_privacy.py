@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from touchstream.config.rules import load_rules
+from touchstream.domain.customer import event_fingerprint
 from touchstream.domain.identity import home_of, mint_customer_id
 from touchstream.domain.linking import handle, is_erased
 from touchstream.domain.privacy import export_parts, reassemble
@@ -60,7 +61,9 @@ def test_erasure_leaves_no_profile_no_identifier_and_reports_what_it_removed():
     for home in (root, home_of("email", "hash-9"), home_of("device_id", "dev-9")):
         assert is_erased(stage.table[home])
         stored = orjson.loads(plain(stage.table[home]))  # as the changelog holds it
-        assert set(stored) == {"customer_id", "erased_at", "version"}  # no data
+        # no data: the request is known by a digest of its event id, not its text
+        assert set(stored) == {"customer_id", "erased_at", "version", "request"}
+        assert stored["request"] == event_fingerprint("e5")
     # the receipt once Redis confirmed the deletion (the oracle confirms at once)
     (receipt,) = [d.payload for d in stage.decisions if d.kind == "receipt"]
     assert receipt["request_id"] == "R-1" and receipt["customer_id"] == root
@@ -89,7 +92,9 @@ def test_the_receipt_waits_for_redis_to_confirm_the_deletion():
     done = handle(root, waiting, {"k": "confirm", "version": waiting.version, "ts": T0 + 9}, RULES)
     (receipt,) = done.decisions
     assert receipt.kind == "receipt" and receipt.payload["completed_at"] == T0 + 9
-    assert set(orjson.loads(plain(done.store))) == {"customer_id", "erased_at", "version"}
+    kept = orjson.loads(plain(done.store))
+    assert set(kept) == {"customer_id", "erased_at", "version", "request"}
+    assert kept["request"] == waiting.request == event_fingerprint("e5")
     # confirmed twice (a redelivery): one receipt
     assert (
         handle(
@@ -251,3 +256,61 @@ def test_the_core_counts_the_timers_the_erased_profile_had_pending_on_its_receip
 
     (receipt,) = [d.payload for d in stage.decisions if d.kind == "receipt"]
     assert receipt["removed"]["timers"] == 2
+
+
+@pytest.mark.parametrize("again_ts", [T0 + 5, T0 + 700], ids=["same-ingest", "ingested-again"])
+def test_an_erasure_delivered_again_leaves_the_profile_she_started_since(again_ts: int):
+    # the request claims a time ahead of the ingest clock (within its tolerance), so event
+    # time alone does not tell its second delivery from a new request
+    stage = shopper()
+    erasure = ev(500, CARD, "erasure_requested", ts=T0 + 5, request_id="R-1")
+    stage.submit([erasure])
+    stage.drain()
+    signup = ev(600, {**CARD, **MAIL}, "loyalty_signup", ts=T0 + 600)
+    stage.submit([signup])
+    stage.drain()
+    (fresh,) = stage.live().values()
+
+    stage.submit([dict(erasure, ts=again_ts)])  # a producer's retry, or ingest's replay
+    stage.drain()
+
+    assert stage.live() == {fresh["customer_id"]: fresh}
+    assert [d.payload["request_id"] for d in stage.decisions if d.kind == "receipt"] == ["R-1"]
+
+
+def test_an_erasure_delivered_again_to_its_marker_sends_no_second_receipt():
+    stage = shopper()
+    stage.rules = replace(RULES, identity=replace(RULES.identity, suppress_erased=False))
+    erasure = ev(500, CARD, "erasure_requested", ts=T0 + 5, request_id="R-1")
+    stage.submit([erasure])
+    stage.drain()
+    markers = dict(stage.table)
+
+    stage.submit([dict(erasure, ts=T0 + 700)])  # ingested again, after the erasure
+    stage.drain()
+
+    assert [d.payload["request_id"] for d in stage.decisions if d.kind == "receipt"] == ["R-1"]
+    assert stage.table == markers
+
+
+def test_a_merged_profile_keeps_the_erasures_its_parts_were_started_after():
+    stage = shopper()
+    erasure = ev(500, CARD, "erasure_requested", ts=T0 + 5, request_id="R-1")
+    stage.submit([erasure])
+    stage.drain()
+    # she signs up again with her card; later her email (also erased) joins that profile,
+    # and a customer id from the CRM outranks both
+    stage.submit(
+        [
+            ev(600, CARD, "loyalty_signup", ts=T0 + 600),
+            ev(601, {**CARD, **MAIL}, ts=T0 + 601),
+            ev(602, {**CARD, "customer_id": "C-1"}, ts=T0 + 602),
+        ]
+    )
+    stage.drain()
+    (merged,) = stage.live().values()
+    assert merged["customer_id"] == "C-1" and merged["erased_by"] == [event_fingerprint("e500")]
+
+    stage.submit([dict(erasure, ts=T0 + 700)])
+    stage.drain()
+    assert list(stage.live()) == ["C-1"]

@@ -2,7 +2,8 @@
 step 4 of docs/design/typed-state.md) and are stored exactly as the dicts they replace: a value
 written before the records (the redirects of the format-1 and format-2 fixtures; the erasure
 markers below) reads back as its record and is stored again byte for byte, and the records the
-core builds now are stored as the same bytes the dicts were.
+core builds now are stored as the dicts were (an erasure marker with its request's digest
+added).
 
 The markers below are the stored values (``state_codec.encode``) the core wrote before step 4
 (commit 43b8f82) for the shopper of ``tests/unit/domain/test_privacy.py`` (``shopper()``): the
@@ -14,17 +15,19 @@ from __future__ import annotations
 
 import base64
 
+import orjson
 import pytest
 
 from tests.unit.domain.test_privacy import CARD, RULES, T0, ev, shopper
 from tests.unit.tables.test_state_migration import old_table
 from tests.unit.tables.test_state_v2 import v2_table
+from touchstream.domain.customer import event_fingerprint
 from touchstream.domain.identity import home_of
 from touchstream.domain.linking import handle
 from touchstream.domain.profile import view
 from touchstream.domain.records import Erased, RecordFormatError, Redirect
 from touchstream.tables.customers import decode_state
-from touchstream.tables.state_codec import encode
+from touchstream.tables.state_codec import encode, unpack
 
 REDIRECT = base64.b64decode(
     "ASi1L/0glW0CADLEDRPApQ3vHGmEWP63SGT3ph3pqM4NxYXbsDnQNtABAaXUlKi5NBm5k5L2cfmeT9npepzUKsQz5AM"
@@ -82,20 +85,29 @@ def test_the_waiting_marker_keeps_what_redis_must_remove_and_the_receipt():
     assert isinstance(confirmed, Erased) and confirmed.unconfirmed is None
 
 
+def stored_dict(stored: bytes) -> dict:
+    return orjson.loads(unpack(stored))
+
+
 def test_the_records_the_core_builds_now_are_stored_as_the_dicts_were():
+    """As they were, and an erasure marker now also names its request (by a digest of its
+    event id: how a second delivery of it is known, ``domain.linking.handle``)."""
     stage = shopper()
     assert encode(stage.table[MAIL_HOME]) == REDIRECT
     erasure = handle(
         ROOT, stage.table[ROOT], ev(5, CARD, "erasure_requested", request_id="R-1"), RULES
     )
+    request = {"request": event_fingerprint("e5")}
     assert isinstance(erasure.store, Erased)
-    assert encode(erasure.store) == UNCONFIRMED
+    assert stored_dict(encode(erasure.store)) == {**stored_dict(UNCONFIRMED), **request}
     confirm = {"k": "confirm", "version": erasure.store.version, "ts": T0 + 9}
     done = handle(ROOT, erasure.store, confirm, RULES)
-    assert isinstance(done.store, Erased) and encode(done.store) == CONFIRMED
+    assert isinstance(done.store, Erased)
+    assert stored_dict(encode(done.store)) == {**stored_dict(CONFIRMED), **request}
     home, forget = erasure.sends[0]
     assert home == MAIL_HOME
-    assert encode(handle(home, stage.table.get(home), forget, RULES).store) == HOME
+    forgotten = handle(home, stage.table.get(home), forget, RULES).store
+    assert stored_dict(encode(forgotten)) == {**stored_dict(HOME), **request}
     # a redirect read back is forwarded to as before, a marker waits for the same version
     redirect = decode_state(REDIRECT)
     assert handle(MAIL_HOME, redirect, ev(6, {"email": "hash-9"}), RULES).sends[0][0] == ROOT
