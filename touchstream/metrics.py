@@ -172,7 +172,8 @@ EVENT_TIME_SKEW = Gauge(
 EVENT_TIME_CAPPED = Counter(
     "touchstream_event_time_capped_total",
     "Events dated more than TOUCHSTREAM_MAX_CLOCK_SKEW_S after their record reached the broker: "
-    "the partition clock moved only that far (the event itself keeps its claimed time)",
+    "the partition clock (for a privileged command, its own customer's timers) moved only that "
+    "far (the event itself keeps its claimed time)",
 )
 REBALANCES = Counter("touchstream_rebalances_total", "Partition assignments this worker received")
 STALE_FETCHES_DROPPED = Counter(

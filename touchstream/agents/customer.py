@@ -187,7 +187,7 @@ def _apply_batch(
                     clock = index.advance_event(partition, msg, int(wall * 1000))  # skew past rt
                     if clock is None:  # a command: docs/domain.md, "Event time and timers"
                         clock, own = index.command_time(msg, cache.get(key)), [key.decode()]
-                    elif clock < msg["at"]:
+                    if clock is not None and clock < msg["at"]:  # a command's too: its timers
                         tally.inc(metrics.EVENT_TIME_CAPPED)
             if clock is not None:
                 failed = timer_faults.get(position)

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from tests.unit.agents.fakes import NOW, SHOPPER, CustomerStage, Message, ingested, shop
+from touchstream import metrics
 from touchstream.domain.clock import iso
 from touchstream.domain.customer import new_state
 from touchstream.domain.linking import redirect
@@ -246,9 +247,12 @@ async def test_a_command_dated_ahead_fires_its_own_timers_only_up_to_the_clock_c
     (command,) = await ingested([grant], privileged=True, first=1, broker_ms=NOW + 60_000)
 
     stage = CustomerStage()
+    capped = metrics.EVENT_TIME_CAPPED._value.get()
     await stage.run([ordinary, command._replace(offset=1)])
 
     assert stage.of(topics.SESSIONS) == []
     state = stage.state(KEY)
     assert state is not None and state["consent"]["email_marketing"].granted
     assert state["session"].start == NOW  # the visit, still open
+    # and counted where an SRE sees claimed times cut back (touchstream_event_time_capped_total)
+    assert metrics.EVENT_TIME_CAPPED._value.get() == capped + 1
