@@ -188,22 +188,49 @@ def test_an_erased_shopper_leaves_nothing_behind_and_stays_erased_until_she_sign
     assert [r.json()["request_id"] for r in receipts] == ["DSR-1"]
 
 
+class OwnRedis:
+    """A Redis of the test's own, which it can freeze (SIGSTOP: it keeps its data and answers
+    nothing) and thaw; stopped, thawed first, when the test ends."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.server = start_redis(log_path=stack.workdir / "own-redis.log")
+        stack.redis, stack.redis_db = self.server, 0
+        self.frozen = False
+
+    def freeze(self) -> None:
+        os.kill(self.server.child.proc.pid, signal.SIGSTOP)
+        self.frozen = True
+
+    def thaw(self) -> None:
+        os.kill(self.server.child.proc.pid, signal.SIGCONT)
+        self.frozen = False
+
+    def stop(self) -> None:
+        if self.frozen:
+            self.thaw()
+        self.server.stop()
+
+
+def erased_while_frozen(
+    stack: Stack, own: OwnRedis, request_id: str
+) -> tuple[WorkerProcess, str, str]:
+    """Eve, then Redis frozen, then her erasure, waiting for Redis: the worker, the input
+    topic and the receipts topic."""
+    worker = stack.start_worker(name="first")
+    worker.wait_ready()
+    source = shopper(stack, worker)
+    own.freeze()
+    erase(stack, source, request_id)
+    wait_metric([worker], "touchstream_erasures_pending", lambda v: v == 1)
+    return worker, source, stack.settings["topic_prefix"] + "privacy.receipts"
+
+
 def test_an_erasure_while_redis_is_down_waits_durably_and_its_receipt_follows_redis(
     stack: Stack,
 ) -> None:
-    own = start_redis(log_path=stack.workdir / "own-redis.log")
-    stack.redis, stack.redis_db = own, 0
-    frozen = False
+    own = OwnRedis(stack)
     try:
-        worker = stack.start_worker(name="first")
-        worker.wait_ready()
-        source = shopper(stack, worker)
-        receipts_topic = stack.settings["topic_prefix"] + "privacy.receipts"
-
-        os.kill(own.child.proc.pid, signal.SIGSTOP)  # Redis keeps its data, answers nothing
-        frozen = True
-        erase(stack, source, "DSR-2")
-        wait_metric([worker], "touchstream_erasures_pending", lambda v: v == 1)
+        worker, _, receipts_topic = erased_while_frozen(stack, own, "DSR-2")
         assert worker.metrics()["touchstream_erasure_pending_age_seconds"] > 0
         # no receipt while Redis has not confirmed the deletion
         assert read_topic(stack.broker.bootstrap, receipts_topic, settle_s=2.0) == []
@@ -215,21 +242,18 @@ def test_an_erasure_while_redis_is_down_waits_durably_and_its_receipt_follows_re
         wait_metric([second], "touchstream_ready", lambda v: v == 1)
         assert read_topic(stack.broker.bootstrap, receipts_topic, settle_s=2.0) == []
 
-        os.kill(own.child.proc.pid, signal.SIGCONT)
-        frozen = False
+        own.thaw()
         (receipt,) = read_topic(stack.broker.bootstrap, receipts_topic, expect=1, settle_s=2.0)
         assert receipt.json()["request_id"] == "DSR-2"
         assert receipt.json()["removed"]["orders"] == 1
         assert_no_identifier(receipt)
-        client = redis.Redis.from_url(own.url(0), decode_responses=True)
+        client = redis.Redis.from_url(own.server.url(0), decode_responses=True)
         assert client.hgetall(f"ts:profile:{ROOT}")["erased"] == "1"
         wait_status(second, f"/customers/{ROOT}", 404)
         wait_status(second, lookup("device_id", "web-8080"), 404)
         wait_metric([second], "touchstream_erasures_pending", lambda v: v == 0)
         assert traces(client) == []
     finally:
-        if frozen:
-            os.kill(own.child.proc.pid, signal.SIGCONT)
         own.stop()
 
 
@@ -261,3 +285,30 @@ def test_an_erasure_during_a_rebalance_stays_done(stack: Stack) -> None:
     assert traces(client) == []
     assert second.get(f"/customers/{ROOT}")[0] == 404
     assert second.get(lookup("email", "eve@example.com"))[0] == 404
+
+
+def test_a_sign_up_while_redis_is_down_keeps_the_erasure_receipt_waiting_for_redis(
+    stack: Stack,
+) -> None:
+    """She signs up again before Redis confirmed her erasure: the new profile replaces the
+    marker, and the receipt still goes out once Redis confirms (it used to be lost)."""
+    own = OwnRedis(stack)
+    try:
+        worker, source, receipts_topic = erased_while_frozen(stack, own, "DSR-3")
+        applied = worker.metrics().get("touchstream_events_applied_total", 0.0)
+        produce_inputs(stack.broker.bootstrap, source, [(b"eve", event("loyalty_signup", CARD))])
+        wait_metric([worker], "touchstream_events_applied_total", lambda v: v > applied)
+        assert read_topic(stack.broker.bootstrap, receipts_topic, settle_s=2.0) == []
+
+        own.thaw()
+        (receipt,) = read_topic(stack.broker.bootstrap, receipts_topic, expect=1, settle_s=2.0)
+        assert receipt.json()["request_id"] == "DSR-3"
+        assert receipt.json()["removed"]["orders"] == 1
+        assert_no_identifier(receipt)
+        # her new profile is served; what she was erased with stays gone
+        fresh = orjson.loads(wait_status(worker, f"/customers/{ROOT}", 200))
+        assert fresh["orders"] == 0 and fresh["points"] == 100
+        wait_status(worker, lookup("device_id", "web-8080"), 404)
+        wait_status(worker, lookup("email", "eve@example.com"), 404)
+    finally:
+        own.stop()

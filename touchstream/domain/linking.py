@@ -94,14 +94,16 @@ def handle(target: str, state: Stored | None, msg: dict[str, Any], rules: Rules)
             return privacy.confirm(target, state, msg)
         if kind == "forget":
             return Step()
-        if kind == "ev" and state.request == event_fingerprint(msg["id"]):
-            return Step(duplicate=True)  # the erasure that left this marker, delivered again
+        if kind == "ev" and event_fingerprint(msg["id"]) in (state.requests or ()):
+            return Step(duplicate=True)  # an erasure this marker knows, delivered again
         refused = after_erasure(state, msg, rules)
         if refused:
             return Step(dropped=True, dropped_reason=refused)
         erased, state = state, None  # a new profile, nothing of the old
-    elif kind == "confirm":
-        return Step()  # the erasure it confirms was followed by a new profile already
+    elif kind == "confirm":  # a new profile replaced the marker before Redis confirmed it
+        if isinstance(state, Redirect):  # and joined another since
+            return _forward(state, dict(msg, of=msg.get("of", target)))
+        return privacy.confirm_waiting(target, state, msg) if state is not None else Step()
     elif kind == "ev" and isinstance(state, dict) and state.get("erased_before") is not None:
         if msg["at"] <= state["erased_before"]:
             # happened before this identifier was erased (an offline till, a lagging
@@ -115,8 +117,11 @@ def handle(target: str, state: Stored | None, msg: dict[str, Any], rules: Rules)
         # and remembering when the identifier was erased
         version = step.store["version"] + erased.version
         step.store = dict(step.store, version=version, erased_before=erased.erased_at)
-        if erased.request is not None:
-            step.store["erased_by"] = [erased.request]
+        if erased.requests:
+            step.store["erased_by"] = list(erased.requests)
+        waiting = privacy.waiting_receipts(erased)
+        if waiting is not None:  # its receipts go out once Redis confirms (confirm_waiting)
+            step.store["erasures_waiting"] = {target: waiting}
     return step
 
 

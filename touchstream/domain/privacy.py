@@ -3,7 +3,8 @@
 Erasure replaces the live profile and the home of every identifier it held with an erasure
 marker (``domain.records.Erased``): the customer id, when it was erased (ingest wall time), a
 version and the request's event fingerprint (a digest of its event id, which tells a second
-delivery of the request from a new one), nothing else (the erased profile's own marker also
+delivery of the request from a new one; with those of the erasures the profile was started
+after), nothing else (the erased profile's own marker also
 holds what it waits for Redis with, ``unconfirmed``, until Redis confirmed the deletion).
 The marker is what the changelog keeps for those keys, so a worker restoring the table never
 brings the customer back, and it tells a record still in flight from the erasure (older:
@@ -26,6 +27,7 @@ from touchstream.domain import carts, decision, records
 from touchstream.domain.clock import iso
 from touchstream.domain.customer import event_fingerprint
 from touchstream.domain.decision import Export, Receipt
+from touchstream.domain.fold import ERASED_BY_KEPT
 from touchstream.domain.identity import home_of
 from touchstream.domain.state import State, Stored
 from touchstream.domain.step import Step
@@ -36,14 +38,14 @@ def marker(
     erased_at: int,
     version: int,
     unconfirmed: dict[str, Any] | None = None,
-    request: str | None = None,
+    requests: list[str] | None = None,
 ) -> records.Erased:
     return records.Erased(
         customer_id=customer_id,
         erased_at=erased_at,
         version=version,
         unconfirmed=unconfirmed,
-        request=request,
+        requests=requests,
     )
 
 
@@ -85,10 +87,21 @@ def erase(target: str, state: State | None, ev: dict[str, Any], rules: Rules) ->
             "timers": pending_timers(state, rules) if state else 0,
         },
     }
-    waiting = {"aliases": aliases, "homes": sorted(homes), "receipt": receipt}
-    request = event_fingerprint(ev["id"])  # how a second delivery of it is known (linking)
+    waiting: dict[str, Any] = {"aliases": aliases, "homes": sorted(homes), "receipt": receipt}
+    earlier = [
+        r
+        for w in ((state.get("erasures_waiting") or {}) if state else {}).values()
+        for r in w["receipts"]
+    ]
+    if earlier:  # erased again before Redis confirmed an earlier erasure: confirmed together
+        # (the worker's Redis queue merges the two removals: ``serving.redis_sync.remove``)
+        waiting["earlier"] = earlier
+    # how a second delivery of it, or of an erasure the profile was started after, is known
+    # (``domain.linking.handle``)
+    before = (state.get("erased_by") or []) if state else []
+    requests = [*before, event_fingerprint(ev["id"])][-ERASED_BY_KEPT:]
     step = Step(
-        store=marker(target, erased_at, version, waiting, request),
+        store=marker(target, erased_at, version, waiting, requests),
         sends=sends,
         identifiers_changed=True,
     )
@@ -110,9 +123,42 @@ def confirm(target: str, state: records.Erased, msg: dict[str, Any]) -> Step:
     waiting = state.unconfirmed
     if waiting is None or msg.get("version") != state.version:
         return Step()  # confirmed already (a redelivery), or for an erasure since replaced
-    receipt = Receipt(**waiting["receipt"], completed_at=int(msg.get("ts", 0)))
-    store = marker(target, state.erased_at, state.version + 1, request=state.request)
-    return Step(store=store, decisions=[receipt])
+    completed_at = int(msg.get("ts", 0))
+    receipts = [*waiting.get("earlier", ()), waiting["receipt"]]
+    store = marker(target, state.erased_at, state.version + 1, requests=state.requests)
+    return Step(store=store, decisions=[Receipt(**r, completed_at=completed_at) for r in receipts])
+
+
+def waiting_receipts(marker: records.Erased) -> dict[str, Any] | None:
+    """What a profile started at an erasure marker Redis has not confirmed yet keeps of it
+    (``erasures_waiting``): the marker's version and its receipts, nothing Redis needs."""
+    waiting = marker.unconfirmed
+    if waiting is None:
+        return None
+    return {
+        "version": marker.version,
+        "receipts": [*waiting.get("earlier", ()), waiting["receipt"]],
+    }
+
+
+def confirm_waiting(target: str, state: State, msg: dict[str, Any]) -> Step:
+    """Redis confirmed an erasure whose marker a new profile replaced before then (a sign-up
+    right after the erasure, or during a Redis outage): its receipts go out now. ``of``: the
+    erased customer's id when the confirmation was forwarded here through a redirect."""
+    erased_id = msg.get("of", target)
+    waiting = state.get("erasures_waiting") or {}
+    entry = waiting.get(erased_id)
+    if entry is None or entry["version"] != msg.get("version"):
+        return Step()  # confirmed already (a redelivery), or for an erasure since replaced
+    completed_at = int(msg.get("ts", 0))
+    rest = {k: v for k, v in waiting.items() if k != erased_id}
+    store = dict(state, erasures_waiting=rest or None)
+    if not rest:
+        del store["erasures_waiting"]
+    receipts: list[decision.Decision] = [
+        Receipt(**r, completed_at=completed_at) for r in entry["receipts"]
+    ]
+    return Step(store=store, decisions=receipts, profile_unchanged=True)
 
 
 def published(receipt: Receipt) -> dict[str, Any]:
@@ -139,9 +185,10 @@ def forget(target: str, state: State | records.Redirect | None, msg: dict[str, A
     if isinstance(state, dict):
         return Step()  # a live profile of its own: that identifier was never the customer's
     version = (state.version if state is not None else 0) + 1
-    request = event_fingerprint(msg["id"])  # the erasure's own id (``erase``)
+    requests = [event_fingerprint(msg["id"])]  # the erasure's own (``erase``)
     return Step(
-        store=marker(target, msg["erased_at"], version, request=request), identifiers_changed=True
+        store=marker(target, msg["erased_at"], version, requests=requests),
+        identifiers_changed=True,
     )
 
 

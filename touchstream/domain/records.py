@@ -31,7 +31,7 @@ treats them as values all the same and changes them through ``msgspec.structs.re
 it) to records and back. The normalisations are ones the code already makes when it reads: an
 order without ``ref`` reads ``ref=0``, loyalty marks without ``vips`` read 0, a cart without
 ``since`` reads None, a state without ``clock_at`` reads None; a None ``erased_before``,
-``erased_by`` or ``rfm.figures`` is written back as an absent key. Pairs stored as lists are tuples here.
+``erased_by``, ``erasures_waiting`` or ``rfm.figures`` is written back as an absent key. Pairs stored as lists are tuples here.
 """
 
 from __future__ import annotations
@@ -138,6 +138,10 @@ class Identity(Record, kw_only=True):  # domain.linking, domain.identity
     # the erasure requests (their event fingerprints) this profile was started after, so a
     # second delivery of one erases nothing (``domain.linking.handle``); absent: none
     erased_by: list[str] | None = None
+    # receipts of erasures this profile was started (or merged) after before Redis confirmed
+    # them, by the erased customer id: {"version": marker version, "receipts": [...]}
+    # (``domain.privacy.confirm_waiting``); absent: none
+    erasures_waiting: dict[str, dict[str, Any]] | None = None
 
 
 class Guard(Record, kw_only=True):  # domain.customer: at-least-once delivery, applied once
@@ -261,15 +265,16 @@ class Erased(
     """The marker an erasure leaves (``domain.privacy``). ``unconfirmed``: what the marker of
     the erased profile itself waits for Redis with (the alias keys, the identifier homes and
     the receipt, ``privacy.erase``) until Redis confirms the deletion; absent (not stored)
-    once confirmed, and on the markers of its identifiers' homes. ``request``: the erasure
-    request's event fingerprint (``domain.customer.event_fingerprint``), by which a second
-    delivery of it is known; absent on markers written before it was kept."""
+    once confirmed, and on the markers of its identifiers' homes. ``requests``: the event
+    fingerprints (``domain.customer.event_fingerprint``) of the erasure that left it and of
+    those the erased profile had been started after, by which a second delivery of one is
+    known; absent on markers written before they were kept."""
 
     customer_id: str
     erased_at: int
     version: int
     unconfirmed: dict[str, Any] | None = None
-    request: str | None = None
+    requests: list[str] | None = None
 
 
 CustomerState = Live | Redirect | Erased
@@ -290,7 +295,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 SINGLE = ("loyalty", "consent", "session", "rfm")
 FLAT_KEYS = frozenset(k for keys in GROUPS.values() for k in keys) | {"fmt", *SINGLE}
-DROPPED_WHEN_NONE = ("erased_before", "erased_by")
+DROPPED_WHEN_NONE = ("erased_before", "erased_by", "erasures_waiting")
 
 # step 3 of the rewrite (docs/design/typed-state.md): the flat dict's keys whose values are
 # records already, in the core's own dict (a leaf record for a capability); the rest are still
@@ -370,10 +375,10 @@ def json_default(value: Any) -> Any:
 
 def flat_marker(record: Redirect | Erased) -> dict[str, Any]:
     """A redirect or an erasure marker as format 2 stores it (``tables.state_codec``): the
-    dict of its fields, no tag, ``unconfirmed`` only while it waits, ``request`` only if
+    dict of its fields, no tag, ``unconfirmed`` only while it waits, ``requests`` only if
     known."""
     out = msgspec.structs.asdict(record)
-    for key in ("unconfirmed", "request"):
+    for key in ("unconfirmed", "requests"):
         if out.get(key, ABSENT) is None:
             del out[key]
     return out

@@ -62,8 +62,8 @@ def test_erasure_leaves_no_profile_no_identifier_and_reports_what_it_removed():
         assert is_erased(stage.table[home])
         stored = orjson.loads(plain(stage.table[home]))  # as the changelog holds it
         # no data: the request is known by a digest of its event id, not its text
-        assert set(stored) == {"customer_id", "erased_at", "version", "request"}
-        assert stored["request"] == event_fingerprint("e5")
+        assert set(stored) == {"customer_id", "erased_at", "version", "requests"}
+        assert stored["requests"] == [event_fingerprint("e5")]
     # the receipt once Redis confirmed the deletion (the oracle confirms at once)
     (receipt,) = [d.payload for d in stage.decisions if d.kind == "receipt"]
     assert receipt["request_id"] == "R-1" and receipt["customer_id"] == root
@@ -93,8 +93,8 @@ def test_the_receipt_waits_for_redis_to_confirm_the_deletion():
     (receipt,) = done.decisions
     assert receipt.kind == "receipt" and receipt.payload["completed_at"] == T0 + 9
     kept = orjson.loads(plain(done.store))
-    assert set(kept) == {"customer_id", "erased_at", "version", "request"}
-    assert kept["request"] == waiting.request == event_fingerprint("e5")
+    assert set(kept) == {"customer_id", "erased_at", "version", "requests"}
+    assert kept["requests"] == waiting.requests == [event_fingerprint("e5")]
     # confirmed twice (a redelivery): one receipt
     assert (
         handle(
@@ -314,3 +314,90 @@ def test_a_merged_profile_keeps_the_erasures_its_parts_were_started_after():
     stage.submit([dict(erasure, ts=T0 + 700)])
     stage.drain()
     assert list(stage.live()) == ["C-1"]
+
+
+def test_an_earlier_erasure_delivered_again_after_a_second_one_erases_nothing():
+    # erased, back, erased again by a new request, back again: then the first request, dated
+    # ahead of both, arrives a second time
+    stage = shopper()
+    first = ev(500, CARD, "erasure_requested", ts=T0 + 5, request_id="R-1")
+    stage.submit([first])
+    stage.drain()
+    stage.submit([ev(100, CARD, "loyalty_signup", ts=T0 + 100)])
+    stage.drain()
+    second = ev(200, CARD, "erasure_requested", ts=T0 + 200, request_id="R-2")
+    stage.submit([second])
+    stage.drain()
+    stage.submit([ev(300, CARD, "loyalty_signup", ts=T0 + 300)])
+    stage.drain()
+    (fresh,) = stage.live().values()
+    assert fresh["erased_by"] == [event_fingerprint("e500"), event_fingerprint("e200")]
+
+    stage.submit([dict(first, ts=T0 + 400)])
+    stage.drain()
+
+    assert stage.live() == {fresh["customer_id"]: fresh}
+    receipts = [d.payload["request_id"] for d in stage.decisions if d.kind == "receipt"]
+    assert receipts == ["R-1", "R-2"]
+
+
+def test_a_sign_up_before_redis_confirmed_the_erasure_keeps_its_receipt_waiting():
+    # Redis is slow or down: she signs up again before it confirmed the deletion
+    stage = shopper()
+    root = home_of("loyalty_id", "L-9")
+    request = ev(5, CARD, "erasure_requested", request_id="R-1")
+    marker = handle(root, stage.table[root], request, RULES).store
+    assert isinstance(marker, Erased) and marker.unconfirmed is not None
+    signup = handle(root, marker, ev(6, CARD, "loyalty_signup"), RULES)
+    fresh = signup.store
+    assert isinstance(fresh, dict) and fresh["points"] == 100
+    assert all(d.kind != "receipt" for d in signup.decisions)  # Redis has not confirmed yet
+    # the receipt waits in the new profile, without what Redis removes (its alias keys)
+    receipt = marker.unconfirmed["receipt"]
+    assert fresh["erasures_waiting"] == {root: {"version": marker.version, "receipts": [receipt]}}
+
+    confirm = {"k": "confirm", "version": marker.version, "ts": T0 + 9}
+    done = handle(root, fresh, confirm, RULES)
+    (sent,) = done.decisions
+    assert sent.kind == "receipt" and sent.payload["request_id"] == "R-1"
+    assert sent.payload["completed_at"] == T0 + 9
+    assert done.store is not None and "erasures_waiting" not in done.store
+    assert done.profile_unchanged  # nothing a shopper or a consumer of profiles sees changed
+    again = handle(root, done.store, confirm, RULES)  # confirmed twice: one receipt
+    assert again.decisions == [] and again.store is None
+
+
+def test_a_receipt_waiting_in_a_profile_follows_it_into_the_profile_that_absorbs_it():
+    # as the oracle runs it: Redis confirms after the sign-up and the merge that follow
+    stage = shopper()
+    stage.submit(
+        [
+            ev(5, CARD, "erasure_requested", request_id="R-1"),
+            ev(6, CARD, "loyalty_signup", ts=T0 + 6),
+            ev(7, {**CARD, "customer_id": "C-9"}, ts=T0 + 7),
+        ]
+    )
+    stage.drain()
+    assert list(stage.live()) == ["C-9"]
+    assert "erasures_waiting" not in stage.live()["C-9"]
+    receipts = [d.payload for d in stage.decisions if d.kind == "receipt"]
+    assert [r["request_id"] for r in receipts] == ["R-1"]
+    assert receipts[0]["customer_id"] == home_of("loyalty_id", "L-9")
+
+
+def test_erased_again_before_redis_confirmed_the_first_both_receipts_go_out():
+    stage = shopper()
+    root = home_of("loyalty_id", "L-9")
+    first = handle(
+        root, stage.table[root], ev(5, CARD, "erasure_requested", request_id="R-1"), RULES
+    )
+    fresh = handle(root, first.store, ev(6, CARD, "loyalty_signup"), RULES).store
+    second = handle(root, fresh, ev(7, CARD, "erasure_requested", request_id="R-2"), RULES).store
+    assert isinstance(second, Erased) and isinstance(first.store, Erased)
+    # Redis's queue merged the two removals: one confirmation, of the second
+    assert (
+        handle(root, second, {"k": "confirm", "version": first.store.version}, RULES).decisions
+        == []
+    )
+    done = handle(root, second, {"k": "confirm", "version": second.version, "ts": T0 + 9}, RULES)
+    assert [d.payload["request_id"] for d in done.decisions] == ["R-1", "R-2"]

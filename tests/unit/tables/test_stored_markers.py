@@ -97,7 +97,7 @@ def test_the_records_the_core_builds_now_are_stored_as_the_dicts_were():
     erasure = handle(
         ROOT, stage.table[ROOT], ev(5, CARD, "erasure_requested", request_id="R-1"), RULES
     )
-    request = {"request": event_fingerprint("e5")}
+    request = {"requests": [event_fingerprint("e5")]}
     assert isinstance(erasure.store, Erased)
     assert stored_dict(encode(erasure.store)) == {**stored_dict(UNCONFIRMED), **request}
     confirm = {"k": "confirm", "version": erasure.store.version, "ts": T0 + 9}
