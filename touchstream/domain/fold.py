@@ -208,9 +208,6 @@ def fold(
     erased = [s["erased_before"] for s in (winner, loser) if s.get("erased_before") is not None]
     if erased:
         out["erased_before"] = max(erased)
-    waiting = {k: v for s in (winner, loser) for k, v in (s.get("erasures_waiting") or {}).items()}
-    if waiting:  # receipts of erasures Redis has not confirmed yet (privacy.confirm_waiting)
-        out["erasures_waiting"] = waiting
     requests = [r for s in (winner, loser) for r in s.get("erased_by") or ()]
     if requests:  # and a second delivery of any of those erasures stays without effect
         out["erased_by"] = list(dict.fromkeys(requests))[-ERASED_BY_KEPT:]

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from touchstream.config.rules import Rules
 from touchstream.domain import privacy, triggers
 from touchstream.domain.customer import (
@@ -36,7 +38,7 @@ from touchstream.domain.customer import (
     new_state,
 )
 from touchstream.domain.decision import Expired, LinkRefused, Merged, Proposal
-from touchstream.domain.fold import fold, fold_mark
+from touchstream.domain.fold import ERASED_BY_KEPT, fold, fold_mark
 from touchstream.domain.identity import PRIORITY, home_of, link_mark, strongest
 from touchstream.domain.profile import project
 from touchstream.domain.records import Erased, Redirect
@@ -100,10 +102,8 @@ def handle(target: str, state: Stored | None, msg: dict[str, Any], rules: Rules)
         if refused:
             return Step(dropped=True, dropped_reason=refused)
         erased, state = state, None  # a new profile, nothing of the old
-    elif kind == "confirm":  # a new profile replaced the marker before Redis confirmed it
-        if isinstance(state, Redirect):  # and joined another since
-            return _forward(state, dict(msg, of=msg.get("of", target)))
-        return privacy.confirm_waiting(target, state, msg) if state is not None else Step()
+    elif kind == "confirm":
+        return Step()  # the erasure it confirms was followed by a new profile already
     elif kind == "ev" and isinstance(state, dict) and state.get("erased_before") is not None:
         if msg["at"] <= state["erased_before"]:
             # happened before this identifier was erased (an offline till, a lagging
@@ -119,9 +119,11 @@ def handle(target: str, state: Stored | None, msg: dict[str, Any], rules: Rules)
         step.store = dict(step.store, version=version, erased_before=erased.erased_at)
         if erased.requests:
             step.store["erased_by"] = list(erased.requests)
-        waiting = privacy.waiting_receipts(erased)
-        if waiting is not None:  # its receipts go out once Redis confirms (confirm_waiting)
-            step.store["erasures_waiting"] = {target: waiting}
+    elif erased is not None and isinstance(step.store, Erased) and erased.requests:
+        # a new request erasing a marker (suppression off): it keeps knowing the earlier ones
+        known = [*erased.requests, *(step.store.requests or ())]
+        requests = list(dict.fromkeys(known))[-ERASED_BY_KEPT:]
+        step.store = msgspec.structs.replace(step.store, requests=requests)
     return step
 
 

@@ -60,6 +60,10 @@ def erase(target: str, state: State | None, ev: dict[str, Any], rules: Rules) ->
     erased_at = int(ev.get("ts", 0))
     identifiers: dict[str, list[str]] = state["identifiers"] if state else {}
     version = (state["version"] if state else 0) + 1
+    # how a second delivery of it, or of an erasure the profile was started after, is known
+    # (``domain.linking.handle``), at its own marker and at its identifiers' homes alike
+    before = (state.get("erased_by") or []) if state else []
+    requests = [*before, event_fingerprint(ev["id"])][-ERASED_BY_KEPT:]
     homes = []
     sends = []
     for kind, values in identifiers.items():
@@ -68,6 +72,7 @@ def erase(target: str, state: State | None, ev: dict[str, Any], rules: Rules) ->
             if home != target:
                 homes.append(home)
                 forget = {"k": "forget", "via": [kind, value], "erased_at": erased_at}
+                forget["requests"] = requests
                 sends.append((home, {**forget, "at": ev["at"], "id": ev["id"], "ts": 0}))
     counts = {kind: len(values) for kind, values in identifiers.items()}
     aliases = [[kind, value] for kind, values in identifiers.items() for value in values]
@@ -87,19 +92,7 @@ def erase(target: str, state: State | None, ev: dict[str, Any], rules: Rules) ->
             "timers": pending_timers(state, rules) if state else 0,
         },
     }
-    waiting: dict[str, Any] = {"aliases": aliases, "homes": sorted(homes), "receipt": receipt}
-    earlier = [
-        r
-        for w in ((state.get("erasures_waiting") or {}) if state else {}).values()
-        for r in w["receipts"]
-    ]
-    if earlier:  # erased again before Redis confirmed an earlier erasure: confirmed together
-        # (the worker's Redis queue merges the two removals: ``serving.redis_sync.remove``)
-        waiting["earlier"] = earlier
-    # how a second delivery of it, or of an erasure the profile was started after, is known
-    # (``domain.linking.handle``)
-    before = (state.get("erased_by") or []) if state else []
-    requests = [*before, event_fingerprint(ev["id"])][-ERASED_BY_KEPT:]
+    waiting = {"aliases": aliases, "homes": sorted(homes), "receipt": receipt}
     step = Step(
         store=marker(target, erased_at, version, waiting, requests),
         sends=sends,
@@ -119,46 +112,13 @@ def pending_timers(state: State, rules: Rules) -> int:
 def confirm(target: str, state: records.Erased, msg: dict[str, Any]) -> Step:
     """Redis confirmed the deletion of the erasure marked ``version``: the receipt goes out
     (``completed_at``: when the confirmation was sent) and the marker keeps no more than its
-    id, time and version."""
+    id, time, version and the requests it knows."""
     waiting = state.unconfirmed
     if waiting is None or msg.get("version") != state.version:
         return Step()  # confirmed already (a redelivery), or for an erasure since replaced
-    completed_at = int(msg.get("ts", 0))
-    receipts = [*waiting.get("earlier", ()), waiting["receipt"]]
+    receipt = Receipt(**waiting["receipt"], completed_at=int(msg.get("ts", 0)))
     store = marker(target, state.erased_at, state.version + 1, requests=state.requests)
-    return Step(store=store, decisions=[Receipt(**r, completed_at=completed_at) for r in receipts])
-
-
-def waiting_receipts(marker: records.Erased) -> dict[str, Any] | None:
-    """What a profile started at an erasure marker Redis has not confirmed yet keeps of it
-    (``erasures_waiting``): the marker's version and its receipts, nothing Redis needs."""
-    waiting = marker.unconfirmed
-    if waiting is None:
-        return None
-    return {
-        "version": marker.version,
-        "receipts": [*waiting.get("earlier", ()), waiting["receipt"]],
-    }
-
-
-def confirm_waiting(target: str, state: State, msg: dict[str, Any]) -> Step:
-    """Redis confirmed an erasure whose marker a new profile replaced before then (a sign-up
-    right after the erasure, or during a Redis outage): its receipts go out now. ``of``: the
-    erased customer's id when the confirmation was forwarded here through a redirect."""
-    erased_id = msg.get("of", target)
-    waiting = state.get("erasures_waiting") or {}
-    entry = waiting.get(erased_id)
-    if entry is None or entry["version"] != msg.get("version"):
-        return Step()  # confirmed already (a redelivery), or for an erasure since replaced
-    completed_at = int(msg.get("ts", 0))
-    rest = {k: v for k, v in waiting.items() if k != erased_id}
-    store = dict(state, erasures_waiting=rest or None)
-    if not rest:
-        del store["erasures_waiting"]
-    receipts: list[decision.Decision] = [
-        Receipt(**r, completed_at=completed_at) for r in entry["receipts"]
-    ]
-    return Step(store=store, decisions=receipts, profile_unchanged=True)
+    return Step(store=store, decisions=[receipt])
 
 
 def published(receipt: Receipt) -> dict[str, Any]:
@@ -185,7 +145,11 @@ def forget(target: str, state: State | records.Redirect | None, msg: dict[str, A
     if isinstance(state, dict):
         return Step()  # a live profile of its own: that identifier was never the customer's
     version = (state.version if state is not None else 0) + 1
-    requests = [event_fingerprint(msg["id"])]  # the erasure's own (``erase``)
+    # the requests ``erase`` knows (a forget sent before they were kept: its own id), and any
+    # this home's marker knew already
+    sent = msg.get("requests") or [event_fingerprint(msg["id"])]
+    held: list[str] = (state.requests or []) if isinstance(state, records.Erased) else []
+    requests = list(dict.fromkeys([*held, *sent]))[-ERASED_BY_KEPT:]
     return Step(
         store=marker(target, msg["erased_at"], version, requests=requests),
         identifiers_changed=True,

@@ -31,7 +31,7 @@ treats them as values all the same and changes them through ``msgspec.structs.re
 it) to records and back. The normalisations are ones the code already makes when it reads: an
 order without ``ref`` reads ``ref=0``, loyalty marks without ``vips`` read 0, a cart without
 ``since`` reads None, a state without ``clock_at`` reads None; a None ``erased_before``,
-``erased_by``, ``erasures_waiting`` or ``rfm.figures`` is written back as an absent key. Pairs stored as lists are tuples here.
+``erased_by`` or ``rfm.figures`` is written back as an absent key. Pairs stored as lists are tuples here.
 """
 
 from __future__ import annotations
@@ -138,10 +138,6 @@ class Identity(Record, kw_only=True):  # domain.linking, domain.identity
     # the erasure requests (their event fingerprints) this profile was started after, so a
     # second delivery of one erases nothing (``domain.linking.handle``); absent: none
     erased_by: list[str] | None = None
-    # receipts of erasures this profile was started (or merged) after before Redis confirmed
-    # them, by the erased customer id: {"version": marker version, "receipts": [...]}
-    # (``domain.privacy.confirm_waiting``); absent: none
-    erasures_waiting: dict[str, dict[str, Any]] | None = None
 
 
 class Guard(Record, kw_only=True):  # domain.customer: at-least-once delivery, applied once
@@ -295,7 +291,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 SINGLE = ("loyalty", "consent", "session", "rfm")
 FLAT_KEYS = frozenset(k for keys in GROUPS.values() for k in keys) | {"fmt", *SINGLE}
-DROPPED_WHEN_NONE = ("erased_before", "erased_by", "erasures_waiting")
+DROPPED_WHEN_NONE = ("erased_before", "erased_by")
 
 # step 3 of the rewrite (docs/design/typed-state.md): the flat dict's keys whose values are
 # records already, in the core's own dict (a leaf record for a capability); the rest are still

@@ -5,7 +5,6 @@ Faust app (tests/unit/agents/fakes.py)."""
 from __future__ import annotations
 
 import base64
-import time
 from typing import Any
 
 import orjson
@@ -111,36 +110,6 @@ async def test_an_erasure_sends_its_notice_and_removes_the_profile_from_redis() 
     assert isinstance(state, Erased)  # the marker: nothing of the customer
     assert stage.activity.erased == ["crm-1"] and stage.ledger.erased == ["crm-1"]
     assert stage.of(topics.PRIVACY_RECEIPTS) == []  # the receipt waits for Redis's confirmation
-
-
-async def test_a_receipt_waits_for_redis_even_when_she_signed_up_again_before_it_confirmed() -> (
-    None
-):
-    stage = CustomerStage()
-    erasure = event("erasure_requested", SHOPPER, {"request_id": "R-1"}, occurred_at=NOW + 10)
-    # after the erasure took effect (its ingest time, the wall clock)
-    later = int(time.time() * 1000) + 2_000
-    signup = event("loyalty_signup", {**SHOPPER, "loyalty_id": "L-1"}, {}, occurred_at=later)
-    messages = await ingested(shop(2))
-    (request,) = await ingested([erasure], privileged=True, first=2, broker_ms=NOW + 10)
-    (again,) = await ingested([signup], first=3, broker_ms=NOW + 20)
-    # ingested a second after the erasure (its wall time): a sign-up, not a record in flight
-    value = orjson.loads(again.value)
-    value["ts"] = orjson.loads(request.value)["ts"] + 1_000
-    again = again._replace(offset=3, value=orjson.dumps(value))
-    await stage.run([*messages, request._replace(offset=2), again])
-    state = stage.state(KEY)
-    assert isinstance(state, dict) and state["points"] == 100  # a new profile: the sign-up
-    ((_, version, _),) = stage.redis.removed
-    assert stage.of(topics.PRIVACY_RECEIPTS) == []
-    stage.records.added.clear()
-
-    confirm = {"k": "confirm", "version": version, "ts": NOW + 30}
-    await stage.run([Message(request.topic, 0, 4, KEY, orjson.dumps(confirm), None)])
-
-    ((key, receipt),) = stage.of(topics.PRIVACY_RECEIPTS)
-    assert key == KEY and receipt["request_id"] == "R-1" and receipt["customer_id"] == "crm-1"
-    assert stage.of(topics.PROFILES_UPDATES) == []  # nothing of her profile changed
 
 
 async def test_a_halted_partition_keeps_what_came_before_the_failed_internal_record() -> None:

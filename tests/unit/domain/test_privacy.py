@@ -341,63 +341,48 @@ def test_an_earlier_erasure_delivered_again_after_a_second_one_erases_nothing():
     assert receipts == ["R-1", "R-2"]
 
 
-def test_a_sign_up_before_redis_confirmed_the_erasure_keeps_its_receipt_waiting():
-    # Redis is slow or down: she signs up again before it confirmed the deletion
+def test_an_earlier_request_delivered_again_at_a_home_erased_since_erases_nothing():
+    # erased, back with her card, then merged into a CRM profile that is erased in turn
+    # her card's home becomes that profile's marker, and still knows R-1
     stage = shopper()
-    root = home_of("loyalty_id", "L-9")
-    request = ev(5, CARD, "erasure_requested", request_id="R-1")
-    marker = handle(root, stage.table[root], request, RULES).store
-    assert isinstance(marker, Erased) and marker.unconfirmed is not None
-    signup = handle(root, marker, ev(6, CARD, "loyalty_signup"), RULES)
-    fresh = signup.store
-    assert isinstance(fresh, dict) and fresh["points"] == 100
-    assert all(d.kind != "receipt" for d in signup.decisions)  # Redis has not confirmed yet
-    # the receipt waits in the new profile, without what Redis removes (its alias keys)
-    receipt = marker.unconfirmed["receipt"]
-    assert fresh["erasures_waiting"] == {root: {"version": marker.version, "receipts": [receipt]}}
-
-    confirm = {"k": "confirm", "version": marker.version, "ts": T0 + 9}
-    done = handle(root, fresh, confirm, RULES)
-    (sent,) = done.decisions
-    assert sent.kind == "receipt" and sent.payload["request_id"] == "R-1"
-    assert sent.payload["completed_at"] == T0 + 9
-    assert done.store is not None and "erasures_waiting" not in done.store
-    assert done.profile_unchanged  # nothing a shopper or a consumer of profiles sees changed
-    again = handle(root, done.store, confirm, RULES)  # confirmed twice: one receipt
-    assert again.decisions == [] and again.store is None
-
-
-def test_a_receipt_waiting_in_a_profile_follows_it_into_the_profile_that_absorbs_it():
-    # as the oracle runs it: Redis confirms after the sign-up and the merge that follow
-    stage = shopper()
-    stage.submit(
-        [
-            ev(5, CARD, "erasure_requested", request_id="R-1"),
-            ev(6, CARD, "loyalty_signup", ts=T0 + 6),
-            ev(7, {**CARD, "customer_id": "C-9"}, ts=T0 + 7),
-        ]
-    )
+    stage.rules = replace(RULES, identity=replace(RULES.identity, suppress_erased=False))
+    first = ev(500, CARD, "erasure_requested", ts=T0 + 5, request_id="R-1")
+    stage.submit([first])
     stage.drain()
-    assert list(stage.live()) == ["C-9"]
-    assert "erasures_waiting" not in stage.live()["C-9"]
-    receipts = [d.payload for d in stage.decisions if d.kind == "receipt"]
-    assert [r["request_id"] for r in receipts] == ["R-1"]
-    assert receipts[0]["customer_id"] == home_of("loyalty_id", "L-9")
+    stage.submit([ev(100, CARD, "loyalty_signup", ts=T0 + 100)])
+    stage.drain()
+    stage.submit([ev(101, {**CARD, "customer_id": "C-9"}, ts=T0 + 101)])
+    stage.drain()
+    second = ev(200, {"customer_id": "C-9"}, "erasure_requested", ts=T0 + 200, request_id="R-2")
+    stage.submit([second])
+    stage.drain()
+    assert stage.live() == {}
+    home = stage.table[home_of("loyalty_id", "L-9")]
+    assert isinstance(home, Erased)
+    assert home.requests == [event_fingerprint("e500"), event_fingerprint("e200")]
+
+    stage.submit([dict(first, ts=T0 + 400)])
+    stage.drain()
+
+    assert stage.live() == {}
+    receipts = [d.payload["request_id"] for d in stage.decisions if d.kind == "receipt"]
+    assert receipts == ["R-1", "R-2"]
 
 
-def test_erased_again_before_redis_confirmed_the_first_both_receipts_go_out():
+def test_a_new_request_at_a_marker_keeps_the_requests_the_marker_knew():
     stage = shopper()
-    root = home_of("loyalty_id", "L-9")
-    first = handle(
-        root, stage.table[root], ev(5, CARD, "erasure_requested", request_id="R-1"), RULES
-    )
-    fresh = handle(root, first.store, ev(6, CARD, "loyalty_signup"), RULES).store
-    second = handle(root, fresh, ev(7, CARD, "erasure_requested", request_id="R-2"), RULES).store
-    assert isinstance(second, Erased) and isinstance(first.store, Erased)
-    # Redis's queue merged the two removals: one confirmation, of the second
-    assert (
-        handle(root, second, {"k": "confirm", "version": first.store.version}, RULES).decisions
-        == []
-    )
-    done = handle(root, second, {"k": "confirm", "version": second.version, "ts": T0 + 9}, RULES)
-    assert [d.payload["request_id"] for d in done.decisions] == ["R-1", "R-2"]
+    stage.rules = replace(RULES, identity=replace(RULES.identity, suppress_erased=False))
+    first = ev(500, CARD, "erasure_requested", ts=T0 + 5, request_id="R-1")
+    stage.submit([first])
+    stage.drain()
+    # a second request for the erased customer, while nothing lives there
+    stage.submit([ev(200, CARD, "erasure_requested", ts=T0 + 200, request_id="R-2")])
+    stage.drain()
+    root = stage.table[home_of("loyalty_id", "L-9")]
+    assert isinstance(root, Erased)
+    assert root.requests == [event_fingerprint("e500"), event_fingerprint("e200")]
+
+    stage.submit([dict(first, ts=T0 + 400)])
+    stage.drain()
+    receipts = [d.payload["request_id"] for d in stage.decisions if d.kind == "receipt"]
+    assert receipts == ["R-1", "R-2"]
