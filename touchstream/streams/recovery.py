@@ -13,13 +13,15 @@ Here a wait that timed out while the service is running raises ``RecoveryTimedOu
 re-raises any exception other than its own, the recovery task ends with it, mode crashes the
 worker, and the process exits non-zero for its supervisor to start it again: it reads its
 tables from the changelogs and joins the group afresh (docs/operations.md, "What a rebalance
-costs"). The overrides are checked against the pinned Faust by
-tests/unit/streams/test_library_internals.py.
+costs"). A seek offset below 0, which Faust can compute and aiokafka refuses, is read as the
+start of the changelog (``_seek_offsets``). The overrides are checked against the pinned Faust
+by tests/unit/streams/test_library_internals.py.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 from faust.tables import TableManager as FaustTableManager
@@ -49,6 +51,23 @@ class Recovery(FaustRecovery):
             )
             log.critical("%s", error)
             raise error from None
+
+    async def _seek_offsets(
+        self, consumer: Any, tps: set[Any], offsets: Counter[Any], title: str
+    ) -> None:
+        """Faust's seek to where a changelog's reading starts, with no offset below 0.
+
+        Faust reads -1 as "nothing read yet" and seeks 0 for it, but its ``_build_offsets``
+        can leave a lower value or None for a partition (an earliest offset, minus one, from a
+        broker that had none to give during a quick second rebalance), which aiokafka's
+        ``seek`` refuses with ``ValueError``: the recovery task crashed the worker at start
+        (the chaos scenario of a rewound group, issue 29's tenth stop). Such an offset is read
+        as -1 here: the changelog partition is read from its start."""
+        sane: Counter[Any] = Counter()
+        for tp in tps:
+            offset = offsets[tp]
+            sane[tp] = offset if isinstance(offset, int) and offset >= -1 else -1
+        await super()._seek_offsets(consumer, tps, sane, title)
 
 
 class TableManager(FaustTableManager):

@@ -251,6 +251,7 @@ SIGNATURES = [
     (faust_consumer.Consumer, "wait_empty", ["self"]),
     (faust_consumer.Consumer, "perform_seek", ["self"]),
     (FaustRecovery, "_wait", ["self", "coro", "timeout"]),
+    (FaustRecovery, "_seek_offsets", ["self", "consumer", "tps", "offsets", "title"]),
     (faust_consumer.Consumer, "seek", ["self", "partition", "offset"]),
     (Table, "on_key_set", ["self", "key", "value"]),
     (Table, "on_key_del", ["self", "key"]),

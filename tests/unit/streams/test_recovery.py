@@ -6,7 +6,9 @@ the whole path on Apache Kafka."""
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
+from typing import Any
 
 import faust
 import pytest
@@ -49,3 +51,26 @@ async def test_a_new_rebalance_still_restarts_recovery(recovery: Recovery) -> No
     recovery.signal_recovery_start.set()
     with pytest.raises(RebalanceAgain):
         await recovery._wait(asyncio.sleep(5), timeout=5)
+
+
+class SeekingConsumer:
+    def __init__(self) -> None:
+        self.sought: dict[Any, int] = {}
+
+    async def seek_wait(self, offsets: dict[Any, int]) -> None:
+        for offset in offsets.values():
+            if not isinstance(offset, int) or offset < 0:  # aiokafka's ``seek`` refuses it
+                raise ValueError("Offset must be a positive integer")
+        self.sought.update(offsets)
+
+
+async def test_a_seek_offset_below_zero_reads_the_changelog_from_its_start(
+    recovery: Recovery,
+) -> None:
+    # a worker crashed at start on this (Faust's -1 is "nothing read"; it computed -2)
+    consumer = SeekingConsumer()
+    offsets: Counter[str] = Counter({"a": -2, "b": -1, "c": 41})
+    offsets["d"] = None  # type: ignore[assignment]
+    await recovery._seek_offsets(consumer, {"a", "b", "c", "d"}, offsets, "standby")
+    assert consumer.sought == {"a": 0, "b": 0, "c": 41, "d": 0}
+    assert offsets["a"] == -2  # Faust's own record of what it read is left as it was
