@@ -115,6 +115,17 @@ def event_fingerprint(event_id: str) -> str:
     return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
 
 
+def request_marks(event: dict[str, Any]) -> list[str]:
+    """How an erasure request is known again (docs/domain.md, "Privacy"): the fingerprint of
+    its event id, and of its ``request_id`` when it has one (a requester's tool that sends the
+    same request again as a new event)."""
+    marks = [event_fingerprint(event["id"])]
+    request_id = (event.get("props") or {}).get("request_id")
+    if request_id:
+        marks.append(event_fingerprint(f"request_id:{request_id}"))
+    return marks
+
+
 def seen_entries(seen: dict[str, int] | list[Any], at: int) -> dict[str, int]:
     """``seen`` as {fingerprint: event time remembered at}, oldest first (a dict: one look-up
     per event, whatever its size). Earlier formats were lists, of [fingerprint, time] pairs or
@@ -207,7 +218,7 @@ def erased_again(state: dict[str, Any], event: dict[str, Any]) -> bool:
     return (
         requests is not None
         and event.get("type") == "erasure_requested"
-        and event_fingerprint(event["id"]) in requests
+        and any(mark in requests for mark in request_marks(event))
     )
 
 

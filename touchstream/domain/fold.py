@@ -24,7 +24,9 @@ from touchstream.domain.triggers import fold_deferred, fold_delivered
 
 Folder = Callable[[State, State, State, Rules], Any]
 MERGED_LIMIT = 64
-ERASED_BY_KEPT = 8  # erasure requests a profile remembers being started after (linking)
+# marks of erasure requests (two each: event id, request id) a profile remembers being started
+# after, and a marker knows (domain.linking)
+ERASED_BY_KEPT = 16
 
 
 def _keep(name: str) -> Folder:

@@ -24,8 +24,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import msgspec
-
 from touchstream.config.rules import Rules
 from touchstream.domain import privacy, triggers
 from touchstream.domain.customer import (
@@ -34,11 +32,11 @@ from touchstream.domain.customer import (
     Decision,
     apply,
     erased_again,
-    event_fingerprint,
     new_state,
+    request_marks,
 )
 from touchstream.domain.decision import Expired, LinkRefused, Merged, Proposal
-from touchstream.domain.fold import ERASED_BY_KEPT, fold, fold_mark
+from touchstream.domain.fold import fold, fold_mark
 from touchstream.domain.identity import PRIORITY, home_of, link_mark, strongest
 from touchstream.domain.profile import project
 from touchstream.domain.records import Erased, Redirect
@@ -94,18 +92,27 @@ def handle(target: str, state: Stored | None, msg: dict[str, Any], rules: Rules)
     if isinstance(state, Erased):
         if kind == "confirm":
             return privacy.confirm(target, state, msg)
-        if kind == "forget":
-            return Step()
-        if kind == "ev" and event_fingerprint(msg["id"]) in (state.requests or ()):
-            return Step(duplicate=True)  # an erasure this marker knows, delivered again
+        if kind == "forget":  # another request's marker for this home: knows it too
+            return privacy.remember(state, msg)
+        if kind == "fold" and isinstance(msg["state"], dict) and msg["state"].get("erased_by"):
+            # a profile joining this one as it was erased: gone with it (in flight), but the
+            # requests it had been started after are known here from now on
+            learned = privacy.remember(state, {"requests": msg["state"]["erased_by"], "id": ""})
+            if learned.store is not None:
+                return learned
+        if kind == "ev" and msg["type"] == "erasure_requested":
+            if any(mark in (state.requests or ()) for mark in request_marks(msg)):
+                return Step(duplicate=True)  # a request this marker knows, delivered again
+            return privacy.erase_again(target, state, msg, rules)  # always answered
         refused = after_erasure(state, msg, rules)
         if refused:
             return Step(dropped=True, dropped_reason=refused)
         erased, state = state, None  # a new profile, nothing of the old
     elif kind == "confirm":
         return Step()  # the erasure it confirms was followed by a new profile already
-    elif kind == "ev" and isinstance(state, dict) and state.get("erased_before") is not None:
-        if msg["at"] <= state["erased_before"]:
+    elif kind == "ev" and isinstance(state, dict):
+        before = state.get("erased_before")
+        if before is not None and msg["at"] <= before:
             # happened before this identifier was erased (an offline till, a lagging
             # partition, a DLQ replay): never part of the new profile
             return Step(dropped=True, dropped_reason="before_erasure")
@@ -119,11 +126,6 @@ def handle(target: str, state: Stored | None, msg: dict[str, Any], rules: Rules)
         step.store = dict(step.store, version=version, erased_before=erased.erased_at)
         if erased.requests:
             step.store["erased_by"] = list(erased.requests)
-    elif erased is not None and isinstance(step.store, Erased) and erased.requests:
-        # a new request erasing a marker (suppression off): it keeps knowing the earlier ones
-        known = [*erased.requests, *(step.store.requests or ())]
-        requests = list(dict.fromkeys(known))[-ERASED_BY_KEPT:]
-        step.store = msgspec.structs.replace(step.store, requests=requests)
     return step
 
 

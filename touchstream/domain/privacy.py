@@ -20,15 +20,16 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+import msgspec
 import orjson
 
 from touchstream.config.rules import Rules
 from touchstream.domain import carts, decision, records
 from touchstream.domain.clock import iso
-from touchstream.domain.customer import event_fingerprint
+from touchstream.domain.customer import event_fingerprint, request_marks
 from touchstream.domain.decision import Export, Receipt
 from touchstream.domain.fold import ERASED_BY_KEPT
-from touchstream.domain.identity import home_of
+from touchstream.domain.identity import home_of, strongest
 from touchstream.domain.state import State, Stored
 from touchstream.domain.step import Step
 
@@ -49,7 +50,13 @@ def marker(
     )
 
 
-def erase(target: str, state: State | None, ev: dict[str, Any], rules: Rules) -> Step:
+def erase(
+    target: str,
+    state: State | None,
+    ev: dict[str, Any],
+    rules: Rules,
+    known: list[str] | None = None,
+) -> Step:
     """``erasure_requested`` reaching the customer's live profile (or an unknown id).
 
     The marker waits, ``unconfirmed``, until Redis confirmed the deletion (``confirm``): it
@@ -62,8 +69,9 @@ def erase(target: str, state: State | None, ev: dict[str, Any], rules: Rules) ->
     version = (state["version"] if state else 0) + 1
     # how a second delivery of it, or of an erasure the profile was started after, is known
     # (``domain.linking.handle``), at its own marker and at its identifiers' homes alike
-    before = (state.get("erased_by") or []) if state else []
-    requests = [*before, event_fingerprint(ev["id"])][-ERASED_BY_KEPT:]
+    # (``known``: those of the marker a request erases again, ``erase_again``)
+    before = (state.get("erased_by") or []) if state else (known or [])
+    requests = list(dict.fromkeys([*before, *request_marks(ev)]))[-ERASED_BY_KEPT:]
     homes = []
     sends = []
     for kind, values in identifiers.items():
@@ -74,6 +82,15 @@ def erase(target: str, state: State | None, ev: dict[str, Any], rules: Rules) ->
                 forget = {"k": "forget", "via": [kind, value], "erased_at": erased_at}
                 forget["requests"] = requests
                 sends.append((home, {**forget, "at": ev["at"], "id": ev["id"], "ts": 0}))
+    routed = ev.get("cid")
+    if routed and routed != target and routed not in homes:
+        # the home the request was sent to forwarded it here, and no longer points at this
+        # profile (it became a marker of an earlier erasure meanwhile): a second delivery of
+        # the request goes there, so that marker must know it too (``remember``)
+        kind = strongest(ev["ids"])
+        forget = {"k": "forget", "via": [kind, ev["ids"][kind]], "erased_at": erased_at}
+        forget["requests"] = requests
+        sends.append((routed, {**forget, "at": ev["at"], "id": ev["id"], "ts": 0}))
     counts = {kind: len(values) for kind, values in identifiers.items()}
     aliases = [[kind, value] for kind, values in identifiers.items() for value in values]
     receipt = {
@@ -102,6 +119,42 @@ def erase(target: str, state: State | None, ev: dict[str, Any], rules: Rules) ->
     return step
 
 
+def erase_again(target: str, state: records.Erased, ev: dict[str, Any], rules: Rules) -> Step:
+    """A new erasure request reaching an erasure marker: answered whatever the suppression of
+    erased identifiers or the time of the request (every request gets its receipt, README,
+    "Privacy"), with nothing left to remove but what the marker still waits for Redis with.
+    The marker is numbered past the old one and keeps the requests it knew; a receipt still
+    waiting for Redis goes out with this one's, on the confirmation of the removals the
+    worker's Redis queue merges (``serving.redis_sync.remove``), whose aliases and homes this
+    marker holds for a restart."""
+    step = erase(target, None, ev, rules, list(state.requests or ()))
+    fresh = step.store
+    assert isinstance(fresh, records.Erased) and fresh.unconfirmed is not None
+    waiting = dict(fresh.unconfirmed)
+    old = state.unconfirmed
+    if old is not None:  # the earlier request's receipt, still waiting for Redis
+        added = [a for a in waiting["aliases"] if a not in old["aliases"]]
+        waiting["aliases"] = [*old["aliases"], *added]
+        waiting["homes"] = sorted(set(old["homes"]) | set(waiting["homes"]))
+        waiting["earlier"] = [*old.get("earlier", ()), old["receipt"]]
+    step.store = marker(
+        target, max(state.erased_at, fresh.erased_at), state.version + 1, waiting, fresh.requests
+    )
+    return step
+
+
+def remember(state: records.Erased, msg: dict[str, Any]) -> Step:
+    """Another erasure's ``forget`` reaching a home that is a marker already: the marker learns
+    the requests it names (a second delivery of one, sent to this home, is then known), and
+    changes nothing else."""
+    sent = msg.get("requests") or [event_fingerprint(msg["id"])]
+    held = list(state.requests or ())
+    requests = list(dict.fromkeys([*held, *sent]))[-ERASED_BY_KEPT:]
+    if requests == held:
+        return Step()
+    return Step(store=msgspec.structs.replace(state, requests=requests))
+
+
 def pending_timers(state: State, rules: Rules) -> int:
     """How many timers a live profile has pending: its carts' reminders, its triggers held
     back by quiet hours, its open session (an erasure receipt counts them)."""
@@ -116,9 +169,10 @@ def confirm(target: str, state: records.Erased, msg: dict[str, Any]) -> Step:
     waiting = state.unconfirmed
     if waiting is None or msg.get("version") != state.version:
         return Step()  # confirmed already (a redelivery), or for an erasure since replaced
-    receipt = Receipt(**waiting["receipt"], completed_at=int(msg.get("ts", 0)))
+    completed_at = int(msg.get("ts", 0))
+    receipts = [*waiting.get("earlier", ()), waiting["receipt"]]  # (``erase_again``)
     store = marker(target, state.erased_at, state.version + 1, requests=state.requests)
-    return Step(store=store, decisions=[receipt])
+    return Step(store=store, decisions=[Receipt(**r, completed_at=completed_at) for r in receipts])
 
 
 def published(receipt: Receipt) -> dict[str, Any]:
@@ -143,13 +197,19 @@ def unconfirmed(state: Stored | None) -> dict[str, Any] | None:
 def forget(target: str, state: State | records.Redirect | None, msg: dict[str, Any]) -> Step:
     """The home of an erased customer's identifier becomes a marker too."""
     if isinstance(state, dict):
-        return Step()  # a live profile of its own: that identifier was never the customer's
+        # a live profile of its own (the identifier moved on, or a profile started there
+        # since): kept, but it learns the requests, so a second delivery of one sent to this
+        # home erases nothing here
+        known = list(state.get("erased_by") or ())
+        sent = msg.get("requests") or [event_fingerprint(msg["id"])]
+        learned = list(dict.fromkeys([*known, *sent]))[-ERASED_BY_KEPT:]
+        if learned == known:
+            return Step()
+        return Step(store=dict(state, erased_by=learned), profile_unchanged=True)
     version = (state.version if state is not None else 0) + 1
-    # the requests ``erase`` knows (a forget sent before they were kept: its own id), and any
-    # this home's marker knew already
-    sent = msg.get("requests") or [event_fingerprint(msg["id"])]
-    held: list[str] = (state.requests or []) if isinstance(state, records.Erased) else []
-    requests = list(dict.fromkeys([*held, *sent]))[-ERASED_BY_KEPT:]
+    # the requests ``erase`` knows (a forget sent before they were kept: its own id); a home
+    # that is a marker already learns them in ``remember``
+    requests = msg.get("requests") or [event_fingerprint(msg["id"])]
     return Step(
         store=marker(target, msg["erased_at"], version, requests=requests),
         identifiers_changed=True,

@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import replace
 from typing import Any
 
-from hypothesis import given, note
+from hypothesis import given, note, settings
 from hypothesis import strategies as st
 
 from tests.unit.domain.test_stage_properties import (
@@ -36,10 +36,13 @@ from tests.unit.domain.test_stage_properties import (
 from tests.unit.domain.test_stage_properties import (
     RULES as BASE_RULES,
 )
+from touchstream import offline
 from touchstream.domain.clock import MS_PER_MINUTE
 from touchstream.domain.customer import SEEN_SPAN_MS
+from touchstream.domain.identity import mint_customer_id
 from touchstream.domain.profile import view
 from touchstream.offline import OfflineStage
+from touchstream.simulator.factory import internal
 
 ERASING = [*KINDS, "erasure_requested", "erasure_requested", "loyalty_signup"]
 
@@ -125,4 +128,74 @@ def test_an_erasure_or_anything_else_delivered_again_changes_nothing(histories, 
     for lid in histories:
         assert seen(single, lid) == seen(double, lid), f"{lid}: what is seen differs"
     receipts = [d.payload["request_id"] for d in double.decisions if d.kind == "receipt"]
+    assert len(receipts) == len(set(receipts)), "a request sent two receipts"
+
+
+# --- shoppers who link: requests by any of their identifiers --------------------------------
+
+POOL = [
+    ("customer_id", "C-1"),
+    ("loyalty_id", "L-1"),
+    ("loyalty_id", "L-2"),
+    ("email", "E-1"),
+    ("device_id", "D-1"),
+]
+
+
+@st.composite
+def linked_traffic(draw: st.DrawFn) -> list[list[Event]]:
+    """Batches of events naming one or two identifiers of a small pool (so profiles link,
+    absorb each other and are erased by any of their identifiers), erasure requests dated up
+    to five minutes ahead, sign-ups, and erasure requests sent again later."""
+    ts, n = T0, 0
+    requests: list[Event] = []
+    batches = []
+    for _ in range(draw(st.integers(2, 6), label="batches")):
+        batch = []
+        for _ in range(draw(st.integers(1, 4), label="events")):
+            n += 1
+            ts += draw(st.sampled_from([1, 5, 100, 1000]))
+            if requests and draw(st.integers(0, 9), label="again") < 3:
+                batch.append(dict(draw(st.sampled_from(requests)), ts=ts))
+                continue
+            ids = dict(draw(st.lists(st.sampled_from(POOL), min_size=1, max_size=2, unique=True)))
+            kind = draw(st.sampled_from(["erasure_requested", "loyalty_signup", "page_view"]))
+            at, props = ts, {}
+            if kind == "erasure_requested":
+                at += draw(st.sampled_from([0, 0, MS_PER_MINUTE, 5 * MS_PER_MINUTE]))
+                props = {"request_id": f"R{n}"}
+            e = internal(mint_customer_id(ids), ids, kind, f"e{n}", n, at=at, **props)
+            e["ts"] = ts
+            if kind == "erasure_requested":
+                requests.append(e)
+            batch.append(e)
+        batches.append(batch)
+    return batches
+
+
+@settings(deadline=None, max_examples=600, database=None)  # (the races are rare: many runs)
+@given(linked_traffic(), st.booleans(), st.integers(0, 2**16))
+def test_a_request_sent_again_erases_nothing_more_whatever_links_meanwhile(batches, suppress, seed):
+    rules = replace(BASE_RULES, identity=replace(BASE_RULES.identity, suppress_erased=suppress))
+    stage = OfflineStage(rules, partitions=3, seed=seed)
+    erasing: list[str] = []  # the request of each step that erased something
+    real = offline.handle
+
+    def watched(target: str, state: Any, msg: dict[str, Any], rules: Any) -> Any:
+        step = real(target, state, msg, rules)
+        if msg.get("type") == "erasure_requested" and any(
+            d.kind == "erased" for d in step.decisions
+        ):
+            erasing.append(msg["id"])
+        return step
+
+    offline.handle = watched
+    try:
+        for batch in batches:
+            stage.submit(batch)
+            stage.drain()
+    finally:
+        offline.handle = real
+    assert len(erasing) == len(set(erasing)), "a request delivered again erased again"
+    receipts = [d.payload["request_id"] for d in stage.decisions if d.kind == "receipt"]
     assert len(receipts) == len(set(receipts)), "a request sent two receipts"

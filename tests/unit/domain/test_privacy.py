@@ -2,12 +2,13 @@
 flight at the erasure are dropped, and the same identifiers seen later start afresh."""
 
 from dataclasses import replace
+from typing import Any
 
 import orjson
 import pytest
 
 from touchstream.config.rules import load_rules
-from touchstream.domain.customer import event_fingerprint
+from touchstream.domain.customer import request_marks
 from touchstream.domain.identity import home_of, mint_customer_id
 from touchstream.domain.linking import handle, is_erased
 from touchstream.domain.privacy import export_parts, reassemble
@@ -20,6 +21,11 @@ from touchstream.tables.state_codec import plain
 RULES = load_rules(None)
 T0 = 1_795_179_807_512
 CARD, MAIL, WEB = {"loyalty_id": "L-9"}, {"email": "hash-9"}, {"device_id": "dev-9"}
+
+
+def marks(n: int, request_id: str) -> list[str]:
+    """How the erasure request ``ev(n, ..., request_id=request_id)`` is known again."""
+    return request_marks({"id": f"e{n}", "props": {"request_id": request_id}})
 
 
 def ev(n, ids, type_="page_view", ts=None, **props):
@@ -63,7 +69,7 @@ def test_erasure_leaves_no_profile_no_identifier_and_reports_what_it_removed():
         stored = orjson.loads(plain(stage.table[home]))  # as the changelog holds it
         # no data: the request is known by a digest of its event id, not its text
         assert set(stored) == {"customer_id", "erased_at", "version", "requests"}
-        assert stored["requests"] == [event_fingerprint("e5")]
+        assert stored["requests"] == marks(5, "R-1")
     # the receipt once Redis confirmed the deletion (the oracle confirms at once)
     (receipt,) = [d.payload for d in stage.decisions if d.kind == "receipt"]
     assert receipt["request_id"] == "R-1" and receipt["customer_id"] == root
@@ -94,7 +100,7 @@ def test_the_receipt_waits_for_redis_to_confirm_the_deletion():
     assert receipt.kind == "receipt" and receipt.payload["completed_at"] == T0 + 9
     kept = orjson.loads(plain(done.store))
     assert set(kept) == {"customer_id", "erased_at", "version", "requests"}
-    assert kept["requests"] == waiting.requests == [event_fingerprint("e5")]
+    assert kept["requests"] == waiting.requests == marks(5, "R-1")
     # confirmed twice (a redelivery): one receipt
     assert (
         handle(
@@ -309,7 +315,7 @@ def test_a_merged_profile_keeps_the_erasures_its_parts_were_started_after():
     )
     stage.drain()
     (merged,) = stage.live().values()
-    assert merged["customer_id"] == "C-1" and merged["erased_by"] == [event_fingerprint("e500")]
+    assert merged["customer_id"] == "C-1" and merged["erased_by"] == marks(500, "R-1")
 
     stage.submit([dict(erasure, ts=T0 + 700)])
     stage.drain()
@@ -331,7 +337,7 @@ def test_an_earlier_erasure_delivered_again_after_a_second_one_erases_nothing():
     stage.submit([ev(300, CARD, "loyalty_signup", ts=T0 + 300)])
     stage.drain()
     (fresh,) = stage.live().values()
-    assert fresh["erased_by"] == [event_fingerprint("e500"), event_fingerprint("e200")]
+    assert fresh["erased_by"] == [*marks(500, "R-1"), *marks(200, "R-2")]
 
     stage.submit([dict(first, ts=T0 + 400)])
     stage.drain()
@@ -359,7 +365,7 @@ def test_an_earlier_request_delivered_again_at_a_home_erased_since_erases_nothin
     assert stage.live() == {}
     home = stage.table[home_of("loyalty_id", "L-9")]
     assert isinstance(home, Erased)
-    assert home.requests == [event_fingerprint("e500"), event_fingerprint("e200")]
+    assert home.requests == [*marks(500, "R-1"), *marks(200, "R-2")]
 
     stage.submit([dict(first, ts=T0 + 400)])
     stage.drain()
@@ -380,9 +386,86 @@ def test_a_new_request_at_a_marker_keeps_the_requests_the_marker_knew():
     stage.drain()
     root = stage.table[home_of("loyalty_id", "L-9")]
     assert isinstance(root, Erased)
-    assert root.requests == [event_fingerprint("e500"), event_fingerprint("e200")]
+    assert root.requests == [*marks(500, "R-1"), *marks(200, "R-2")]
 
     stage.submit([dict(first, ts=T0 + 400)])
     stage.drain()
     receipts = [d.payload["request_id"] for d in stage.decisions if d.kind == "receipt"]
     assert receipts == ["R-1", "R-2"]
+
+
+class Hand:
+    """The customer stage driven by hand: each home's records queue up, and the test decides
+    which home handles its next records when (the races of linked identifiers)."""
+
+    def __init__(self, rules: Any = RULES) -> None:
+        self.rules = rules
+        self.table: dict[str, Any] = {}
+        self.queues: dict[str, list[dict[str, Any]]] = {}
+        self.receipts: list[str] = []
+
+    def run(self, target: str, msg: dict[str, Any]) -> None:
+        step = handle(target, self.table.get(target), msg, self.rules)
+        if step.delete:
+            self.table.pop(target, None)
+        elif step.store is not None:
+            self.table[target] = step.store
+            if isinstance(step.store, Erased) and step.store.unconfirmed is not None:
+                confirm = {"k": "confirm", "version": step.store.version, "ts": T0}
+                self.queues.setdefault(target, []).append(confirm)
+        self.receipts += [d.payload["request_id"] for d in step.decisions if d.kind == "receipt"]
+        for home, out in step.sends:
+            self.queues.setdefault(home, []).append(out)
+
+    def deliver(self, home: str) -> None:
+        records, self.queues[home] = self.queues.get(home, []), []
+        for record in records:
+            self.run(home, record)
+
+    def settle(self) -> None:
+        while any(self.queues.values()):
+            for home in list(self.queues):
+                self.deliver(home)
+
+
+def test_a_request_forwarded_by_a_home_erased_meanwhile_is_known_there_too():
+    # R-B by her email reaches its home while that is still a redirect to her card's profile;
+    # meanwhile R-A erased that profile and she signed up again with her card
+    hand = Hand()
+    card, mail = home_of("loyalty_id", "L-9"), home_of("email", "hash-9")
+    hand.run(card, ev(1, {**CARD, **MAIL}, "loyalty_signup"))
+    hand.settle()
+    request_b = ev(101, MAIL, "erasure_requested", request_id="R-B")
+    hand.run(card, ev(100, CARD, "erasure_requested", request_id="R-A"))
+    hand.deliver(card)  # Redis confirms R-A; its forget to the email's home is queued
+    hand.run(mail, request_b)  # still a redirect: forwarded to the card's home
+    hand.run(card, ev(102, CARD, "loyalty_signup"))  # back, before R-B lands
+    hand.deliver(card)  # R-B erases that new profile
+    hand.settle()
+    assert isinstance(hand.table[mail], Erased)
+    assert set(marks(101, "R-B")) <= set(hand.table[mail].requests or ())
+
+    hand.run(mail, ev(200, MAIL, "loyalty_signup"))  # later, she signs up with her email
+    hand.settle()
+    hand.run(mail, dict(request_b, ts=T0 + 300))  # and R-B is delivered again
+    hand.settle()
+
+    assert any(isinstance(s, dict) for s in hand.table.values())
+    assert hand.receipts == ["R-A", "R-B"]
+
+
+def test_every_request_reaching_a_marker_gets_its_receipt_and_a_newer_marker():
+    hand = Hand()
+    card = home_of("loyalty_id", "L-9")
+    hand.run(card, ev(1, CARD, "loyalty_signup"))
+    hand.run(card, ev(10, CARD, "erasure_requested", request_id="R-1"))
+    first = hand.table[card]
+    hand.queues.clear()  # Redis has not confirmed R-1 yet
+    hand.run(card, ev(11, CARD, "erasure_requested", request_id="R-2"))  # suppression on
+    second = hand.table[card]
+    assert isinstance(first, Erased) and isinstance(second, Erased)
+    assert second.version > first.version  # Redis's tombstone never outranks the marker
+    # the worker's Redis queue merged the two removals: one confirmation, both receipts
+    hand.settle()
+    assert hand.receipts == ["R-1", "R-2"]
+    assert second.requests == [*marks(10, "R-1"), *marks(11, "R-2")]

@@ -21,7 +21,7 @@ import pytest
 from tests.unit.domain.test_privacy import CARD, RULES, T0, ev, shopper
 from tests.unit.tables.test_state_migration import old_table
 from tests.unit.tables.test_state_v2 import v2_table
-from touchstream.domain.customer import event_fingerprint
+from touchstream.domain.customer import request_marks
 from touchstream.domain.identity import home_of
 from touchstream.domain.linking import handle
 from touchstream.domain.profile import view
@@ -97,7 +97,7 @@ def test_the_records_the_core_builds_now_are_stored_as_the_dicts_were():
     erasure = handle(
         ROOT, stage.table[ROOT], ev(5, CARD, "erasure_requested", request_id="R-1"), RULES
     )
-    request = {"requests": [event_fingerprint("e5")]}
+    request = {"requests": request_marks({"id": "e5", "props": {"request_id": "R-1"}})}
     assert isinstance(erasure.store, Erased)
     assert stored_dict(encode(erasure.store)) == {**stored_dict(UNCONFIRMED), **request}
     confirm = {"k": "confirm", "version": erasure.store.version, "ts": T0 + 9}
