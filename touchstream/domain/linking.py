@@ -111,13 +111,14 @@ def handle(target: str, state: Stored | None, msg: dict[str, Any], rules: Rules)
     elif kind == "confirm":
         return Step()  # the erasure it confirms was followed by a new profile already
     elif kind == "ev" and isinstance(state, dict):
-        before = state.get("erased_before")
-        if before is not None and msg["at"] <= before:
-            # happened before this identifier was erased (an offline till, a lagging
-            # partition, a DLQ replay): never part of the new profile
-            return Step(dropped=True, dropped_reason="before_erasure")
         if erased_again(state, msg):
             return Step(duplicate=True)
+        before = state.get("erased_before")
+        if before is not None and msg["at"] <= before and msg["type"] != "erasure_requested":
+            # happened before this identifier was erased (an offline till, a lagging
+            # partition, a DLQ replay): never part of the new profile. A new erasure request
+            # is applied whenever it is dated: it asks to erase the customer as she is now
+            return Step(dropped=True, dropped_reason="before_erasure")
     step = _dispatch(kind, target, state, msg, rules)
     if erased is not None and isinstance(step.store, dict):
         # numbered past the marker (Redis keeps its versioned tombstone until a newer write),
@@ -199,6 +200,8 @@ def _forward(state: Redirect, msg: dict[str, Any]) -> Step:
 
 def _event(target: str, state: State | Redirect | None, ev: dict[str, Any], rules: Rules) -> Step:
     if isinstance(state, Redirect):
+        if ev["type"] == "erasure_requested":  # each home it passes learns it (privacy.erase)
+            ev = dict(ev, passed=[*ev.get("passed", ()), target])
         return _forward(state, ev)
     created = state is None
     if state is None:

@@ -82,15 +82,16 @@ def erase(
                 forget = {"k": "forget", "via": [kind, value], "erased_at": erased_at}
                 forget["requests"] = requests
                 sends.append((home, {**forget, "at": ev["at"], "id": ev["id"], "ts": 0}))
-    routed = ev.get("cid")
-    if routed and routed != target and routed not in homes:
-        # the home the request was sent to forwarded it here, and no longer points at this
-        # profile (it became a marker of an earlier erasure meanwhile): a second delivery of
-        # the request goes there, so that marker must know it too (``remember``)
+    # the home the request was sent to, and every redirect it passed on its way here
+    # (``linking._event``), when they no longer point at this profile (a marker of an earlier
+    # erasure meanwhile, or a profile started there since): a second delivery of the request
+    # goes through them, so they must know it too (``remember``, ``forget``)
+    passed = [ev.get("cid"), *ev.get("passed", ())]
+    for home in dict.fromkeys(h for h in passed if h and h != target and h not in homes):
         kind = strongest(ev["ids"])
         forget = {"k": "forget", "via": [kind, ev["ids"][kind]], "erased_at": erased_at}
         forget["requests"] = requests
-        sends.append((routed, {**forget, "at": ev["at"], "id": ev["id"], "ts": 0}))
+        sends.append((home, {**forget, "at": ev["at"], "id": ev["id"], "ts": 0}))
     counts = {kind: len(values) for kind, values in identifiers.items()}
     aliases = [[kind, value] for kind, values in identifiers.items() for value in values]
     receipt = {

@@ -62,12 +62,14 @@ class Recovery(FaustRecovery):
         broker that had none to give during a quick second rebalance), which aiokafka's
         ``seek`` refuses with ``ValueError``: the recovery task crashed the worker at start
         (the chaos scenario of a rewound group, issue 29's tenth stop). Such an offset is read
-        as -1 here: the changelog partition is read from its start."""
-        sane: Counter[Any] = Counter()
+        as -1 here, in Faust's own offsets (it counts what is left to read from them: a copy
+        would leave an empty partition one record short for ever): the changelog partition is
+        read from its start."""
         for tp in tps:
             offset = offsets[tp]
-            sane[tp] = offset if isinstance(offset, int) and offset >= -1 else -1
-        await super()._seek_offsets(consumer, tps, sane, title)
+            if not isinstance(offset, int) or offset < -1:
+                offsets[tp] = -1
+        await super()._seek_offsets(consumer, tps, offsets, title)
 
 
 class TableManager(FaustTableManager):

@@ -469,3 +469,50 @@ def test_every_request_reaching_a_marker_gets_its_receipt_and_a_newer_marker():
     hand.settle()
     assert hand.receipts == ["R-1", "R-2"]
     assert second.requests == [*marks(10, "R-1"), *marks(11, "R-2")]
+
+
+def test_her_own_request_is_applied_whenever_dated_after_her_profile_absorbed_an_erased_one():
+    # she signed up (t=1000); a device erased by another request (t=2000) then joined her
+    # profile, which so remembers that erasure; her own request, dated t=1500 (before it), is
+    # ingested at t=4000: it still erases her
+    stage = OfflineStage(RULES)
+    device = {"device_id": "dev-9"}
+    stage.submit([ev(1000, CARD, "loyalty_signup")])
+    stage.drain()
+    stage.submit([ev(1900, device, "erasure_requested", ts=T0 + 2000, request_id="R-dev")])
+    stage.drain()
+    stage.submit([ev(3000, {**CARD, **device}, "loyalty_signup")])
+    stage.drain()
+    (her,) = stage.live().values()
+    assert her["erased_before"] == T0 + 2000  # the device's erasure, through the merge
+
+    stage.submit([ev(1500, CARD, "erasure_requested", ts=T0 + 4000, request_id="R-her")])
+    stage.drain()
+
+    assert stage.live() == {}
+    receipts = [d.payload["request_id"] for d in stage.decisions if d.kind == "receipt"]
+    assert receipts == ["R-dev", "R-her"]
+
+
+def test_every_redirect_a_request_passed_knows_it_once_applied():
+    # device -> email -> card: a request by her device passes two redirects; the middle one
+    # becomes a marker of an earlier erasure before the request's own forget could reach it
+    hand = Hand()
+    dev, mail, card = (home_of(k, v) for k, v in (*WEB.items(), *MAIL.items(), *CARD.items()))
+    for n, ids in enumerate([WEB, {**MAIL, **WEB}, {**CARD, **MAIL}], 1):
+        seen = ev(n, ids)
+        hand.run(seen["cid"], seen)  # (ingest's routing: the home of its strongest identifier)
+        hand.settle()
+    assert hand.table[dev].into == mail and hand.table[mail].into == card
+    hand.run(card, ev(40, CARD, "erasure_requested", request_id="R-a"))
+    hand.deliver(card)  # its confirm: R-a's receipt; its forgets wait at the two homes
+    request_b = ev(41, WEB, "erasure_requested", request_id="R-b")
+    hand.queues[dev].insert(0, request_b)
+    hand.run(dev, hand.queues[dev].pop(0))  # still a redirect: forwarded to the email's home
+    hand.run(mail, hand.queues[mail].pop())  # still a redirect: forwarded to the card's home
+    hand.settle()
+    assert set(marks(41, "R-b")) <= set(hand.table[mail].requests or ())
+
+    hand.run(dev, dict(request_b, ts=T0 + 500))  # the producer's retry
+    hand.settle()
+    assert hand.receipts == ["R-a", "R-b"]
