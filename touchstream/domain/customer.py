@@ -12,6 +12,7 @@ by their own ids (``domain.loyalty``).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -113,6 +114,16 @@ def src_key(home: str, customer_id: str, partition: int, topic: str | None = Non
 
 def event_fingerprint(event_id: str) -> str:
     return hashlib.blake2b(event_id.encode(), digest_size=8).hexdigest()
+
+
+# marks of erasure requests (two each: event id, request id) a profile remembers being started
+# after, and a marker knows (domain.linking, domain.privacy)
+ERASED_BY_KEPT = 16
+
+
+def known_requests(held: Iterable[str], new: Iterable[str]) -> list[str]:
+    """``held`` request marks, then ``new`` ones not held yet, the latest ``ERASED_BY_KEPT``."""
+    return list(dict.fromkeys([*held, *new]))[-ERASED_BY_KEPT:]
 
 
 def request_marks(event: dict[str, Any]) -> list[str]:

@@ -14,7 +14,13 @@ from typing import Any
 
 from touchstream.config.rules import Rules
 from touchstream.domain import carts, consent, loyalty, rfm, sessions, state_bounds
-from touchstream.domain.customer import ASKED_LIMIT, REFUSED_LIMIT, forget_old, seen_entries
+from touchstream.domain.customer import (
+    ASKED_LIMIT,
+    REFUSED_LIMIT,
+    forget_old,
+    known_requests,
+    seen_entries,
+)
 from touchstream.domain.decision import Decision
 from touchstream.domain.identity import held_marks
 from touchstream.domain.migrate import FORMAT, migrate
@@ -24,9 +30,6 @@ from touchstream.domain.triggers import fold_deferred, fold_delivered
 
 Folder = Callable[[State, State, State, Rules], Any]
 MERGED_LIMIT = 64
-# marks of erasure requests (two each: event id, request id) a profile remembers being started
-# after, and a marker knows (domain.linking)
-ERASED_BY_KEPT = 16
 
 
 def _keep(name: str) -> Folder:
@@ -210,9 +213,9 @@ def fold(
     erased = [s["erased_before"] for s in (winner, loser) if s.get("erased_before") is not None]
     if erased:
         out["erased_before"] = max(erased)
-    requests = [r for s in (winner, loser) for r in s.get("erased_by") or ()]
+    requests = known_requests(winner.get("erased_by") or (), loser.get("erased_by") or ())
     if requests:  # and a second delivery of any of those erasures stays without effect
-        out["erased_by"] = list(dict.fromkeys(requests))[-ERASED_BY_KEPT:]
+        out["erased_by"] = requests
     times = [t for t in (winner["last_event_at"], loser["last_event_at"]) if t is not None]
     if times:
         state_bounds.compact(out, max(times), rules, decisions if decisions is not None else [])

@@ -26,9 +26,8 @@ import orjson
 from touchstream.config.rules import Rules
 from touchstream.domain import carts, decision, records
 from touchstream.domain.clock import iso
-from touchstream.domain.customer import event_fingerprint, request_marks
+from touchstream.domain.customer import event_fingerprint, known_requests, request_marks
 from touchstream.domain.decision import Export, Receipt
-from touchstream.domain.fold import ERASED_BY_KEPT
 from touchstream.domain.identity import home_of, strongest
 from touchstream.domain.state import State, Stored
 from touchstream.domain.step import Step
@@ -71,7 +70,7 @@ def erase(
     # (``domain.linking.handle``), at its own marker and at its identifiers' homes alike
     # (``known``: those of the marker a request erases again, ``erase_again``)
     before = (state.get("erased_by") or []) if state else (known or [])
-    requests = list(dict.fromkeys([*before, *request_marks(ev)]))[-ERASED_BY_KEPT:]
+    requests = known_requests(before, request_marks(ev))
     homes = []
     sends = []
     for kind, values in identifiers.items():
@@ -148,12 +147,16 @@ def remember(state: records.Erased, msg: dict[str, Any]) -> Step:
     """Another erasure's ``forget`` reaching a home that is a marker already: the marker learns
     the requests it names (a second delivery of one, sent to this home, is then known), and
     changes nothing else."""
-    sent = msg.get("requests") or [event_fingerprint(msg["id"])]
     held = list(state.requests or ())
-    requests = list(dict.fromkeys([*held, *sent]))[-ERASED_BY_KEPT:]
+    requests = known_requests(held, _sent(msg))
     if requests == held:
         return Step()
     return Step(store=msgspec.structs.replace(state, requests=requests))
+
+
+def _sent(forget: dict[str, Any]) -> list[str]:
+    """The request marks a ``forget`` carries (one sent before they were kept: its own id)."""
+    return forget.get("requests") or [event_fingerprint(forget["id"])]
 
 
 def pending_timers(state: State, rules: Rules) -> int:
@@ -202,17 +205,15 @@ def forget(target: str, state: State | records.Redirect | None, msg: dict[str, A
         # since): kept, but it learns the requests, so a second delivery of one sent to this
         # home erases nothing here
         known = list(state.get("erased_by") or ())
-        sent = msg.get("requests") or [event_fingerprint(msg["id"])]
-        learned = list(dict.fromkeys([*known, *sent]))[-ERASED_BY_KEPT:]
+        learned = known_requests(known, _sent(msg))
         if learned == known:
             return Step()
         return Step(store=dict(state, erased_by=learned), profile_unchanged=True)
     version = (state.version if state is not None else 0) + 1
     # the requests ``erase`` knows (a forget sent before they were kept: its own id); a home
     # that is a marker already learns them in ``remember``
-    requests = msg.get("requests") or [event_fingerprint(msg["id"])]
     return Step(
-        store=marker(target, msg["erased_at"], version, requests=requests),
+        store=marker(target, msg["erased_at"], version, requests=_sent(msg)),
         identifiers_changed=True,
     )
 

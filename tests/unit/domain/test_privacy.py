@@ -55,6 +55,26 @@ def shopper() -> OfflineStage:
     return stage.drain()
 
 
+def receipts_of(stage: OfflineStage) -> list[str]:
+    """The request ids of the receipts sent so far, in order."""
+    return [d.payload["request_id"] for d in stage.decisions if d.kind == "receipt"]
+
+
+def unsuppressed(stage: OfflineStage) -> OfflineStage:
+    """``stage`` with erased identifiers seen again starting a new profile at once."""
+    stage.rules = replace(RULES, identity=replace(RULES.identity, suppress_erased=False))
+    return stage
+
+
+def erased_ahead(stage: OfflineStage) -> dict[str, Any]:
+    """R-1, her erasure, applied: dated ahead of the ingest clock (ingested at T0 + 5, dated
+    T0 + 500), so event time alone does not tell a second delivery of it from a new request."""
+    request = ev(500, CARD, "erasure_requested", ts=T0 + 5, request_id="R-1")
+    stage.submit([request])
+    stage.drain()
+    return request
+
+
 def test_erasure_leaves_no_profile_no_identifier_and_reports_what_it_removed():
     stage = shopper()
     root = home_of("loyalty_id", "L-9")
@@ -161,8 +181,7 @@ def test_erased_identifiers_are_suppressed_until_a_new_sign_up_or_consent():
 
 
 def test_with_suppression_off_identifiers_seen_again_start_a_new_empty_profile():
-    stage = shopper()
-    stage.rules = replace(RULES, identity=replace(RULES.identity, suppress_erased=False))
+    stage = unsuppressed(shopper())
     stage.submit([ev(5, CARD, "erasure_requested", request_id="R-1")])
     stage.drain()
     stage.submit([ev(10, CARD, ts=T0 + 1_000)])
@@ -281,12 +300,11 @@ def test_an_erasure_delivered_again_leaves_the_profile_she_started_since(again_t
     stage.drain()
 
     assert stage.live() == {fresh["customer_id"]: fresh}
-    assert [d.payload["request_id"] for d in stage.decisions if d.kind == "receipt"] == ["R-1"]
+    assert receipts_of(stage) == ["R-1"]
 
 
 def test_an_erasure_delivered_again_to_its_marker_sends_no_second_receipt():
-    stage = shopper()
-    stage.rules = replace(RULES, identity=replace(RULES.identity, suppress_erased=False))
+    stage = unsuppressed(shopper())
     erasure = ev(500, CARD, "erasure_requested", ts=T0 + 5, request_id="R-1")
     stage.submit([erasure])
     stage.drain()
@@ -295,7 +313,7 @@ def test_an_erasure_delivered_again_to_its_marker_sends_no_second_receipt():
     stage.submit([dict(erasure, ts=T0 + 700)])  # ingested again, after the erasure
     stage.drain()
 
-    assert [d.payload["request_id"] for d in stage.decisions if d.kind == "receipt"] == ["R-1"]
+    assert receipts_of(stage) == ["R-1"]
     assert stage.table == markers
 
 
@@ -326,9 +344,7 @@ def test_an_earlier_erasure_delivered_again_after_a_second_one_erases_nothing():
     # erased, back, erased again by a new request, back again: then the first request, dated
     # ahead of both, arrives a second time
     stage = shopper()
-    first = ev(500, CARD, "erasure_requested", ts=T0 + 5, request_id="R-1")
-    stage.submit([first])
-    stage.drain()
+    first = erased_ahead(stage)
     stage.submit([ev(100, CARD, "loyalty_signup", ts=T0 + 100)])
     stage.drain()
     second = ev(200, CARD, "erasure_requested", ts=T0 + 200, request_id="R-2")
@@ -343,18 +359,15 @@ def test_an_earlier_erasure_delivered_again_after_a_second_one_erases_nothing():
     stage.drain()
 
     assert stage.live() == {fresh["customer_id"]: fresh}
-    receipts = [d.payload["request_id"] for d in stage.decisions if d.kind == "receipt"]
+    receipts = receipts_of(stage)
     assert receipts == ["R-1", "R-2"]
 
 
 def test_an_earlier_request_delivered_again_at_a_home_erased_since_erases_nothing():
     # erased (R-1), back with her card, then merged into a CRM profile that is erased in turn
     # (R-2): her card's home becomes that profile's marker, and still knows R-1
-    stage = shopper()
-    stage.rules = replace(RULES, identity=replace(RULES.identity, suppress_erased=False))
-    first = ev(500, CARD, "erasure_requested", ts=T0 + 5, request_id="R-1")
-    stage.submit([first])
-    stage.drain()
+    stage = unsuppressed(shopper())
+    first = erased_ahead(stage)
     stage.submit([ev(100, CARD, "loyalty_signup", ts=T0 + 100)])
     stage.drain()
     stage.submit([ev(101, {**CARD, "customer_id": "C-9"}, ts=T0 + 101)])
@@ -371,16 +384,13 @@ def test_an_earlier_request_delivered_again_at_a_home_erased_since_erases_nothin
     stage.drain()
 
     assert stage.live() == {}
-    receipts = [d.payload["request_id"] for d in stage.decisions if d.kind == "receipt"]
+    receipts = receipts_of(stage)
     assert receipts == ["R-1", "R-2"]
 
 
 def test_a_new_request_at_a_marker_keeps_the_requests_the_marker_knew():
-    stage = shopper()
-    stage.rules = replace(RULES, identity=replace(RULES.identity, suppress_erased=False))
-    first = ev(500, CARD, "erasure_requested", ts=T0 + 5, request_id="R-1")
-    stage.submit([first])
-    stage.drain()
+    stage = unsuppressed(shopper())
+    first = erased_ahead(stage)
     # a second request for the erased customer, while nothing lives there
     stage.submit([ev(200, CARD, "erasure_requested", ts=T0 + 200, request_id="R-2")])
     stage.drain()
@@ -390,7 +400,7 @@ def test_a_new_request_at_a_marker_keeps_the_requests_the_marker_knew():
 
     stage.submit([dict(first, ts=T0 + 400)])
     stage.drain()
-    receipts = [d.payload["request_id"] for d in stage.decisions if d.kind == "receipt"]
+    receipts = receipts_of(stage)
     assert receipts == ["R-1", "R-2"]
 
 
@@ -490,7 +500,7 @@ def test_her_own_request_is_applied_whenever_dated_after_her_profile_absorbed_an
     stage.drain()
 
     assert stage.live() == {}
-    receipts = [d.payload["request_id"] for d in stage.decisions if d.kind == "receipt"]
+    receipts = receipts_of(stage)
     assert receipts == ["R-dev", "R-her"]
 
 
