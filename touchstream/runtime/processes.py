@@ -23,10 +23,21 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
+_HANDED_OUT: set[int] = set()  # ports free_port returned in this process
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on now, and not one this process was given before: the kernel
+    can hand out the port it just gave (a closed probe socket frees it), and a worker given
+    the same port for its customer API and its operations listener refuses to start (the
+    bench failed so once in a run of six)."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_for_port(host: str, port: int, timeout_s: float, proc: subprocess.Popen[Any]) -> None:
