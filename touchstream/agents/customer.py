@@ -104,14 +104,28 @@ def make_customer_handler(p: CustomerPorts) -> Handler:
             if message.offset in {m.offset for m in messages}:  # not cut off by a halt
                 _quarantine(p, source, message, failure)
 
-        def write_states(delivered: bool) -> None:
-            unwritten.remove(cache)
-            if delivered:
-                cache.flush()
-
-        return write_states
+        return WriteStates(cache, unwritten)
 
     return handle_batch
+
+
+class WriteStates:
+    """A batch's finisher: its states encoded while the broker acknowledges the fetch's output
+    (``prepare``, streams.delivery), written to the table once it did."""
+
+    __slots__ = ("cache", "unwritten")
+
+    def __init__(self, cache: StateCache, unwritten: list[StateCache]) -> None:
+        self.cache = cache
+        self.unwritten = unwritten
+
+    def prepare(self) -> None:
+        self.cache.prepare()
+
+    def __call__(self, delivered: bool) -> None:
+        self.unwritten.remove(self.cache)
+        if delivered:
+            self.cache.flush()
 
 
 def _quarantine(p: CustomerPorts, source: str, message: Any, failure: Failure) -> None:

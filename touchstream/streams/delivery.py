@@ -29,7 +29,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from aiokafka.errors import GroupAuthorizationFailedError, TopicAuthorizationFailedError
 from faust.streams import _current_event
@@ -39,6 +39,19 @@ from touchstream.streams.outbox import Outbox
 
 log = logging.getLogger(__name__)
 Finisher = Callable[[bool], None]  # called with whether the fetch's output was delivered
+
+
+@runtime_checkable
+class Preparing(Protocol):
+    """A finisher with work that does not wait for the delivery (encoding states): done while
+    the broker acknowledges the fetch's output, which the event loop's thread would otherwise
+    sit out. It must raise nothing; what it could not do, the finisher does."""
+
+    def __call__(self, delivered: bool) -> None: ...
+
+    def prepare(self) -> None: ...
+
+
 Handler = Callable[[Any, list[Any]], Awaitable[Finisher | None]]
 AUTHORIZATION_ERRORS = (GroupAuthorizationFailedError, TopicAuthorizationFailedError)
 DENIED_BACKOFF_S = (0.5, 5.0)  # first and longest wait after the broker refused a fetch
@@ -155,7 +168,20 @@ async def run_fetch(
                 finishers.append((messages[-1], finish))
         # output first, state second: a crash in between replays the batch and sends the
         # output again (same ids); state written first would mark as done what never left
-        await outbox.flush(delivered=bool(finishers))
+        delivering = asyncio.ensure_future(outbox.flush(delivered=bool(finishers)))
+        try:
+            if any(isinstance(finish, Preparing) for _, finish in finishers):
+                # two turns of the loop: the output handed to the producer, then its sender
+                # task sends it; the finishers' own work overlaps the broker's round trip
+                await asyncio.sleep(0)
+                await asyncio.sleep(0)
+                for _, finish in finishers:
+                    if isinstance(finish, Preparing):
+                        finish.prepare()
+            await delivering
+        except BaseException:
+            delivering.cancel()  # (nothing if it is what raised)
+            raise
         delivered = current is None or current()
         if not delivered:
             log.info(

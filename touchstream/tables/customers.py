@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import logging
+from concurrent.futures import Future
 from typing import Any
 
 import faust
@@ -13,6 +15,7 @@ from touchstream.tables import state_codec
 from touchstream.tables.store import store_reader, table_writer
 
 CUSTOMERS_TABLE = "customers"
+log = logging.getLogger(__name__)
 
 
 def customers_table(app: faust.App, partitions: int) -> Any:
@@ -91,6 +94,8 @@ class StateCache:
         self._read = store_reader(table)
         self._live = live if live is not None else LiveStates(0)
         self._dirty: dict[bytes, Stored | None] = {}
+        # the stored values ``prepare`` is computing: the keys in order, their frames' future
+        self._packed: tuple[list[bytes], Future[Any]] | None = None
 
     def get(self, key: bytes) -> Stored | None:
         dirty = self._dirty
@@ -111,17 +116,45 @@ class StateCache:
         """States changed since the last flush (None: deleted)."""
         return self._dirty
 
+    def prepare(self) -> None:
+        """Encode what changed and start compressing it on the codec's packing thread
+        (``state_codec.pack_later``), for ``flush`` to write: the batch is done, and nothing
+        changes its states before ``flush`` (the stage handles one fetch at a time). Raises
+        nothing: a state that does not encode is left to ``flush``, which raises as before."""
+        keys = [key for key, state in self._dirty.items() if state is not None]
+        try:
+            plains = [state_codec.plain(self._dirty[key]) for key in keys]  # type: ignore[arg-type]
+        except Exception:  # flush encodes it again and raises
+            return
+        future = state_codec.pack_later(plains)
+        if future is not None:
+            self._packed = (keys, future)
+
     def flush(self) -> None:
         """Write what changed (inside the batch: the table needs its partition's event)."""
         table = self._table
         live = self._live
         write, encode = table_writer(table), state_codec.encode
+        packed = self._take_packed()
         for key, state in self._dirty.items():
             if state is not None:
-                write(key, encode(state))
+                frame = packed.get(key)
+                write(key, encode(state) if frame is None else state_codec.pack_frame(frame))
                 live.keep(key, state)
             else:
                 live.take(key)
                 if key in table:
                     del table[key]
         self._dirty.clear()
+
+    def _take_packed(self) -> dict[bytes, Any]:
+        """The frames ``prepare`` had compressed, by key (none if it did not run or failed)."""
+        if self._packed is None:
+            return {}
+        keys, future = self._packed
+        self._packed = None
+        try:
+            return dict(zip(keys, future.result(), strict=True))
+        except Exception:  # encoded inline instead, raising what that raises
+            log.exception("compressing states off the event loop failed: compressing inline")
+            return {}

@@ -30,6 +30,7 @@ field names and placeholder values only, never a customer's data.
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import msgspec
@@ -84,6 +85,19 @@ _COMPRESS = zstandard.ZstdCompressor(
 _DECOMPRESS = zstandard.ZstdDecompressor(dict_data=_DICT_1).decompress
 _ZSTD_1 = bytes([ZSTD_1])
 
+# A fetch's states are compressed on a thread of their own while the event loop's thread goes
+# on (streams/delivery.py: while the broker acknowledges the fetch's output). python-zstandard
+# compresses a whole list in C without the GIL (``multi_compress_to_buffer``; its C backend,
+# the one CPython wheels use), so on a second core this is time the event loop's thread no
+# longer spends. The compressor is this one thread's: zstandard's compressors must not be used
+# by two threads at once.
+_PACKING: ThreadPoolExecutor | None = None
+_COMPRESS_MANY = getattr(
+    zstandard.ZstdCompressor(level=3, dict_data=_DICT_1, write_checksum=False, write_dict_id=False),
+    "multi_compress_to_buffer",
+    None,
+)
+
 
 class StateFormatError(TouchstreamError):
     """A stored state no codec of this version reads: never guessed at, never dropped."""
@@ -92,6 +106,23 @@ class StateFormatError(TouchstreamError):
 def pack(plain: bytes) -> bytes:
     """The stored form of a state already serialized with orjson."""
     return _ZSTD_1 + _COMPRESS(plain)
+
+
+def pack_later(plains: list[bytes]) -> Future[Any] | None:
+    """``pack`` of each of ``plains``, computed on the packing thread: the future's result is
+    the compressed frames in order (``pack_frame`` makes each a stored value). None where the
+    zstd backend cannot compress a list without the GIL: ``pack`` them where they are needed."""
+    global _PACKING
+    if _COMPRESS_MANY is None or not plains:
+        return None
+    if _PACKING is None:
+        _PACKING = ThreadPoolExecutor(1, thread_name_prefix="touchstream-state-pack")
+    return _PACKING.submit(_COMPRESS_MANY, plains)
+
+
+def pack_frame(frame: Any) -> bytes:
+    """The stored form of a frame ``pack_later`` compressed: the same bytes as ``pack``."""
+    return _ZSTD_1 + frame
 
 
 def unpack(stored: bytes) -> bytes:

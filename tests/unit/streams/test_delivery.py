@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, NamedTuple
 
 import pytest
@@ -118,6 +119,79 @@ async def test_output_the_broker_refused_writes_no_state_of_the_fetch() -> None:
         "handled customer-events[6] x1",
         "states 2 dropped",
         "states 6 dropped",
+    ]
+
+
+class InFlightOutbox:
+    """An outbox whose output the broker acknowledges only once the test says so."""
+
+    def __init__(self, log: list[str], refuse: bool = False) -> None:
+        self.log = log
+        self.refuse = refuse
+        self.acknowledge = asyncio.Event()
+
+    async def flush(self, delivered: bool = False) -> None:
+        if not delivered:
+            self.log.append("queued")
+            return
+        self.log.append("output sent")
+        await self.acknowledge.wait()
+        if self.refuse:
+            raise OutputLost("the broker refused output records")
+        self.log.append("delivered")
+
+
+class EncodingStates:
+    """A finisher that encodes its states while the output is in flight (``prepare``)."""
+
+    def __init__(self, log: list[str], partition: int, outbox: InFlightOutbox) -> None:
+        self.log, self.partition, self.outbox = log, partition, outbox
+
+    def prepare(self) -> None:
+        self.log.append(f"states {self.partition} encoded")
+        self.outbox.acknowledge.set()  # the broker answers while the states are encoded
+
+    def __call__(self, delivered: bool) -> None:
+        self.log.append(f"states {self.partition} {'written' if delivered else 'dropped'}")
+
+
+def _encoding(log: list[str], outbox: InFlightOutbox):  # type: ignore[no-untyped-def]
+    async def handle(tp: TP, messages: list[Message]) -> Finisher:
+        log.append(f"handled {tp.topic}[{tp.partition}]")
+        return EncodingStates(log, tp.partition, outbox)
+
+    return handle
+
+
+@pytest.mark.parametrize("refused", [False, True])
+async def test_states_are_encoded_while_the_output_is_in_flight_and_written_only_after(
+    refused: bool,
+) -> None:
+    log: list[str] = []
+    outbox = InFlightOutbox(log, refuse=refused)
+    handler = _encoding(log, outbox)
+    work: list[tuple[Any, Any, list[Any]]] = [
+        (handler, TP("customer-events", 1), _batch("customer-events", 1, 2)),
+        (handler, TP("customer-events", 4), _batch("customer-events", 4, 1)),
+    ]
+    fetch = asyncio.wait_for(run_fetch(work, outbox), 5)  # type: ignore[arg-type]
+    if refused:
+        with pytest.raises(OutputLost):
+            await fetch
+    else:
+        await fetch
+    outcome = (
+        ["states 1 dropped", "states 4 dropped"]
+        if refused
+        else ["delivered", "states 1 written", "states 4 written", "queued"]
+    )
+    assert log == [
+        "handled customer-events[1]",
+        "handled customer-events[4]",
+        "output sent",
+        "states 1 encoded",
+        "states 4 encoded",
+        *outcome,
     ]
 
 

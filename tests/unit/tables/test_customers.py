@@ -109,3 +109,20 @@ def test_clearing_forgets_every_state_so_a_recovered_table_is_read_again() -> No
     live.clear()
 
     assert StateCache(table, live).get(b"a") == {"customer_id": "a", "points": 40}
+
+
+def test_states_prepared_for_a_fetch_whose_output_never_arrived_are_never_stored() -> None:
+    table, live = CountingTable(), LiveStates(10)
+    write_batch(table, live, b"a", 7)
+    stored = dict(table)
+
+    failed = StateCache(table, live)
+    state = failed.get(b"a")
+    assert state is not None
+    failed.put(b"a", dict(state, points=500))
+    failed.put(b"b", {"customer_id": "b", "points": 1})
+    failed.prepare()  # compressing while the output was on its way; then it was not delivered
+
+    assert dict(table) == stored
+    assert StateCache(table, live).get(b"a") == {"customer_id": "a", "points": 7}
+    assert StateCache(table, live).get(b"b") is None

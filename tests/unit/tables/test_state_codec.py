@@ -145,3 +145,32 @@ def test_a_value_that_is_neither_json_nor_a_record_is_still_refused(state: dict)
     # orjson over the bench states above holds)
     with pytest.raises(TypeError, match="object"):
         state_codec.encode(state)
+
+
+def test_states_compressed_off_the_event_loop_are_stored_as_the_cache_stored_them() -> None:
+    """A batch's states are compressed on the packing thread while the fetch's output is
+    acknowledged (``StateCache.prepare``): over the bench's states, live profiles, redirects
+    and erasure markers, the table gets the very bytes ``encode`` writes, and reads back."""
+    stage = replayed(3_000, 300)
+    states = {key.encode(): state for key, state in stage.table.items()}
+    prepared: dict[bytes, bytes] = {}
+    cache = StateCache(prepared)
+    for key, state in states.items():
+        cache.put(key, state)
+    cache.prepare()
+    assert cache._packed is not None  # compressed off the event loop on this install
+    cache.flush()
+
+    assert prepared == {key: state_codec.encode(state) for key, state in states.items()}
+    assert all(decode_state(prepared[key]) == state for key, state in states.items())
+    assert any(not isinstance(state, dict) for state in states.values())  # redirects too
+
+
+def test_a_state_that_does_not_encode_still_fails_its_batch_when_written() -> None:
+    table: dict[bytes, bytes] = {}
+    cache = StateCache(table)
+    cache.put(b"a", {"customer_id": "a", "points": 1})
+    cache.put(b"b", {"customer_id": "b", "bad": object()})  # a bug in the core, say
+    cache.prepare()  # raises nothing: it runs while the output is acknowledged
+    with pytest.raises(TypeError):
+        cache.flush()
