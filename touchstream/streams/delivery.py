@@ -55,6 +55,7 @@ class Preparing(Protocol):
 Handler = Callable[[Any, list[Any]], Awaitable[Finisher | None]]
 AUTHORIZATION_ERRORS = (GroupAuthorizationFailedError, TopicAuthorizationFailedError)
 DENIED_BACKOFF_S = (0.5, 5.0)  # first and longest wait after the broker refused a fetch
+SEND_TURNS = 4  # event loop turns given to the producer before a fetch's finishers prepare
 SEEK_PENDING_PAUSE_S = 0.05  # after a fetch dropped whole because a seek is still to come
 # True in the drain's task: a seek made there is the one Faust's ``getmany`` makes when it finds
 # flow stopped (a rebalance began), not the seek that ends an assignment (streams/transport.py)
@@ -171,10 +172,13 @@ async def run_fetch(
         delivering = asyncio.ensure_future(outbox.flush(delivered=bool(finishers)))
         try:
             if any(isinstance(finish, Preparing) for _, finish in finishers):
-                # two turns of the loop: the output handed to the producer, then its sender
-                # task sends it; the finishers' own work overlaps the broker's round trip
-                await asyncio.sleep(0)
-                await asyncio.sleep(0)
+                # the output handed to the producer, then its sender task woken and its
+                # request written (aiokafka 0.14: a turn each), so that the finishers' own
+                # work overlaps the broker's round trip rather than delaying the request. A
+                # request to a broker with one still in flight waits for it: no number of
+                # turns can promise "sent", only make it likely.
+                for _ in range(SEND_TURNS):
+                    await asyncio.sleep(0)
                 for _, finish in finishers:
                     if isinstance(finish, Preparing):
                         finish.prepare()

@@ -124,9 +124,9 @@ class StateCache:
         keys = [key for key, state in self._dirty.items() if state is not None]
         try:
             plains = [state_codec.plain(self._dirty[key]) for key in keys]  # type: ignore[arg-type]
-        except Exception:  # flush encodes it again and raises
+            future = state_codec.pack_later(plains)
+        except Exception:  # flush encodes inline, and raises what that raises
             return
-        future = state_codec.pack_later(plains)
         if future is not None:
             self._packed = (keys, future)
 

@@ -91,11 +91,15 @@ _ZSTD_1 = bytes([ZSTD_1])
 # the one CPython wheels use), so on a second core this is time the event loop's thread no
 # longer spends. The compressor is this one thread's: zstandard's compressors must not be used
 # by two threads at once.
+# Its CFFI backend (PyPy, or a failed C build) has the method but raises
+# NotImplementedError: there, states are compressed where they are written.
 _PACKING: ThreadPoolExecutor | None = None
-_COMPRESS_MANY = getattr(
-    zstandard.ZstdCompressor(level=3, dict_data=_DICT_1, write_checksum=False, write_dict_id=False),
-    "multi_compress_to_buffer",
-    None,
+_COMPRESS_MANY = (
+    zstandard.ZstdCompressor(
+        level=3, dict_data=_DICT_1, write_checksum=False, write_dict_id=False
+    ).multi_compress_to_buffer
+    if zstandard.backend == "cext"
+    else None
 )
 
 
@@ -117,7 +121,7 @@ def pack_later(plains: list[bytes]) -> Future[Any] | None:
         return None
     if _PACKING is None:
         _PACKING = ThreadPoolExecutor(1, thread_name_prefix="touchstream-state-pack")
-    return _PACKING.submit(_COMPRESS_MANY, plains)
+    return _PACKING.submit(_COMPRESS_MANY, plains)  # type: ignore[arg-type]  # (bytes are)
 
 
 def pack_frame(frame: Any) -> bytes:

@@ -126,3 +126,6 @@ def test_states_prepared_for_a_fetch_whose_output_never_arrived_are_never_stored
     assert dict(table) == stored
     assert StateCache(table, live).get(b"a") == {"customer_id": "a", "points": 7}
     assert StateCache(table, live).get(b"b") is None
+    # the fetch read again writes its own states, never the frames prepared before
+    write_batch(table, live, b"b", 3)
+    assert decode_state(table[b"b"]) == {"customer_id": "b", "points": 3}

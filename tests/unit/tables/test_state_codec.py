@@ -4,6 +4,8 @@ within the 2 KiB a customer may take (docs/domain.md, "Targets")."""
 from __future__ import annotations
 
 import re
+from concurrent.futures import Future
+from typing import Any
 
 import orjson
 import pytest
@@ -166,11 +168,42 @@ def test_states_compressed_off_the_event_loop_are_stored_as_the_cache_stored_the
     assert any(not isinstance(state, dict) for state in states.values())  # redirects too
 
 
-def test_a_state_that_does_not_encode_still_fails_its_batch_when_written() -> None:
+def test_a_state_that_does_not_encode_still_raises_when_its_batch_is_written() -> None:
     table: dict[bytes, bytes] = {}
     cache = StateCache(table)
-    cache.put(b"a", {"customer_id": "a", "points": 1})
     cache.put(b"b", {"customer_id": "b", "bad": object()})  # a bug in the core, say
     cache.prepare()  # raises nothing: it runs while the output is acknowledged
     with pytest.raises(TypeError):
         cache.flush()
+    assert b"b" not in table
+
+
+class PackingFails(Exception):
+    pass
+
+
+def _failed_later(plains: list[bytes]) -> Future[Any]:
+    future: Future[Any] = Future()
+    future.set_exception(PackingFails("the packing thread failed"))
+    return future
+
+
+def _cannot_start(plains: list[bytes]) -> Future[Any]:
+    raise RuntimeError("cannot schedule new futures after shutdown")
+
+
+@pytest.mark.parametrize("packing", [_failed_later, _cannot_start])
+def test_states_are_compressed_where_they_are_written_when_the_packing_thread_fails(
+    monkeypatch: pytest.MonkeyPatch, packing: Any
+) -> None:
+    monkeypatch.setattr(state_codec, "pack_later", packing)
+    states = {b"a": {"customer_id": "a", "points": 1}, b"b": {"customer_id": "b", "points": 2}}
+    table: dict[bytes, bytes] = {}
+    cache = StateCache(table)
+    for key, state in states.items():
+        cache.put(key, state)
+
+    cache.prepare()  # raises nothing: the fetch's output is still awaited
+    cache.flush()
+
+    assert table == {key: state_codec.encode(state) for key, state in states.items()}
