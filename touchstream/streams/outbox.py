@@ -82,11 +82,11 @@ class Batch:
 
     __slots__ = ("acked", "builder", "error", "ok", "records", "sent")
 
-    def __init__(self, records: list[Record], builder: Any = None) -> None:
+    def __init__(self, records: list[Record]) -> None:
         self.records = records
         # the producer's batch ``_chunks`` filled with these records, for the first send only
         # (a batch is built once; a send again builds another)
-        self.builder = builder
+        self.builder: Any = None
         self.sent: asyncio.Future[Any] | None = None
         self.ok = False  # acknowledged since it was last sent
         self.error: BaseException | None = None

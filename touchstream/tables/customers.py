@@ -121,9 +121,13 @@ class StateCache:
         (``state_codec.pack_later``), for ``flush`` to write: the batch is done, and nothing
         changes its states before ``flush`` (the stage handles one fetch at a time). Raises
         nothing: a state that does not encode is left to ``flush``, which raises as before."""
-        keys = [key for key, state in self._dirty.items() if state is not None]
+        keys: list[bytes] = []
+        plains: list[bytes] = []
         try:
-            plains = [state_codec.plain(self._dirty[key]) for key in keys]  # type: ignore[arg-type]
+            for key, state in self._dirty.items():
+                if state is not None:
+                    keys.append(key)
+                    plains.append(state_codec.plain(state))
             future = state_codec.pack_later(plains)
         except Exception:  # flush encodes inline, and raises what that raises
             return

@@ -78,10 +78,18 @@ _DICT_1 = zstandard.ZstdCompressionDict(DICTIONARY_1, dict_type=zstandard.DICT_T
 # level 3 (zstd's default): 9.2 us and 450 bytes mean over the bench's states, level 1 7.9 us
 # and 469. The frame needs no checksum (Kafka's record CRC and RocksDB's block checksums cover
 # the bytes) nor a dictionary id (the format byte names it). zstandard's (de)compressors must
-# not be used by two threads at once: only the worker's event loop thread calls these.
-_COMPRESS = zstandard.ZstdCompressor(
-    level=3, dict_data=_DICT_1, write_checksum=False, write_dict_id=False
-).compress
+# not be used by two threads at once: ``_COMPRESS`` and ``_DECOMPRESS`` are the event loop
+# thread's, ``_COMPRESS_MANY`` the packing thread's.
+
+
+def _compressor() -> zstandard.ZstdCompressor:
+    """The one setting every stored state is compressed with (``pack``, ``pack_later``)."""
+    return zstandard.ZstdCompressor(
+        level=3, dict_data=_DICT_1, write_checksum=False, write_dict_id=False
+    )
+
+
+_COMPRESS = _compressor().compress
 _DECOMPRESS = zstandard.ZstdDecompressor(dict_data=_DICT_1).decompress
 _ZSTD_1 = bytes([ZSTD_1])
 
@@ -89,18 +97,10 @@ _ZSTD_1 = bytes([ZSTD_1])
 # on (streams/delivery.py: while the broker acknowledges the fetch's output). python-zstandard
 # compresses a whole list in C without the GIL (``multi_compress_to_buffer``; its C backend,
 # the one CPython wheels use), so on a second core this is time the event loop's thread no
-# longer spends. The compressor is this one thread's: zstandard's compressors must not be used
-# by two threads at once.
-# Its CFFI backend (PyPy, or a failed C build) has the method but raises
+# longer spends. Its CFFI backend (PyPy, or a failed C build) has the method but raises
 # NotImplementedError: there, states are compressed where they are written.
 _PACKING: ThreadPoolExecutor | None = None
-_COMPRESS_MANY = (
-    zstandard.ZstdCompressor(
-        level=3, dict_data=_DICT_1, write_checksum=False, write_dict_id=False
-    ).multi_compress_to_buffer
-    if zstandard.backend == "cext"
-    else None
-)
+_COMPRESS_MANY = _compressor().multi_compress_to_buffer if zstandard.backend == "cext" else None
 
 
 class StateFormatError(TouchstreamError):
